@@ -1,0 +1,106 @@
+"""prmsynth: training data for process reward models.
+
+Seed questions go in; step-by-step solutions come out as reasoning trees
+whose nodes carry Monte Carlo estimates of "a completion from this prefix
+reaches the right answer", ready to export for PRM, SFT and DPO trainers.
+
+The public names live here; the modules behind them are private.  Importing
+prmsynth imports neither litellm nor llama_cpp: they load on first use.
+
+>>> import prmsynth
+>>> settings = prmsynth.SearchSettings(num_branches=8)
+>>> settings.num_branches
+8
+"""
+
+from prmsynth._generation import LLMStepGenerator, derive_seed, split_on_blank_lines
+from prmsynth._interfaces import (
+    LLM,
+    NoEvolution,
+    QuestionEvolver,
+    SearchPolicy,
+    StepGenerator,
+    StepVerifier,
+)
+from prmsynth._pipeline import Pipeline
+from prmsynth._search import OmegaPRM, SearchResult
+from prmsynth._seeds import InputError, load_questions, reference_from_answer
+from prmsynth._serialize import (
+    dpo_records,
+    flat_record,
+    read_tree_file,
+    sft_records,
+    tree_from_dict,
+    tree_to_dict,
+)
+from prmsynth._tree import ReasoningTree, TreeInvariantError
+from prmsynth._values import (
+    Completion,
+    LLMResponse,
+    Question,
+    Rollout,
+    SamplingSettings,
+    SearchSettings,
+    Verdict,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "LiteLLMClient": "prmsynth._llm",
+    "DEFAULT_MODEL": "prmsynth._llm",
+    "MathAnswerVerifier": "prmsynth._verify",
+    "ExactMatchVerifier": "prmsynth._verify",
+    "FunctionVerifier": "prmsynth._verify",
+    "extract_answer": "prmsynth._verify",
+}
+
+
+def __getattr__(name: str):
+    # The verifier pulls in math-verify and sympy, the client litellm: both load
+    # only when asked for, so `import prmsynth` stays fast.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'prmsynth' has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "LLM",
+    "Completion",
+    "ExactMatchVerifier",
+    "FunctionVerifier",
+    "InputError",
+    "LLMResponse",
+    "LLMStepGenerator",
+    "LiteLLMClient",
+    "MathAnswerVerifier",
+    "NoEvolution",
+    "OmegaPRM",
+    "Pipeline",
+    "Question",
+    "QuestionEvolver",
+    "ReasoningTree",
+    "Rollout",
+    "SamplingSettings",
+    "SearchPolicy",
+    "SearchResult",
+    "SearchSettings",
+    "StepGenerator",
+    "StepVerifier",
+    "TreeInvariantError",
+    "Verdict",
+    "derive_seed",
+    "dpo_records",
+    "extract_answer",
+    "flat_record",
+    "load_questions",
+    "read_tree_file",
+    "reference_from_answer",
+    "sft_records",
+    "split_on_blank_lines",
+    "tree_from_dict",
+    "tree_to_dict",
+]

@@ -1,0 +1,118 @@
+"""Step generation: prompts, step splitting and the LLM-backed generator."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import attrs
+
+from prmsynth._interfaces import LLM, StepGenerator
+from prmsynth._values import LLMResponse, Question, SamplingSettings
+
+StepSplitter = Callable[[str], list[str]]
+
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
+def split_on_blank_lines(text: str) -> list[str]:
+    """Split a solution into steps at blank lines (the default splitter).
+
+    >>> split_on_blank_lines("First, 2 + 3 = 5.\\n\\n  \\nSo the answer is 5.\\n")
+    ['First, 2 + 3 = 5.', 'So the answer is 5.']
+    >>> split_on_blank_lines("   ")
+    []
+    """
+    return [step.strip() for step in _BLANK_LINE.split(text) if step.strip()]
+
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a careful math tutor. Solve the problem step by step. "
+    "Write each step as its own short paragraph, separated by a blank line. "
+    "Finish with a last step of the form: The answer is \\boxed{ANSWER}."
+)
+
+DEFAULT_CONTINUE_TEMPLATE = (
+    "{question}\n\n"
+    "Here are the first steps of a solution:\n\n{prefix}\n\n"
+    "Continue this solution from the next step. Do not repeat the steps above."
+)
+
+
+def derive_seed(base_seed: int, question_id: str, sample_offset: int) -> int:
+    """A per-request seed that depends only on its inputs (stable across runs and processes).
+
+    >>> derive_seed(0, "q1", 4) == derive_seed(0, "q1", 4)
+    True
+    >>> derive_seed(0, "q1", 4) != derive_seed(0, "q1", 8)
+    True
+    """
+    digest = hashlib.sha256(f"{base_seed}\x00{question_id}\x00{sample_offset}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1  # a non-negative 31-bit int every backend takes
+
+
+@attrs.frozen(kw_only=True)
+class LLMStepGenerator(StepGenerator):
+    """Writes and continues solutions with a chat LLM.
+
+    ``prefix_mode`` says how a partial solution reaches the model:
+    ``"user"`` (default, works with every chat API) quotes the steps in the
+    user message; ``"assistant"`` sends them as the start of the assistant's
+    reply for the model to continue, which only backends that support
+    assistant prefill honour (the embedded local model does).
+
+    >>> from prmsynth.testing import ScriptedLLM
+    >>> generator = LLMStepGenerator(llm=ScriptedLLM(lambda request: "2 + 3 = 5.\\n\\nThe answer is 5."))
+    >>> generator.split_steps("2 + 3 = 5.\\n\\nThe answer is 5.")
+    ['2 + 3 = 5.', 'The answer is 5.']
+    """
+
+    llm: LLM
+    sampling: SamplingSettings = attrs.field(factory=SamplingSettings)
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    continue_template: str = DEFAULT_CONTINUE_TEMPLATE
+    prefix_mode: Literal["user", "assistant"] = attrs.field(
+        default="user", validator=attrs.validators.in_(("user", "assistant"))
+    )
+    splitter: StepSplitter = split_on_blank_lines
+
+    def messages(self, question: Question, prefix: Sequence[str]) -> list[dict[str, str]]:
+        """The chat messages that ask for a continuation of ``prefix``."""
+        messages = [{"role": "system", "content": self.system_prompt}]
+        if not prefix:
+            messages.append({"role": "user", "content": question.text})
+        elif self.prefix_mode == "assistant":
+            messages.append({"role": "user", "content": question.text})
+            messages.append({"role": "assistant", "content": self.join_steps(prefix) + "\n\n"})
+        else:
+            content = self.continue_template.format(
+                question=question.text, prefix=self.join_steps(prefix)
+            )
+            messages.append({"role": "user", "content": content})
+        return messages
+
+    async def generate(
+        self,
+        question: Question,
+        prefix: Sequence[str],
+        *,
+        n: int,
+        sample_offset: int = 0,
+    ) -> LLMResponse:
+        sampling = self.sampling
+        seed = None
+        if sampling.seed is not None:
+            seed = derive_seed(sampling.seed, question.id, sample_offset)
+        return await self.llm.complete(
+            self.messages(question, prefix),
+            n=n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            seed=seed,
+        )
+
+    def split_steps(self, text: str) -> list[str]:
+        return self.splitter(text)

@@ -1,0 +1,133 @@
+"""The swappable parts of a pipeline.
+
+The four stages of the design card are abstract base classes, so that a
+user's subclass gets the shared behaviour (batch verification, step
+splitting) for free; the LLM backend is a :class:`typing.Protocol`, so any
+object with a matching ``complete`` method plugs in without inheriting.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from prmsynth._values import LLMResponse, Question, Verdict
+
+if TYPE_CHECKING:
+    from prmsynth._search import SearchResult
+
+Message = Mapping[str, str]
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """An LLM backend: one async call returning ``n`` sampled completions."""
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        n: int = 1,
+        temperature: float = 0.7,
+        top_p: float = 0.95,
+        max_tokens: int = 512,
+        seed: int | None = None,
+    ) -> LLMResponse:
+        """Sample ``n`` completions of the chat ``messages``."""
+        ...
+
+
+class StepGenerator(abc.ABC):
+    """Writes step-by-step solutions, or continues a partial one."""
+
+    @abc.abstractmethod
+    async def generate(
+        self,
+        question: Question,
+        prefix: Sequence[str],
+        *,
+        n: int,
+        sample_offset: int = 0,
+    ) -> LLMResponse:
+        """Sample ``n`` continuations of the solution whose first steps are ``prefix``.
+
+        Each completion's text is the continuation only; an empty ``prefix``
+        asks for whole solutions.  ``sample_offset`` counts the completions
+        already drawn for this question, so that seeded sampling gives fresh
+        samples on every call yet the same samples on every run.
+        """
+
+    @abc.abstractmethod
+    def split_steps(self, text: str) -> list[str]:
+        """Split a solution text into its steps."""
+
+    def join_steps(self, steps: Sequence[str]) -> str:
+        """Join steps back into one solution text (the inverse of :meth:`split_steps`)."""
+        return "\n\n".join(steps)
+
+
+class StepVerifier(abc.ABC):
+    """Decides whether a solution reached the reference answer."""
+
+    @abc.abstractmethod
+    def verify(self, response: str, reference: str, *, finish_reason: str | None = None) -> Verdict:
+        """Check one ``response`` against ``reference``; never raises on model text."""
+
+    async def averify_many(
+        self,
+        responses: Sequence[str],
+        reference: str,
+        *,
+        finish_reasons: Sequence[str | None] | None = None,
+    ) -> list[Verdict]:
+        """Check several responses without blocking the event loop."""
+        reasons = list(finish_reasons) if finish_reasons is not None else [None] * len(responses)
+
+        def check_all() -> list[Verdict]:
+            return [
+                self.verify(response, reference, finish_reason=reason)
+                for response, reason in zip(responses, reasons)
+            ]
+
+        return await asyncio.to_thread(check_all)
+
+    def close(self) -> None:
+        """Release resources (worker processes); the verifier stays usable."""
+
+
+class SearchPolicy(abc.ABC):
+    """Builds a reasoning tree for one question by sampling and verifying."""
+
+    @abc.abstractmethod
+    async def search(
+        self,
+        question: Question,
+        *,
+        generator: StepGenerator,
+        verifier: StepVerifier,
+    ) -> SearchResult:
+        """Search solutions of ``question`` and return the whole tree."""
+
+
+class QuestionEvolver(abc.ABC):
+    """Turns seed questions into the questions the search runs on."""
+
+    @abc.abstractmethod
+    async def evolve(self, questions: Sequence[Question]) -> list[Question]:
+        """Return the questions to search (seeds, evolved ones, or both)."""
+
+
+class NoEvolution(QuestionEvolver):
+    """The identity evolver: searches the seed questions as they are.
+
+    >>> import asyncio
+    >>> from prmsynth import Question
+    >>> seeds = [Question(id="q1", text="What is 2 + 3?", reference_answer="5")]
+    >>> asyncio.run(NoEvolution().evolve(seeds)) == seeds
+    True
+    """
+
+    async def evolve(self, questions: Sequence[Question]) -> list[Question]:
+        return list(questions)

@@ -1,0 +1,137 @@
+"""The Pipeline: evolve questions, then search each one, concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from prmsynth._generation import LLMStepGenerator
+from prmsynth._interfaces import (
+    LLM,
+    NoEvolution,
+    QuestionEvolver,
+    SearchPolicy,
+    StepGenerator,
+    StepVerifier,
+)
+from prmsynth._search import OmegaPRM, SearchResult
+from prmsynth._tree import ReasoningTree
+from prmsynth._values import Question, SamplingSettings, SearchSettings
+
+
+def _default_verifier() -> StepVerifier:
+    from prmsynth._verify import MathAnswerVerifier
+
+    return MathAnswerVerifier()
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Pipeline:
+    """Evolver, generator, verifier and search policy, composed.
+
+    Any of the four can be replaced by your own implementation.  Build one
+    around a litellm model string with :meth:`from_model`, or pass parts:
+
+    >>> from prmsynth import LLMStepGenerator, OmegaPRM, SearchSettings
+    >>> from prmsynth.testing import ScriptedLLM
+    >>> llm = ScriptedLLM(lambda request: "2 + 3 = 5.\\n\\nThe answer is \\\\boxed{5}.")
+    >>> pipeline = Pipeline(
+    ...     generator=LLMStepGenerator(llm=llm),
+    ...     policy=OmegaPRM(settings=SearchSettings(screen_rollouts=4)),
+    ... )
+    >>> [result] = pipeline.run([Question(id="q1", text="What is 2 + 3?", reference_answer="5")])
+    >>> (result.status, result.reason, result.n_completions)
+    ('skipped', 'all_correct', 4)
+    >>> pipeline.verifier.close()
+    """
+
+    generator: StepGenerator
+    verifier: StepVerifier = attrs.field(factory=_default_verifier)
+    policy: SearchPolicy = attrs.field(factory=OmegaPRM)
+    evolver: QuestionEvolver = attrs.field(factory=NoEvolution)
+    concurrency: int = attrs.field(default=4, validator=_positive)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: str | None = None,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        sampling: SamplingSettings | None = None,
+        search: SearchSettings | None = None,
+        llm_options: Mapping[str, Any] | None = None,
+        **parts: Any,
+    ) -> Pipeline:
+        """A pipeline whose LLM is any litellm model string.
+
+        ``model`` defaults to the embedded SmolLM2-135M-Instruct (needs the
+        ``local`` extra).  ``llm_options`` are passed to every
+        ``litellm.acompletion`` call; ``parts`` override the verifier, policy,
+        evolver or concurrency.
+        """
+        from prmsynth._llm import DEFAULT_MODEL, LiteLLMClient
+
+        llm: LLM = LiteLLMClient(
+            model=model or DEFAULT_MODEL,
+            api_base=api_base,
+            api_key=api_key,
+            options=dict(llm_options or {}),
+        )
+        generator = LLMStepGenerator(
+            llm=llm,
+            sampling=sampling or SamplingSettings(),
+            prefix_mode="assistant" if (model or DEFAULT_MODEL) == DEFAULT_MODEL else "user",
+        )
+        if search is not None:
+            parts.setdefault("policy", OmegaPRM(settings=search))
+        return cls(generator=generator, **parts)
+
+    async def search_question(self, question: Question) -> SearchResult:
+        """Search one question; an error becomes a ``failed`` result, not a crash."""
+        try:
+            return await self.policy.search(
+                question, generator=self.generator, verifier=self.verifier
+            )
+        except Exception as error:  # one bad question must not end a long run
+            return SearchResult(
+                tree=ReasoningTree(question),
+                status="failed",
+                reason=f"{type(error).__name__}: {error}",
+            )
+
+    async def astream(self, questions: Sequence[Question]) -> AsyncIterator[SearchResult]:
+        """Evolve, then search up to ``concurrency`` questions at once; yield
+        each result as soon as its question is done."""
+        evolved = await self.evolver.evolve(questions)
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def bounded(question: Question) -> SearchResult:
+            async with semaphore:
+                return await self.search_question(question)
+
+        tasks = [asyncio.ensure_future(bounded(question)) for question in evolved]
+        try:
+            for finished in asyncio.as_completed(tasks):
+                yield await finished
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def run(self, questions: Sequence[Question]) -> list[SearchResult]:
+        """Search every question and return the results in input order."""
+
+        async def collect() -> list[SearchResult]:
+            return [result async for result in self.astream(questions)]
+
+        results = asyncio.run(collect())
+        order = {question.id: index for index, question in enumerate(questions)}
+        return sorted(results, key=lambda result: order.get(result.question.id, len(order)))

@@ -1,0 +1,153 @@
+"""Reading seed questions: JSONL, a JSON array, or JSON objects one after another."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from prmsynth._values import Question
+
+
+class InputError(ValueError):
+    """Bad input, located: the message names the file, line and field.
+
+    >>> str(InputError("seeds.jsonl", "missing field", line=3, field="problem"))
+    "seeds.jsonl:3: field 'problem': missing field"
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, message: str, *, line: int | None = None, field: str | None = None
+    ) -> None:
+        self.path, self.line, self.field, self.message = str(path), line, field, message
+        location = self.path if line is None else f"{self.path}:{line}"
+        where = f" field {field!r}:" if field is not None else ""
+        super().__init__(f"{location}:{where} {message}")
+
+
+def reference_from_answer(answer: str) -> str:
+    """The final answer from a reference: GSM8K's ``... #### 72`` gives ``72``.
+
+    >>> reference_from_answer("She sold 48 + 24 = 72 clips.\\n#### 72")
+    '72'
+    >>> reference_from_answer(" \\\\frac{1}{4} ")
+    '\\\\frac{1}{4}'
+    """
+    if "####" in answer:
+        answer = answer.rsplit("####", 1)[1]
+    return answer.strip()
+
+
+def iter_json_records(path: str | os.PathLike) -> Iterator[tuple[int, object]]:
+    """Yield ``(line, value)`` for each JSON value in ``path``.
+
+    Accepts JSON Lines, one JSON array of objects, or objects one after
+    another over several lines each (the seed script's format).  ``line`` is
+    the 1-based line where the value starts.  Raises :class:`InputError` on a
+    missing file or bad JSON, naming the line.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(path, f"cannot read: {error}") from None
+    decoder = json.JSONDecoder()
+    position = _skip_space(text, 0)
+    in_array = text.startswith("[", position)
+    if in_array:
+        position = _skip_space(text, position + 1)
+    while position < len(text):
+        if in_array and text[position] == "]":
+            position = _skip_space(text, position + 1)
+            if position < len(text):
+                raise InputError(path, "unexpected text after the JSON array", line=_line_of(text, position))
+            return
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as error:
+            raise InputError(path, f"invalid JSON: {error.msg}", line=error.lineno) from None
+        yield _line_of(text, position), value
+        position = _skip_space(text, end)
+        if in_array:
+            if text.startswith(",", position):
+                position = _skip_space(text, position + 1)
+            elif position >= len(text):
+                break
+            elif not text.startswith("]", position):
+                raise InputError(path, "expected ',' or ']' in the JSON array", line=_line_of(text, position))
+    if in_array:
+        raise InputError(path, "the JSON array is not closed", line=_line_of(text, len(text)))
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n\ufeff":
+        position += 1
+    return position
+
+
+def _line_of(text: str, position: int) -> int:
+    return text.count("\n", 0, position) + 1
+
+
+def load_questions(
+    path: str | os.PathLike,
+    *,
+    question_fields: Sequence[str] = ("problem",),
+    answer_field: str = "final_answer",
+    limit: int | None = None,
+) -> list[Question]:
+    """Read seed questions with their reference answers.
+
+    The question text is the value of ``question_fields`` (joined by a blank
+    line when several are named); the id is the record's ``id`` or ``idx``
+    when present, else its position.  Every record is checked before any is
+    returned, so a bad file fails before work starts.
+
+    >>> import tempfile, pathlib
+    >>> seed = pathlib.Path(tempfile.mkdtemp()) / "seeds.jsonl"
+    >>> _ = seed.write_text('{"idx": 1, "problem": "What is 2 + 3?", "final_answer": "5"}\\n')
+    >>> [(q.id, q.text, q.reference_answer) for q in load_questions(seed)]
+    [('1', 'What is 2 + 3?', '5')]
+    """
+    questions: list[Question] = []
+    seen_ids: dict[str, int] = {}
+    for index, (line, record) in enumerate(iter_json_records(path), start=1):
+        if limit is not None and len(questions) >= limit:
+            break
+        if not isinstance(record, dict):
+            raise InputError(path, f"expected a JSON object, got {type(record).__name__}", line=line)
+        parts = []
+        for field in question_fields:
+            parts.append(_required_text(record, field, path, line))
+        answer = reference_from_answer(_required_text(record, answer_field, path, line))
+        if not answer:
+            raise InputError(path, "the answer is empty after '####'", line=line, field=answer_field)
+        question_id = str(record.get("id", record.get("idx", index)))
+        if question_id in seen_ids:
+            raise InputError(
+                path, f"duplicate id {question_id!r} (first on line {seen_ids[question_id]})", line=line
+            )
+        seen_ids[question_id] = line
+        questions.append(
+            Question(
+                id=question_id,
+                text="\n\n".join(parts),
+                reference_answer=answer,
+                source=Path(path).name,
+            )
+        )
+    return questions
+
+
+def _required_text(record: dict, field: str, path: str | os.PathLike, line: int) -> str:
+    if field not in record:
+        raise InputError(path, "missing field", line=line, field=field)
+    value = record[field]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InputError(path, f"expected text, got {type(value).__name__}", line=line, field=field)
+    text = str(value).strip()
+    if not text:
+        raise InputError(path, "empty value", line=line, field=field)
+    return text

@@ -1,0 +1,226 @@
+"""Serializers: the tree format, the flat per-step format, SFT and DPO records.
+
+The tree and flat formats keep the seed script's field names
+(``reasoning_steps``, ``mc_value``, ``solution_prefix``, ``reward``,
+``correctBranches``, ``falseBranches``) so existing readers keep working;
+the extra fields (counts, ids, rollouts) sit alongside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from prmsynth._search import SearchResult
+from prmsynth._tree import ReasoningTree, TreeInvariantError
+from prmsynth._values import Question, Rollout
+
+STEP_SEPARATOR = "\n\n"
+
+_NODE_FIELDS = ("mc_value", "n_correct", "n_rollouts", "visits", "terminal", "verdict")
+
+
+def tree_to_dict(tree: ReasoningTree) -> dict[str, Any]:
+    """The nested tree record: the root's ``text`` is the question.
+
+    >>> from prmsynth import Question, ReasoningTree
+    >>> tree = ReasoningTree(Question(id="q1", text="What is 2 + 3?", reference_answer="5"))
+    >>> _ = tree.add_steps(tree.root, ["2 + 3 = 5."])
+    >>> record = tree_to_dict(tree)
+    >>> record["reasoning_steps"]["children"][0]["text"]
+    '2 + 3 = 5.'
+    >>> tree_from_dict(record) == tree
+    True
+    """
+    question = tree.question
+    return {
+        "question_id": question.id,
+        "question": question.text,
+        "final_answer": question.reference_answer,
+        "source": question.source,
+        "answer_source": question.answer_source,
+        "metadata": question.metadata,
+        "reasoning_steps": _node_to_dict(tree, tree.root),
+    }
+
+
+def _node_to_dict(tree: ReasoningTree, node: int) -> dict[str, Any]:
+    data = tree[node]
+    record: dict[str, Any] = {"id": node, "text": data["text"]}
+    record.update({field: data[field] for field in _NODE_FIELDS})
+    record["correct_rollouts"] = [rollout.to_dict() for rollout in data["correct_rollouts"]]
+    record["incorrect_rollouts"] = [rollout.to_dict() for rollout in data["incorrect_rollouts"]]
+    record["children"] = [_node_to_dict(tree, child) for child in tree.children(node)]
+    return record
+
+
+def tree_from_dict(record: dict[str, Any]) -> ReasoningTree:
+    """Load a tree record back into a :class:`ReasoningTree` (checked)."""
+    try:
+        question = Question(
+            id=str(record["question_id"]),
+            text=record["question"],
+            reference_answer=record["final_answer"],
+            source=record.get("source", "seed"),
+            answer_source=record.get("answer_source", "seed"),
+            metadata=record.get("metadata") or {},
+        )
+        tree = ReasoningTree(question)
+        tree.graph.clear()
+        stack: list[tuple[dict[str, Any], int | None]] = [(record["reasoning_steps"], None)]
+        while stack:
+            node_record, parent = stack.pop()
+            node = int(node_record["id"])
+            if node in tree.graph:
+                raise TreeInvariantError(f"node id {node} appears twice")
+            tree._add_node(
+                node,
+                node_record["text"],
+                **{field: node_record[field] for field in _NODE_FIELDS},
+            )
+            data = tree[node]
+            data["correct_rollouts"] = [Rollout.from_dict(r) for r in node_record["correct_rollouts"]]
+            data["incorrect_rollouts"] = [
+                Rollout.from_dict(r) for r in node_record["incorrect_rollouts"]
+            ]
+            if parent is not None:
+                tree.graph.add_edge(parent, node)
+            # reversed so that children are added, and so ordered, as written
+            stack.extend((child, node) for child in reversed(node_record["children"]))
+    except (KeyError, TypeError, ValueError) as error:
+        if isinstance(error, TreeInvariantError):
+            raise
+        raise TreeInvariantError(f"malformed tree record: {error!r}") from None
+    if record["reasoning_steps"].get("id") != tree.root:
+        raise TreeInvariantError("the root node must have id 0")
+    tree.check_invariants()
+    return tree
+
+
+def result_to_tree_record(result: SearchResult) -> dict[str, Any]:
+    """The tree record of a search result, with its status and costs."""
+    record = tree_to_dict(result.tree)
+    record.update(
+        status=result.status,
+        reason=result.reason,
+        n_completions=result.n_completions,
+        n_selections=result.n_selections,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+    )
+    return record
+
+
+def flat_record(tree: ReasoningTree) -> dict[str, Any]:
+    """One record per question with one entry per node (the seed's flat format).
+
+    ``reward`` is the node's MC value, null where nothing was sampled from it.
+    """
+    steps = []
+    for node in tree.nodes():
+        data = tree[node]
+        steps.append(
+            {
+                "node_id": node,
+                "solution_prefix": STEP_SEPARATOR.join(tree.prefix_steps(node)),
+                "reward": data["mc_value"],
+                "n_correct": data["n_correct"],
+                "n_rollouts": data["n_rollouts"],
+                "correctBranches": [r.text for r in data["correct_rollouts"]],
+                "falseBranches": [r.text for r in data["incorrect_rollouts"]],
+            }
+        )
+    question = tree.question
+    return {
+        "question_id": question.id,
+        "question": question.text,
+        "final_answer": question.reference_answer,
+        "reasoning_steps": steps,
+    }
+
+
+def full_solutions(tree: ReasoningTree) -> Iterator[tuple[str, bool]]:
+    """Every distinct whole solution seen in the tree (prefix + rollout), with correctness."""
+    seen: set[str] = set()
+    for node in tree.nodes():
+        data = tree[node]
+        prefix = tree.prefix_steps(node)
+        for rollout in (*data["correct_rollouts"], *data["incorrect_rollouts"]):
+            if rollout.finish_reason == "length":
+                continue  # a cut-off text is no solution to imitate or contrast
+            text = STEP_SEPARATOR.join([*prefix, rollout.text]).strip()
+            if text and text not in seen:
+                seen.add(text)
+                yield text, rollout.correct
+
+
+def sft_records(tree: ReasoningTree, *, system_prompt: str) -> list[dict[str, Any]]:
+    """One chat record per distinct correct solution."""
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": system_prompt},
+                {"role": "user", "content": tree.question.text},
+                {"role": "assistant", "content": text},
+            ]
+        }
+        for text, correct in full_solutions(tree)
+        if correct
+    ]
+
+
+def dpo_records(tree: ReasoningTree, *, system_prompt: str) -> list[dict[str, Any]]:
+    """Preference pairs: the i-th correct solution against the i-th incorrect one."""
+    solutions = list(full_solutions(tree))
+    correct = [text for text, is_correct in solutions if is_correct]
+    incorrect = [text for text, is_correct in solutions if not is_correct]
+    prompt = [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": tree.question.text},
+    ]
+    return [
+        {
+            "input": {"messages": prompt},
+            "preferred_output": [{"role": "assistant", "content": chosen}],
+            "non_preferred_output": [{"role": "assistant", "content": rejected}],
+        }
+        for chosen, rejected in zip(correct, incorrect)
+    ]
+
+
+def read_tree_file(path: str | os.PathLike) -> Iterator[ReasoningTree]:
+    """Load every tree of a ``trees.jsonl`` file."""
+    with open(path, encoding="utf-8") as file:
+        for line in file:
+            if line.strip():
+                yield tree_from_dict(json.loads(line))
+
+
+def dumps_line(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def append_line(file: IO[str], record: dict[str, Any]) -> None:
+    """Append one JSON line in a single write and push it to disk.
+
+    One ``write`` of the whole line and a flush per question means a crash
+    loses at most the line being written, never the questions before it.
+    """
+    file.write(dumps_line(record))
+    file.flush()
+    os.fsync(file.fileno())
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON to a temporary file and rename it over ``path``."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump(data, file, indent=2, ensure_ascii=False)
+        file.write("\n")
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)

@@ -1,0 +1,182 @@
+"""Immutable value classes shared by every stage of the pipeline."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+VerdictStatus = Literal["correct", "incorrect", "unparseable"]
+
+
+def _check_probability(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be in [0, 1], got {value!r}")
+
+
+def _check_positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _check_non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Question:
+    """A question with its reference answer.
+
+    ``source`` says where the question came from (a seed file, an evolver);
+    ``answer_source`` how the reference answer was obtained (``"seed"`` for a
+    human-given answer).
+
+    >>> Question(id="q1", text="What is 2 + 3?", reference_answer="5")
+    Question(id='q1', text='What is 2 + 3?', reference_answer='5', source='seed', answer_source='seed', metadata={})
+    """
+
+    id: str
+    text: str
+    reference_answer: str
+    source: str = "seed"
+    answer_source: str = "seed"
+    metadata: dict = attrs.field(factory=dict, eq=False)
+
+
+@attrs.frozen(kw_only=True)
+class Completion:
+    """One sampled completion as an LLM backend returned it.
+
+    ``n_tokens`` is the completion's length in tokens, or None when the
+    backend did not report it.  ``finish_reason`` is ``"stop"``, ``"length"``
+    (cut off at the token limit) or whatever the backend said.
+    """
+
+    text: str
+    finish_reason: str | None = None
+    n_tokens: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class LLMResponse:
+    """The n completions of one request, with the request's token usage."""
+
+    completions: tuple[Completion, ...]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class Verdict:
+    """The outcome of checking one response against a reference answer.
+
+    ``status`` is ``"correct"``, ``"incorrect"`` or ``"unparseable"`` (no
+    answer could be extracted, the response was cut off, or the reference
+    itself does not parse).  ``extracted_answer`` is what was read from the
+    response, so data users can see why a label was given.
+
+    >>> Verdict(status="correct", extracted_answer="5").correct
+    True
+    >>> Verdict(status="unparseable", reason="no answer found").correct
+    False
+    """
+
+    status: VerdictStatus
+    extracted_answer: str | None = None
+    reason: str | None = None
+
+    @property
+    def correct(self) -> bool:
+        return self.status == "correct"
+
+
+@attrs.frozen(kw_only=True)
+class Rollout:
+    """A completion sampled from a step prefix, split into steps and checked.
+
+    ``text`` is the continuation only (not the prefix it was sampled from).
+    """
+
+    text: str
+    steps: tuple[str, ...]
+    verdict: Verdict
+    n_tokens: int | None = None
+    finish_reason: str | None = None
+
+    @property
+    def correct(self) -> bool:
+        return self.verdict.correct
+
+    @property
+    def extracted_answer(self) -> str | None:
+        return self.verdict.extracted_answer
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "steps": list(self.steps),
+            "correct": self.correct,
+            "verdict": self.verdict.status,
+            "extracted_answer": self.verdict.extracted_answer,
+            "n_tokens": self.n_tokens,
+            "finish_reason": self.finish_reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Rollout:
+        return cls(
+            text=data["text"],
+            steps=tuple(data["steps"]),
+            verdict=Verdict(status=data["verdict"], extracted_answer=data.get("extracted_answer")),
+            n_tokens=data.get("n_tokens"),
+            finish_reason=data.get("finish_reason"),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class SamplingSettings:
+    """How completions are sampled from the LLM.
+
+    >>> SamplingSettings(temperature=0.7).top_p
+    0.95
+    """
+
+    temperature: float = attrs.field(default=0.7, validator=_check_non_negative)
+    top_p: float = attrs.field(default=0.95, validator=_check_probability)
+    max_tokens: int = attrs.field(default=512, validator=_check_positive)
+    seed: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SearchSettings:
+    """Settings of the OmegaPRM-style search, with the seed script's defaults.
+
+    ``num_branches`` completions are sampled per Monte Carlo estimation;
+    ``max_search`` bounds the number of candidate selections and
+    ``max_branches`` the completions spent per question in total (screening
+    included).  ``alpha``, ``beta``, ``length_scale`` (L) and ``exploration``
+    (c) shape the selection priority
+    ``alpha ** (1 - mc_value) * beta ** (len(rollout) / L)
+    + c * sqrt(sum of visits) / (1 + visits)``.
+
+    >>> settings = SearchSettings()
+    >>> (settings.num_branches, settings.max_search, settings.max_branches)
+    (4, 4, 40)
+    >>> SearchSettings(alpha=2.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: alpha must be in [0, 1], got 2.0
+    """
+
+    screen_rollouts: int = attrs.field(default=16, validator=_check_positive)
+    num_branches: int = attrs.field(default=4, validator=_check_positive)
+    max_search: int = attrs.field(default=4, validator=_check_non_negative)
+    max_branches: int = attrs.field(default=40, validator=_check_positive)
+    alpha: float = attrs.field(default=0.5, validator=_check_probability)
+    beta: float = attrs.field(default=0.9, validator=_check_probability)
+    length_scale: float = attrs.field(default=512.0, validator=_check_positive)
+    exploration: float = attrs.field(default=0.125, validator=_check_non_negative)
+
+    def to_dict(self) -> dict:
+        return attrs.asdict(self)

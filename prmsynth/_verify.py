@@ -1,0 +1,954 @@
+"""Answer checking: did a completion reach the reference answer?
+
+Every Monte Carlo label counts completions that reached the right answer, so
+this check bounds the quality of the whole data set.  It has three
+replaceable parts:
+
+* :func:`extract_answer` reads the final answer out of a model's text
+  (last ``\\boxed{}``, "The answer is ...", GSM8K ``#### N``, ...);
+* :class:`MathEquivalence` decides whether two answers are the same: a fast,
+  exact path for plain numbers and common LaTeX spellings, then math-verify
+  (sympy) for everything else, in a worker process with a hard time bound;
+* :class:`MathAnswerVerifier` ties both together behind the
+  :class:`~prmsynth._interfaces.StepVerifier` interface and turns every
+  outcome, errors included, into a :class:`~prmsynth._values.Verdict`.
+
+:class:`ExactMatchVerifier` (normalized strings and numbers, no sympy) and
+:class:`FunctionVerifier` (any user function) share the same interface.
+
+>>> extract_answer("First 2 + 3 = 5, so the answer is \\\\boxed{5}.")
+'5'
+>>> normalize_answer("\\\\$1,000")
+'1000'
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+import threading
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import attrs
+
+from prmsynth._interfaces import StepVerifier
+from prmsynth._values import Verdict
+
+__all__ = [
+    "EquivalenceCheckError",
+    "ExactMatchVerifier",
+    "FunctionVerifier",
+    "MathAnswerVerifier",
+    "MathEquivalence",
+    "answers_equivalent",
+    "extract_answer",
+    "fast_equivalent",
+    "normalize_answer",
+    "reference_answer_from_text",
+]
+
+# Only the tail of a response is searched: final answers sit at the end, and
+# a cap keeps the regular expressions fast on runaway generations.
+EXTRACTION_WINDOW = 10_000
+# Longer extracted answers are rejected before they reach sympy.
+MAX_ANSWER_LENGTH = 1_000
+# Exponent towers deeper than this (9^{9^{9}}) are rejected before sympy.
+MAX_EXPONENT_DEPTH = 2
+# Plain numbers with more digits than this skip the exact fast path.
+MAX_FAST_DIGITS = 200
+# At most this many \boxed commands are tried, last first.
+MAX_BOX_CANDIDATES = 20
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_MEMORY_LIMIT = 2 * 1024**3
+
+
+# ---------------------------------------------------------------------------
+# Extraction
+# ---------------------------------------------------------------------------
+
+_BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)\b")
+_ANSWER_PHRASE = re.compile(
+    r"(?:the\s+final\s+answer\s+is|final\s+answer\s*:|the\s+answer\s+is)\s*:?",
+    re.IGNORECASE,
+)
+_GSM8K_ANSWER = re.compile(r"####\s*([^\n]+)")
+_BOLD = re.compile(r"\*\*([^*\n]+?)\*\*")
+_ANSWER_LINE = re.compile(r"^\W*(?:final\s+)?answer\s*[:\uff1a]\s*(.+)$", re.IGNORECASE)
+# A number: thousands-separated or plain digits, decimals, a simple fraction.
+# The sign is only taken when no word or closing bracket precedes it, so that
+# "3-5" yields "5" and "= -2" yields "-2".
+_NUMBER = re.compile(
+    r"(?:(?<![\w)\]}])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|(?:(?<![\w)\]}])-)?\.\d+"
+)
+_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def _matching_brace(text: str, open_index: int) -> int | None:
+    """Index of the ``}`` closing the ``{`` at ``open_index``, or None."""
+    depth = 0
+    index = open_index
+    length = len(text)
+    while index < length:
+        character = text[index]
+        if character == "\\":
+            # An escaped brace (\{ or \}) does not count.
+            index += 2
+            continue
+        if character == "{":
+            depth += 1
+        elif character == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+        index += 1
+    return None
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last complete ``\\boxed{...}`` or ``\\fbox{...}``."""
+    # Only the last few candidates: an unclosed \boxed{ costs a scan to the end.
+    for match in list(_BOX_COMMAND.finditer(text))[-MAX_BOX_CANDIDATES:][::-1]:
+        rest = text[match.end() :]
+        stripped = rest.lstrip(" ")
+        if stripped.startswith("{"):
+            open_index = match.end() + len(rest) - len(stripped)
+            closing = _matching_brace(text, open_index)
+            if closing is not None:
+                return text[open_index + 1 : closing]
+        elif rest.startswith(" ") and stripped:
+            # "\boxed 5": the argument is the next token.
+            return re.match(r"[^\s$]*", stripped).group(0)
+    return None
+
+
+def _strip_math_wrappers(answer: str) -> str:
+    """Remove surrounding ``$``/``\\(``/``\\[`` wrappers, markup and end punctuation."""
+    previous = None
+    while answer != previous:
+        previous = answer
+        answer = answer.strip().strip("*").strip()
+        answer = answer.rstrip(".,;:").rstrip()
+        for opening, closing in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+            if (
+                answer.startswith(opening)
+                and answer.endswith(closing)
+                and len(answer) >= len(opening) + len(closing)
+            ):
+                answer = answer[len(opening) : len(answer) - len(closing)]
+                break
+        boxed = re.fullmatch(r"\\(?:boxed|fbox)\s*\{(.*)\}", answer, re.DOTALL)
+        if boxed and _matching_brace(answer, answer.index("{")) == len(answer) - 1:
+            answer = boxed.group(1)
+    return answer.strip()
+
+
+def _phrase_answer(rest: str) -> str | None:
+    """The answer that follows "The answer is": up to the end of its sentence."""
+    rest = rest.lstrip(" \t*")
+    line = rest.split("\n", 1)[0].strip()
+    if not line:
+        return None
+    for opening, closing in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if line.startswith(opening):
+            end = line.find(closing, len(opening))
+            if end != -1:
+                return line[len(opening) : end]
+    # The sentence ends at a period followed by a space (not a decimal point).
+    sentence = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
+    answer = _strip_math_wrappers(sentence)
+    # Prose after the phrase ("that she has 5 apples"): keep its last number.
+    if len(_WORD.findall(answer)) >= 3 and "\\" not in answer:
+        numbers = _NUMBER.findall(answer)
+        if numbers:
+            return numbers[-1]
+    return answer or None
+
+
+def extract_answer(text: str) -> str | None:
+    """Read the final answer out of a model's response, or None when there is none.
+
+    In order of preference: the last ``\\boxed{...}`` or ``\\fbox{...}`` (nested
+    braces are matched by a scan), the last "The answer is X" / "Final Answer:
+    X" / "the final answer is X", the GSM8K marker ``#### X``, a bold
+    ``**X**`` or an ``Answer: X`` on the last line, and finally the last number
+    in the text.  Surrounding ``$...$`` and trailing periods are removed.
+    Only the last 10,000 characters are read.
+
+    >>> extract_answer("so \\\\boxed{\\\\frac{1}{2}}")
+    '\\\\frac{1}{2}'
+    >>> extract_answer("The answer is $42$. I hope it is correct.")
+    '42'
+    >>> extract_answer("She pays 3 * 24 = 72 dollars.\\n#### 72")
+    '72'
+    >>> extract_answer("3 + 4 = 7 apples in all.")
+    '7'
+    >>> extract_answer("I do not know.") is None
+    True
+    """
+    if not isinstance(text, str):
+        return None
+    text = text[-EXTRACTION_WINDOW:]
+
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        answer = _strip_math_wrappers(boxed)
+        if answer:
+            return answer
+
+    phrases = list(_ANSWER_PHRASE.finditer(text))
+    for match in reversed(phrases):
+        answer = _phrase_answer(text[match.end() :])
+        if answer:
+            return answer
+
+    gsm8k = list(_GSM8K_ANSWER.finditer(text))
+    if gsm8k:
+        answer = _strip_math_wrappers(gsm8k[-1].group(1))
+        if answer:
+            return answer
+
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if lines:
+        last_line = lines[-1]
+        answer_line = _ANSWER_LINE.match(last_line)
+        if answer_line:
+            answer = _phrase_answer(answer_line.group(1))
+            if answer:
+                return answer
+        bold = [
+            match.group(1)
+            for match in _BOLD.finditer(last_line)
+            if any(character.isdigit() for character in match.group(1))
+        ]
+        if bold:
+            answer = _phrase_answer(bold[-1])
+            if answer:
+                return answer
+
+    numbers = _NUMBER.findall(text)
+    if numbers:
+        return numbers[-1]
+    return None
+
+
+def reference_answer_from_text(text: str) -> str:
+    """The reference answer in a seed's answer text.
+
+    A GSM8K-style solution ending in ``#### 72`` gives ``"72"`` (thousands
+    separators removed); any other text is returned stripped.
+
+    >>> reference_answer_from_text("She sells 9 eggs at $2 each.\\n#### 18")
+    '18'
+    >>> reference_answer_from_text("  \\\\frac{1}{2} ")
+    '\\\\frac{1}{2}'
+    """
+    matches = list(_GSM8K_ANSWER.finditer(text))
+    if matches:
+        answer = matches[-1].group(1).strip()
+        if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", answer):
+            answer = answer.replace(",", "")
+        return answer
+    return text.strip()
+
+
+# ---------------------------------------------------------------------------
+# Normalization and the exact fast path
+# ---------------------------------------------------------------------------
+
+_REMOVED_TOKENS = (
+    (re.compile(r"\\[dt]frac\b"), r"\\frac"),
+    (re.compile(r"\\left\s*(?=[(\[{|.]|\\[{|])"), ""),
+    (re.compile(r"\\left\b"), ""),
+    (re.compile(r"\\right\s*(?=[)\]}|.]|\\[}|])"), ""),
+    (re.compile(r"\\right\b"), ""),
+    (re.compile(r"\\[!,;:]|\\ |~"), " "),
+    (re.compile(r"\\displaystyle\b"), ""),
+    # Degrees: 90^\circ, 90^{\circ}, 90°.
+    (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ\b|\\circ\b|°|\\degree\b"), ""),
+    (re.compile(r"\\%|%"), ""),
+    (re.compile(r"\\\$|\$"), ""),
+    (re.compile(r"\{,\}"), ","),
+    # A single upright letter (\mathrm{i}, \mathrm{e}) is just that letter.
+    (re.compile(r"\\(?:mathrm|textrm|text)\{([A-Za-z])\}"), r"\1"),
+)
+# Unit words: a leading space or two letters, so that 4\mathrm{i} keeps its i.
+_UNIT_WORDS = r"(?:\s+[A-Za-z]|[A-Za-z]{2})[A-Za-z\s./\-]*"
+# A value followed by a \text{...} unit: "40 \text{ cubic inches}", "5\mbox{ cm}^2".
+_TRAILING_TEXT_UNIT = re.compile(
+    r"^(?P<value>.*?\S)\s*\\(?:text|mbox|mathrm|textrm|textnormal|textbf|mathit)\s*"
+    r"\{" + _UNIT_WORDS + r"\}(?:\s*\^\s*(?:\d|\{\d\}))?$",
+    re.DOTALL,
+)
+# A plain number followed by plain unit words: "10 hours", "20.16 Mb/h".
+_TRAILING_PLAIN_UNIT = re.compile(
+    r"^(?P<value>[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:/\d+)?)\s+[A-Za-z]{2}[A-Za-z\s./\-]*(?:\^\d)?$"
+)
+_WHOLE_TEXT = re.compile(
+    r"^\\(?:text|mbox|mathrm|textrm|textnormal|textbf|mathbf|mathit)\s*\{(?P<inner>.*)\}$",
+    re.DOTALL,
+)
+_CHOICE_LETTER = re.compile(r"^\(?\s*(?P<letter>[A-Z])\s*\)?$")
+_RELATIONS = ("<", ">", "\\le", "\\ge", "\\ne", "\\approx", "\\equiv")
+_LONE_VARIABLE = re.compile(r"^(?:[A-Za-z](?:_\{?\w+\}?)?|\\[A-Za-z]+)$")
+_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,])")
+_COMMAND_BEFORE_LETTER = re.compile(r"(\\[A-Za-z]+)\s+(?=[A-Za-z0-9])")
+_INTEGER = re.compile(r"[-+]?\d+")
+_DECIMAL = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+)")
+_SLASH_FRACTION = re.compile(r"(?P<sign>[-+]?)\(?(?P<top>\d+)\)?/\(?(?P<bottom>\d+)\)?")
+_LATEX_FRACTION = re.compile(
+    r"(?P<sign>[-+]?)\\frac(?:\{(?P<top>[-+]?\d+(?:\.\d+)?)\}|(?P<top_digit>\d))"
+    r"(?:\{(?P<bottom>[-+]?\d+(?:\.\d+)?)\}|(?P<bottom_digit>\d))"
+)
+
+
+def _unwrap_text(answer: str) -> str:
+    """``\\text{A,D}`` -> ``A,D`` when the whole answer is one text group."""
+    whole = _WHOLE_TEXT.match(answer)
+    if whole and _matching_brace(answer, answer.index("{")) == len(answer) - 1:
+        return whole.group("inner").strip()
+    return answer
+
+
+def _drop_units(answer: str) -> str:
+    """Drop unit words trailing a value (``40 \\text{ cubic inches}`` -> ``40``)."""
+    for _ in range(3):
+        trailing = _TRAILING_TEXT_UNIT.match(answer)
+        if not trailing:
+            break
+        value = trailing.group("value")
+        if value.endswith(("\\", "{", "=", "+", "-", "(", ",")):
+            break
+        answer = value.strip()
+    plain = _TRAILING_PLAIN_UNIT.match(answer)
+    if plain:
+        answer = plain.group("value")
+    return answer
+
+
+def _right_hand_side(answer: str) -> str:
+    """``x = 5`` -> ``5`` when one side of a single equation is a lone variable."""
+    if answer.count("=") != 1 or any(symbol in answer for symbol in _RELATIONS):
+        return answer
+    left, right = (side.strip() for side in answer.split("="))
+    if _LONE_VARIABLE.match(left) and right:
+        return right
+    if _LONE_VARIABLE.match(right) and left:
+        return left
+    return answer
+
+
+def _collapse_spaces(answer: str) -> str:
+    """Remove whitespace, except where it ends a command (``\\pi r`` keeps its space)."""
+    answer = _COMMAND_BEFORE_LETTER.sub(lambda match: match.group(1) + "\0", answer)
+    answer = re.sub(r"\s+", "", answer)
+    return answer.replace("\0", " ")
+
+
+def normalize_answer(answer: str) -> str:
+    """A canonical spelling of an answer, for string comparison.
+
+    Removes ``$`` and ``\\$``, ``\\%``, degrees, ``\\left``/``\\right``,
+    thin spaces, thousands separators, unit words trailing a value, a
+    ``\\text{}`` wrapping the whole answer, parentheses around a single
+    choice letter and a lone variable on one side of an equation;
+    ``\\dfrac``/``\\tfrac`` become ``\\frac``.  Whitespace is removed except
+    after a command.
+
+    >>> normalize_answer("40 \\\\text{ cubic inches}")
+    '40'
+    >>> normalize_answer("\\\\left( 3, \\\\dfrac{\\\\pi}{2} \\\\right)")
+    '(3,\\\\frac{\\\\pi}{2})'
+    >>> normalize_answer("x = 5")
+    '5'
+    >>> normalize_answer("(B)")
+    'B'
+    """
+    answer = _strip_math_wrappers(answer)
+    answer = _unwrap_text(answer)
+    for pattern, replacement in _REMOVED_TOKENS:
+        answer = pattern.sub(replacement, answer)
+    answer = answer.strip()
+    answer = _drop_units(answer)
+    answer = _unwrap_text(answer)
+    answer = _right_hand_side(answer)
+    answer = _drop_units(answer)
+    # Thousands separators are only taken out before spaces are, so that the
+    # list "2, 345" is not read as 2345.
+    answer = _THOUSANDS.sub(lambda match: match.group(0).replace(",", ""), answer)
+    answer = _collapse_spaces(answer.strip())
+    choice = _CHOICE_LETTER.match(answer)
+    if choice:
+        return choice.group("letter")
+    if answer.startswith("{") and answer.endswith("}") and _matching_brace(answer, 0) == len(answer) - 1:
+        answer = answer[1:-1]
+    return answer
+
+
+def _as_fraction(answer: str) -> Fraction | None:
+    """The exact value of a normalized plain number (int, decimal, simple fraction)."""
+    if len(answer) > MAX_FAST_DIGITS:
+        return None
+    try:
+        if _INTEGER.fullmatch(answer) or _DECIMAL.fullmatch(answer):
+            return Fraction(answer)
+        slash = _SLASH_FRACTION.fullmatch(answer)
+        if slash:
+            value = Fraction(int(slash.group("top")), int(slash.group("bottom")))
+            return -value if slash.group("sign") == "-" else value
+        latex = _LATEX_FRACTION.fullmatch(answer)
+        if latex:
+            top = Fraction(latex.group("top") or latex.group("top_digit"))
+            bottom = Fraction(latex.group("bottom") or latex.group("bottom_digit"))
+            value = top / bottom
+            return -value if latex.group("sign") == "-" else value
+    except (ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def _is_words(answer: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z][A-Za-z ]+", answer))
+
+
+def fast_equivalent(extracted: str, reference: str) -> bool | None:
+    """Decide equivalence without sympy when that is certain, else None.
+
+    True when the normalized spellings agree; True or False when both are
+    plain numbers (compared exactly, so ``0.5 == 1/2 == \\frac{1}{2}``);
+    None when only a symbolic check can tell.
+
+    >>> fast_equivalent("\\\\dfrac{3}{4}", "0.75")
+    True
+    >>> fast_equivalent("72", "73")
+    False
+    >>> fast_equivalent("\\\\sqrt{4}", "2") is None
+    True
+    """
+    left = normalize_answer(extracted)
+    right = normalize_answer(reference)
+    if not left or not right:
+        return None
+    if left == right:
+        return True
+    if _is_words(left) and _is_words(right):
+        # Text answers ("Monday") compare without case; single letters do not.
+        if left.lower() == right.lower():
+            return True
+    left_value = _as_fraction(left)
+    right_value = _as_fraction(right)
+    if left_value is not None and right_value is not None:
+        return left_value == right_value
+    return None
+
+
+def _exponent_depth(text: str) -> int:
+    """How deeply exponents nest: ``x^2`` is 1, ``2^{3^{4}}`` 2, ``9^9^9`` 3."""
+    text = text.replace("**", "^")
+    stack: list[int] = []  # the exponent depth outside each open brace
+    depth = 0  # the exponent depth at the current position
+    chain = 0  # the depth of an exponent that ends right here (for 9^9^9)
+    deepest = 0
+    pending: int | None = None  # the depth of a "^" waiting for its argument
+    index = 0
+    length = len(text)
+    while index < length:
+        character = text[index]
+        if character == "^":
+            level = max(depth, chain) + 1
+            deepest = max(deepest, level)
+            pending = level
+            chain = 0
+            index += 1
+            continue
+        if character == "{":
+            stack.append(depth)
+            if pending is not None:
+                depth = pending
+            pending = None
+            chain = 0
+        elif character == "}":
+            inner = depth
+            depth = stack.pop() if stack else 0
+            chain = inner if inner > depth else 0
+        elif pending is not None and not character.isspace():
+            # A bare argument: one character or one \command.
+            if character == "\\":
+                command = re.match(r"\\[A-Za-z]+", text[index:])
+                index += len(command.group(0)) if command else 2
+            else:
+                index += 1
+            chain = pending
+            pending = None
+            continue
+        elif not character.isspace():
+            chain = 0
+        index += 1
+    return deepest
+
+
+def _rejection(extracted: str) -> str | None:
+    """Why an extracted answer is too absurd to hand to sympy, or None."""
+    if len(extracted) > MAX_ANSWER_LENGTH:
+        return f"answer too long to check ({len(extracted)} characters > {MAX_ANSWER_LENGTH})"
+    if "^" in extracted or "**" in extracted:
+        depth = _exponent_depth(extracted)
+        if depth > MAX_EXPONENT_DEPTH:
+            return f"exponent tower too deep to check (depth {depth} > {MAX_EXPONENT_DEPTH})"
+    return None
+
+
+# ---------------------------------------------------------------------------
+# The math-verify worker process
+# ---------------------------------------------------------------------------
+
+
+class EquivalenceCheckError(Exception):
+    """An equivalence check that could not be completed (timeout, rejected input, crash).
+
+    A verifier turns it into an ``incorrect`` verdict: a check we could not
+    complete must never count as correct.
+    """
+
+
+def _wrap_for_math_verify(answer: str) -> str:
+    # math-verify's LaTeX extraction looks for math delimiters.
+    return "$" + answer.replace("$", "") + "$"
+
+
+def _worker_main(arguments: list[str]) -> None:
+    """Entry of the worker process: answer ``(extracted, reference)`` tasks until EOF.
+
+    ``arguments`` are the socket's file descriptor and the memory limit in
+    bytes (0 for none).
+    """
+    import logging
+    import signal
+    from multiprocessing.connection import Connection
+
+    connection = Connection(int(arguments[0]))
+    memory_limit = int(arguments[1])
+    # Ctrl-C belongs to the parent, which ends this process itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        from math_verify import parse, verify
+
+        # The parent enforces the time bound, so math-verify's own (signal
+        # based) timeouts are off; its warning about that is noise here.
+        logging.getLogger("math_verify").setLevel(logging.ERROR)
+    except Exception as error:  # noqa: BLE001 - reported to the parent
+        connection.send(("failed", f"cannot import math_verify: {error}"))
+        return
+    if memory_limit > 0:
+        try:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+        except (ImportError, ValueError, OSError):
+            pass  # no limit available here; the time bound still holds
+
+    @functools.lru_cache(maxsize=256)
+    def parse_reference(reference: str) -> list:
+        # The same reference is checked against many completions.
+        return parse(_wrap_for_math_verify(reference), parsing_timeout=None)
+
+    def check(extracted: str, reference: str) -> bool | None:
+        gold = parse_reference(reference)
+        if not gold:
+            return None
+        target = parse(_wrap_for_math_verify(extracted), parsing_timeout=None)
+        if not target:
+            return False
+        return bool(verify(gold, target, timeout_seconds=None))
+
+    connection.send(("ready", None))
+    while True:
+        try:
+            task = connection.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        extracted, reference = task
+        try:
+            reply = ("ok", check(extracted, reference))
+        except MemoryError:
+            reply = ("error", "equivalence check ran out of memory")
+        except RecursionError:
+            reply = ("error", "equivalence check recursed too deeply")
+        except Exception as error:  # noqa: BLE001 - reported to the parent
+            reply = ("error", f"equivalence check failed: {type(error).__name__}: {error}")
+        try:
+            connection.send(reply)
+        except (OSError, ValueError):
+            return
+
+
+# The worker is a fresh interpreter started with subprocess rather than
+# multiprocessing's "spawn": spawn re-imports the parent's __main__ script,
+# which breaks (and re-runs) user scripts without an `if __name__` guard.
+# Like spawn, and unlike fork, it copies no locks held by the parent's threads.
+_WORKER_BOOTSTRAP = "import sys; from prmsynth._verify import _worker_main; _worker_main(sys.argv[1:])"
+
+
+def _end_process(process: Any, connection: Any) -> None:
+    """Close the connection and end the worker: terminate, then kill."""
+    if connection is not None:
+        try:
+            connection.close()
+        except OSError:
+            pass
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(1.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            try:
+                process.wait(5.0)
+            except subprocess.TimeoutExpired:
+                pass  # killed but not yet reaped; nothing more to do
+
+
+class _WorkerPool:
+    """One math-verify worker process, started lazily and replaced after a timeout.
+
+    Thread-safe: a lock serializes the checks.  ``close()`` ends the worker;
+    the next check starts a new one.  Pickling keeps only the settings.
+    """
+
+    def __init__(self, memory_limit: int | None = DEFAULT_MEMORY_LIMIT, startup_timeout: float = 120.0):
+        self.memory_limit = memory_limit
+        self.startup_timeout = startup_timeout
+        self._lock = threading.Lock()
+        self._process: Any = None
+        self._connection: Any = None
+        self._finalizer: Any = None
+
+    def __getstate__(self) -> dict:
+        return {"memory_limit": self.memory_limit, "startup_timeout": self.startup_timeout}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    @property
+    def running(self) -> bool:
+        """Whether a worker process is alive now."""
+        return self._process is not None and self._process.poll() is None
+
+    def _start(self) -> None:
+        import os
+        import socket
+        import sys
+        import weakref
+        from multiprocessing.connection import Connection
+        from pathlib import Path
+
+        parent_socket, child_socket = socket.socketpair()
+        environment = dict(os.environ)
+        # The worker imports this package from where the parent found it.
+        package_root = str(Path(__file__).resolve().parent.parent)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            part for part in (package_root, environment.get("PYTHONPATH")) if part
+        )
+        try:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _WORKER_BOOTSTRAP,
+                    str(child_socket.fileno()),
+                    str(self.memory_limit or 0),
+                ],
+                pass_fds=(child_socket.fileno(),),
+                stdin=subprocess.DEVNULL,
+                # Never write into the parent's stdout (the CLI streams JSONL there).
+                stdout=subprocess.DEVNULL,
+                env=environment,
+            )
+        except OSError as error:
+            parent_socket.close()
+            raise EquivalenceCheckError(f"cannot start the equivalence worker: {error}") from error
+        finally:
+            child_socket.close()
+        connection = Connection(parent_socket.detach())
+        self._process, self._connection = process, connection
+        # Ends the worker when the pool is garbage collected or at exit.
+        self._finalizer = weakref.finalize(self, _end_process, process, connection)
+        # Imports take a while; that time must not count against a check.
+        if not connection.poll(self.startup_timeout):
+            self._stop()
+            raise EquivalenceCheckError("equivalence worker did not start in time")
+        try:
+            status, message = connection.recv()
+        except (EOFError, OSError) as error:
+            self._stop()
+            raise EquivalenceCheckError("equivalence worker died while starting") from error
+        if status != "ready":
+            self._stop()
+            raise EquivalenceCheckError(str(message))
+
+    def _stop(self) -> None:
+        self._process = self._connection = None
+        if self._finalizer is not None:
+            self._finalizer()
+            self._finalizer = None
+
+    def check(self, extracted: str, reference: str, timeout: float) -> bool | None:
+        """math-verify's verdict on the two answers; raises EquivalenceCheckError."""
+        with self._lock:
+            if not self.running:
+                self._stop()
+                self._start()
+            connection = self._connection
+            try:
+                connection.send((extracted, reference))
+                finished = connection.poll(timeout)
+            except (OSError, ValueError) as error:
+                self._stop()
+                raise EquivalenceCheckError(f"equivalence worker failed: {error}") from error
+            if not finished:
+                # A hang in C code (huge powers) cannot be interrupted: end the worker.
+                self._stop()
+                raise EquivalenceCheckError(f"equivalence check timed out after {timeout:g} s")
+            try:
+                status, value = connection.recv()
+            except (EOFError, OSError) as error:
+                self._stop()
+                raise EquivalenceCheckError("equivalence worker died during the check") from error
+        if status == "ok":
+            return value
+        raise EquivalenceCheckError(str(value))
+
+    def close(self) -> None:
+        """End the worker process, if any; a later check starts a new one."""
+        with self._lock:
+            if self.running:
+                try:
+                    # A polite request first, so the worker exits on its own.
+                    self._connection.send(None)
+                    self._process.wait(0.5)
+                except Exception:  # noqa: BLE001, S110 - _stop terminates it anyway
+                    pass
+            self._stop()
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class MathEquivalence:
+    """Equivalence of two math answers: exact fast path, then math-verify in a worker.
+
+    Call it as ``equivalence(extracted, reference, timeout=2.0)``: True or
+    False, or None when the reference itself does not parse.  Plain numbers
+    and spellings that normalize alike are decided in-process (see
+    :func:`fast_equivalent`); the rest (expressions, tuples, intervals,
+    sets) goes to math-verify in one worker process, which is killed when a
+    check overruns ``timeout`` and replaced on the next call.  The worker
+    runs under a memory limit (``memory_limit`` bytes, None for none).
+    Absurd answers (longer than 1,000 characters, exponent towers deeper than
+    2) are refused before sympy.  Checks that cannot complete raise
+    :class:`EquivalenceCheckError`.  Thread-safe; ``close()`` ends the worker.
+
+    >>> equivalence = MathEquivalence()
+    >>> equivalence("\\\\frac{1}{2}", "0.5", timeout=2.0)
+    True
+    >>> equivalence.close()
+    """
+
+    memory_limit: int | None = DEFAULT_MEMORY_LIMIT
+    _pool: _WorkerPool = attrs.field(init=False, repr=False)
+
+    @_pool.default
+    def _make_pool(self) -> _WorkerPool:
+        return _WorkerPool(memory_limit=self.memory_limit)
+
+    def __call__(self, extracted: str, reference: str, *, timeout: float = DEFAULT_TIMEOUT) -> bool | None:
+        if not normalize_answer(reference):
+            return None
+        rejection = _rejection(extracted)
+        if rejection is not None:
+            raise EquivalenceCheckError(rejection)
+        decided = fast_equivalent(extracted, reference)
+        if decided is not None:
+            return decided
+        return self._pool.check(_normalize_for_math_verify(extracted), _normalize_for_math_verify(reference), timeout)
+
+    def close(self) -> None:
+        """End the worker process; the object stays usable."""
+        self._pool.close()
+
+    def __enter__(self) -> MathEquivalence:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _normalize_for_math_verify(answer: str) -> str:
+    """The spelling handed to math-verify: normalized, but with spaces kept."""
+    answer = _strip_math_wrappers(answer)
+    answer = _unwrap_text(answer)
+    for pattern, replacement in _REMOVED_TOKENS:
+        answer = pattern.sub(replacement, answer)
+    answer = _drop_units(answer.strip())
+    answer = _right_hand_side(answer)
+    answer = _THOUSANDS.sub(lambda match: match.group(0).replace(",", ""), answer)
+    choice = _CHOICE_LETTER.match(answer.strip())
+    if choice:
+        return choice.group("letter")
+    return answer.strip()
+
+
+def answers_equivalent(extracted: str, reference: str, *, timeout: float = DEFAULT_TIMEOUT) -> bool | None:
+    """One-off equivalence check; None when the reference does not parse.
+
+    Uses :class:`MathEquivalence`, starting (and ending) a worker process only
+    when the fast path cannot decide.  For many checks keep one
+    :class:`MathEquivalence` or :class:`MathAnswerVerifier` instead, which
+    keeps its worker.  Raises :class:`EquivalenceCheckError` when the check
+    cannot complete.
+
+    >>> answers_equivalent("1,000", "1000")
+    True
+    >>> answers_equivalent("\\\\$324", "325")
+    False
+    """
+    with MathEquivalence() as equivalence:
+        return equivalence(extracted, reference, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------
+# Verifiers
+# ---------------------------------------------------------------------------
+
+_TRUNCATED = Verdict(status="unparseable", reason="truncated: the completion hit the token limit")
+_NO_ANSWER = Verdict(status="unparseable", reason="no answer found")
+
+
+def _check_timeout(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class MathAnswerVerifier(StepVerifier):
+    """The default verifier: extract the final answer, check it against the reference.
+
+    ``extractor`` reads the answer (default :func:`extract_answer`);
+    ``equivalence`` compares it (default :class:`MathEquivalence`, whose
+    worker process this verifier owns and ``close()`` ends); ``timeout``
+    bounds one symbolic check in seconds.  A truncated completion
+    (``finish_reason="length"``), a response without an answer and a
+    reference that does not parse give ``unparseable``; a check that cannot
+    complete gives ``incorrect`` with the reason.  ``verify`` never raises.
+
+    >>> verifier = MathAnswerVerifier()
+    >>> verifier.verify("3 * 24 = 72, so the answer is 72.", "72")
+    Verdict(status='correct', extracted_answer='72', reason=None)
+    >>> verifier.verify("The answer is \\\\boxed{73}", "72").status
+    'incorrect'
+    >>> verifier.verify("The answer is 72", "72", finish_reason="length").status
+    'unparseable'
+    >>> verifier.close()
+    """
+
+    timeout: float = attrs.field(default=DEFAULT_TIMEOUT, validator=_check_timeout)
+    extractor: Callable[[str], str | None] = extract_answer
+    equivalence: Callable[..., bool | None] = attrs.field(factory=MathEquivalence)
+
+    def verify(self, response: str, reference: str, *, finish_reason: str | None = None) -> Verdict:
+        """Check one response against ``reference``; never raises."""
+        if finish_reason == "length":
+            return _TRUNCATED
+        if not isinstance(reference, str):
+            reference = str(reference)
+        try:
+            extracted = self.extractor(response)
+        except Exception as error:  # noqa: BLE001 - a verdict, never an exception
+            return Verdict(status="unparseable", reason=f"answer extraction failed: {_describe(error)}")
+        if extracted is None or not str(extracted).strip():
+            return _NO_ANSWER
+        try:
+            equivalent = self.equivalence(extracted, reference, timeout=self.timeout)
+        except EquivalenceCheckError as error:
+            return Verdict(status="incorrect", extracted_answer=extracted, reason=str(error))
+        except Exception as error:  # noqa: BLE001 - a verdict, never an exception
+            return Verdict(
+                status="incorrect",
+                extracted_answer=extracted,
+                reason=f"equivalence check failed: {_describe(error)}",
+            )
+        if equivalent is None:
+            return Verdict(status="unparseable", extracted_answer=extracted, reason="reference does not parse")
+        return Verdict(status="correct" if equivalent else "incorrect", extracted_answer=extracted)
+
+    def close(self) -> None:
+        """End the equivalence worker process; the verifier stays usable."""
+        close = getattr(self.equivalence, "close", None)
+        if callable(close):
+            close()
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class ExactMatchVerifier(StepVerifier):
+    """Normalized string or exact numeric equality, without sympy.
+
+    For plain-text answers (names, words, letters) or when symbolic checking
+    is unwanted; uses the same extraction and normalization as
+    :class:`MathAnswerVerifier`.
+
+    >>> ExactMatchVerifier().verify("The answer is \\\\text{Monday}.", "monday").status
+    'correct'
+    >>> ExactMatchVerifier().verify("#### 1,000", "1000.0").status
+    'correct'
+    """
+
+    extractor: Callable[[str], str | None] = extract_answer
+
+    def verify(self, response: str, reference: str, *, finish_reason: str | None = None) -> Verdict:
+        """Check one response against ``reference``; never raises."""
+        if finish_reason == "length":
+            return _TRUNCATED
+        try:
+            extracted = self.extractor(response)
+            if extracted is None or not str(extracted).strip():
+                return _NO_ANSWER
+            if not normalize_answer(reference):
+                return Verdict(status="unparseable", extracted_answer=extracted, reason="reference does not parse")
+            equivalent = fast_equivalent(extracted, reference)
+        except Exception as error:  # noqa: BLE001 - a verdict, never an exception
+            return Verdict(status="unparseable", reason=f"check failed: {_describe(error)}")
+        return Verdict(status="correct" if equivalent else "incorrect", extracted_answer=extracted)
+
+
+@attrs.frozen(eq=False)
+class FunctionVerifier(StepVerifier):
+    """Wraps a user function ``(response, reference) -> bool`` as a verifier.
+
+    Exceptions raised by the function become ``unparseable`` verdicts with
+    the error as reason; a truncated completion is ``unparseable`` without
+    calling it.
+
+    >>> verifier = FunctionVerifier(lambda response, reference: reference in response)
+    >>> verifier.verify("It is Paris.", "Paris").status
+    'correct'
+    >>> FunctionVerifier(lambda response, reference: 1 / 0).verify("x", "y").reason
+    'check failed: ZeroDivisionError: division by zero'
+    """
+
+    function: Callable[[str, str], bool]
+
+    def verify(self, response: str, reference: str, *, finish_reason: str | None = None) -> Verdict:
+        """Check one response against ``reference``; never raises."""
+        if finish_reason == "length":
+            return _TRUNCATED
+        try:
+            result = bool(self.function(response, reference))
+        except Exception as error:  # noqa: BLE001 - a verdict, never an exception
+            return Verdict(status="unparseable", reason=f"check failed: {_describe(error)}")
+        return Verdict(status="correct" if result else "incorrect")
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,172 @@
+"""The ``prmsynth verify-answers`` subcommand: check a JSONL file of responses.
+
+Each input row is written back with two added fields, ``correct`` (bool) and
+``verdict`` (``"correct"``, ``"incorrect"`` or ``"unparseable"``); a count
+of each verdict goes to stderr.  Heavy imports (the verifier, sympy) happen
+inside :func:`run`, so building the parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+EXIT_OK = 0
+EXIT_INPUT = 2
+
+
+class _InputProblem(Exception):
+    """Bad input, with a message that names the file, line and field."""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``verify-answers`` subcommand to an argparse ``subparsers`` object."""
+    parser = subparsers.add_parser(
+        "verify-answers",
+        help="check responses in a JSONL file against reference answers",
+        description=(
+            "Read INPUT (JSONL), check each row's response against its reference answer, "
+            "and write each row back with the added fields 'correct' (true/false) and "
+            "'verdict' (correct, incorrect or unparseable). Counts go to stderr."
+        ),
+    )
+    parser.add_argument("input", metavar="INPUT.jsonl", help="JSONL file, one JSON object a line")
+    parser.add_argument(
+        "--response-field", required=True, metavar="FIELD", help="field holding the model's response"
+    )
+    parser.add_argument(
+        "--reference-field", required=True, metavar="FIELD", help="field holding the reference answer"
+    )
+    parser.add_argument(
+        "--finish-reason-field",
+        default=None,
+        metavar="FIELD",
+        help="optional field with the backend's finish reason ('length' marks a truncated response)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="OUT.jsonl",
+        help="output file (written whole at the end); default: stdout",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="time bound of one symbolic check (default: 2.0)",
+    )
+    return parser
+
+
+def _read_rows(path: str, fields: list[str], optional_fields: list[str]) -> list[dict]:
+    """Parse and validate every row before any output is written."""
+    import json
+
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise _InputProblem(f"{path}: line {line_number}: bad JSON: {error.msg}") from error
+                if not isinstance(row, dict):
+                    raise _InputProblem(f"{path}: line {line_number}: expected a JSON object")
+                for field in fields:
+                    if field not in row:
+                        raise _InputProblem(f"{path}: line {line_number}: missing field {field!r}")
+                    if not isinstance(row[field], (str, int, float)) or isinstance(row[field], bool):
+                        raise _InputProblem(
+                            f"{path}: line {line_number}: field {field!r} must be a string or a number"
+                        )
+                for field in optional_fields:
+                    value = row.get(field)
+                    if value is not None and not isinstance(value, str):
+                        raise _InputProblem(f"{path}: line {line_number}: field {field!r} must be a string")
+                rows.append(row)
+    except FileNotFoundError as error:
+        raise _InputProblem(f"{path}: no such file") from error
+    except UnicodeDecodeError as error:
+        raise _InputProblem(f"{path}: not UTF-8 text: {error}") from error
+    except IsADirectoryError as error:
+        raise _InputProblem(f"{path}: is a folder, not a file") from error
+    except PermissionError as error:
+        raise _InputProblem(f"{path}: cannot be read: permission denied") from error
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``verify-answers`` with parsed ``args``; returns the exit status (0, or 2 on bad input)."""
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from prmsynth._verify import MathAnswerVerifier
+
+    try:
+        if not args.timeout > 0:
+            raise _InputProblem(f"--timeout must be > 0, got {args.timeout}")
+        optional = [args.finish_reason_field] if args.finish_reason_field else []
+        rows = _read_rows(args.input, [args.response_field, args.reference_field], optional)
+        out_path = Path(args.out) if args.out else None
+        if out_path is not None and not out_path.parent.is_dir():
+            raise _InputProblem(f"{out_path}: folder {str(out_path.parent)!r} does not exist")
+    except _InputProblem as problem:
+        print(f"prmsynth verify-answers: {problem}", file=sys.stderr)
+        return EXIT_INPUT
+
+    counts = {"correct": 0, "incorrect": 0, "unparseable": 0}
+    verifier = MathAnswerVerifier(timeout=args.timeout)
+    temporary_path = None
+    try:
+        if out_path is None:
+            handle = sys.stdout
+        else:
+            # Written beside the target and renamed at the end, so a
+            # half-written file never carries the final name.
+            descriptor, temporary_path = tempfile.mkstemp(
+                prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent
+            )
+            handle = os.fdopen(descriptor, "w", encoding="utf-8")
+        try:
+            for row in rows:
+                finish_reason = row.get(args.finish_reason_field) if args.finish_reason_field else None
+                verdict = verifier.verify(
+                    str(row[args.response_field]),
+                    str(row[args.reference_field]),
+                    finish_reason=finish_reason,
+                )
+                counts[verdict.status] += 1
+                output = dict(row, correct=verdict.correct, verdict=verdict.status)
+                handle.write(json.dumps(output, ensure_ascii=False) + "\n")
+        finally:
+            if handle is not sys.stdout:
+                handle.close()
+            else:
+                handle.flush()
+        if temporary_path is not None:
+            os.replace(temporary_path, out_path)
+            temporary_path = None
+    except OSError as error:
+        print(f"prmsynth verify-answers: cannot write output: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    finally:
+        verifier.close()
+        if temporary_path is not None:
+            try:
+                os.unlink(temporary_path)
+            except OSError:
+                pass
+
+    total = sum(counts.values())
+    print(
+        f"{total} rows: {counts['correct']} correct, {counts['incorrect']} incorrect, "
+        f"{counts['unparseable']} unparseable",
+        file=sys.stderr,
+    )
+    return EXIT_OK

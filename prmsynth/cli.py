@@ -1,0 +1,162 @@
+"""The ``prmsynth`` command line.
+
+Subcommands import what they need when they run, so ``prmsynth --help``
+stays fast and never imports litellm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
+
+
+def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
+    from prmsynth._values import SamplingSettings, SearchSettings
+
+    sampling, search = SamplingSettings(), SearchSettings()
+    parser = subparsers.add_parser(
+        "run",
+        help="search step-by-step solutions for seed questions and write trees and records",
+        description=(
+            "Search step-by-step solutions for every seed question with an LLM, estimate a "
+            "Monte Carlo value for every step prefix (OmegaPRM-style), and write trees.jsonl, "
+            "flat.jsonl, sft.jsonl, dpo.jsonl, skipped.jsonl and summary.json into --out."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("seed_file", help="seed questions: JSONL, a JSON array, or JSON objects")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--column-names",
+        default="problem",
+        help="field(s) holding the question text; several, comma-separated, are joined",
+    )
+    parser.add_argument("--answer-column", default="final_answer", help="field holding the answer")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="litellm model string (default: the embedded SmolLM2-135M-Instruct, "
+        "prmsynth/smollm2-135m-instruct)",
+    )
+    parser.add_argument("--api-base", default=None, help="base URL of the model's API")
+    parser.add_argument("--temperature", type=float, default=sampling.temperature)
+    parser.add_argument("--top-p", type=float, default=sampling.top_p)
+    parser.add_argument("--max-tokens", type=int, default=sampling.max_tokens)
+    parser.add_argument("--screen-rollouts", type=int, default=search.screen_rollouts,
+                        help="solutions sampled to screen a question (kept only if mixed)")
+    parser.add_argument("--num-branches", type=int, default=search.num_branches,
+                        help="completions per Monte Carlo estimation")
+    parser.add_argument("--max-search", type=int, default=search.max_search,
+                        help="candidate selections per question")
+    parser.add_argument("--max-branches", type=int, default=search.max_branches,
+                        help="completions per question in total, screening included")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (where the backend honours one)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N questions")
+    parser.add_argument("--concurrency", type=int, default=4, help="questions searched at once")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import attrs
+
+    from prmsynth import __version__
+    from prmsynth._pipeline import Pipeline
+    from prmsynth._run import prepare_output_directory, run_to_directory
+    from prmsynth._seeds import InputError, load_questions
+    from prmsynth._values import SamplingSettings, SearchSettings
+
+    try:
+        if args.limit is not None and args.limit < 1:
+            raise InputError("--limit", f"must be >= 1, got {args.limit}")
+        try:
+            sampling = SamplingSettings(
+                temperature=args.temperature,
+                top_p=args.top_p,
+                max_tokens=args.max_tokens,
+                seed=args.seed,
+            )
+            search = SearchSettings(
+                screen_rollouts=args.screen_rollouts,
+                num_branches=args.num_branches,
+                max_search=args.max_search,
+                max_branches=args.max_branches,
+            )
+        except ValueError as error:
+            raise InputError("options", str(error)) from None
+        fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
+        questions = load_questions(
+            args.seed_file, question_fields=fields, answer_field=args.answer_column, limit=args.limit
+        )
+        if not questions:
+            raise InputError(args.seed_file, "holds no questions")
+        out_dir = Path(args.out)
+        prepare_output_directory(out_dir, overwrite=args.overwrite)
+    except InputError as error:
+        print(f"prmsynth run: error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+
+    pipeline = Pipeline.from_model(
+        args.model, api_base=args.api_base, sampling=sampling, search=search,
+        concurrency=args.concurrency,
+    )
+    run_info = {
+        "prmsynth_version": __version__,
+        "seed_file": str(Path(args.seed_file).resolve()),
+        "model": pipeline.generator.llm.model,
+        "api_base": args.api_base,
+        "sampling": attrs.asdict(sampling),
+        "search": search.to_dict(),
+        "policy": type(pipeline.policy).__name__,
+        "verifier": type(pipeline.verifier).__name__,
+    }
+    log = None if args.quiet else sys.stderr
+    summary = run_to_directory(pipeline, questions, out_dir, run_info=run_info, log=log)
+    if log is not None:
+        print(
+            f"done: {summary['kept']} kept, {summary['skipped']} skipped "
+            f"{summary['skipped_by_reason']}, {summary['failed']} failed; "
+            f"{summary['completions']} completions, "
+            f"{summary['prompt_tokens'] + summary['completion_tokens']} tokens, "
+            f"{summary['wall_seconds']:.1f} s -> {out_dir}",
+            file=log,
+        )
+    return EXIT_OK if summary["failed"] < summary["questions_done"] else EXIT_FAILURE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from prmsynth import __version__
+    from prmsynth import _verify_cli
+
+    parser = argparse.ArgumentParser(
+        prog="prmsynth",
+        description="Make training data for process reward models.",
+    )
+    parser.add_argument("--version", action="version", version=f"prmsynth {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run_parser(subparsers)
+    _verify_cli.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``prmsynth`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "verify-answers":
+        from prmsynth import _verify_cli
+
+        return _verify_cli.run(args)
+    parser.print_help()
+    return EXIT_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from prmsynth.cli import main
+
+
+def test_help_imports_neither_litellm_nor_llama_cpp_and_opens_no_socket():
+    code = textwrap.dedent(
+        """
+        import socket, sys
+        def refuse(*args, **kwargs):
+            raise AssertionError("network connection attempted")
+        socket.socket.connect = refuse
+        socket.create_connection = refuse
+        import prmsynth
+        from prmsynth.cli import main
+        try:
+            main(["--help"])
+        except SystemExit as exit:
+            assert exit.code == 0
+        for name in ("litellm", "llama_cpp", "math_verify", "sympy"):
+            assert name not in sys.modules, name
+        print("ok")
+        """
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip().endswith("ok")
+
+
+def test_console_entry_point_runs():
+    completed = subprocess.run([sys.executable, "-m", "prmsynth", "run", "--help"],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0
+    for option in ("--column-names", "--answer-column", "--num-branches", "--max-search",
+                   "--max-branches", "--temperature", "--top-p", "--api-base", "--seed", "--limit"):
+        assert option in completed.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "no such file"),
+        ('{"problem": "p", "final_answer": "1"}\n{"problem": "q"}\n', ":2: field 'final_answer': missing field"),
+        ('{"problem": "p", "final_answer": "1"}\n{"problem": "q", "final_answer": ""}\n', ":2: field 'final_answer': empty value"),
+        ('{"problem": "p", "final_answer": "1"}\n{broken\n', ":2: invalid JSON"),
+    ],
+)
+def test_bad_input_exits_2_with_a_located_message_and_writes_nothing(tmp_path, capsys, content, expected):
+    seed = tmp_path / "seeds.jsonl"
+    if content is not None:
+        seed.write_text(content)
+    out = tmp_path / "out"
+    assert main(["run", str(seed), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert expected in error
+    assert str(seed) in error
+    assert not out.exists()
+
+
+def test_bad_option_values_exit_2(tmp_path, capsys):
+    seed = tmp_path / "seeds.jsonl"
+    seed.write_text(json.dumps({"problem": "p", "final_answer": "1"}) + "\n")
+    assert main(["run", str(seed), "--out", str(tmp_path / "o"), "--top-p", "1.5"]) == 2
+    assert "top_p" in capsys.readouterr().err
+    assert main(["run", str(seed), "--out", str(tmp_path / "o"), "--limit", "0"]) == 2
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "run" in capsys.readouterr().out

@@ -1,0 +1,234 @@
+"""The OmegaPRM search against planted outcomes (scripted LLM, real verifier)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from prmsynth import (
+    LLMStepGenerator,
+    OmegaPRM,
+    Question,
+    SearchSettings,
+    StepVerifier,
+    Verdict,
+)
+from prmsynth._search import rollout_length
+from prmsynth.testing import ScriptedLLM, ScriptedRequest
+
+QUESTION = Question(id="q1", text="Planted question", reference_answer="5")
+CONTINUE_MARKER = "Here are the first steps"
+
+
+class BoxedVerifier(StepVerifier):
+    """Reads the last \\boxed{} without worker processes, for fast property tests."""
+
+    def verify(self, response, reference, *, finish_reason=None):
+        if finish_reason == "length":
+            return Verdict(status="unparseable", reason="truncated")
+        if "\\boxed{" not in response:
+            return Verdict(status="unparseable", reason="no answer found")
+        answer = response.rsplit("\\boxed{", 1)[1].split("}", 1)[0]
+        status = "correct" if answer == reference else "incorrect"
+        return Verdict(status=status, extracted_answer=answer)
+
+
+def solution(steps: list[str]) -> str:
+    return "\n\n".join(steps)
+
+
+def planted_script(good: list[str], bad: list[str], *, root_correct_every: int = 2):
+    """From the root: every `root_correct_every`-th sample is the good solution,
+    the others the bad one.  From a prefix: wrong once a BAD step is in it."""
+
+    def script(request: ScriptedRequest) -> str:
+        prompt = request.last_message
+        if CONTINUE_MARKER not in prompt:
+            return solution(good if request.sample_index % root_correct_every == 0 else bad)
+        if "BAD" in prompt:
+            return solution(["keep going wrong", "The answer is \\boxed{7}."])
+        return solution(["keep going right", "The answer is \\boxed{5}."])
+
+    return script
+
+
+GOOD = ["good step 1", "good step 2", "good step 3", "The answer is \\boxed{5}."]
+BAD = ["good step 1", "BAD step 2", "bad step 3", "The answer is \\boxed{7}."]
+
+
+def search(script, search_settings: SearchSettings, verifier: StepVerifier):
+    generator = LLMStepGenerator(llm=ScriptedLLM(script))
+    policy = OmegaPRM(settings=search_settings)
+    return asyncio.run(policy.search(QUESTION, generator=generator, verifier=verifier))
+
+
+def node_with_text(tree, text: str) -> int:
+    [node] = [n for n in tree.nodes() if tree[n]["text"] == text]
+    return node
+
+
+def test_binary_search_finds_the_planted_first_error(math_verifier):
+    result = search(planted_script(GOOD, BAD), SearchSettings(), math_verifier)
+    tree = result.tree
+    tree.check_invariants()
+    assert result.status == "kept"
+    assert tree.mc_value(tree.root) == 0.5  # 8 of 16 screening rollouts were right
+    bad_step = node_with_text(tree, "BAD step 2")
+    good_step = node_with_text(tree, "good step 1")
+    assert tree.mc_value(bad_step) == 0.0
+    assert tree.mc_value(good_step) == 1.0
+    assert tree.parent(bad_step) == good_step
+    # screening + two estimations; the duplicate candidates reuse those estimates
+    assert result.n_completions == 16 + 4 + 4
+    assert result.n_selections == 4
+
+
+def test_deep_planted_error_costs_logarithmic_estimations(math_verifier):
+    good = [f"good step {i}" for i in range(1, 12)] + ["The answer is \\boxed{5}."]
+    bad = [f"good step {i}" for i in range(1, 8)] + ["BAD step 8", "bad 9", "bad 10"]
+    bad.append("The answer is \\boxed{7}.")
+    result = search(
+        planted_script(good, bad),
+        SearchSettings(max_search=1, max_branches=1000),
+        math_verifier,
+    )
+    tree = result.tree
+    bad_step = node_with_text(tree, "BAD step 8")
+    assert tree.mc_value(bad_step) == 0.0
+    assert tree.mc_value(tree.parent(bad_step)) == 1.0
+    estimations = (result.n_completions - 16) // 4
+    assert estimations <= 4  # ceil(log2(11 steps)), the last step's value is known
+    # every estimated prefix is a node with exactly num_branches rollouts
+    estimated = [n for n in tree.nodes() if n != tree.root and not tree[n]["terminal"]
+                 and tree[n]["n_rollouts"]]
+    assert len(estimated) == estimations
+    assert all(tree[n]["n_rollouts"] == 4 for n in estimated)
+
+
+def test_mc_values_match_planted_rates(math_verifier):
+    # From the root exactly one sample in four is right: MC = 4 / 16.
+    result = search(planted_script(GOOD, BAD, root_correct_every=4), SearchSettings(),
+                    math_verifier)
+    tree = result.tree
+    assert tree[tree.root]["n_correct"] == 4
+    assert tree[tree.root]["n_rollouts"] == 16
+    assert tree.mc_value(tree.root) == 0.25
+    # the correct solution joined the tree as one step per node, ending in a terminal node
+    path_end = node_with_text(tree, "The answer is \\boxed{5}.")
+    assert tree.prefix_steps(path_end) == GOOD
+    assert tree[path_end]["terminal"] and tree.mc_value(path_end) == 1.0
+    assert tree.mc_value(node_with_text(tree, "good step 2")) is None  # never sampled
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"), [("5", "all_correct"), ("7", "none_correct")]
+)
+def test_screening_skips_uniform_questions(answer, reason, math_verifier):
+    def script(request):
+        return solution(["one step", f"The answer is \\boxed{{{answer}}}."])
+
+    result = search(script, SearchSettings(), math_verifier)
+    assert result.status == "skipped"
+    assert result.reason == reason
+    assert result.n_completions == 16
+    assert result.n_selections == 0
+
+
+def test_unparseable_and_truncated_completions_count_as_wrong(math_verifier):
+    from prmsynth import Completion
+
+    def script(request):
+        if request.sample_index == 0:
+            return solution(GOOD)
+        if request.sample_index == 1:
+            return Completion(text="The answer is \\boxed{5", finish_reason="length", n_tokens=512)
+        return "I do not know."
+
+    result = search(script, SearchSettings(screen_rollouts=4, max_search=0), math_verifier)
+    root = result.tree[result.tree.root]
+    assert (root["n_correct"], root["n_rollouts"]) == (1, 4)
+    statuses = sorted(r.verdict.status for r in root["incorrect_rollouts"])
+    assert statuses == ["unparseable", "unparseable", "unparseable"]
+
+
+def random_script(seed: int, n_steps: int, p_right: float):
+    """A script whose outcomes depend only on the prompt and sample index."""
+    import hashlib
+
+    def script(request):
+        digest = hashlib.sha256(f"{seed}|{request.last_message}|{request.sample_index}".encode())
+        value = int.from_bytes(digest.digest()[:8], "big")
+        right = (value % 1000) / 1000 < p_right
+        steps = [f"step {value % 97} {i}" for i in range((value >> 10) % n_steps + 1)]
+        steps.append(f"The answer is \\boxed{{{5 if right else 6}}}.")
+        return solution(steps)
+
+    return script
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    n_steps=st.integers(1, 8),
+    p_right=st.floats(0.1, 0.9),
+    screen_rollouts=st.integers(1, 16),
+    num_branches=st.integers(1, 8),
+    max_search=st.integers(0, 6),
+    max_branches=st.integers(1, 60),
+)
+def test_budgets_hold_and_tree_stays_valid(
+    seed, n_steps, p_right, screen_rollouts, num_branches, max_search, max_branches
+):
+    search_settings = SearchSettings(
+        screen_rollouts=screen_rollouts,
+        num_branches=num_branches,
+        max_search=max_search,
+        max_branches=max_branches,
+    )
+    result = search(random_script(seed, n_steps, p_right), search_settings, BoxedVerifier())
+    result.tree.check_invariants()
+    assert result.n_selections <= max_search
+    # checked before every estimation: never more than one estimation over
+    assert result.n_completions < max(max_branches, screen_rollouts) + num_branches
+    for node in result.tree.nodes():
+        value = result.tree.mc_value(node)
+        assert value is None or 0.0 <= value <= 1.0
+
+
+def test_same_script_gives_the_same_tree():
+    script = random_script(3, 5, 0.5)
+    first = search(script, SearchSettings(), BoxedVerifier())
+    second = search(script, SearchSettings(), BoxedVerifier())
+    assert first.tree == second.tree
+    assert first.n_completions == second.n_completions
+
+
+def test_priority_is_computed_at_selection_time():
+    from prmsynth._search import _Candidate, _SearchRun
+    from prmsynth._tree import ReasoningTree
+    from prmsynth._values import Rollout
+
+    tree = ReasoningTree(QUESTION)
+    a, b = tree.add_step(tree.root, "a"), tree.add_step(tree.root, "b")
+    rollout = Rollout(text="x", steps=("x",), verdict=Verdict(status="incorrect"), n_tokens=10)
+    run = _SearchRun(tree=tree, settings=SearchSettings(), generator=None, verifier=None)
+    run.pool = [_Candidate(node=a, rollout=rollout), _Candidate(node=b, rollout=rollout)]
+    tree.record_rollouts(a, [rollout])  # a: MC 0
+    tree.record_rollouts(b, [rollout.__class__(text="y", steps=("y",),
+                                                verdict=Verdict(status="correct"))])  # b: MC 1
+    assert run.select().node == b  # higher MC gives higher Q
+    # Q + U with the paper's formula
+    settings_ = SearchSettings()
+    expected = settings_.alpha ** 1.0 * settings_.beta ** (10 / 512) + 0.125 * 1 / 1
+    assert run.priority(run.pool[0], tree.total_visits()) == pytest.approx(expected)
+
+
+def test_rollout_length_prefers_tokens():
+    from prmsynth._values import Rollout
+
+    verdict = Verdict(status="incorrect")
+    assert rollout_length(Rollout(text="a b c", steps=(), verdict=verdict, n_tokens=7)) == 7
+    assert rollout_length(Rollout(text="a b c", steps=(), verdict=verdict)) == 3

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from prmsynth import InputError, load_questions, reference_from_answer
+
+
+def write(tmp_path, text, name="seeds.jsonl"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_jsonl(tmp_path):
+    path = write(tmp_path, '{"problem": "1+1?", "final_answer": "2"}\n\n{"problem": "2+2?", "final_answer": 4}\n')
+    questions = load_questions(path)
+    assert [(q.id, q.text, q.reference_answer) for q in questions] == [("1", "1+1?", "2"), ("2", "2+2?", "4")]
+    assert questions[0].source == "seeds.jsonl"
+
+
+def test_json_array(tmp_path):
+    path = write(tmp_path, json.dumps([{"id": "a", "problem": "p", "final_answer": "1"}], indent=2))
+    assert [q.id for q in load_questions(path)] == ["a"]
+
+
+def test_objects_one_after_another_as_the_seed_script_wrote_them(tmp_path):
+    text = (
+        '{\n  "idx": 1,\n    "problem": "A spinner ...",\n    "final_answer": "\\\\frac{1}{4}"\n}\n'
+        '{\n  "idx": 2,\n    "problem": "My school\'s math club ...",\n    "final_answer": "3003"\n}\n'
+    )
+    questions = load_questions(write(tmp_path, text, "seeds.json"))
+    assert [(q.id, q.reference_answer) for q in questions] == [("1", "\\frac{1}{4}"), ("2", "3003")]
+
+
+def test_gsm8k_answers_yield_the_final_number(tmp_path):
+    path = write(tmp_path, json.dumps({"question": "Q?", "answer": "48/2 = 24\n#### 72"}) + "\n")
+    [question] = load_questions(path, question_fields=["question"], answer_field="answer")
+    assert question.reference_answer == "72"
+    assert reference_from_answer("no hashes") == "no hashes"
+
+
+def test_several_question_fields_are_joined(tmp_path):
+    path = write(tmp_path, json.dumps({"context": "C", "problem": "P", "final_answer": "1"}) + "\n")
+    [question] = load_questions(path, question_fields=["context", "problem"])
+    assert question.text == "C\n\nP"
+
+
+def test_limit(tmp_path):
+    lines = "".join(json.dumps({"problem": f"p{i}", "final_answer": "1"}) + "\n" for i in range(5))
+    assert len(load_questions(write(tmp_path, lines), limit=2)) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "words"),
+    [
+        ('{"problem": "p", "final_answer": "1"}\n{"problem": "q"}\n', 2, "final_answer", "missing"),
+        ('{"problem": "p", "final_answer": "1"}\n{"problem": "q", "final_answer": "  "}\n', 2, "final_answer", "empty"),
+        ('{"problem": "p", "final_answer": "1"}\n{"problem": "q", "final_answer": "x ####"}\n', 2, "final_answer", "empty"),
+        ('{"problem": "p", "final_answer": "1"}\n\n{"problem": oops}\n', 3, None, "invalid JSON"),
+        ('{"problem": ["p"], "final_answer": "1"}\n', 1, "problem", "expected text"),
+        ('[1, 2]', 1, None, "expected a JSON object"),
+        ('{"id": 1, "problem": "p", "final_answer": "1"}\n{"id": 1, "problem": "q", "final_answer": "2"}\n', 2, None, "duplicate id"),
+        ('[{"problem": "p", "final_answer": "1"}', 1, None, "not closed"),
+    ],
+)
+def test_bad_input_names_file_line_and_field(tmp_path, text, line, field, words):
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as caught:
+        load_questions(path)
+    error = caught.value
+    assert error.line == line
+    assert error.field == field
+    assert words in str(error)
+    assert str(path) in str(error)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_questions(tmp_path / "nope.jsonl")

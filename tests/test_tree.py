@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+
+from prmsynth import Question, ReasoningTree, Rollout, TreeInvariantError, Verdict
+
+from .strategies import trees
+
+QUESTION = Question(id="q", text="What is 2 + 3?", reference_answer="5")
+
+
+def rollout(correct: bool) -> Rollout:
+    return Rollout(text="t", steps=("t",), verdict=Verdict(status="correct" if correct else "incorrect"))
+
+
+@given(trees())
+def test_random_trees_keep_their_invariants(tree):
+    tree.check_invariants()
+    for node in tree.nodes():
+        data = tree[node]
+        assert 0 <= data["n_correct"] <= data["n_rollouts"]
+        assert data["mc_value"] is None or 0.0 <= data["mc_value"] <= 1.0
+        # a node's prefix is the path from the root
+        path = tree.path(node)
+        assert path[0] == tree.root and path[-1] == node
+        assert len(tree.prefix_steps(node)) == len(path) - 1
+
+
+@given(trees())
+def test_siblings_never_share_text(tree):
+    for node in tree.nodes():
+        texts = [tree[child]["text"] for child in tree.children(node)]
+        assert len(texts) == len(set(texts))
+
+
+def test_mc_value_accumulates_over_all_rollouts_seen():
+    tree = ReasoningTree(QUESTION)
+    node = tree.add_step(tree.root, "2 + 3 = 5")
+    assert tree.mc_value(node) is None
+    tree.record_rollouts(node, [rollout(True), rollout(False)])
+    assert tree.mc_value(node) == 0.5
+    tree.record_rollouts(node, [rollout(True), rollout(True)])
+    assert tree.mc_value(node) == 0.75
+    assert len(tree[node]["correct_rollouts"]) == 3
+
+
+def test_terminal_node_counts_its_own_outcome_once():
+    tree = ReasoningTree(QUESTION)
+    node = tree.add_step(tree.root, "The answer is 7")
+    tree.mark_terminal(node, Verdict(status="incorrect"))
+    tree.mark_terminal(node, Verdict(status="incorrect"))
+    assert (tree[node]["n_correct"], tree[node]["n_rollouts"], tree.mc_value(node)) == (0, 1, 0.0)
+    assert tree[node]["verdict"] == "incorrect"
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda tree, node: tree.graph.add_edge(node, tree.root),  # cycle
+        lambda tree, node: tree.graph.add_node(99, **dict(tree[node])),  # unreachable
+        lambda tree, node: tree[node].update(n_correct=3, n_rollouts=2),
+        lambda tree, node: tree[node].update(mc_value=0.3),
+    ],
+)
+def test_check_invariants_catches_corruption(corrupt):
+    tree = ReasoningTree(QUESTION)
+    node = tree.add_step(tree.root, "a step")
+    tree.check_invariants()
+    corrupt(tree, node)
+    with pytest.raises(TreeInvariantError):
+        tree.check_invariants()
+
+
+def test_steps_are_stripped_and_shared():
+    tree = ReasoningTree(QUESTION)
+    first = tree.add_steps(tree.root, ["  a ", "b"])
+    second = tree.add_steps(tree.root, ["a", "c"])
+    assert first[0] == second[0]
+    assert len(tree) == 4
+    assert sorted(tree[n]["text"] for n in tree.leaves()) == ["b", "c"]

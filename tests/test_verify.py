@@ -1,0 +1,534 @@
+"""Tests of answer extraction, equivalence and the verifiers (prmsynth._verify)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from prmsynth._values import Verdict
+from prmsynth._verify import (
+    EquivalenceCheckError,
+    ExactMatchVerifier,
+    FunctionVerifier,
+    MathAnswerVerifier,
+    MathEquivalence,
+    extract_answer,
+    fast_equivalent,
+    normalize_answer,
+    reference_answer_from_text,
+)
+from prmsynth._verify_cli import add_parser, run
+
+# Generous: the machine is shared and noisy; this only catches hangs.
+HANG_GUARD_SECONDS = 30.0
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    # One verifier, so the whole module starts one worker process.
+    shared = MathAnswerVerifier()
+    yield shared
+    shared.close()
+
+
+def finishes_within(function, seconds: float = HANG_GUARD_SECONDS):
+    """Run ``function`` in a thread; fail if it has not returned in ``seconds``."""
+    results: list = []
+    errors: list = []
+
+    def target() -> None:
+        try:
+            results.append(function())
+        except BaseException as error:  # noqa: BLE001 - re-raised below
+            errors.append(error)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"did not finish within {seconds} s"
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+def boxed(answer: str) -> str:
+    return f"Putting it together, the answer is $\\boxed{{{answer}}}$."
+
+
+# ---------------------------------------------------------------------------
+# Equivalence
+# ---------------------------------------------------------------------------
+
+EQUIVALENT = [
+    ("\\$324", "324"),
+    ("$324", "324"),
+    ("324 dollars", "324"),
+    ("40 \\text{ cubic inches}", "40"),
+    ("8\\sqrt{3} \\text{ square inches}", "8\\sqrt{3}"),
+    ("5\\text{ cm}^2", "5"),
+    ("50\\%", "50"),
+    ("90^\\circ", "90"),
+    ("90^{\\circ}", "90"),
+    ("\\dfrac{3}{4}", "\\frac{3}{4}"),
+    ("\\tfrac{3}{4}", "0.75"),
+    ("\\dfrac{3}{4}", "0.75"),
+    ("0.5", "\\frac{1}{2}"),
+    ("1/2", "\\frac12"),
+    ("72.0", "72"),
+    ("-\\frac{1}{2}", "-0.5"),
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\frac{\\pi}{2})"),
+    ("\\text{A,D}", "A,D"),
+    ("(B)", "B"),
+    ("\\text{(C)}", "C"),
+    ("x = 5", "5"),
+    ("k=\\frac{1}{2}", "0.5"),
+    ("1,000", "1000"),
+    ("1,234,567", "1234567"),
+    ("10 hours", "10"),
+    ("\\text{Monday}", "monday"),
+    ("[2, 5)", "[2,5)"),
+    ("\\{1, 2\\}", "\\{2, 1\\}"),
+    ("x^2 + 1", "1 + x^2"),
+    ("\\sqrt{4}", "2"),
+    ("\\frac{\\sqrt{3}}{2}", "\\dfrac{\\sqrt3}{2}"),
+    ("3+4\\mathrm{i}", "3+4i"),
+]
+
+NOT_EQUIVALENT = [
+    ("72", "73"),
+    ("\\frac{1}{2}", "\\frac{1}{3}"),
+    ("0.5", "0.55"),
+    ("-5", "5"),
+    ("1,000", "100"),
+    ("50\\%", "5"),
+    ("[2, 5]", "[2, 5)"),
+    ("(2, 5)", "[2, 5)"),
+    ("\\{1, 2\\}", "\\{1, 3\\}"),
+    ("(3, \\pi)", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+    ("A,C", "\\text{A,D}"),
+    ("(B)", "C"),
+    ("x = 6", "5"),
+    ("8\\sqrt{2}", "8\\sqrt{3} \\text{ square inches}"),
+    ("2, 345", "2345"),
+    ("3.14", "\\pi"),
+]
+
+
+@pytest.mark.parametrize(("left", "right"), EQUIVALENT)
+def test_equivalent_answers_are_correct_both_ways(verifier, left, right):
+    assert verifier.verify(boxed(left), right).status == "correct"
+    assert verifier.verify(boxed(right), left).status == "correct"
+
+
+@pytest.mark.parametrize(("left", "right"), NOT_EQUIVALENT)
+def test_different_answers_are_incorrect_both_ways(verifier, left, right):
+    assert verifier.verify(boxed(left), right).status == "incorrect"
+    assert verifier.verify(boxed(right), left).status == "incorrect"
+
+
+def test_verdict_carries_the_extracted_answer(verifier):
+    verdict = verifier.verify("So she makes 9 * 2 = $18 a day.\n#### 18", "18")
+    assert verdict == Verdict(status="correct", extracted_answer="18")
+
+
+@pytest.mark.parametrize(
+    ("answer", "normalized"),
+    [
+        ("\\$324", "324"),
+        ("40 \\text{ cubic inches}", "40"),
+        ("8\\sqrt{3} \\text{ square inches}", "8\\sqrt{3}"),
+        ("50\\%", "50"),
+        ("90^\\circ", "90"),
+        ("\\dfrac{3}{4}", "\\frac{3}{4}"),
+        ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})"),
+        ("\\text{A,D}", "A,D"),
+        ("(B)", "B"),
+        ("x = 5", "5"),
+        ("1,000", "1000"),
+        ("2, 345", "2,345"),
+        ("\\pi r^2", "\\pi r^2"),
+        ("3+4\\mathrm{i}", "3+4i"),
+    ],
+)
+def test_normalize_answer(answer, normalized):
+    assert normalize_answer(answer) == normalized
+
+
+def test_fast_path_leaves_symbolic_answers_undecided():
+    assert fast_equivalent("\\sqrt{4}", "2") is None
+    assert fast_equivalent("[2, 5)", "[2, 5]") is None
+
+
+def test_unparseable_reference(verifier):
+    verdict = verifier.verify(boxed("5"), "")
+    assert verdict.status == "unparseable"
+    assert verdict.reason == "reference does not parse"
+
+
+# ---------------------------------------------------------------------------
+# Extraction
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("so \\boxed{\\frac{1}{\\sqrt{2}}} is it", "\\frac{1}{\\sqrt{2}}"),
+        ("first \\boxed{1}, then \\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+        ("the value is \\fbox{42}.", "42"),
+        ("The answer is \\(\\boxed{12}\\).", "12"),
+        ("Therefore, the final answer is: \\[ \\boxed{10} \\]", "10"),
+        ("Jack is gone for \\boxed{10 hours}.", "10 hours"),
+        ("\\boxed 7", "7"),
+        ("The answer is 18.", "18"),
+        ("The answer is: 3.5 liters.", "3.5 liters"),
+        ("Final Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.", "\\frac{3}{4}"),
+        ("the answer is 3. Then again, the answer is 4.", "4"),
+        ("The answer is that she keeps 5 of the 12 apples she picked", "12"),
+        ("Janet sells 9 eggs.\n#### 18", "18"),
+        ("#### 1,234", "1,234"),
+        ("Step 1: 2 + 2 = 4.\nSo she has **4 apples** in the end.", "4 apples"),
+        ("Some work.\nAnswer: 17", "17"),
+        ("3 + 4 = 7, and 7 * 2 = 14 cookies.", "14"),
+        ("It drops from 3 to -2.", "-2"),
+        ("Subtract: 10-3 = 7", "7"),
+        ("The total is 1,500 dollars.", "1,500"),
+        ("unclosed \\boxed{5 so 6", "6"),
+    ],
+)
+def test_extract_answer(text, answer):
+    assert extract_answer(text) == answer
+
+
+@pytest.mark.parametrize("text", ["", "   ", "I am not sure.", "\\boxed{}"])
+def test_extract_answer_finds_nothing(text):
+    assert extract_answer(text) is None
+
+
+def test_extract_answer_reads_only_the_tail():
+    text = "\\boxed{1}" + "x" * 20_000 + " so 2"
+    assert extract_answer(text) == "2"
+
+
+def test_reference_answer_from_text():
+    assert reference_answer_from_text("She makes 9 * 2 = 18 dollars.\n#### 18") == "18"
+    assert reference_answer_from_text("#### 1,234") == "1234"
+    assert reference_answer_from_text("  \\frac{1}{2}\n") == "\\frac{1}{2}"
+
+
+def test_truncated_completion_is_unparseable(verifier):
+    verdict = verifier.verify("The answer is 72", "72", finish_reason="length")
+    assert verdict.status == "unparseable"
+    assert "truncated" in verdict.reason
+
+
+@pytest.mark.parametrize("response", ["", "No idea, sorry."])
+def test_response_without_answer_is_unparseable(verifier, response):
+    verdict = verifier.verify(response, "72")
+    assert verdict == Verdict(status="unparseable", reason="no answer found")
+
+
+# ---------------------------------------------------------------------------
+# Bounds
+# ---------------------------------------------------------------------------
+
+
+def test_exponent_tower_is_refused_without_sympy(verifier):
+    verdict = finishes_within(lambda: verifier.verify(boxed("9^{9^{9^{9}}}"), "5"))
+    assert verdict.status == "incorrect"
+    assert "exponent tower" in verdict.reason
+
+
+def test_bare_exponent_tower_is_refused(verifier):
+    verdict = finishes_within(lambda: verifier.verify("The answer is 9^9^9^9", "5"))
+    assert verdict.status == "incorrect"
+    assert "exponent tower" in verdict.reason
+
+
+def test_overlong_answer_is_refused(verifier):
+    verdict = finishes_within(lambda: verifier.verify(boxed("x+" * 600 + "1"), "5"))
+    assert verdict.status == "incorrect"
+    assert "too long" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "1 + " * 25_000 + "1",
+        "\\boxed{" * 15_000,
+        "The answer is " + "(" * 50_000,
+        "x" * 100_000,
+    ],
+)
+def test_hundred_kilobyte_response_gets_a_verdict(verifier, response):
+    verdict = finishes_within(lambda: verifier.verify(response, "72"))
+    assert verdict.status in {"incorrect", "unparseable"}
+
+
+def test_timed_out_check_is_incorrect_and_the_worker_recovers(verifier):
+    # A huge power in the reference hangs sympy: the worker is killed.
+    equivalence = verifier.equivalence
+    with pytest.raises(EquivalenceCheckError, match="timed out"):
+        finishes_within(lambda: equivalence("5", "10^{10^{10}}", timeout=0.5))
+    # The next check starts a fresh worker and works.
+    assert finishes_within(lambda: equivalence("\\sqrt{4}", "2", timeout=30.0)) is True
+
+
+def test_timed_out_check_gives_incorrect_verdict():
+    slow = MathAnswerVerifier(timeout=0.5)
+    try:
+        verdict = finishes_within(lambda: slow.verify(boxed("5"), "10^{10^{10}}"))
+    finally:
+        slow.close()
+    assert verdict.status == "incorrect"
+    assert verdict.reason == "equivalence check timed out after 0.5 s"
+    assert verdict.extracted_answer == "5"
+
+
+# ---------------------------------------------------------------------------
+# Properties
+# ---------------------------------------------------------------------------
+
+
+def _integers():
+    return st.integers(min_value=-(10**12), max_value=10**12).map(str)
+
+
+def _decimals():
+    return st.decimals(
+        min_value=-(10**6), max_value=10**6, allow_nan=False, allow_infinity=False, places=3
+    ).map(lambda value: format(value, "f"))
+
+
+def _fractions():
+    numerators = st.integers(min_value=-999, max_value=999)
+    denominators = st.integers(min_value=1, max_value=999)
+    return st.tuples(numerators, denominators, st.booleans()).map(
+        lambda parts: f"\\frac{{{parts[0]}}}{{{parts[1]}}}" if parts[2] else f"{parts[0]}/{parts[1]}"
+    )
+
+
+def _value(answer: str) -> Fraction:
+    if answer.startswith("\\frac"):
+        top, bottom = answer[len("\\frac{") : -1].split("}{")
+        return Fraction(int(top), int(bottom))
+    return Fraction(answer)
+
+
+numbers = st.one_of(_integers(), _decimals(), _fractions())
+fast_settings = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@fast_settings
+@given(answer=numbers)
+def test_equivalence_is_reflexive(verifier, answer):
+    assert verifier.equivalence(answer, answer, timeout=2.0) is True
+
+
+@fast_settings
+@given(left=numbers, right=numbers)
+def test_equivalence_is_symmetric_and_exact(verifier, left, right):
+    forward = verifier.equivalence(left, right, timeout=2.0)
+    backward = verifier.equivalence(right, left, timeout=2.0)
+    assert forward is backward
+    assert forward is (_value(left) == _value(right))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(response=st.text(max_size=200), reference=st.sampled_from(["72", "\\frac{1}{2}", "x+1", ""]))
+def test_verify_never_raises(verifier, response, reference):
+    verdict = verifier.verify(response, reference)
+    assert verdict.status in {"correct", "incorrect", "unparseable"}
+
+
+# ---------------------------------------------------------------------------
+# Worker handling, pickling, threads
+# ---------------------------------------------------------------------------
+
+
+def test_verifier_is_thread_safe(verifier):
+    cases = [("\\sqrt{9}", "3", "correct"), ("[1, 2]", "[1, 2)", "incorrect"), ("72", "72", "correct")] * 4
+
+    def check(case):
+        answer, reference, _ = case
+        return verifier.verify(boxed(answer), reference).status
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(check, cases))
+    assert statuses == [expected for _, _, expected in cases]
+
+
+def test_verifier_pickles_without_its_process(verifier):
+    verifier.verify(boxed("\\sqrt{9}"), "3")  # make sure a worker is running
+    copy = pickle.loads(pickle.dumps(verifier))
+    assert copy.timeout == verifier.timeout
+    assert copy.verify(boxed("1/2"), "0.5").status == "correct"
+    copy.close()
+
+
+def test_close_then_reuse():
+    own = MathAnswerVerifier()
+    try:
+        assert own.verify(boxed("\\sqrt{16}"), "4").status == "correct"
+        own.close()
+        own.close()  # closing twice is harmless
+        assert own.verify(boxed("\\sqrt{16}"), "5").status == "incorrect"
+    finally:
+        own.close()
+
+
+def test_averify_many(verifier):
+    verdicts = asyncio.run(
+        verifier.averify_many(["#### 72", "#### 73", "The answer is 72"], "72", finish_reasons=[None, None, "length"])
+    )
+    assert [verdict.status for verdict in verdicts] == ["correct", "incorrect", "unparseable"]
+
+
+def test_configuration_is_validated():
+    with pytest.raises(ValueError, match="timeout"):
+        MathAnswerVerifier(timeout=0)
+
+
+def test_custom_extractor_and_equivalence():
+    calls = []
+
+    def equivalence(extracted, reference, *, timeout):
+        calls.append((extracted, reference, timeout))
+        return extracted.lower() == reference.lower()
+
+    custom = MathAnswerVerifier(extractor=lambda text: text.split()[-1], equivalence=equivalence, timeout=1.5)
+    assert custom.verify("it is PARIS", "paris").status == "correct"
+    assert calls == [("PARIS", "paris", 1.5)]
+    custom.close()
+
+
+def test_failing_parts_become_verdicts():
+    def broken_extractor(text):
+        raise RuntimeError("boom")
+
+    def broken_equivalence(extracted, reference, *, timeout):
+        raise RuntimeError("bang")
+
+    verdict = MathAnswerVerifier(extractor=broken_extractor).verify("x", "1")
+    assert verdict.status == "unparseable"
+    assert "boom" in verdict.reason
+    verdict = MathAnswerVerifier(equivalence=broken_equivalence).verify("#### 1", "1")
+    assert verdict.status == "incorrect"
+    assert "bang" in verdict.reason
+
+
+def test_math_equivalence_one_off_calls_stay_in_process():
+    with MathEquivalence() as equivalence:
+        assert equivalence("1,000", "1000") is True
+        assert not equivalence._pool.running
+
+
+# ---------------------------------------------------------------------------
+# Other verifiers
+# ---------------------------------------------------------------------------
+
+
+def test_exact_match_verifier():
+    exact = ExactMatchVerifier()
+    assert exact.verify("The answer is \\text{Evelyn}.", "Evelyn").status == "correct"
+    assert exact.verify("#### 1,000", "1000").status == "correct"
+    assert exact.verify("#### 0.5", "\\frac{1}{2}").status == "correct"
+    assert exact.verify("The answer is \\sqrt{4}", "2").status == "incorrect"
+    assert exact.verify("nothing here", "2").status == "unparseable"
+    assert exact.verify("#### 2", "").status == "unparseable"
+    assert exact.verify("#### 2", "2", finish_reason="length").status == "unparseable"
+
+
+def test_function_verifier():
+    contains = FunctionVerifier(lambda response, reference: reference in response)
+    assert contains.verify("Paris is the capital.", "Paris").correct
+    assert contains.verify("Lyon", "Paris").status == "incorrect"
+    assert contains.verify("Paris", "Paris", finish_reason="length").status == "unparseable"
+
+    def broken(response, reference):
+        raise KeyError("field")
+
+    verdict = FunctionVerifier(broken).verify("x", "y")
+    assert verdict.status == "unparseable"
+    assert "KeyError" in verdict.reason
+
+
+# ---------------------------------------------------------------------------
+# The verify-answers command
+# ---------------------------------------------------------------------------
+
+
+def parse_command(arguments: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="prmsynth")
+    add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["verify-answers", *arguments])
+
+
+def write_lines(path, lines: list[str]) -> None:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def test_cli_writes_verdicts(tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    rows = [
+        {"id": 1, "response": "So the answer is \\boxed{72}.", "gold": "72"},
+        {"id": 2, "response": "#### 73", "gold": "72"},
+        {"id": 3, "response": "I give up", "gold": 72},
+    ]
+    write_lines(source, [json.dumps(row) for row in rows] + [""])
+    out = tmp_path / "out.jsonl"
+    arguments = [str(source), "--response-field", "response", "--reference-field", "gold", "--out", str(out)]
+    assert run(parse_command(arguments)) == 0
+    written = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [row["verdict"] for row in written] == ["correct", "incorrect", "unparseable"]
+    assert [row["correct"] for row in written] == [True, False, False]
+    assert written[0]["id"] == 1 and written[0]["gold"] == "72"
+    assert "1 correct, 1 incorrect, 1 unparseable" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+
+
+def test_cli_writes_to_stdout(tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    write_lines(source, [json.dumps({"r": "#### 5", "a": "5", "why": "length"})])
+    arguments = [str(source), "--response-field", "r", "--reference-field", "a", "--finish-reason-field", "why"]
+    assert run(parse_command(arguments)) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["verdict"] == "unparseable"
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"r": "#### 5", "a": "5"}', "{not json"], "line 2: bad JSON"),
+        (['{"r": "#### 5", "a": "5"}', '{"r": "#### 5"}'], "line 2: missing field 'a'"),
+        (['{"r": null, "a": "5"}'], "line 1: field 'r' must be a string or a number"),
+        (["[1, 2]"], "line 1: expected a JSON object"),
+    ],
+)
+def test_cli_rejects_bad_input(tmp_path, capsys, lines, message):
+    source = tmp_path / "in.jsonl"
+    write_lines(source, lines)
+    out = tmp_path / "out.jsonl"
+    arguments = [str(source), "--response-field", "r", "--reference-field", "a", "--out", str(out)]
+    assert run(parse_command(arguments)) == 2
+    error = capsys.readouterr().err
+    assert str(source) in error
+    assert message in error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_cli_missing_file(tmp_path, capsys):
+    missing = tmp_path / "missing.jsonl"
+    arguments = [str(missing), "--response-field", "r", "--reference-field", "a", "--out", str(tmp_path / "o.jsonl")]
+    assert run(parse_command(arguments)) == 2
+    assert f"{missing}: no such file" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
