@@ -12,6 +12,7 @@ Install with ``pip install 'prmsynth[local]'``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
 import threading
@@ -97,6 +98,9 @@ def _make_handler(litellm: ModuleType) -> Any:
                     n_threads=max(1, os.cpu_count() or 1),
                     verbose=False,
                 )
+                # Free llama.cpp's memory before interpreter teardown, which
+                # otherwise makes Llama.__del__ fail noisily at exit.
+                atexit.register(self._llama.close)
             return self._llama
 
         def _sample(self, prompt: str, n: int, params: Mapping[str, Any]) -> list[dict]:

@@ -84,6 +84,7 @@ _NUMBER = re.compile(
     r"(?:(?<![\w)\]}])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|(?:(?<![\w)\]}])-)?\.\d+"
 )
 _WORD = re.compile(r"[A-Za-z]{3,}")
+_LEADING_NUMBER = re.compile(r"\s*\$?\s*(" + _NUMBER.pattern + r")(?![\w^_{])")
 
 
 def _matching_brace(text: str, open_index: int) -> int | None:
@@ -159,11 +160,21 @@ def _phrase_answer(rest: str) -> str | None:
     # The sentence ends at a period followed by a space (not a decimal point).
     sentence = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
     answer = _strip_math_wrappers(sentence)
-    # Prose after the phrase ("that she has 5 apples"): keep its last number.
-    if len(_WORD.findall(answer)) >= 3 and "\\" not in answer:
-        numbers = _NUMBER.findall(answer)
-        if numbers:
-            return numbers[-1]
+    if "\\" not in answer:
+        # "3 + 4 = 7 apples": the result is what follows the last "=".
+        if "=" in answer:
+            result = _LEADING_NUMBER.match(answer.rsplit("=", 1)[1])
+            if result:
+                return result.group(1)
+        if _WORD.search(answer):
+            # "42, which is 6 times 7" / "$1,250 per month": the number the
+            # phrase opens with; "that she has 5 apples": the last number.
+            leading = _LEADING_NUMBER.match(answer)
+            if leading:
+                return leading.group(1)
+            numbers = _NUMBER.findall(answer)
+            if numbers and len(_WORD.findall(answer)) >= 3:
+                return numbers[-1]
     return answer or None
 
 
@@ -270,6 +281,8 @@ _REMOVED_TOKENS = (
     (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ\b|\\circ\b|°|\\degree\b"), ""),
     (re.compile(r"\\%|%"), ""),
     (re.compile(r"\\\$|\$"), ""),
+    # A backslash before a digit is a mangled dollar sign (\15 for \$15).
+    (re.compile(r"(?<!\\)\\(?=\d)"), ""),
     (re.compile(r"\{,\}"), ","),
     # A single upright letter (\mathrm{i}, \mathrm{e}) is just that letter.
     (re.compile(r"\\(?:mathrm|textrm|text)\{([A-Za-z])\}"), r"\1"),
@@ -290,6 +303,7 @@ _WHOLE_TEXT = re.compile(
     r"^\\(?:text|mbox|mathrm|textrm|textnormal|textbf|mathbf|mathit)\s*\{(?P<inner>.*)\}$",
     re.DOTALL,
 )
+_BASED_NUMERAL = re.compile(r"(?P<digits>[0-9][0-9A-Za-z]*)_\{?(?P<base>\d{1,2})\}?")
 _CHOICE_LETTER = re.compile(r"^\(?\s*(?P<letter>[A-Z])\s*\)?$")
 _RELATIONS = ("<", ">", "\\le", "\\ge", "\\ne", "\\approx", "\\equiv")
 _LONE_VARIABLE = re.compile(r"^(?:[A-Za-z](?:_\{?\w+\}?)?|\\[A-Za-z]+)$")
@@ -382,7 +396,11 @@ def normalize_answer(answer: str) -> str:
     choice = _CHOICE_LETTER.match(answer)
     if choice:
         return choice.group("letter")
-    if answer.startswith("{") and answer.endswith("}") and _matching_brace(answer, 0) == len(answer) - 1:
+    if (
+        answer.startswith("{")
+        and answer.endswith("}")
+        and _matching_brace(answer, 0) == len(answer) - 1
+    ):
         answer = answer[1:-1]
     return answer
 
@@ -413,12 +431,39 @@ def _is_words(answer: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z][A-Za-z ]+", answer))
 
 
+def _compare_bases(left: str, right: str) -> bool | None:
+    """Compare numerals written in a base (``52_8``); None when neither is one.
+
+    sympy reads the subscript as an index and would call ``52_8`` and
+    ``52_9`` equal.  Two based numerals agree when their digits and bases
+    do; a plain numeral agrees with a based one when the digits do (MATH
+    answers often drop the subscript).
+    """
+    left_match = _BASED_NUMERAL.fullmatch(left)
+    right_match = _BASED_NUMERAL.fullmatch(right)
+    if left_match is None and right_match is None:
+        return None
+    if left_match is not None and right_match is not None:
+        return _numeral_digits(left_match.group("digits")) == _numeral_digits(
+            right_match.group("digits")
+        ) and int(left_match.group("base")) == int(right_match.group("base"))
+    based, other = (left_match, right) if left_match is not None else (right_match, left)
+    if re.fullmatch(r"[0-9A-Za-z]+", other):
+        return _numeral_digits(based.group("digits")) == _numeral_digits(other)
+    return None
+
+
+def _numeral_digits(digits: str) -> str:
+    return digits.lstrip("0").lower() or "0"
+
+
 def fast_equivalent(extracted: str, reference: str) -> bool | None:
     """Decide equivalence without sympy when that is certain, else None.
 
-    True when the normalized spellings agree; True or False when both are
-    plain numbers (compared exactly, so ``0.5 == 1/2 == \\frac{1}{2}``);
-    None when only a symbolic check can tell.
+    True when the normalized spellings agree (see :func:`normalize_answer`);
+    True or False when both are plain numbers (compared exactly, so
+    ``0.5 == 1/2 == \\frac{1}{2}``) or numerals in a base (``2516_8``); None
+    when only a symbolic check can tell.
 
     >>> fast_equivalent("\\\\dfrac{3}{4}", "0.75")
     True
@@ -437,6 +482,9 @@ def fast_equivalent(extracted: str, reference: str) -> bool | None:
         # Text answers ("Monday") compare without case; single letters do not.
         if left.lower() == right.lower():
             return True
+    based = _compare_bases(left, right)
+    if based is not None:
+        return based
     left_value = _as_fraction(left)
     right_value = _as_fraction(right)
     if left_value is not None and right_value is not None:
@@ -538,7 +586,7 @@ def _worker_main(arguments: list[str]) -> None:
         # The parent enforces the time bound, so math-verify's own (signal
         # based) timeouts are off; its warning about that is noise here.
         logging.getLogger("math_verify").setLevel(logging.ERROR)
-    except Exception as error:  # noqa: BLE001 - reported to the parent
+    except Exception as error:  # reported to the parent
         connection.send(("failed", f"cannot import math_verify: {error}"))
         return
     if memory_limit > 0:
@@ -578,7 +626,7 @@ def _worker_main(arguments: list[str]) -> None:
             reply = ("error", "equivalence check ran out of memory")
         except RecursionError:
             reply = ("error", "equivalence check recursed too deeply")
-        except Exception as error:  # noqa: BLE001 - reported to the parent
+        except Exception as error:  # reported to the parent
             reply = ("error", f"equivalence check failed: {type(error).__name__}: {error}")
         try:
             connection.send(reply)
@@ -590,7 +638,9 @@ def _worker_main(arguments: list[str]) -> None:
 # multiprocessing's "spawn": spawn re-imports the parent's __main__ script,
 # which breaks (and re-runs) user scripts without an `if __name__` guard.
 # Like spawn, and unlike fork, it copies no locks held by the parent's threads.
-_WORKER_BOOTSTRAP = "import sys; from prmsynth._verify import _worker_main; _worker_main(sys.argv[1:])"
+_WORKER_BOOTSTRAP = (
+    "import sys; from prmsynth._verify import _worker_main; _worker_main(sys.argv[1:])"
+)
 
 
 def _end_process(process: Any, connection: Any) -> None:
@@ -619,7 +669,9 @@ class _WorkerPool:
     the next check starts a new one.  Pickling keeps only the settings.
     """
 
-    def __init__(self, memory_limit: int | None = DEFAULT_MEMORY_LIMIT, startup_timeout: float = 120.0):
+    def __init__(
+        self, memory_limit: int | None = DEFAULT_MEMORY_LIMIT, startup_timeout: float = 120.0
+    ):
         self.memory_limit = memory_limit
         self.startup_timeout = startup_timeout
         self._lock = threading.Lock()
@@ -654,7 +706,7 @@ class _WorkerPool:
             part for part in (package_root, environment.get("PYTHONPATH")) if part
         )
         try:
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter, no shell
                 [
                     sys.executable,
                     "-c",
@@ -730,7 +782,7 @@ class _WorkerPool:
                     # A polite request first, so the worker exits on its own.
                     self._connection.send(None)
                     self._process.wait(0.5)
-                except Exception:  # noqa: BLE001, S110 - _stop terminates it anyway
+                except Exception:  # noqa: S110 - _stop terminates it anyway
                     pass
             self._stop()
 
@@ -763,7 +815,9 @@ class MathEquivalence:
     def _make_pool(self) -> _WorkerPool:
         return _WorkerPool(memory_limit=self.memory_limit)
 
-    def __call__(self, extracted: str, reference: str, *, timeout: float = DEFAULT_TIMEOUT) -> bool | None:
+    def __call__(
+        self, extracted: str, reference: str, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> bool | None:
         if not normalize_answer(reference):
             return None
         rejection = _rejection(extracted)
@@ -772,7 +826,9 @@ class MathEquivalence:
         decided = fast_equivalent(extracted, reference)
         if decided is not None:
             return decided
-        return self._pool.check(_normalize_for_math_verify(extracted), _normalize_for_math_verify(reference), timeout)
+        return self._pool.check(
+            _normalize_for_math_verify(extracted), _normalize_for_math_verify(reference), timeout
+        )
 
     def close(self) -> None:
         """End the worker process; the object stays usable."""
@@ -800,7 +856,9 @@ def _normalize_for_math_verify(answer: str) -> str:
     return answer.strip()
 
 
-def answers_equivalent(extracted: str, reference: str, *, timeout: float = DEFAULT_TIMEOUT) -> bool | None:
+def answers_equivalent(
+    extracted: str, reference: str, *, timeout: float = DEFAULT_TIMEOUT
+) -> bool | None:
     """One-off equivalence check; None when the reference does not parse.
 
     Uses :class:`MathEquivalence`, starting (and ending) a worker process only
@@ -865,22 +923,26 @@ class MathAnswerVerifier(StepVerifier):
             reference = str(reference)
         try:
             extracted = self.extractor(response)
-        except Exception as error:  # noqa: BLE001 - a verdict, never an exception
-            return Verdict(status="unparseable", reason=f"answer extraction failed: {_describe(error)}")
+        except Exception as error:  # a verdict, never an exception
+            return Verdict(
+                status="unparseable", reason=f"answer extraction failed: {_describe(error)}"
+            )
         if extracted is None or not str(extracted).strip():
             return _NO_ANSWER
         try:
             equivalent = self.equivalence(extracted, reference, timeout=self.timeout)
         except EquivalenceCheckError as error:
             return Verdict(status="incorrect", extracted_answer=extracted, reason=str(error))
-        except Exception as error:  # noqa: BLE001 - a verdict, never an exception
+        except Exception as error:  # a verdict, never an exception
             return Verdict(
                 status="incorrect",
                 extracted_answer=extracted,
                 reason=f"equivalence check failed: {_describe(error)}",
             )
         if equivalent is None:
-            return Verdict(status="unparseable", extracted_answer=extracted, reason="reference does not parse")
+            return Verdict(
+                status="unparseable", extracted_answer=extracted, reason="reference does not parse"
+            )
         return Verdict(status="correct" if equivalent else "incorrect", extracted_answer=extracted)
 
     def close(self) -> None:
@@ -915,9 +977,13 @@ class ExactMatchVerifier(StepVerifier):
             if extracted is None or not str(extracted).strip():
                 return _NO_ANSWER
             if not normalize_answer(reference):
-                return Verdict(status="unparseable", extracted_answer=extracted, reason="reference does not parse")
+                return Verdict(
+                    status="unparseable",
+                    extracted_answer=extracted,
+                    reason="reference does not parse",
+                )
             equivalent = fast_equivalent(extracted, reference)
-        except Exception as error:  # noqa: BLE001 - a verdict, never an exception
+        except Exception as error:  # a verdict, never an exception
             return Verdict(status="unparseable", reason=f"check failed: {_describe(error)}")
         return Verdict(status="correct" if equivalent else "incorrect", extracted_answer=extracted)
 
@@ -945,7 +1011,7 @@ class FunctionVerifier(StepVerifier):
             return _TRUNCATED
         try:
             result = bool(self.function(response, reference))
-        except Exception as error:  # noqa: BLE001 - a verdict, never an exception
+        except Exception as error:  # a verdict, never an exception
             return Verdict(status="unparseable", reason=f"check failed: {_describe(error)}")
         return Verdict(status="correct" if result else "incorrect")
 

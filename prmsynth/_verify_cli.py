@@ -33,16 +33,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("input", metavar="INPUT.jsonl", help="JSONL file, one JSON object a line")
     parser.add_argument(
-        "--response-field", required=True, metavar="FIELD", help="field holding the model's response"
+        "--response-field",
+        required=True,
+        metavar="FIELD",
+        help="field holding the model's response",
     )
     parser.add_argument(
-        "--reference-field", required=True, metavar="FIELD", help="field holding the reference answer"
+        "--reference-field",
+        required=True,
+        metavar="FIELD",
+        help="field holding the reference answer",
     )
     parser.add_argument(
         "--finish-reason-field",
         default=None,
         metavar="FIELD",
-        help="optional field with the backend's finish reason ('length' marks a truncated response)",
+        help="optional field with the backend's finish reason ('length' marks a truncation)",
     )
     parser.add_argument(
         "--out",
@@ -73,20 +79,26 @@ def _read_rows(path: str, fields: list[str], optional_fields: list[str]) -> list
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as error:
-                    raise _InputProblem(f"{path}: line {line_number}: bad JSON: {error.msg}") from error
+                    raise _InputProblem(
+                        f"{path}: line {line_number}: bad JSON: {error.msg}"
+                    ) from error
                 if not isinstance(row, dict):
                     raise _InputProblem(f"{path}: line {line_number}: expected a JSON object")
                 for field in fields:
                     if field not in row:
                         raise _InputProblem(f"{path}: line {line_number}: missing field {field!r}")
-                    if not isinstance(row[field], (str, int, float)) or isinstance(row[field], bool):
+                    value = row[field]
+                    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                         raise _InputProblem(
-                            f"{path}: line {line_number}: field {field!r} must be a string or a number"
+                            f"{path}: line {line_number}: "
+                            f"field {field!r} must be a string or a number"
                         )
                 for field in optional_fields:
                     value = row.get(field)
                     if value is not None and not isinstance(value, str):
-                        raise _InputProblem(f"{path}: line {line_number}: field {field!r} must be a string")
+                        raise _InputProblem(
+                            f"{path}: line {line_number}: field {field!r} must be a string"
+                        )
                 rows.append(row)
     except FileNotFoundError as error:
         raise _InputProblem(f"{path}: no such file") from error
@@ -100,7 +112,7 @@ def _read_rows(path: str, fields: list[str], optional_fields: list[str]) -> list
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``verify-answers`` with parsed ``args``; returns the exit status (0, or 2 on bad input)."""
+    """Run ``verify-answers`` with parsed ``args``; return 0, or 2 on bad input."""
     import json
     import os
     import tempfile
@@ -135,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
             handle = os.fdopen(descriptor, "w", encoding="utf-8")
         try:
             for row in rows:
-                finish_reason = row.get(args.finish_reason_field) if args.finish_reason_field else None
+                finish_reason = (
+                    row.get(args.finish_reason_field) if args.finish_reason_field else None
+                )
                 verdict = verifier.verify(
                     str(row[args.response_field]),
                     str(row[args.reference_field]),

@@ -1,0 +1,311 @@
+"""Benchmark of answer checks: accuracy, false positives and speed.
+
+Usage: python benchmarks/answer_check.py [--data DIR] [--all-cores]
+
+Two sets, from the shared data folder (default: ../shared/data next to the
+repository root):
+
+* ProcessBench GSM8K: 400 real model solutions with a human judgement of
+  whether the final answer is correct; the gold answer is joined from the
+  GSM8K test set (the number after ``####``).
+* MATH500 rewrites: the gold answers of MATH500 rewritten in equivalent ways
+  (``\\dfrac``, ``\\text{ units}``, ``\\left(``, thousands separators,
+  ``x =``, decimals) and in non-equivalent ways (perturbed numbers, flipped
+  interval ends, flipped signs), each checked in both directions.
+
+Compared: (a) prmsynth's MathAnswerVerifier, (b) plain math-verify
+``verify(parse(gold), parse(response))``, (c) exact match of the last boxed
+answer, (d) "gold is a substring of the last sentence".  Every method gets
+one untimed warm-up call; the verifier's worker start-up is reported on its
+own line.  By default the process (and so the verifier's worker) is pinned
+to one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPOSITORY_ROOT.parent / "shared" / "data"
+
+# (response, reference, expected correct)
+Case = tuple[str, str, bool]
+
+
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
+
+
+def processbench_cases(data: Path) -> list[Case]:
+    """ProcessBench GSM8K solutions joined with their GSM8K gold answers."""
+    gold_by_question = {}
+    with open(data / "gsm8k" / "test.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            gold = row["answer"].rsplit("####", 1)[1].strip().replace(",", "")
+            gold_by_question[row["question"].strip()] = gold
+    with open(data / "processbench" / "gsm8k.json", encoding="utf-8") as handle:
+        items = json.load(handle)
+    cases = []
+    for item in items:
+        gold = gold_by_question.get(item["problem"].strip())
+        if gold is None:
+            continue  # not found in GSM8K test; should not happen
+        cases.append(("\n\n".join(item["steps"]), gold, bool(item["final_answer_correct"])))
+    return cases
+
+
+# A unit after the value ("15\mbox{ cm}^2"): its digits are not the answer's.
+_UNIT_SUFFIX = re.compile(r"\s*\\(?:text|mbox)\{\s*[A-Za-z ]+\}(?:\^\d)?$")
+
+
+def _perturb_last_number(answer: str) -> str | None:
+    """The answer with its last integer (outside a unit) plus one, or None without digits."""
+    unit = _UNIT_SUFFIX.search(answer)
+    value, suffix = (answer[: unit.start()], unit.group(0)) if unit else (answer, "")
+    matches = list(re.finditer(r"\d+", value))
+    if not matches:
+        return None
+    last = matches[-1]
+    return value[: last.start()] + str(int(last.group(0)) + 1) + value[last.end() :] + suffix
+
+
+def _with_thousands(answer: str) -> str | None:
+    if re.fullmatch(r"-?\d{4,}", answer):
+        return f"{int(answer):,}"
+    return None
+
+
+def _as_decimal(answer: str) -> str | None:
+    """\\frac{a}{b} with a terminating decimal, as that decimal."""
+    match = re.fullmatch(r"(-?)\\d?frac\{(\d+)\}\{(\d+)\}", answer)
+    if not match:
+        return None
+    value = Fraction(int(match.group(2)), int(match.group(3)))
+    reduced = value.denominator
+    for prime in (2, 5):
+        while reduced % prime == 0:
+            reduced //= prime
+    if reduced != 1 or value.denominator == 1:
+        return None
+    # Terminating: exact with as many places as the denominator's power of 2 or 5.
+    places = 0
+    while (value * 10**places).denominator != 1:
+        places += 1
+    text = f"{Decimal(value.numerator) / Decimal(value.denominator):.{places}f}"
+    return match.group(1) + text
+
+
+def math500_rewrites(data: Path) -> list[Case]:
+    """Equivalent and non-equivalent rewrites of MATH500 answers, both directions."""
+    pairs: list[tuple[str, str, bool]] = []
+    with open(data / "math500" / "test.jsonl", encoding="utf-8") as handle:
+        golds = [json.loads(line)["answer"].strip() for line in handle]
+    for gold in golds:
+        plain = not re.search(r"\\text|\\mbox|\\begin|=|\\cup|,", gold)
+        equivalent = []
+        if "\\frac" in gold:
+            equivalent.append(gold.replace("\\frac", "\\dfrac"))
+        if gold.startswith("(") and gold.endswith(")"):
+            equivalent.append("\\left" + gold[:-1] + "\\right)")
+        if plain:
+            equivalent.append(gold + " \\text{ units}")
+            equivalent.append("x = " + gold)
+        thousands = _with_thousands(gold)
+        if thousands:
+            equivalent.append(thousands)
+        decimal = _as_decimal(gold)
+        if decimal:
+            equivalent.append(decimal)
+
+        different = []
+        perturbed = _perturb_last_number(gold)
+        if perturbed is not None and perturbed != gold:
+            different.append(perturbed)
+            if plain:
+                different.append(perturbed + " \\text{ units}")
+                different.append("x = " + perturbed)
+            if "\\frac" in perturbed:
+                different.append(perturbed.replace("\\frac", "\\dfrac"))
+            perturbed_thousands = _with_thousands(perturbed)
+            if perturbed_thousands:
+                different.append(perturbed_thousands)
+        if re.fullmatch(r"[\[(].*[\])]", gold) and "," in gold and "\\cup" not in gold:
+            flipped = gold[:-1] + ("]" if gold.endswith(")") else ")")
+            if gold.startswith("(") and gold.endswith(")"):
+                pass  # a tuple: a changed bracket is a different type, not a check of intervals
+            else:
+                different.append(flipped)
+        if re.fullmatch(r"\d+(?:\.\d+)?", gold) and float(gold) != 0:
+            different.append("-" + gold)
+
+        pairs.extend((rewrite, gold, True) for rewrite in equivalent)
+        pairs.extend((rewrite, gold, False) for rewrite in different)
+
+    cases = []
+    for rewrite, gold, expected in pairs:
+        cases.append((f"So the answer is $\\boxed{{{rewrite}}}$.", gold, expected))
+        cases.append((f"So the answer is $\\boxed{{{gold}}}$.", rewrite, expected))
+    return cases
+
+
+# ---------------------------------------------------------------------------
+# Methods
+# ---------------------------------------------------------------------------
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...}, braces matched."""
+    start = text.rfind("\\boxed{")
+    if start == -1:
+        return None
+    depth = 0
+    for index in range(start + len("\\boxed"), len(text)):
+        if text[index] == "{":
+            depth += 1
+        elif text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + len("\\boxed{") : index]
+    return None
+
+
+def boxed_exact_match(response: str, reference: str) -> bool:
+    answer = last_boxed(response)
+    return answer is not None and answer.strip() == reference.strip()
+
+
+def last_sentence_substring(response: str, reference: str) -> bool:
+    sentences = [part for part in re.split(r"(?<=[.!?])\s+", response.strip()) if part.strip()]
+    return bool(sentences) and reference.strip() in sentences[-1]
+
+
+def make_math_verify() -> Callable[[str, str], bool]:
+    from math_verify import parse, verify
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+    def check(response: str, reference: str) -> bool:
+        return bool(verify(parse(reference), parse(response)))
+
+    return check
+
+
+# ---------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------
+
+
+def measure(check: Callable[[str, str], bool], cases: list[Case]) -> dict:
+    check(*cases[0][:2])  # warm-up, untimed: imports and caches
+    right = false_positives = false_negatives = 0
+    worst = 0.0
+    started = time.perf_counter()
+    for response, reference, expected in cases:
+        begin = time.perf_counter()
+        try:
+            predicted = bool(check(response, reference))
+        except Exception:  # a crash counts as "not correct"
+            predicted = False
+        worst = max(worst, time.perf_counter() - begin)
+        if predicted == expected:
+            right += 1
+        elif predicted:
+            false_positives += 1
+        else:
+            false_negatives += 1
+    elapsed = time.perf_counter() - started
+    return {
+        "accuracy": right / len(cases),
+        "false_positives": false_positives,
+        "false_negatives": false_negatives,
+        "checks_per_second": len(cases) / elapsed,
+        "worst_ms": worst * 1000,
+    }
+
+
+def print_table(title: str, cases: list[Case], results: dict[str, dict]) -> None:
+    positives = sum(expected for _, _, expected in cases)
+    print(f"\n{title}: {len(cases)} checks ({positives} correct, {len(cases) - positives} not)")
+    header = f"{'method':<36} {'accuracy':>8} {'FP':>5} {'FN':>5} {'checks/s':>9} {'worst ms':>9}"
+    print(header)
+    print("-" * len(header))
+    for name, result in results.items():
+        print(
+            f"{name:<36} {result['accuracy']:>8.2%} {result['false_positives']:>5} "
+            f"{result['false_negatives']:>5} {result['checks_per_second']:>9.0f} "
+            f"{result['worst_ms']:>9.1f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder")
+    parser.add_argument(
+        "--all-cores", action="store_true", help="do not pin the benchmark to one core"
+    )
+    args = parser.parse_args(argv)
+
+    needed = [
+        args.data / "processbench" / "gsm8k.json",
+        args.data / "gsm8k" / "test.jsonl",
+        args.data / "math500" / "test.jsonl",
+    ]
+    missing = [str(path) for path in needed if not path.is_file()]
+    if missing:
+        print(
+            "answer_check: data not found: " + ", ".join(missing) + "\n"
+            "Expected the shared data folder at ../shared/data beside the repository "
+            "(or pass --data DIR).",
+            file=sys.stderr,
+        )
+        return 2
+
+    if not args.all_cores and hasattr(os, "sched_setaffinity"):
+        # The worker process inherits this, so the whole check runs on one core.
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+    sys.path.insert(0, str(REPOSITORY_ROOT))
+    from prmsynth._verify import MathAnswerVerifier
+
+    verifier = MathAnswerVerifier()
+    begin = time.perf_counter()
+    verifier.verify("\\boxed{\\sqrt{4}}", "2")  # starts the worker
+    startup = time.perf_counter() - begin
+
+    def prmsynth_check(response: str, reference: str) -> bool:
+        return verifier.verify(response, reference).correct
+
+    methods = {
+        "(a) prmsynth MathAnswerVerifier": prmsynth_check,
+        "(b) math-verify verify(parse, parse)": make_math_verify(),
+        "(c) last boxed == gold": boxed_exact_match,
+        "(d) gold in last sentence": last_sentence_substring,
+    }
+    try:
+        for title, cases in (
+            ("ProcessBench GSM8K (human labels)", processbench_cases(args.data)),
+            ("MATH500 answer rewrites (both directions)", math500_rewrites(args.data)),
+        ):
+            results = {name: measure(check, cases) for name, check in methods.items()}
+            print_table(title, cases, results)
+    finally:
+        verifier.close()
+    cores = "all cores" if args.all_cores else "pinned to one core"
+    print(f"\nMathAnswerVerifier worker start-up (untimed above): {startup:.2f} s; {cores}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
