@@ -64,7 +64,7 @@ class LLMStepGenerator(StepGenerator):
     assistant prefill honour (the embedded local model does).
 
     >>> from prmsynth.testing import ScriptedLLM
-    >>> generator = LLMStepGenerator(llm=ScriptedLLM(lambda request: "2 + 3 = 5.\\n\\nThe answer is 5."))
+    >>> generator = LLMStepGenerator(llm=ScriptedLLM(lambda request: "The answer is 5."))
     >>> generator.split_steps("2 + 3 = 5.\\n\\nThe answer is 5.")
     ['2 + 3 = 5.', 'The answer is 5.']
     """

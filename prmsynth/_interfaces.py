@@ -88,12 +88,12 @@ class StepVerifier(abc.ABC):
         def check_all() -> list[Verdict]:
             return [
                 self.verify(response, reference, finish_reason=reason)
-                for response, reason in zip(responses, reasons)
+                for response, reason in zip(responses, reasons, strict=True)
             ]
 
         return await asyncio.to_thread(check_all)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook, deliberately not abstract)
         """Release resources (worker processes); the verifier stays usable."""
 
 

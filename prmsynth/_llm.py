@@ -95,7 +95,9 @@ class LiteLLMClient:
             from prmsynth._local import ensure_registered
 
             ensure_registered(litellm)
-        responses = [await self._request(litellm, messages, n, temperature, top_p, max_tokens, seed)]
+        responses = [
+            await self._request(litellm, messages, n, temperature, top_p, max_tokens, seed)
+        ]
         served = len(responses[0].completions)
         if served < n:
             # The provider ignored `n`: ask for the rest one sample at a time.
@@ -157,7 +159,7 @@ class LiteLLMClient:
         token_counts = _split_tokens(completion_tokens, texts)
         completions = tuple(
             Completion(text=text, finish_reason=choice.finish_reason, n_tokens=tokens)
-            for text, choice, tokens in zip(texts, response.choices, token_counts)
+            for text, choice, tokens in zip(texts, response.choices, token_counts, strict=True)
         )
         return LLMResponse(
             completions=completions,

@@ -121,7 +121,9 @@ def _make_handler(litellm: ModuleType) -> Any:
             return outputs
 
         def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
-            return self._respond(model, messages, kwargs["optional_params"], kwargs["model_response"])
+            return self._respond(
+                model, messages, kwargs["optional_params"], kwargs["model_response"]
+            )
 
         async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
             return await asyncio.to_thread(

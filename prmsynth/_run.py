@@ -35,7 +35,8 @@ def prepare_output_directory(out_dir: Path, *, overwrite: bool) -> None:
     if existing and not overwrite:
         raise InputError(
             out_dir,
-            f"already holds a run ({', '.join(existing)}); choose another --out or pass --overwrite",
+            f"already holds a run ({', '.join(existing)}); "
+            "choose another --out or pass --overwrite",
         )
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -107,7 +108,7 @@ def run_to_directory(
     summary_path = out_dir / SUMMARY_FILE
     write_json_atomic(summary_path, summary)
     system_prompt = getattr(pipeline.generator, "system_prompt", DEFAULT_SYSTEM_PROMPT)
-    files = {name: open(out_dir / name, "w", encoding="utf-8") for name in OUTPUT_FILES}  # noqa: SIM115
+    files = {name: open(out_dir / name, "w", encoding="utf-8") for name in OUTPUT_FILES}
 
     def write(name: str, record: dict[str, Any]) -> None:
         append_line(files[name], record)

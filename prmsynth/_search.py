@@ -103,7 +103,7 @@ class _SearchRun:
                 n_tokens=completion.n_tokens,
                 finish_reason=completion.finish_reason,
             )
-            for completion, verdict in zip(completions, verdicts)
+            for completion, verdict in zip(completions, verdicts, strict=True)
         ]
 
     def absorb(self, node: int, rollouts: Sequence[Rollout]) -> None:

@@ -18,7 +18,12 @@ class InputError(ValueError):
     """
 
     def __init__(
-        self, path: str | os.PathLike, message: str, *, line: int | None = None, field: str | None = None
+        self,
+        path: str | os.PathLike,
+        message: str,
+        *,
+        line: int | None = None,
+        field: str | None = None,
     ) -> None:
         self.path, self.line, self.field, self.message = str(path), line, field, message
         location = self.path if line is None else f"{self.path}:{line}"
@@ -62,7 +67,9 @@ def iter_json_records(path: str | os.PathLike) -> Iterator[tuple[int, object]]:
         if in_array and text[position] == "]":
             position = _skip_space(text, position + 1)
             if position < len(text):
-                raise InputError(path, "unexpected text after the JSON array", line=_line_of(text, position))
+                raise InputError(
+                    path, "unexpected text after the JSON array", line=_line_of(text, position)
+                )
             return
         try:
             value, end = decoder.raw_decode(text, position)
@@ -76,7 +83,9 @@ def iter_json_records(path: str | os.PathLike) -> Iterator[tuple[int, object]]:
             elif position >= len(text):
                 break
             elif not text.startswith("]", position):
-                raise InputError(path, "expected ',' or ']' in the JSON array", line=_line_of(text, position))
+                raise InputError(
+                    path, "expected ',' or ']' in the JSON array", line=_line_of(text, position)
+                )
     if in_array:
         raise InputError(path, "the JSON array is not closed", line=_line_of(text, len(text)))
 
@@ -117,17 +126,23 @@ def load_questions(
         if limit is not None and len(questions) >= limit:
             break
         if not isinstance(record, dict):
-            raise InputError(path, f"expected a JSON object, got {type(record).__name__}", line=line)
+            raise InputError(
+                path, f"expected a JSON object, got {type(record).__name__}", line=line
+            )
         parts = []
         for field in question_fields:
             parts.append(_required_text(record, field, path, line))
         answer = reference_from_answer(_required_text(record, answer_field, path, line))
         if not answer:
-            raise InputError(path, "the answer is empty after '####'", line=line, field=answer_field)
+            raise InputError(
+                path, "the answer is empty after '####'", line=line, field=answer_field
+            )
         question_id = str(record.get("id", record.get("idx", index)))
         if question_id in seen_ids:
             raise InputError(
-                path, f"duplicate id {question_id!r} (first on line {seen_ids[question_id]})", line=line
+                path,
+                f"duplicate id {question_id!r} (first on line {seen_ids[question_id]})",
+                line=line,
             )
         seen_ids[question_id] = line
         questions.append(

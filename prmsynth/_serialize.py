@@ -82,7 +82,9 @@ def tree_from_dict(record: dict[str, Any]) -> ReasoningTree:
                 **{field: node_record[field] for field in _NODE_FIELDS},
             )
             data = tree[node]
-            data["correct_rollouts"] = [Rollout.from_dict(r) for r in node_record["correct_rollouts"]]
+            data["correct_rollouts"] = [
+                Rollout.from_dict(r) for r in node_record["correct_rollouts"]
+            ]
             data["incorrect_rollouts"] = [
                 Rollout.from_dict(r) for r in node_record["incorrect_rollouts"]
             ]
@@ -187,7 +189,7 @@ def dpo_records(tree: ReasoningTree, *, system_prompt: str) -> list[dict[str, An
             "preferred_output": [{"role": "assistant", "content": chosen}],
             "non_preferred_output": [{"role": "assistant", "content": rejected}],
         }
-        for chosen, rejected in zip(correct, incorrect)
+        for chosen, rejected in zip(correct, incorrect)  # noqa: B905 (pairs run out)
     ]
 
 

@@ -32,8 +32,9 @@ class Question:
     ``answer_source`` how the reference answer was obtained (``"seed"`` for a
     human-given answer).
 
-    >>> Question(id="q1", text="What is 2 + 3?", reference_answer="5")
-    Question(id='q1', text='What is 2 + 3?', reference_answer='5', source='seed', answer_source='seed', metadata={})
+    >>> question = Question(id="q1", text="What is 2 + 3?", reference_answer="5")
+    >>> (question.source, question.answer_source)
+    ('seed', 'seed')
     """
 
     id: str

@@ -45,15 +45,33 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--temperature", type=float, default=sampling.temperature)
     parser.add_argument("--top-p", type=float, default=sampling.top_p)
     parser.add_argument("--max-tokens", type=int, default=sampling.max_tokens)
-    parser.add_argument("--screen-rollouts", type=int, default=search.screen_rollouts,
-                        help="solutions sampled to screen a question (kept only if mixed)")
-    parser.add_argument("--num-branches", type=int, default=search.num_branches,
-                        help="completions per Monte Carlo estimation")
-    parser.add_argument("--max-search", type=int, default=search.max_search,
-                        help="candidate selections per question")
-    parser.add_argument("--max-branches", type=int, default=search.max_branches,
-                        help="completions per question in total, screening included")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (where the backend honours one)")
+    parser.add_argument(
+        "--screen-rollouts",
+        type=int,
+        default=search.screen_rollouts,
+        help="solutions sampled to screen a question (kept only if mixed)",
+    )
+    parser.add_argument(
+        "--num-branches",
+        type=int,
+        default=search.num_branches,
+        help="completions per Monte Carlo estimation",
+    )
+    parser.add_argument(
+        "--max-search",
+        type=int,
+        default=search.max_search,
+        help="candidate selections per question",
+    )
+    parser.add_argument(
+        "--max-branches",
+        type=int,
+        default=search.max_branches,
+        help="completions per question in total, screening included",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="sampling seed (where the backend honours one)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N questions")
     parser.add_argument("--concurrency", type=int, default=4, help="questions searched at once")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
@@ -91,7 +109,10 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError("options", str(error)) from None
         fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
         questions = load_questions(
-            args.seed_file, question_fields=fields, answer_field=args.answer_column, limit=args.limit
+            args.seed_file,
+            question_fields=fields,
+            answer_field=args.answer_column,
+            limit=args.limit,
         )
         if not questions:
             raise InputError(args.seed_file, "holds no questions")
@@ -102,7 +123,10 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INPUT
 
     pipeline = Pipeline.from_model(
-        args.model, api_base=args.api_base, sampling=sampling, search=search,
+        args.model,
+        api_base=args.api_base,
+        sampling=sampling,
+        search=search,
         concurrency=args.concurrency,
     )
     run_info = {
@@ -130,8 +154,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from prmsynth import __version__
-    from prmsynth import _verify_cli
+    from prmsynth import __version__, _verify_cli
 
     parser = argparse.ArgumentParser(
         prog="prmsynth",

@@ -29,17 +29,33 @@ def test_help_imports_neither_litellm_nor_llama_cpp_and_opens_no_socket():
         print("ok")
         """
     )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip().endswith("ok")
 
 
 def test_console_entry_point_runs():
-    completed = subprocess.run([sys.executable, "-m", "prmsynth", "run", "--help"],
-                               capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-m", "prmsynth", "run", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 0
-    for option in ("--column-names", "--answer-column", "--num-branches", "--max-search",
-                   "--max-branches", "--temperature", "--top-p", "--api-base", "--seed", "--limit"):
+    for option in (
+        "--column-names",
+        "--answer-column",
+        "--num-branches",
+        "--max-search",
+        "--max-branches",
+        "--temperature",
+        "--top-p",
+        "--api-base",
+        "--seed",
+        "--limit",
+    ):
         assert option in completed.stdout
 
 
@@ -47,12 +63,20 @@ def test_console_entry_point_runs():
     ("content", "expected"),
     [
         (None, "no such file"),
-        ('{"problem": "p", "final_answer": "1"}\n{"problem": "q"}\n', ":2: field 'final_answer': missing field"),
-        ('{"problem": "p", "final_answer": "1"}\n{"problem": "q", "final_answer": ""}\n', ":2: field 'final_answer': empty value"),
+        (
+            '{"problem": "p", "final_answer": "1"}\n{"problem": "q"}\n',
+            ":2: field 'final_answer': missing field",
+        ),
+        (
+            '{"problem": "p", "final_answer": "1"}\n{"problem": "q", "final_answer": ""}\n',
+            ":2: field 'final_answer': empty value",
+        ),
         ('{"problem": "p", "final_answer": "1"}\n{broken\n', ":2: invalid JSON"),
     ],
 )
-def test_bad_input_exits_2_with_a_located_message_and_writes_nothing(tmp_path, capsys, content, expected):
+def test_bad_input_exits_2_with_a_located_message_and_writes_nothing(
+    tmp_path, capsys, content, expected
+):
     seed = tmp_path / "seeds.jsonl"
     if content is not None:
         seed.write_text(content)

@@ -11,8 +11,16 @@ from prmsynth.testing import ScriptedLLM
 QUESTION = Question(id="q", text="What is 2 + 3?", reference_answer="5")
 
 
-@given(st.lists(st.text(alphabet="ab c.\n", min_size=1).map(str.strip).filter(
-    lambda s: s and "\n\n" not in s and not any(not line.strip() for line in s.split("\n"))), max_size=6))
+@given(
+    st.lists(
+        st.text(alphabet="ab c.\n", min_size=1)
+        .map(str.strip)
+        .filter(
+            lambda s: s and "\n\n" not in s and not any(not line.strip() for line in s.split("\n"))
+        ),
+        max_size=6,
+    )
+)
 def test_split_inverts_join(steps):
     generator = LLMStepGenerator(llm=ScriptedLLM(lambda r: ""))
     assert generator.split_steps(generator.join_steps(steps)) == steps
@@ -39,7 +47,9 @@ def test_messages_prefill_the_assistant_in_assistant_mode():
 
 def test_generate_passes_sampling_and_derived_seed():
     llm = ScriptedLLM(lambda request: f"{request.seed} {request.temperature} {request.max_tokens}")
-    generator = LLMStepGenerator(llm=llm, sampling=SamplingSettings(temperature=0.3, max_tokens=64, seed=11))
+    generator = LLMStepGenerator(
+        llm=llm, sampling=SamplingSettings(temperature=0.3, max_tokens=64, seed=11)
+    )
     response = asyncio.run(generator.generate(QUESTION, [], n=3, sample_offset=8))
     texts = {completion.text for completion in response.completions}
     assert texts == {f"{derive_seed(11, 'q', 8)} 0.3 64"}

@@ -26,8 +26,11 @@ def litellm_globals(litellm):
 def test_mock_response_round_trip_and_n_fallback():
     litellm = import_litellm()
     before = litellm_globals(litellm)
-    client = LiteLLMClient(model="openai/gpt-4o-mini", api_key="sk-test",
-                           options={"mock_response": "The answer is \\boxed{5}."})
+    client = LiteLLMClient(
+        model="openai/gpt-4o-mini",
+        api_key="sk-test",
+        options={"mock_response": "The answer is \\boxed{5}."},
+    )
     response = asyncio.run(client.complete(MESSAGES, n=3, max_tokens=16, seed=1))
     assert [c.text for c in response.completions] == ["The answer is \\boxed{5}."] * 3
     assert all(c.finish_reason == "stop" for c in response.completions)
@@ -63,6 +66,7 @@ def test_price_map_download_is_disabled_when_the_user_did_not_choose():
         """
     )
     environment = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=environment, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120
+    )
     assert run.stdout.strip() == "True", run.stderr

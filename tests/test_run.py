@@ -19,8 +19,9 @@ def read_jsonl(path):
 
 def test_run_writes_every_file(tmp_path):
     questions = [*QUESTIONS[:3], Question(id="easy", text="uniform", reference_answer="5")]
-    summary = run_to_directory(scripted_pipeline(), questions, tmp_path, run_info={"model": "fake"},
-                               log=None)
+    summary = run_to_directory(
+        scripted_pipeline(), questions, tmp_path, run_info={"model": "fake"}, log=None
+    )
     assert summary["complete"] is True
     assert summary["kept"] == 4 and summary["failed"] == 0
     trees = list(read_tree_file(tmp_path / "trees.jsonl"))
@@ -32,11 +33,15 @@ def test_run_writes_every_file(tmp_path):
     sft = read_jsonl(tmp_path / "sft.jsonl")
     assert all(row["messages"][2]["content"].endswith("\\boxed{5}.") for row in sft)
     dpo = read_jsonl(tmp_path / "dpo.jsonl")
-    assert dpo and all(row["non_preferred_output"][0]["content"].endswith("\\boxed{7}.") for row in dpo)
+    assert dpo and all(
+        row["non_preferred_output"][0]["content"].endswith("\\boxed{7}.") for row in dpo
+    )
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["lines_written"]["trees.jsonl"] == 4
-    assert written["completions"] == sum(json.loads(l)["n_completions"] for l in
-                                         (tmp_path / "trees.jsonl").read_text().splitlines())
+    assert written["completions"] == sum(
+        json.loads(line)["n_completions"]
+        for line in (tmp_path / "trees.jsonl").read_text().splitlines()
+    )
 
 
 def test_skipped_questions_are_recorded_with_reasons(tmp_path):
@@ -53,7 +58,8 @@ def test_skipped_questions_are_recorded_with_reasons(tmp_path):
     assert summary["skipped_by_reason"] == {"all_correct": 2}
     skipped = read_jsonl(tmp_path / "skipped.jsonl")
     assert [(row["reason"], row["n_correct"], row["n_rollouts"]) for row in skipped] == [
-        ("all_correct", 16, 16)] * 2
+        ("all_correct", 16, 16)
+    ] * 2
     assert (tmp_path / "trees.jsonl").read_text() == ""
 
 
@@ -66,8 +72,14 @@ def test_a_crash_keeps_finished_questions_and_marks_the_run_incomplete(tmp_path)
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_to_directory(scripted_pipeline(concurrency=1), QUESTIONS, tmp_path, run_info={},
-                         log=None, on_result=explode_after_two)
+        run_to_directory(
+            scripted_pipeline(concurrency=1),
+            QUESTIONS,
+            tmp_path,
+            run_info={},
+            log=None,
+            on_result=explode_after_two,
+        )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["complete"] is False
     assert "KeyboardInterrupt" in summary["error"]

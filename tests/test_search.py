@@ -102,16 +102,20 @@ def test_deep_planted_error_costs_logarithmic_estimations(math_verifier):
     estimations = (result.n_completions - 16) // 4
     assert estimations <= 4  # ceil(log2(11 steps)), the last step's value is known
     # every estimated prefix is a node with exactly num_branches rollouts
-    estimated = [n for n in tree.nodes() if n != tree.root and not tree[n]["terminal"]
-                 and tree[n]["n_rollouts"]]
+    estimated = [
+        n
+        for n in tree.nodes()
+        if n != tree.root and not tree[n]["terminal"] and tree[n]["n_rollouts"]
+    ]
     assert len(estimated) == estimations
     assert all(tree[n]["n_rollouts"] == 4 for n in estimated)
 
 
 def test_mc_values_match_planted_rates(math_verifier):
     # From the root exactly one sample in four is right: MC = 4 / 16.
-    result = search(planted_script(GOOD, BAD, root_correct_every=4), SearchSettings(),
-                    math_verifier)
+    result = search(
+        planted_script(GOOD, BAD, root_correct_every=4), SearchSettings(), math_verifier
+    )
     tree = result.tree
     assert tree[tree.root]["n_correct"] == 4
     assert tree[tree.root]["n_rollouts"] == 16
@@ -122,9 +126,7 @@ def test_mc_values_match_planted_rates(math_verifier):
     assert tree.mc_value(node_with_text(tree, "good step 2")) is None  # never sampled
 
 
-@pytest.mark.parametrize(
-    ("answer", "reason"), [("5", "all_correct"), ("7", "none_correct")]
-)
+@pytest.mark.parametrize(("answer", "reason"), [("5", "all_correct"), ("7", "none_correct")])
 def test_screening_skips_uniform_questions(answer, reason, math_verifier):
     def script(request):
         return solution(["one step", f"The answer is \\boxed{{{answer}}}."])
@@ -216,12 +218,13 @@ def test_priority_is_computed_at_selection_time():
     run = _SearchRun(tree=tree, settings=SearchSettings(), generator=None, verifier=None)
     run.pool = [_Candidate(node=a, rollout=rollout), _Candidate(node=b, rollout=rollout)]
     tree.record_rollouts(a, [rollout])  # a: MC 0
-    tree.record_rollouts(b, [rollout.__class__(text="y", steps=("y",),
-                                                verdict=Verdict(status="correct"))])  # b: MC 1
+    tree.record_rollouts(
+        b, [rollout.__class__(text="y", steps=("y",), verdict=Verdict(status="correct"))]
+    )  # b: MC 1
     assert run.select().node == b  # higher MC gives higher Q
     # Q + U with the paper's formula
     settings_ = SearchSettings()
-    expected = settings_.alpha ** 1.0 * settings_.beta ** (10 / 512) + 0.125 * 1 / 1
+    expected = settings_.alpha**1.0 * settings_.beta ** (10 / 512) + 0.125 * 1 / 1
     assert run.priority(run.pool[0], tree.total_visits()) == pytest.approx(expected)
 
 

@@ -14,9 +14,15 @@ def write(tmp_path, text, name="seeds.jsonl"):
 
 
 def test_jsonl(tmp_path):
-    path = write(tmp_path, '{"problem": "1+1?", "final_answer": "2"}\n\n{"problem": "2+2?", "final_answer": 4}\n')
+    path = write(
+        tmp_path,
+        '{"problem": "1+1?", "final_answer": "2"}\n\n{"problem": "2+2?", "final_answer": 4}\n',
+    )
     questions = load_questions(path)
-    assert [(q.id, q.text, q.reference_answer) for q in questions] == [("1", "1+1?", "2"), ("2", "2+2?", "4")]
+    assert [(q.id, q.text, q.reference_answer) for q in questions] == [
+        ("1", "1+1?", "2"),
+        ("2", "2+2?", "4"),
+    ]
     assert questions[0].source == "seeds.jsonl"
 
 
@@ -56,12 +62,27 @@ def test_limit(tmp_path):
     ("text", "line", "field", "words"),
     [
         ('{"problem": "p", "final_answer": "1"}\n{"problem": "q"}\n', 2, "final_answer", "missing"),
-        ('{"problem": "p", "final_answer": "1"}\n{"problem": "q", "final_answer": "  "}\n', 2, "final_answer", "empty"),
-        ('{"problem": "p", "final_answer": "1"}\n{"problem": "q", "final_answer": "x ####"}\n', 2, "final_answer", "empty"),
+        (
+            '{"problem": "p", "final_answer": "1"}\n{"problem": "q", "final_answer": "  "}\n',
+            2,
+            "final_answer",
+            "empty",
+        ),
+        (
+            '{"problem": "p", "final_answer": "1"}\n{"problem": "q", "final_answer": "x ####"}\n',
+            2,
+            "final_answer",
+            "empty",
+        ),
         ('{"problem": "p", "final_answer": "1"}\n\n{"problem": oops}\n', 3, None, "invalid JSON"),
         ('{"problem": ["p"], "final_answer": "1"}\n', 1, "problem", "expected text"),
-        ('[1, 2]', 1, None, "expected a JSON object"),
-        ('{"id": 1, "problem": "p", "final_answer": "1"}\n{"id": 1, "problem": "q", "final_answer": "2"}\n', 2, None, "duplicate id"),
+        ("[1, 2]", 1, None, "expected a JSON object"),
+        (
+            '{"id": 1, "problem": "p", "final_answer": "1"}\n{"id": 1, "problem": "q", "final_answer": "2"}\n',
+            2,
+            None,
+            "duplicate id",
+        ),
         ('[{"problem": "p", "final_answer": "1"}', 1, None, "not closed"),
     ],
 )

@@ -69,15 +69,19 @@ def _tree_with_solutions() -> ReasoningTree:
     tree = ReasoningTree(Question(id="7", text="What is 2 + 3?", reference_answer="5"))
 
     def rollout(text, status, finish_reason="stop"):
-        return Rollout(text=text, steps=(text,), verdict=Verdict(status=status),
-                       finish_reason=finish_reason)
+        return Rollout(
+            text=text, steps=(text,), verdict=Verdict(status=status), finish_reason=finish_reason
+        )
 
-    tree.record_rollouts(tree.root, [
-        rollout("2 + 3 = 5. \\boxed{5}", "correct"),
-        rollout("2 + 3 = 6. \\boxed{6}", "incorrect"),
-        rollout("2 + 3 = 6. \\boxed{6}", "incorrect"),  # duplicate text: one record
-        rollout("2 + 3 = 5, so the answer is", "unparseable", "length"),  # cut off: none
-    ])
+    tree.record_rollouts(
+        tree.root,
+        [
+            rollout("2 + 3 = 5. \\boxed{5}", "correct"),
+            rollout("2 + 3 = 6. \\boxed{6}", "incorrect"),
+            rollout("2 + 3 = 6. \\boxed{6}", "incorrect"),  # duplicate text: one record
+            rollout("2 + 3 = 5, so the answer is", "unparseable", "length"),  # cut off: none
+        ],
+    )
     node = tree.add_step(tree.root, "First, add.")
     tree.record_rollouts(node, [rollout("5. \\boxed{5}", "correct")])
     return tree

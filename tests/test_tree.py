@@ -11,7 +11,9 @@ QUESTION = Question(id="q", text="What is 2 + 3?", reference_answer="5")
 
 
 def rollout(correct: bool) -> Rollout:
-    return Rollout(text="t", steps=("t",), verdict=Verdict(status="correct" if correct else "incorrect"))
+    return Rollout(
+        text="t", steps=("t",), verdict=Verdict(status="correct" if correct else "incorrect")
+    )
 
 
 @given(trees())
