@@ -41,6 +41,7 @@ from prmsynth._values import (
     Rollout,
     SamplingSettings,
     SearchSettings,
+    Step,
     Verdict,
 )
 
@@ -88,6 +89,7 @@ __all__ = [
     "SearchPolicy",
     "SearchResult",
     "SearchSettings",
+    "Step",
     "StepGenerator",
     "StepVerifier",
     "TreeInvariantError",

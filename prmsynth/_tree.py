@@ -14,7 +14,7 @@ from typing import Any
 
 import networkx as nx
 
-from prmsynth._values import Question, Rollout, Verdict
+from prmsynth._values import Question, Rollout, Step, Verdict
 
 
 class TreeInvariantError(ValueError):
@@ -33,6 +33,8 @@ class ReasoningTree:
     True
     >>> tree.mc_value(first) is None
     True
+    >>> [step.depth for step in tree.steps_to(second)]
+    [1, 2]
     """
 
     root: int = 0
@@ -97,6 +99,24 @@ class ReasoningTree:
     def prefix_steps(self, node: int) -> list[str]:
         """The step texts from the root (excluded) down to ``node`` (included)."""
         return [self.graph.nodes[n]["text"] for n in self.path(node)[1:]]
+
+    def step(self, node: int) -> Step:
+        """A read-only :class:`~prmsynth.Step` view of ``node``."""
+        data = self.graph.nodes[node]
+        return Step(
+            node_id=node,
+            text=data["text"],
+            depth=len(self.path(node)) - 1,
+            mc_value=data["mc_value"],
+            n_correct=data["n_correct"],
+            n_rollouts=data["n_rollouts"],
+            visits=data["visits"],
+            terminal=data["terminal"],
+        )
+
+    def steps_to(self, node: int) -> list[Step]:
+        """The steps from the first one down to ``node`` (the root excluded)."""
+        return [self.step(n) for n in self.path(node)[1:]]
 
     def nodes(self) -> Iterator[int]:
         """Node ids in depth-first order from the root, children in insertion order."""

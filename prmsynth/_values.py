@@ -46,6 +46,26 @@ class Question:
 
 
 @attrs.frozen(kw_only=True)
+class Step:
+    """One solution step as the tree knows it: a read-only view of a node.
+
+    ``mc_value`` is the fraction of completions sampled from the prefix that
+    ends with this step which reached the reference answer (None when none
+    was sampled); ``depth`` is 1 for a first step.  See
+    :meth:`prmsynth.ReasoningTree.step`.
+    """
+
+    node_id: int
+    text: str
+    depth: int
+    mc_value: float | None
+    n_correct: int
+    n_rollouts: int
+    visits: int = 0
+    terminal: bool = False
+
+
+@attrs.frozen(kw_only=True)
 class Completion:
     """One sampled completion as an LLM backend returned it.
 

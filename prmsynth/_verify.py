@@ -47,7 +47,6 @@ __all__ = [
     "extract_answer",
     "fast_equivalent",
     "normalize_answer",
-    "reference_answer_from_text",
 ]
 
 # Only the tail of a response is searched: final answers sit at the end, and
@@ -243,26 +242,6 @@ def extract_answer(text: str) -> str | None:
     if numbers:
         return numbers[-1]
     return None
-
-
-def reference_answer_from_text(text: str) -> str:
-    """The reference answer in a seed's answer text.
-
-    A GSM8K-style solution ending in ``#### 72`` gives ``"72"`` (thousands
-    separators removed); any other text is returned stripped.
-
-    >>> reference_answer_from_text("She sells 9 eggs at $2 each.\\n#### 18")
-    '18'
-    >>> reference_answer_from_text("  \\\\frac{1}{2} ")
-    '\\\\frac{1}{2}'
-    """
-    matches = list(_GSM8K_ANSWER.finditer(text))
-    if matches:
-        answer = matches[-1].group(1).strip()
-        if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", answer):
-            answer = answer.replace(",", "")
-        return answer
-    return text.strip()
 
 
 # ---------------------------------------------------------------------------

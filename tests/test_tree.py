@@ -81,3 +81,14 @@ def test_steps_are_stripped_and_shared():
     assert first[0] == second[0]
     assert len(tree) == 4
     assert sorted(tree[n]["text"] for n in tree.leaves()) == ["b", "c"]
+
+
+@given(trees())
+def test_step_views_agree_with_node_attributes(tree):
+    for node in tree.nodes():
+        steps = tree.steps_to(node)
+        assert [step.node_id for step in steps] == tree.path(node)[1:]
+        assert [step.depth for step in steps] == list(range(1, len(steps) + 1))
+        if steps:
+            assert steps[-1].mc_value == tree.mc_value(node)
+            assert steps[-1].n_rollouts == tree[node]["n_rollouts"]

@@ -25,7 +25,6 @@ from prmsynth._verify import (
     extract_answer,
     fast_equivalent,
     normalize_answer,
-    reference_answer_from_text,
 )
 from prmsynth._verify_cli import add_parser, run
 
@@ -228,12 +227,6 @@ def test_extract_answer_finds_nothing(text):
 def test_extract_answer_reads_only_the_tail():
     text = "\\boxed{1}" + "x" * 20_000 + " so 2"
     assert extract_answer(text) == "2"
-
-
-def test_reference_answer_from_text():
-    assert reference_answer_from_text("She makes 9 * 2 = 18 dollars.\n#### 18") == "18"
-    assert reference_answer_from_text("#### 1,234") == "1234"
-    assert reference_answer_from_text("  \\frac{1}{2}\n") == "\\frac{1}{2}"
 
 
 def test_truncated_completion_is_unparseable(verifier):
