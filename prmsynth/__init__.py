@@ -53,6 +53,7 @@ _LAZY = {
     "MathAnswerVerifier": "prmsynth._verify",
     "ExactMatchVerifier": "prmsynth._verify",
     "FunctionVerifier": "prmsynth._verify",
+    "LLMJudgeVerifier": "prmsynth._judge",
     "extract_answer": "prmsynth._verify",
 }
 
@@ -75,6 +76,7 @@ __all__ = [
     "FunctionVerifier",
     "InputError",
     "LLMResponse",
+    "LLMJudgeVerifier",
     "LLMStepGenerator",
     "LiteLLMClient",
     "MathAnswerVerifier",
