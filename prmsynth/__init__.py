@@ -13,7 +13,14 @@ prmsynth imports neither litellm nor llama_cpp: they load on first use.
 8
 """
 
-from prmsynth._generation import LLMStepGenerator, derive_seed, split_on_blank_lines
+from prmsynth._generation import (
+    LengthCappedSplitter,
+    LLMStepGenerator,
+    derive_seed,
+    split_on_blank_lines,
+    split_on_lines,
+    split_on_step_markers,
+)
 from prmsynth._interfaces import (
     LLM,
     NoEvolution,
@@ -23,7 +30,14 @@ from prmsynth._interfaces import (
     StepVerifier,
 )
 from prmsynth._pipeline import Pipeline
-from prmsynth._search import OmegaPRM, SearchResult
+from prmsynth._search import (
+    BestOfN,
+    LabelResult,
+    MathShepherd,
+    OmegaPRM,
+    SearchResult,
+    SearchRun,
+)
 from prmsynth._seeds import InputError, load_questions, reference_from_answer
 from prmsynth._serialize import (
     dpo_records,
@@ -71,15 +85,19 @@ def __getattr__(name: str):
 __all__ = [
     "DEFAULT_MODEL",
     "LLM",
+    "BestOfN",
     "Completion",
     "ExactMatchVerifier",
     "FunctionVerifier",
     "InputError",
-    "LLMResponse",
     "LLMJudgeVerifier",
+    "LLMResponse",
     "LLMStepGenerator",
+    "LabelResult",
+    "LengthCappedSplitter",
     "LiteLLMClient",
     "MathAnswerVerifier",
+    "MathShepherd",
     "NoEvolution",
     "OmegaPRM",
     "Pipeline",
@@ -90,6 +108,7 @@ __all__ = [
     "SamplingSettings",
     "SearchPolicy",
     "SearchResult",
+    "SearchRun",
     "SearchSettings",
     "Step",
     "StepGenerator",
@@ -105,6 +124,8 @@ __all__ = [
     "reference_from_answer",
     "sft_records",
     "split_on_blank_lines",
+    "split_on_lines",
+    "split_on_step_markers",
     "tree_from_dict",
     "tree_to_dict",
 ]

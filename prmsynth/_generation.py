@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -26,6 +27,93 @@ def split_on_blank_lines(text: str) -> list[str]:
     []
     """
     return [step.strip() for step in _BLANK_LINE.split(text) if step.strip()]
+
+
+_STEP_MARKER = re.compile(r"(?:^|\n)[ \t#*]*Step\s+\d+\s*[:.)]", re.IGNORECASE)
+
+
+def split_on_step_markers(text: str) -> list[str]:
+    """Split at "Step 1:", "Step 2." ... markers (kept with their step).
+
+    Text before the first marker is a step of its own; without markers the
+    text is split on blank lines.
+
+    >>> split_on_step_markers("Step 1: add 2 and 3.\\nStep 2: so 5.\\nThe answer is 5.")
+    ['Step 1: add 2 and 3.', 'Step 2: so 5.\\nThe answer is 5.']
+    """
+    starts = [match.start() for match in _STEP_MARKER.finditer(text)]
+    if not starts:
+        return split_on_blank_lines(text)
+    bounds = [0, *starts, len(text)] if starts[0] > 0 else [*starts, len(text)]
+    pieces = (text[start:end].strip() for start, end in itertools.pairwise(bounds))
+    return [piece for piece in pieces if piece]
+
+
+def split_on_lines(text: str) -> list[str]:
+    """One step per non-empty line.
+
+    >>> split_on_lines("a\\n\\n b \\nc")
+    ['a', 'b', 'c']
+    """
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def count_words(text: str) -> int:
+    """The default token counter of :class:`LengthCappedSplitter`: whitespace words."""
+    return len(text.split())
+
+
+@attrs.frozen(kw_only=True)
+class LengthCappedSplitter:
+    """Wraps a splitter and cuts steps longer than ``max_tokens`` into pieces.
+
+    A model that never leaves a blank line would otherwise give one
+    enormous step, and a PRM learns nothing about where inside it things
+    went wrong.  Pieces end at sentence ends where possible.
+    ``count_tokens`` is whitespace words by default; pass a tokenizer's
+    ``lambda text: len(tokenizer.encode(text))`` for true tokens.
+
+    >>> splitter = LengthCappedSplitter(max_tokens=4)
+    >>> splitter("One two. Three four five. Six.\\n\\nSeven")
+    ['One two.', 'Three four five. Six.', 'Seven']
+    """
+
+    base: StepSplitter = split_on_blank_lines
+    max_tokens: int = 128
+    count_tokens: Callable[[str], int] = count_words
+
+    def __call__(self, text: str) -> list[str]:
+        steps: list[str] = []
+        for step in self.base(text):
+            steps.extend(self._cut(step))
+        return steps
+
+    def _cut(self, step: str) -> list[str]:
+        if self.count_tokens(step) <= self.max_tokens:
+            return [step]
+        sentences = re.split(r"(?<=[.!?])\s+|\n", step)
+        pieces: list[str] = []
+        current = ""
+        for sentence in sentences:
+            candidate = f"{current} {sentence}".strip()
+            if current and self.count_tokens(candidate) > self.max_tokens:
+                pieces.append(current)
+                current = sentence.strip()
+            else:
+                current = candidate
+        if current:
+            pieces.append(current)
+        # A single sentence may still be too long: cut it by words.
+        result: list[str] = []
+        for piece in pieces:
+            words = piece.split()
+            while self.count_tokens(" ".join(words)) > self.max_tokens and len(words) > 1:
+                size = max(1, min(len(words) - 1, self.max_tokens))
+                result.append(" ".join(words[:size]))
+                words = words[size:]
+            if words:
+                result.append(" ".join(words))
+        return result
 
 
 DEFAULT_SYSTEM_PROMPT = (

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from prmsynth._values import LLMResponse, Question, Verdict
 
 if TYPE_CHECKING:
-    from prmsynth._search import SearchResult
+    from prmsynth._search import LabelResult, SearchResult
 
 Message = Mapping[str, str]
 
@@ -109,6 +109,20 @@ class SearchPolicy(abc.ABC):
         verifier: StepVerifier,
     ) -> SearchResult:
         """Search solutions of ``question`` and return the whole tree."""
+
+    async def label(
+        self,
+        question: Question,
+        steps: Sequence[str],
+        *,
+        generator: StepGenerator,
+        verifier: StepVerifier,
+    ) -> LabelResult:
+        """Estimate step values for a given solution (``prmsynth label``).
+
+        Optional: policies that cannot label existing solutions leave it out.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not label given solutions")
 
 
 class QuestionEvolver(abc.ABC):

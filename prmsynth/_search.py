@@ -1,10 +1,18 @@
 """Search policies: build a reasoning tree by sampling and verifying completions.
 
-The default, :class:`OmegaPRM`, follows the OmegaPRM paper (Luo et al., 2024,
-"Improve Mathematical Reasoning in Language Models by Automated Process
-Supervision") as the seed script implemented it: screen the question, estimate
-Monte Carlo values, keep incorrect rollouts in a candidate pool ranked by
-``Q + U``, and binary-search a selected rollout for its first wrong step.
+Every policy shares the same pieces: the :class:`~prmsynth.ReasoningTree`,
+the Monte Carlo estimator (sample ``num_branches`` completions from a prefix,
+count the correct ones), the budgets of :class:`~prmsynth.SearchSettings`
+and its first-error rule.  They differ in *where* they estimate:
+
+* :class:`OmegaPRM` (Luo et al., 2024, "Improve Mathematical Reasoning in
+  Language Models by Automated Process Supervision"): a candidate pool of
+  incorrect rollouts ranked by ``Q + U`` and binary search for the first
+  wrong step, so a solution of n steps costs O(log n) estimations;
+* :class:`MathShepherd` (Wang et al., 2024, "Math-Shepherd"): every step
+  prefix of every sampled solution is estimated;
+* :class:`BestOfN`: independent solutions only, no step estimation (the
+  cheapest baseline; only final-answer labels).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import attrs
 
 from prmsynth._interfaces import SearchPolicy, StepGenerator, StepVerifier
 from prmsynth._tree import ReasoningTree
-from prmsynth._values import Question, Rollout, SearchSettings
+from prmsynth._values import Question, Rollout, SearchSettings, Verdict
 
 SearchStatus = Literal["kept", "skipped", "failed"]
 
@@ -44,6 +52,24 @@ class SearchResult:
         return self.tree.question
 
 
+@attrs.frozen(kw_only=True)
+class LabelResult:
+    """Step labels for one given solution.
+
+    ``step_values[i]`` is the MC value of the prefix ending with step i (None
+    where it was not estimated); ``first_error`` is the 0-based index of the
+    first step judged wrong by the first-error rule, -1 if none.
+    """
+
+    tree: ReasoningTree
+    step_values: list[float | None]
+    first_error: int
+    final_verdict: Verdict
+    n_completions: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 def rollout_length(rollout: Rollout) -> int:
     """A rollout's length for the ``beta ** (len / L)`` term: tokens when the
     backend reported them, else whitespace-separated words."""
@@ -59,8 +85,13 @@ class _Candidate:
 
 
 @attrs.define(kw_only=True)
-class _SearchRun:
-    """The mutable state of one question's search (one instance per call)."""
+class SearchRun:
+    """The mutable state of one question's search, and the shared estimator.
+
+    One instance per question and policy call.  Policies (yours included)
+    use :meth:`sample`, :meth:`estimate`, :meth:`binary_search` and
+    :meth:`screen` and read the budget from :attr:`budget_left`.
+    """
 
     tree: ReasoningTree
     settings: SearchSettings
@@ -75,6 +106,9 @@ class _SearchRun:
     @property
     def budget_left(self) -> bool:
         return self.n_completions < self.settings.max_branches
+
+    def is_error(self, node: int) -> bool:
+        return self.settings.is_error(self.tree.mc_value(node))
 
     async def sample(self, node: int, n: int) -> list[Rollout]:
         """Sample ``n`` completions from ``node``'s prefix and verify them."""
@@ -106,35 +140,66 @@ class _SearchRun:
             for completion, verdict in zip(completions, verdicts, strict=True)
         ]
 
+    def add_solution(self, node: int, rollout: Rollout) -> int | None:
+        """Add a rollout's steps under ``node``; its last step is terminal.  Returns that node."""
+        if not rollout.steps:
+            return None
+        last = self.tree.add_steps(node, rollout.steps)[-1]
+        self.tree.mark_terminal(last, rollout.verdict)
+        return last
+
     def absorb(self, node: int, rollouts: Sequence[Rollout]) -> None:
-        """Record rollouts at ``node``; grow the tree and the pool from them."""
+        """Record rollouts at ``node``; grow the tree and the pool from them (OmegaPRM)."""
         self.tree.record_rollouts(node, rollouts)
+        if self.is_error(node):
+            return  # a wrong step: nothing below it to learn from
         mc_value = self.tree.mc_value(node)
-        if mc_value == 0.0:
-            return  # every completion failed: nothing here to learn from
         for rollout in rollouts:
             if not rollout.steps:
                 continue
             if rollout.correct:
-                chain = self.tree.add_steps(node, rollout.steps)
-                self.tree.mark_terminal(chain[-1], rollout.verdict)
-            elif mc_value < 1.0:
+                self.add_solution(node, rollout)
+            elif mc_value is not None and mc_value < 1.0:
                 self.pool.append(_Candidate(node=node, rollout=rollout))
 
-    async def estimate(self, node: int) -> float | None:
-        """Monte Carlo estimate at ``node``; None when the budget is spent."""
+    async def estimate(self, node: int, *, grow: bool = True) -> float | None:
+        """Monte Carlo estimate at ``node``; None when the budget is spent.
+
+        A finished solution's value is exact and a node estimated before (a
+        shared prefix) is reused, neither costs completions.  With ``grow``
+        the rollouts also grow the tree and the candidate pool.
+        """
         data = self.tree[node]
-        if data["terminal"]:
-            return data["mc_value"]  # a finished solution's value is exact
-        if data["n_rollouts"] >= self.settings.num_branches:
-            return data["mc_value"]  # estimated before (a shared prefix): reuse it
+        if data["terminal"] or data["n_rollouts"] >= self.settings.num_branches:
+            return data["mc_value"]
         if not self.budget_left:
             return None
         rollouts = await self.sample(node, self.settings.num_branches)
-        self.absorb(node, rollouts)
+        if grow:
+            self.absorb(node, rollouts)
+        else:
+            self.tree.record_rollouts(node, rollouts)
         return self.tree.mc_value(node)
 
+    async def screen(self) -> str | None:
+        """Sample ``screen_rollouts`` whole solutions as the root's estimate.
+
+        Returns why the question should be skipped (all right, none right),
+        or None when it is worth searching.
+        """
+        rollouts = await self.sample(self.tree.root, self.settings.screen_rollouts)
+        self.absorb(self.tree.root, rollouts)
+        n_correct = sum(rollout.correct for rollout in rollouts)
+        if not self.settings.skip_uniform:
+            return None
+        if n_correct == len(rollouts):
+            return "all_correct"
+        if n_correct == 0:
+            return "none_correct"
+        return None
+
     def priority(self, candidate: _Candidate, total_visits: int) -> float:
+        """OmegaPRM's ``Q + U`` for a candidate, from the tree as it is now."""
         settings = self.settings
         mc_value = self.tree.mc_value(candidate.node) or 0.0
         quality = settings.alpha ** (1.0 - mc_value) * settings.beta ** (
@@ -155,58 +220,106 @@ class _SearchRun:
         self.tree.increment_visits(candidate.node)
         return candidate
 
-    async def binary_search(self, candidate: _Candidate) -> None:
-        """Find the first step of ``candidate.rollout`` from which no completion succeeds.
+    async def binary_search(
+        self, anchor: int, steps: Sequence[str], verdict: Verdict, *, grow: bool = True
+    ) -> None:
+        """Find the first step from ``anchor`` on whose prefix the first-error rule marks wrong.
 
-        Every prefix estimated on the way becomes a node; MC = 0 at the
-        midpoint means the error is at or before it.
+        ``steps`` continue ``anchor``'s prefix and end a solution with
+        ``verdict``.  Every prefix estimated on the way becomes a node; a
+        wrong midpoint means the error is at or before it.  Stops when the
+        budget is spent.
         """
-        steps = candidate.rollout.steps
-        anchor, left, right = candidate.node, 0, len(steps) - 1
+        left, right = 0, len(steps) - 1
         while left <= right:
             middle = (left + right) // 2
             node = self.tree.add_steps(anchor, steps[left : middle + 1])[-1]
             if middle == len(steps) - 1:
-                # The rollout's own end: an incorrect finished solution.
-                self.tree.mark_terminal(node, candidate.rollout.verdict)
-            mc_value = await self.estimate(node)
-            if mc_value is None:
+                self.tree.mark_terminal(node, verdict)  # the solution's own end
+            if await self.estimate(node, grow=grow) is None:
                 return
-            if mc_value == 0.0:
+            if self.is_error(node):
                 right = middle - 1
             else:
                 anchor, left = node, middle + 1
 
+    def result(self, status: SearchStatus, reason: str | None = None) -> SearchResult:
+        return SearchResult(
+            tree=self.tree,
+            status=status,
+            reason=reason,
+            n_completions=self.n_completions,
+            n_selections=self.n_selections,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
 
-def _screening_reason(rollouts: Sequence[Rollout]) -> str | None:
-    n_correct = sum(rollout.correct for rollout in rollouts)
-    if n_correct == len(rollouts):
-        return "all_correct"
-    if n_correct == 0:
-        return "none_correct"
-    return None
+    def label_result(self, chain: Sequence[int], verdict: Verdict) -> LabelResult:
+        values = [self.tree.mc_value(node) for node in chain]
+        first_error = next((index for index, node in enumerate(chain) if self.is_error(node)), -1)
+        return LabelResult(
+            tree=self.tree,
+            step_values=values,
+            first_error=first_error,
+            final_verdict=verdict,
+            n_completions=self.n_completions,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
 
 
 @attrs.frozen(kw_only=True)
-class OmegaPRM(SearchPolicy):
+class _SettingsPolicy(SearchPolicy):
+    settings: SearchSettings = attrs.field(factory=SearchSettings)
+
+    def start(
+        self, question: Question, generator: StepGenerator, verifier: StepVerifier
+    ) -> SearchRun:
+        return SearchRun(
+            tree=ReasoningTree(question),
+            settings=self.settings,
+            generator=generator,
+            verifier=verifier,
+        )
+
+    async def _given_solution(
+        self,
+        question: Question,
+        steps: Sequence[str],
+        generator: StepGenerator,
+        verifier: StepVerifier,
+    ) -> tuple[SearchRun, list[int], Verdict]:
+        if not steps:
+            raise ValueError("a solution to label needs at least one step")
+        run = self.start(question, generator, verifier)
+        [verdict] = await verifier.averify_many(
+            [generator.join_steps(steps)], question.reference_answer
+        )
+        chain = run.tree.add_steps(run.tree.root, steps)
+        if len(chain) != len(steps):
+            raise ValueError("steps must be non-empty text")
+        run.tree.mark_terminal(chain[-1], verdict)
+        return run, chain, verdict
+
+
+@attrs.frozen(kw_only=True)
+class OmegaPRM(_SettingsPolicy):
     """OmegaPRM-style Monte Carlo tree search with binary search for the first error.
 
     1. Screening: sample ``screen_rollouts`` solutions; skip the question when
        all or none are right.  These rollouts are the root's estimate.
     2. Estimation at a node samples ``num_branches`` completions; MC value is
        the fraction correct over all completions seen there.  Correct ones join
-       the tree as step chains; if 0 < MC < 1 the incorrect ones enter the
-       candidate pool.
+       the tree as step chains; if the node is not wrong and MC < 1 the
+       incorrect ones enter the candidate pool.
     3. Selection pops the candidate with the highest ``Q + U`` (computed fresh);
        expansion binary-searches its steps, estimating each midpoint prefix.
     4. Stop after ``max_search`` selections or ``max_branches`` completions
        (checked before every estimation, so at most one estimation over).
 
-    Subclass it and override :meth:`search` (or compose the pieces of your own
-    policy from :class:`prmsynth.ReasoningTree`) to change the algorithm.
+    Subclass it, or write a :class:`~prmsynth.SearchPolicy` of your own on
+    top of :class:`SearchRun` (see ``docs/policies.md``).
     """
-
-    settings: SearchSettings = attrs.field(factory=SearchSettings)
 
     async def search(
         self,
@@ -215,27 +328,105 @@ class OmegaPRM(SearchPolicy):
         generator: StepGenerator,
         verifier: StepVerifier,
     ) -> SearchResult:
-        run = _SearchRun(
-            tree=ReasoningTree(question),
-            settings=self.settings,
-            generator=generator,
-            verifier=verifier,
-        )
-        tree = run.tree
-        screening = await run.sample(tree.root, self.settings.screen_rollouts)
-        run.absorb(tree.root, screening)
-        reason = _screening_reason(screening)
-        if reason is None:
-            while run.pool and run.n_selections < self.settings.max_search and run.budget_left:
-                candidate = run.select()
-                run.n_selections += 1
-                await run.binary_search(candidate)
-        return SearchResult(
-            tree=tree,
-            status="kept" if reason is None else "skipped",
-            reason=reason,
-            n_completions=run.n_completions,
-            n_selections=run.n_selections,
-            prompt_tokens=run.prompt_tokens,
-            completion_tokens=run.completion_tokens,
-        )
+        run = self.start(question, generator, verifier)
+        reason = await run.screen()
+        if reason is not None:
+            return run.result("skipped", reason)
+        while run.pool and run.n_selections < self.settings.max_search and run.budget_left:
+            candidate = run.select()
+            run.n_selections += 1
+            await run.binary_search(
+                candidate.node, candidate.rollout.steps, candidate.rollout.verdict
+            )
+        return run.result("kept")
+
+    async def label(
+        self,
+        question: Question,
+        steps: Sequence[str],
+        *,
+        generator: StepGenerator,
+        verifier: StepVerifier,
+    ) -> LabelResult:
+        """Binary-search a given solution for its first wrong step."""
+        run, chain, verdict = await self._given_solution(question, steps, generator, verifier)
+        await run.binary_search(run.tree.root, steps, verdict, grow=False)
+        return run.label_result(chain, verdict)
+
+
+@attrs.frozen(kw_only=True)
+class MathShepherd(_SettingsPolicy):
+    """Math-Shepherd per-step estimation: every prefix of every solution is estimated.
+
+    After screening, each distinct screening solution (in order) gets
+    ``num_branches`` completions from every one of its step prefixes, until
+    ``max_branches`` completions are spent.  The soft label of a step is its
+    MC value; the hard label is ``n_correct > 0``.  Costs grow linearly with
+    the number of steps, which is what :class:`OmegaPRM` avoids.
+    """
+
+    async def search(
+        self,
+        question: Question,
+        *,
+        generator: StepGenerator,
+        verifier: StepVerifier,
+    ) -> SearchResult:
+        run = self.start(question, generator, verifier)
+        reason = await run.screen()
+        if reason is not None:
+            return run.result("skipped", reason)
+        root = run.tree[run.tree.root]
+        for rollout in (*root["correct_rollouts"], *root["incorrect_rollouts"]):
+            last = run.add_solution(run.tree.root, rollout)
+            if last is None:
+                continue
+            for node in run.tree.path(last)[1:]:
+                if await run.estimate(node, grow=False) is None:
+                    return run.result("kept")
+        return run.result("kept")
+
+    async def label(
+        self,
+        question: Question,
+        steps: Sequence[str],
+        *,
+        generator: StepGenerator,
+        verifier: StepVerifier,
+    ) -> LabelResult:
+        """Estimate every prefix of a given solution."""
+        run, chain, verdict = await self._given_solution(question, steps, generator, verifier)
+        for node in chain:
+            if await run.estimate(node, grow=False) is None:
+                break
+        return run.label_result(chain, verdict)
+
+
+@attrs.frozen(kw_only=True)
+class BestOfN(_SettingsPolicy):
+    """Independent solutions only: ``screen_rollouts`` samples, no step estimation.
+
+    The cheapest baseline: each solution joins the tree with its final
+    verdict, and only the root (and the solutions' last steps) carry values.
+    """
+
+    async def search(
+        self,
+        question: Question,
+        *,
+        generator: StepGenerator,
+        verifier: StepVerifier,
+    ) -> SearchResult:
+        run = self.start(question, generator, verifier)
+        reason = await run.screen()
+        root = run.tree[run.tree.root]
+        for rollout in root["incorrect_rollouts"]:
+            run.add_solution(run.tree.root, rollout)  # correct ones joined while screening
+        return run.result("kept" if reason is None else "skipped", reason)
+
+
+POLICIES: dict[str, type[_SettingsPolicy]] = {
+    "omegaprm": OmegaPRM,
+    "math-shepherd": MathShepherd,
+    "best-of-n": BestOfN,
+}

@@ -179,7 +179,9 @@ class SearchSettings:
     included).  ``alpha``, ``beta``, ``length_scale`` (L) and ``exploration``
     (c) shape the selection priority
     ``alpha ** (1 - mc_value) * beta ** (len(rollout) / L)
-    + c * sqrt(sum of visits) / (1 + visits)``.
+    + c * sqrt(sum of visits) / (1 + visits)``.  ``first_error_threshold``
+    is the first-error rule (see :meth:`is_error`); ``skip_uniform`` skips
+    questions whose screening rollouts are all right or all wrong.
 
     >>> settings = SearchSettings()
     >>> (settings.num_branches, settings.max_search, settings.max_branches)
@@ -198,6 +200,20 @@ class SearchSettings:
     beta: float = attrs.field(default=0.9, validator=_check_probability)
     length_scale: float = attrs.field(default=512.0, validator=_check_positive)
     exploration: float = attrs.field(default=0.125, validator=_check_non_negative)
+    first_error_threshold: float = attrs.field(default=0.0, validator=_check_probability)
+    skip_uniform: bool = True
+
+    def is_error(self, mc_value: float | None) -> bool:
+        """The first-error rule, the same for every policy: a step is wrong when
+        its MC value is at most ``first_error_threshold`` (0.0: no completion
+        from it reached the answer).  An unestimated step is never wrong.
+
+        >>> SearchSettings().is_error(0.0), SearchSettings().is_error(0.25)
+        (True, False)
+        >>> SearchSettings(first_error_threshold=0.25).is_error(0.25)
+        True
+        """
+        return mc_value is not None and mc_value <= self.first_error_threshold
 
     def to_dict(self) -> dict:
         return attrs.asdict(self)

@@ -57,3 +57,42 @@ def test_generate_passes_sampling_and_derived_seed():
     unseeded = LLMStepGenerator(llm=llm, sampling=SamplingSettings(seed=None))
     response = asyncio.run(unseeded.generate(QUESTION, [], n=1))
     assert response.completions[0].text.startswith("None")
+
+
+def test_step_marker_splitter():
+    from prmsynth import split_on_step_markers
+
+    text = "Let us see.\nStep 1: 2 + 3.\n**Step 2.** = 5\nStep 10) done"
+    assert split_on_step_markers(text) == [
+        "Let us see.",
+        "Step 1: 2 + 3.",
+        "**Step 2.** = 5",
+        "Step 10) done",
+    ]
+    assert split_on_step_markers("a\n\nb") == ["a", "b"]
+
+
+def test_line_splitter():
+    from prmsynth import split_on_lines
+
+    assert split_on_lines(" x \n\ny\n") == ["x", "y"]
+
+
+@given(
+    st.lists(st.sampled_from(["word", "two.", "three!", "x", "\n\n", "\n"]), max_size=60),
+    st.integers(1, 8),
+)
+def test_length_capped_splitter_keeps_every_word_and_caps_length(tokens, max_tokens):
+    from prmsynth import LengthCappedSplitter
+
+    text = " ".join(tokens)
+    pieces = LengthCappedSplitter(max_tokens=max_tokens)(text)
+    assert " ".join(pieces).split() == text.split()
+    assert all(len(piece.split()) <= max_tokens for piece in pieces)
+
+
+def test_splitter_is_replaceable_in_the_generator():
+    from prmsynth import split_on_lines
+
+    generator = LLMStepGenerator(llm=ScriptedLLM(lambda r: ""), splitter=split_on_lines)
+    assert generator.split_steps("a\nb") == ["a", "b"]

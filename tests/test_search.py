@@ -208,7 +208,7 @@ def test_same_script_gives_the_same_tree():
 
 
 def test_priority_is_computed_at_selection_time():
-    from prmsynth._search import _Candidate, _SearchRun
+    from prmsynth._search import SearchRun as _SearchRun, _Candidate
     from prmsynth._tree import ReasoningTree
     from prmsynth._values import Rollout
 
@@ -234,3 +234,136 @@ def test_rollout_length_prefers_tokens():
     verdict = Verdict(status="incorrect")
     assert rollout_length(Rollout(text="a b c", steps=(), verdict=verdict, n_tokens=7)) == 7
     assert rollout_length(Rollout(text="a b c", steps=(), verdict=verdict)) == 3
+
+
+# -- the other policies, the first-error rule and labelling given solutions ----------------------
+
+from prmsynth import BestOfN, MathShepherd, Pipeline, SearchPolicy, SearchRun  # noqa: E402
+
+
+def test_math_shepherd_estimates_every_prefix_of_every_solution(math_verifier):
+    generator = LLMStepGenerator(llm=ScriptedLLM(planted_script(GOOD, BAD)))
+    policy = MathShepherd(settings=SearchSettings(max_branches=1000))
+    result = asyncio.run(policy.search(QUESTION, generator=generator, verifier=math_verifier))
+    tree = result.tree
+    values = {
+        tuple(tree.prefix_steps(n)): tree.mc_value(n) for n in tree.nodes() if n != tree.root
+    }
+    assert values[tuple(GOOD[:1])] == 1.0
+    assert values[tuple(BAD[:2])] == 0.0  # BAD step 2
+    assert values[tuple(BAD[:3])] == 0.0
+    assert values[tuple(GOOD)] == 1.0 and values[tuple(BAD)] == 0.0  # exact, terminal
+    # two distinct solutions sharing "good step 1": 1 + 2 + 2 non-terminal prefixes
+    assert result.n_completions == 16 + 5 * 4
+
+
+def test_best_of_n_spends_only_the_screening(math_verifier):
+    generator = LLMStepGenerator(llm=ScriptedLLM(planted_script(GOOD, BAD)))
+    result = asyncio.run(
+        BestOfN().search(QUESTION, generator=generator, verifier=math_verifier)
+    )
+    tree = result.tree
+    assert result.n_completions == 16
+    terminals = [n for n in tree.nodes() if tree[n]["terminal"]]
+    assert sorted(tree.mc_value(n) for n in terminals) == [0.0, 1.0]
+    assert all(
+        tree.mc_value(n) is None for n in tree.nodes() if n != tree.root and n not in terminals
+    )
+
+
+def weak_script(request):
+    """From a prefix with a WEAK step exactly one completion in four is right."""
+    prompt = request.last_message
+    if CONTINUE_MARKER not in prompt:
+        return solution(GOOD)
+    if "WEAK" in prompt:
+        answer = 5 if request.sample_index == 0 else 7
+        return solution([f"The answer is \\boxed{{{answer}}}."])
+    return solution(["The answer is \\boxed{5}."])
+
+
+@pytest.mark.parametrize(("threshold", "first_error"), [(0.0, -1), (0.25, 1)])
+@pytest.mark.parametrize("policy_class", [OmegaPRM, MathShepherd])
+def test_first_error_rule_is_shared_and_configurable(
+    policy_class, threshold, first_error, math_verifier
+):
+    steps = ["fine step", "WEAK step", "more", "The answer is \\boxed{5}."]
+    policy = policy_class(settings=SearchSettings(first_error_threshold=threshold))
+    generator = LLMStepGenerator(llm=ScriptedLLM(weak_script))
+    labels = asyncio.run(
+        policy.label(QUESTION, steps, generator=generator, verifier=math_verifier)
+    )
+    assert labels.first_error == first_error
+    assert labels.step_values[1] == 0.25 or labels.step_values[1] is None
+
+
+@pytest.mark.parametrize("policy_class", [OmegaPRM, MathShepherd])
+def test_label_finds_the_first_wrong_step_of_a_given_solution(policy_class, math_verifier):
+    generator = LLMStepGenerator(llm=ScriptedLLM(planted_script(GOOD, BAD)))
+    policy = policy_class(settings=SearchSettings(max_branches=1000))
+    wrong = asyncio.run(policy.label(QUESTION, BAD, generator=generator, verifier=math_verifier))
+    assert wrong.first_error == 1
+    assert wrong.final_verdict.status == "incorrect"
+    assert len(wrong.step_values) == len(BAD)
+    assert wrong.step_values[1] == 0.0 and wrong.step_values[-1] == 0.0
+    right = asyncio.run(policy.label(QUESTION, GOOD, generator=generator, verifier=math_verifier))
+    assert right.first_error == -1
+    assert right.step_values[-1] == 1.0
+    if policy_class is MathShepherd:
+        assert None not in wrong.step_values
+        assert wrong.n_completions == 4 * (len(BAD) - 1)  # the last step's value is exact
+    else:
+        assert None in right.step_values  # binary search skips prefixes it need not know
+        assert wrong.n_completions <= 4 * 2
+
+
+def test_label_prompts_carry_the_given_prefix_verbatim(math_verifier):
+    llm = ScriptedLLM(planted_script(GOOD, BAD))
+    generator = LLMStepGenerator(llm=llm)
+    asyncio.run(MathShepherd().label(QUESTION, BAD, generator=generator, verifier=math_verifier))
+    prompts = [messages[-1]["content"] for messages, _ in llm.requests]
+    assert any("good step 1\n\nBAD step 2\n\nbad step 3" in prompt for prompt in prompts)
+    assert all(QUESTION.text in prompt for prompt in prompts)
+
+
+def test_a_user_written_policy_plugs_into_the_pipeline():
+    class FirstStepsOnly(SearchPolicy):
+        """Screens, then estimates the first step of every screening solution."""
+
+        async def search(self, question, *, generator, verifier):
+            run = SearchRun(
+                tree=__import__("prmsynth").ReasoningTree(question),
+                settings=SearchSettings(),
+                generator=generator,
+                verifier=verifier,
+            )
+            if (reason := await run.screen()) is not None:
+                return run.result("skipped", reason)
+            for rollout in run.tree[run.tree.root]["incorrect_rollouts"]:
+                first = run.tree.add_step(run.tree.root, rollout.steps[0])
+                await run.estimate(first, grow=False)
+            return run.result("kept")
+
+    pipeline = Pipeline(
+        generator=LLMStepGenerator(llm=ScriptedLLM(planted_script(GOOD, BAD))),
+        verifier=BoxedVerifier(),
+        policy=FirstStepsOnly(),
+    )
+    [result] = pipeline.run([QUESTION])
+    tree = result.tree
+    assert result.status == "kept"
+    assert tree.mc_value(node_with_text(tree, "good step 1")) == 1.0
+    assert result.n_completions == 16 + 4
+
+
+@pytest.mark.parametrize("policy_class", [OmegaPRM, MathShepherd, BestOfN])
+def test_every_policy_is_deterministic(policy_class):
+    script = random_script(11, 6, 0.5)
+    generator = LLMStepGenerator(llm=ScriptedLLM(script))
+    policy = policy_class(settings=SearchSettings(max_branches=80))
+    runs = [
+        asyncio.run(policy.search(QUESTION, generator=generator, verifier=BoxedVerifier()))
+        for _ in range(2)
+    ]
+    assert runs[0].tree == runs[1].tree
+    runs[0].tree.check_invariants()
