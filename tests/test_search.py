@@ -208,7 +208,8 @@ def test_same_script_gives_the_same_tree():
 
 
 def test_priority_is_computed_at_selection_time():
-    from prmsynth._search import SearchRun as _SearchRun, _Candidate
+    from prmsynth._search import SearchRun as _SearchRun
+    from prmsynth._search import _Candidate
     from prmsynth._tree import ReasoningTree
     from prmsynth._values import Rollout
 
