@@ -154,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from prmsynth import __version__, _verify_cli
+    from prmsynth import __version__, _label, _verify_cli
 
     parser = argparse.ArgumentParser(
         prog="prmsynth",
@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"prmsynth {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_parser(subparsers)
+    _label.add_parser(subparsers)
     _verify_cli.add_parser(subparsers)
     return parser
 
@@ -173,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "label":
+        from prmsynth import _label
+
+        return _label.run(args)
     if args.command == "verify-answers":
         from prmsynth import _verify_cli
 

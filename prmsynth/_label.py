@@ -1,0 +1,183 @@
+"""Labelling solutions you already have: ``prmsynth label``.
+
+Each input row holds ``id``, ``problem``, ``steps`` (a list of strings) and
+``answer`` (the reference).  Each output row is the input plus
+``step_values`` (one MC value or null per step), ``first_error`` (0-based
+index of the first step judged wrong, -1 if none) and ``n_completions``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prmsynth._seeds import InputError, iter_json_records, reference_from_answer
+from prmsynth._values import Question
+
+REQUIRED_FIELDS = ("id", "problem", "steps", "answer")
+
+
+def read_label_rows(path: str | os.PathLike) -> list[tuple[dict[str, Any], Question, list[str]]]:
+    """Read and check every row before any work starts."""
+    rows = []
+    seen: dict[str, int] = {}
+    for line, record in iter_json_records(path):
+        if not isinstance(record, dict):
+            raise InputError(path, "expected a JSON object", line=line)
+        for field in REQUIRED_FIELDS:
+            if field not in record:
+                raise InputError(path, "missing field", line=line, field=field)
+        steps = record["steps"]
+        if (
+            not isinstance(steps, list)
+            or not steps
+            or not all(isinstance(step, str) and step.strip() for step in steps)
+        ):
+            raise InputError(
+                path, "expected a non-empty list of non-empty strings", line=line, field="steps"
+            )
+        if not isinstance(record["problem"], str) or not record["problem"].strip():
+            raise InputError(path, "expected non-empty text", line=line, field="problem")
+        answer = record["answer"]
+        if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+            raise InputError(path, "expected text or a number", line=line, field="answer")
+        reference = reference_from_answer(str(answer))
+        if not reference:
+            raise InputError(path, "empty value", line=line, field="answer")
+        row_id = str(record["id"])
+        if row_id in seen:
+            raise InputError(
+                path, f"duplicate id {row_id!r} (first on line {seen[row_id]})", line=line
+            )
+        seen[row_id] = line
+        question = Question(id=row_id, text=record["problem"].strip(), reference_answer=reference)
+        rows.append((record, question, [step.strip() for step in steps]))
+    return rows
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from prmsynth._values import SamplingSettings
+
+    sampling = SamplingSettings()
+    parser = subparsers.add_parser(
+        "label",
+        help="estimate step values and the first wrong step of solutions you already have",
+        description=(
+            "Label existing step-by-step solutions: each input row has id, problem, steps "
+            "(a list of strings) and answer; each output row adds step_values, first_error "
+            "and n_completions. Completions continue each step prefix verbatim."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("input", help="JSONL rows with id, problem, steps, answer")
+    parser.add_argument("--out", required=True, help="output JSONL")
+    parser.add_argument("--policy", choices=("omegaprm", "math-shepherd"), default="omegaprm")
+    parser.add_argument(
+        "--num-completions", type=int, default=8, help="completions per estimated prefix (K)"
+    )
+    parser.add_argument(
+        "--first-error-threshold",
+        type=float,
+        default=0.0,
+        help="a step is wrong when its MC value is at most this",
+    )
+    parser.add_argument(
+        "--max-completions-per-row",
+        type=int,
+        default=None,
+        help="stop estimating a row after this many completions",
+    )
+    parser.add_argument("--model", default=None, help="litellm model string (default: embedded)")
+    parser.add_argument("--api-base", default=None)
+    parser.add_argument("--temperature", type=float, default=sampling.temperature)
+    parser.add_argument("--top-p", type=float, default=sampling.top_p)
+    parser.add_argument("--max-tokens", type=int, default=sampling.max_tokens)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=4, help="rows labelled at once")
+
+
+def run(args: argparse.Namespace) -> int:
+    from prmsynth._pipeline import Pipeline
+    from prmsynth._search import POLICIES
+    from prmsynth._serialize import append_line
+    from prmsynth._values import SamplingSettings, SearchSettings
+
+    try:
+        try:
+            sampling = SamplingSettings(
+                temperature=args.temperature,
+                top_p=args.top_p,
+                max_tokens=args.max_tokens,
+                seed=args.seed,
+            )
+            settings = SearchSettings(
+                num_branches=args.num_completions,
+                max_branches=args.max_completions_per_row or 2**62,
+                first_error_threshold=args.first_error_threshold,
+            )
+            if args.concurrency < 1:
+                raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")
+        except ValueError as error:
+            raise InputError("options", str(error)) from None
+        rows = read_label_rows(args.input)
+    except InputError as error:
+        print(f"prmsynth label: error: {error}", file=sys.stderr)
+        return 2
+
+    policy = POLICIES[args.policy](settings=settings)
+    pipeline = Pipeline.from_model(
+        args.model, api_base=args.api_base, sampling=sampling, policy=policy
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Finished rows go to a .partial file as they complete, so a crash keeps
+    # them; the final file appears, in input order, only when every row is done.
+    partial = out.with_name(out.name + ".partial")
+    results: dict[int, dict[str, Any]] = {}
+
+    async def label_all() -> None:
+        semaphore = asyncio.Semaphore(args.concurrency)
+
+        async def one(index: int, record: dict, question: Question, steps: Sequence[str]) -> None:
+            async with semaphore:
+                labels = await policy.label(
+                    question, steps, generator=pipeline.generator, verifier=pipeline.verifier
+                )
+            row = {
+                **record,
+                "step_values": labels.step_values,
+                "first_error": labels.first_error,
+                "n_completions": labels.n_completions,
+                "final_answer_correct": labels.final_verdict.correct,
+                "first_error_threshold": settings.first_error_threshold,
+            }
+            results[index] = row
+            append_line(partial_file, row)
+
+        await asyncio.gather(*(one(i, *row) for i, row in enumerate(rows)))
+
+    with open(partial, "w", encoding="utf-8") as partial_file:
+        try:
+            asyncio.run(label_all())
+        finally:
+            pipeline.verifier.close()
+    temporary = out.with_name(f".{out.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as file:
+        for index in range(len(rows)):
+            file.write(json.dumps(results[index], ensure_ascii=False) + "\n")
+    os.replace(temporary, out)
+    partial.unlink()
+    spent = sum(row["n_completions"] for row in results.values())
+    with_error = sum(row["first_error"] >= 0 for row in results.values())
+    print(
+        f"labelled {len(rows)} solutions with {args.policy} (K={args.num_completions}): "
+        f"{with_error} with a first error, {spent} completions -> {out}",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from prmsynth.cli import main
+
+from .test_local import needs_local_model
+
+ROW = {
+    "id": "r1",
+    "problem": "What is 2 + 2?",
+    "steps": ["2 + 2 = 4.", "The answer is 4."],
+    "answer": "4",
+}
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ({k: v for k, v in ROW.items() if k != "steps"}, ":1: field 'steps': missing field"),
+        ({**ROW, "steps": []}, "field 'steps': expected a non-empty list"),
+        ({**ROW, "steps": ["ok", "  "]}, "field 'steps': expected a non-empty list"),
+        ({**ROW, "answer": None}, "field 'answer': expected text or a number"),
+        ({**ROW, "answer": "x ####"}, "field 'answer': empty value"),
+    ],
+)
+def test_bad_rows_exit_2_and_write_nothing(tmp_path, capsys, row, expected):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(row) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["label", str(source), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert expected in error and str(source) in error
+    assert not out.exists()
+
+
+def test_duplicate_ids_are_rejected(tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(ROW) + "\n" + json.dumps(ROW) + "\n")
+    assert main(["label", str(source), "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert ":2: duplicate id 'r1'" in capsys.readouterr().err
+
+
+@needs_local_model
+@pytest.mark.local_model
+def test_label_cli_on_the_embedded_model(tmp_path):
+    source = tmp_path / "in.jsonl"
+    rows = [ROW, {**ROW, "id": "r2", "steps": ["2 + 2 = 5.", "The answer is 5."]}]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "out.jsonl"
+    status = main(
+        [
+            "label",
+            str(source),
+            "--out",
+            str(out),
+            "--policy",
+            "math-shepherd",
+            "--num-completions",
+            "2",
+            "--max-tokens",
+            "48",
+            "--seed",
+            "3",
+        ]
+    )
+    assert status == 0
+    labelled = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["id"] for row in labelled] == ["r1", "r2"]
+    for row in labelled:
+        assert len(row["step_values"]) == len(row["steps"])
+        assert row["n_completions"] == 2  # K completions for the one non-final prefix
+        assert row["first_error"] in (-1, 0, 1)
+        assert all(v is None or 0.0 <= v <= 1.0 for v in row["step_values"])
+    assert labelled[0]["step_values"][-1] == 1.0  # the correct final answer is exact
+    assert labelled[1]["step_values"][-1] == 0.0
+    assert not (tmp_path / "out.jsonl.partial").exists()
