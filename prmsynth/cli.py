@@ -70,6 +70,18 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         help="completions per question in total, screening included",
     )
     parser.add_argument(
+        "--policy",
+        choices=("omegaprm", "math-shepherd", "best-of-n"),
+        default="omegaprm",
+        help="search policy",
+    )
+    parser.add_argument(
+        "--first-error-threshold",
+        type=float,
+        default=search.first_error_threshold,
+        help="a step is wrong when its MC value is at most this",
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="sampling seed (where the backend honours one)"
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N questions")
@@ -104,6 +116,7 @@ def _run(args: argparse.Namespace) -> int:
                 num_branches=args.num_branches,
                 max_search=args.max_search,
                 max_branches=args.max_branches,
+                first_error_threshold=args.first_error_threshold,
             )
         except ValueError as error:
             raise InputError("options", str(error)) from None
@@ -122,11 +135,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"prmsynth run: error: {error}", file=sys.stderr)
         return EXIT_INPUT
 
+    from prmsynth._search import POLICIES
+
     pipeline = Pipeline.from_model(
         args.model,
         api_base=args.api_base,
         sampling=sampling,
-        search=search,
+        policy=POLICIES[args.policy](settings=search),
         concurrency=args.concurrency,
     )
     run_info = {
