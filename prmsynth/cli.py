@@ -98,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     from prmsynth import __version__
     from prmsynth._pipeline import Pipeline
     from prmsynth._run import prepare_output_directory, run_to_directory
+    from prmsynth._search import POLICIES
     from prmsynth._seeds import InputError, load_questions
     from prmsynth._values import SamplingSettings, SearchSettings
 
@@ -134,8 +135,6 @@ def _run(args: argparse.Namespace) -> int:
     except InputError as error:
         print(f"prmsynth run: error: {error}", file=sys.stderr)
         return EXIT_INPUT
-
-    from prmsynth._search import POLICIES
 
     pipeline = Pipeline.from_model(
         args.model,
