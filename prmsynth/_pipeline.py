@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -108,20 +108,33 @@ class Pipeline:
                 reason=f"{type(error).__name__}: {error}",
             )
 
-    async def astream(self, questions: Sequence[Question]) -> AsyncIterator[SearchResult]:
+    async def astream(
+        self,
+        questions: Sequence[Question],
+        *,
+        stop_when: Callable[[], bool] | None = None,
+    ) -> AsyncIterator[SearchResult]:
         """Evolve, then search up to ``concurrency`` questions at once; yield
-        each result as soon as its question is done."""
+        each result as soon as its question is done.
+
+        ``stop_when`` is asked before each question starts; once it says
+        True no further question starts (those running finish and are yielded).
+        """
         evolved = await self.evolver.evolve(questions)
         semaphore = asyncio.Semaphore(self.concurrency)
 
-        async def bounded(question: Question) -> SearchResult:
+        async def bounded(question: Question) -> SearchResult | None:
             async with semaphore:
+                if stop_when is not None and stop_when():
+                    return None
                 return await self.search_question(question)
 
         tasks = [asyncio.ensure_future(bounded(question)) for question in evolved]
         try:
             for finished in asyncio.as_completed(tasks):
-                yield await finished
+                result = await finished
+                if result is not None:
+                    yield result
         finally:
             for task in tasks:
                 task.cancel()

@@ -1,78 +1,173 @@
-"""The main job: search every seed question and stream the results to a folder."""
+"""The main job: search every seed question and stream the results to a folder.
+
+The folder is the unit of a run.  ``run.json`` holds the settings it was
+started with; ``trees.jsonl`` (kept questions) and ``skipped.jsonl`` (skipped
+ones) are the primary records, one line per question written in a single
+append, so a question is finished exactly when its line is complete.
+``flat.jsonl``, ``sft.jsonl`` and ``dpo.jsonl`` are derived from the trees and
+rebuilt whenever a run resumes, so a crash between files never leaves them
+inconsistent.  ``summary.json`` says ``"complete": true`` only at the end.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
+import json
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+import attrs
+
 from prmsynth._generation import DEFAULT_SYSTEM_PROMPT
 from prmsynth._pipeline import Pipeline
+from prmsynth._progress import Progress
 from prmsynth._search import SearchResult
 from prmsynth._seeds import InputError
 from prmsynth._serialize import (
     append_line,
     dpo_records,
+    dumps_line,
     flat_record,
     result_to_tree_record,
     sft_records,
+    tree_from_dict,
     write_json_atomic,
 )
+from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth._values import Question
 
-OUTPUT_FILES = ("trees.jsonl", "flat.jsonl", "sft.jsonl", "dpo.jsonl", "skipped.jsonl")
+PRIMARY_FILES = ("trees.jsonl", "skipped.jsonl")
+DERIVED_FILES = ("flat.jsonl", "sft.jsonl", "dpo.jsonl")
+OUTPUT_FILES = (*PRIMARY_FILES, *DERIVED_FILES)
+SETTINGS_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
+#: Keys of run.json that must match for a run to resume (the rest, such as
+#: --limit or --shard, only choose which questions to run).
+IDENTITY_KEYS = (
+    "model",
+    "api_base",
+    "sampling",
+    "search",
+    "policy",
+    "verifier",
+    "system_prompt",
+    "seed_file_sha256",
+    "question_fields",
+    "answer_field",
+    "evolution",
+)
 
 
-def prepare_output_directory(out_dir: Path, *, overwrite: bool) -> None:
-    """Refuse to mix a new run into a folder that holds an earlier one."""
-    existing = [name for name in (*OUTPUT_FILES, SUMMARY_FILE) if (out_dir / name).exists()]
-    if existing and not overwrite:
-        raise InputError(
-            out_dir,
-            f"already holds a run ({', '.join(existing)}); "
-            "choose another --out or pass --overwrite",
-        )
-    out_dir.mkdir(parents=True, exist_ok=True)
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard_of(question_id: str, count: int) -> int:
+    """The shard (0 .. count - 1) a question belongs to: a stable hash of its id.
+
+    >>> shard_of("q1", 4) == shard_of("q1", 4)
+    True
+    >>> {shard_of(str(i), 3) for i in range(100)} == {0, 1, 2}
+    True
+    """
+    digest = hashlib.sha256(question_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def select_shard(questions: Sequence[Question], index: int, count: int) -> list[Question]:
+    """The questions of shard ``index`` of ``count`` (disjoint, and together all of them)."""
+    return [question for question in questions if shard_of(question.id, count) == index]
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def read_complete_lines(path: Path, *, repair: bool) -> list[dict[str, Any]]:
+    """The JSON lines of ``path``; a torn last line (a crash mid-write) is cut off.
+
+    With ``repair`` the file itself is truncated to its last complete line.
+    """
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    records = []
+    good_end = 0
+    position = 0
+    while position < len(data):
+        newline = data.find(b"\n", position)
+        if newline == -1:
+            break  # no newline: the write of this line never finished
+        line = data[position:newline]
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+        position = good_end = newline + 1
+    if repair and good_end != len(data):
+        with open(path, "r+b") as file:
+            file.truncate(good_end)
+    return records
+
+
+@attrs.define
 class _Tally:
-    """Counts for the run summary."""
+    """Counts for the run summary and the progress display."""
 
-    def __init__(self) -> None:
-        self.status: collections.Counter[str] = collections.Counter()
-        self.skip_reasons: collections.Counter[str] = collections.Counter()
-        self.verdicts: collections.Counter[str] = collections.Counter()
-        self.failures: list[dict[str, str]] = []
-        self.lines: collections.Counter[str] = collections.Counter()
-        self.n_completions = self.prompt_tokens = self.completion_tokens = 0
+    status: collections.Counter = attrs.Factory(collections.Counter)
+    skip_reasons: collections.Counter = attrs.Factory(collections.Counter)
+    verdicts: collections.Counter = attrs.Factory(collections.Counter)
+    failures: list = attrs.Factory(list)
+    lines: collections.Counter = attrs.Factory(collections.Counter)
+    n_completions: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    resumed: int = 0
 
-    def add(self, result: SearchResult) -> None:
-        self.status[result.status] += 1
-        if result.status == "skipped":
-            self.skip_reasons[result.reason or "unknown"] += 1
-        elif result.status == "failed":
-            self.failures.append({"question_id": result.question.id, "reason": result.reason or ""})
-        self.n_completions += result.n_completions
-        self.prompt_tokens += result.prompt_tokens
-        self.completion_tokens += result.completion_tokens
-        tree = result.tree
-        for node in tree.nodes():
-            for rollout in (*tree[node]["correct_rollouts"], *tree[node]["incorrect_rollouts"]):
-                self.verdicts[rollout.verdict.status] += 1
+    def add(
+        self,
+        *,
+        question_id: str,
+        status: str,
+        reason: str | None,
+        n_completions: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost: float,
+        verdicts: dict[str, int],
+    ) -> None:
+        self.status[status] += 1
+        if status == "skipped":
+            self.skip_reasons[reason or "unknown"] += 1
+        elif status == "failed":
+            self.failures.append({"question_id": question_id, "reason": reason or ""})
+        self.n_completions += n_completions
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.cost += cost
+        self.verdicts.update(verdicts)
+
+    @property
+    def done(self) -> int:
+        return sum(self.status.values())
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "questions_done": sum(self.status.values()),
+            "questions_done": self.done,
+            "questions_resumed": self.resumed,
             "kept": self.status["kept"],
             "skipped": self.status["skipped"],
             "skipped_by_reason": dict(self.skip_reasons),
@@ -81,9 +176,169 @@ class _Tally:
             "completions": self.n_completions,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "cost_usd": round(self.cost, 6),
             "rollout_verdicts": dict(self.verdicts),
             "lines_written": dict(self.lines),
         }
+
+
+def _verdict_counts(tree: ReasoningTree) -> dict[str, int]:
+    counts: collections.Counter[str] = collections.Counter()
+    for node in tree.nodes():
+        for rollout in (*tree[node]["correct_rollouts"], *tree[node]["incorrect_rollouts"]):
+            counts[rollout.verdict.status] += 1
+    return dict(counts)
+
+
+def _skipped_record(result: SearchResult) -> dict[str, Any]:
+    root = result.tree[result.tree.root]
+    return {
+        "question_id": result.question.id,
+        "question": result.question.text,
+        "status": result.status,
+        "reason": result.reason,
+        "n_correct": root["n_correct"],
+        "n_rollouts": root["n_rollouts"],
+        "n_completions": result.n_completions,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "cost": result.cost,
+        "rollout_verdicts": _verdict_counts(result.tree),
+    }
+
+
+@attrs.define(kw_only=True)
+class _Folder:
+    """What an output folder already holds."""
+
+    finished: set[str]
+    trees: list[ReasoningTree]
+    tree_records: list[dict[str, Any]]
+    skipped_records: list[dict[str, Any]]
+
+
+def _clear(out_dir: Path) -> None:
+    for name in (*OUTPUT_FILES, SETTINGS_FILE, SUMMARY_FILE):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [key for key in IDENTITY_KEYS if old.get(key) != new.get(key)]
+
+
+def prepare_output_directory(
+    out_dir: Path, run_info: dict[str, Any], *, overwrite: bool
+) -> _Folder:
+    """Start a folder, or resume the run it holds.
+
+    A folder started with other settings is refused (``--overwrite`` starts
+    over).  On resume, torn last lines are cut, failed questions are dropped
+    so they run again, and the derived files are rebuilt from the trees.
+    """
+    settings_path = out_dir / SETTINGS_FILE
+    present = [n for n in (*OUTPUT_FILES, SUMMARY_FILE, SETTINGS_FILE) if (out_dir / n).exists()]
+    if present and overwrite:
+        _clear(out_dir)
+        present = []
+    if present:
+        if not settings_path.exists():
+            raise InputError(
+                out_dir,
+                f"holds files of an unknown run ({', '.join(present)}); "
+                "choose another --out or pass --overwrite to start over",
+            )
+        try:
+            old = json.loads(settings_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(settings_path, f"cannot read: {error}") from None
+        differences = _identity_differences(old, run_info)
+        if differences:
+            raise InputError(
+                out_dir,
+                "was started with other settings (" + ", ".join(differences) + "); "
+                "run with the same settings to resume, or pass --overwrite to start over",
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(settings_path, run_info)
+    tree_records = read_complete_lines(out_dir / "trees.jsonl", repair=True)
+    skipped_records = [
+        record
+        for record in read_complete_lines(out_dir / "skipped.jsonl", repair=True)
+        if record.get("status") == "skipped"  # failed questions run again
+    ]
+    _rewrite(out_dir / "skipped.jsonl", skipped_records)
+    trees = []
+    seen: set[str] = set()
+    unique_records = []
+    for line, record in enumerate(tree_records, start=1):
+        try:
+            tree = tree_from_dict(record)
+        except TreeInvariantError as error:
+            raise InputError(out_dir / "trees.jsonl", str(error), line=line) from None
+        if tree.question.id not in seen:
+            seen.add(tree.question.id)
+            trees.append(tree)
+            unique_records.append(record)
+    if len(unique_records) != len(tree_records):
+        _rewrite(out_dir / "trees.jsonl", unique_records)
+    skipped_records = [r for r in skipped_records if r["question_id"] not in seen]
+    seen.update(record["question_id"] for record in skipped_records)
+    return _Folder(
+        finished=seen,
+        trees=trees,
+        tree_records=unique_records,
+        skipped_records=skipped_records,
+    )
+
+
+def _rewrite(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as file:
+        for record in records:
+            file.write(dumps_line(record))
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def derived_records(tree: ReasoningTree, system_prompt: str) -> dict[str, list[dict[str, Any]]]:
+    """The flat, SFT and DPO lines of one kept tree."""
+    return {
+        "flat.jsonl": [flat_record(tree)],
+        "sft.jsonl": sft_records(tree, system_prompt=system_prompt),
+        "dpo.jsonl": dpo_records(tree, system_prompt=system_prompt),
+    }
+
+
+def rebuild_derived_files(
+    out_dir: Path, trees: Sequence[ReasoningTree], system_prompt: str
+) -> None:
+    """Write flat.jsonl, sft.jsonl and dpo.jsonl afresh from ``trees``."""
+    per_file: dict[str, list[dict[str, Any]]] = {name: [] for name in DERIVED_FILES}
+    for tree in trees:
+        for name, records in derived_records(tree, system_prompt).items():
+            per_file[name].extend(records)
+    for name, records in per_file.items():
+        _rewrite(out_dir / name, records)
+
+
+@attrs.frozen(kw_only=True)
+class Budget:
+    """Run-wide limits; the run stops starting questions once one is reached.
+
+    Questions already in flight finish and are kept, so a run may go over by
+    at most what those questions spend.
+    """
+
+    max_completions: int | None = None
+    max_cost: float | None = None
+
+    def reached(self, tally: _Tally) -> str | None:
+        if self.max_completions is not None and tally.n_completions >= self.max_completions:
+            return "max_completions"
+        if self.max_cost is not None and tally.cost >= self.max_cost:
+            return "max_cost"
+        return None
 
 
 def run_to_directory(
@@ -92,59 +347,92 @@ def run_to_directory(
     out_dir: Path,
     *,
     run_info: dict[str, Any],
+    overwrite: bool = False,
+    budget: Budget = Budget(),
     log: TextIO | None = sys.stderr,
+    progress_interval: float = 10.0,
     on_result: Callable[[SearchResult], None] | None = None,
 ) -> dict[str, Any]:
-    """Search ``questions`` and write every output file in ``out_dir``.
+    """Search ``questions`` into ``out_dir``, resuming what the folder already holds.
 
-    Each question's lines are appended (and flushed) as soon as it finishes,
-    so a crash keeps all finished questions.  ``summary.json`` is written at
-    the start with ``"complete": false`` and replaced at the end; only a
-    summary that says ``"complete": true`` marks a finished run.
+    Each finished question is one appended line in ``trees.jsonl`` or
+    ``skipped.jsonl``, so a crash (SIGKILL included) keeps every finished
+    question and a rerun of the same command continues where it stopped.
+    ``summary.json`` says ``"complete": true`` only when every question is
+    done.  Raises :class:`InputError` when the folder holds a run with other
+    settings (unless ``overwrite``).
     """
     started = time.monotonic()
+    system_prompt = getattr(pipeline.generator, "system_prompt", DEFAULT_SYSTEM_PROMPT)
+    run_info = {**run_info, "system_prompt": system_prompt}
+    folder = prepare_output_directory(out_dir, run_info, overwrite=overwrite)
+    rebuild_derived_files(out_dir, folder.trees, system_prompt)
+
     tally = _Tally()
+    for tree, record in zip(folder.trees, folder.tree_records, strict=True):
+        tally.add(
+            question_id=tree.question.id,
+            status="kept",
+            reason=None,
+            n_completions=record.get("n_completions", 0),
+            prompt_tokens=record.get("prompt_tokens", 0),
+            completion_tokens=record.get("completion_tokens", 0),
+            cost=record.get("cost", 0.0),
+            verdicts=_verdict_counts(tree),
+        )
+    for record in folder.skipped_records:
+        tally.add(
+            question_id=record["question_id"],
+            status="skipped",
+            reason=record.get("reason"),
+            n_completions=record.get("n_completions", 0),
+            prompt_tokens=record.get("prompt_tokens", 0),
+            completion_tokens=record.get("completion_tokens", 0),
+            cost=record.get("cost", 0.0),
+            verdicts=record.get("rollout_verdicts", {}),
+        )
+    tally.resumed = tally.done
+    remaining = [question for question in questions if question.id not in folder.finished]
     summary: dict[str, Any] = {"complete": False, "started_at": _now(), **run_info}
     summary_path = out_dir / SUMMARY_FILE
-    write_json_atomic(summary_path, summary)
-    system_prompt = getattr(pipeline.generator, "system_prompt", DEFAULT_SYSTEM_PROMPT)
-    files = {name: open(out_dir / name, "w", encoding="utf-8") for name in OUTPUT_FILES}
+    write_json_atomic(summary_path, {**summary, **tally.as_dict()})
+    progress = Progress(total=len(questions), stream=log, interval=progress_interval)
+    progress.update(tally)
+    files = {name: open(out_dir / name, "a", encoding="utf-8") for name in OUTPUT_FILES}
 
     def write(name: str, record: dict[str, Any]) -> None:
         append_line(files[name], record)
         tally.lines[name] += 1
 
+    stop_reason: list[str] = []
+
+    def should_stop() -> bool:
+        reason = budget.reached(tally)
+        if reason and not stop_reason:
+            stop_reason.append(reason)
+        return reason is not None
+
     async def consume() -> None:
-        async for result in pipeline.astream(questions):
-            tally.add(result)
+        async for result in pipeline.astream(remaining, stop_when=should_stop):
             if result.status == "kept":
+                # The tree line is the question's commit; derived lines follow.
                 write("trees.jsonl", result_to_tree_record(result))
-                write("flat.jsonl", flat_record(result.tree))
-                for record in sft_records(result.tree, system_prompt=system_prompt):
-                    write("sft.jsonl", record)
-                for record in dpo_records(result.tree, system_prompt=system_prompt):
-                    write("dpo.jsonl", record)
+                for name, records in derived_records(result.tree, system_prompt).items():
+                    for record in records:
+                        write(name, record)
             else:
-                root = result.tree[result.tree.root]
-                write(
-                    "skipped.jsonl",
-                    {
-                        "question_id": result.question.id,
-                        "status": result.status,
-                        "reason": result.reason,
-                        "n_correct": root["n_correct"],
-                        "n_rollouts": root["n_rollouts"],
-                    },
-                )
-            if log is not None:
-                done = sum(tally.status.values())
-                detail = f"{result.reason}" if result.reason else f"{len(result.tree)} nodes"
-                print(
-                    f"[{done}/{len(questions)}] question {result.question.id}: {result.status} "
-                    f"({detail}; {result.n_completions} completions)",
-                    file=log,
-                    flush=True,
-                )
+                write("skipped.jsonl", _skipped_record(result))
+            tally.add(
+                question_id=result.question.id,
+                status=result.status,
+                reason=result.reason,
+                n_completions=result.n_completions,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                cost=result.cost,
+                verdicts=_verdict_counts(result.tree),
+            )
+            progress.update(tally, result)
             if on_result is not None:
                 on_result(result)
 
@@ -158,14 +446,80 @@ def run_to_directory(
         for file in files.values():
             file.close()
         pipeline.verifier.close()
+        progress.close(tally)
+        not_done = len(questions) - tally.done
         summary.update(tally.as_dict())
         summary.update(
-            complete=error is None,
+            complete=error is None
+            and not stop_reason
+            and tally.status["failed"] == 0
+            and not_done == 0,
+            questions_total=len(questions),
+            questions_not_done=not_done,
+            stopped_by=stop_reason[0] if stop_reason else None,
             finished_at=_now(),
             wall_seconds=round(time.monotonic() - started, 3),
-            questions_total=len(questions),
         )
         if error is not None:
             summary["error"] = f"{type(error).__name__}: {error}"
         write_json_atomic(summary_path, summary)
+    return summary
+
+
+def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
+    """Join the output folders of several shards into ``out_dir``.
+
+    The shards must have been run with the same settings; a question present
+    in several shards is kept once.  Derived files are rebuilt from the trees.
+    """
+    infos = []
+    for source in sources:
+        path = source / SETTINGS_FILE
+        if not path.exists():
+            raise InputError(source, f"has no {SETTINGS_FILE}: not a prmsynth run folder")
+        infos.append(json.loads(path.read_text(encoding="utf-8")))
+    for source, info in zip(sources[1:], infos[1:], strict=True):
+        differences = _identity_differences(infos[0], info)
+        if differences:
+            raise InputError(
+                source, f"was run with other settings than {sources[0]} ({', '.join(differences)})"
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if any((out_dir / name).exists() for name in (*OUTPUT_FILES, SETTINGS_FILE)):
+        raise InputError(out_dir, "already holds a run; merge into an empty folder")
+    seen: set[str] = set()
+    trees, tree_records, skipped_records, complete = [], [], [], True
+    for source in sources:
+        summary_path = source / SUMMARY_FILE
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        complete = complete and bool(summary.get("complete"))
+        for line, record in enumerate(read_complete_lines(source / "trees.jsonl", repair=False), 1):
+            if record["question_id"] in seen:
+                continue
+            try:
+                trees.append(tree_from_dict(record))
+            except TreeInvariantError as error:
+                raise InputError(source / "trees.jsonl", str(error), line=line) from None
+            seen.add(record["question_id"])
+            tree_records.append(record)
+        for record in read_complete_lines(source / "skipped.jsonl", repair=False):
+            if record["question_id"] not in seen and record.get("status") == "skipped":
+                seen.add(record["question_id"])
+                skipped_records.append(record)
+    info = {key: value for key, value in infos[0].items() if key != "shard"}
+    info["merged_from"] = [str(source) for source in sources]
+    write_json_atomic(out_dir / SETTINGS_FILE, info)
+    _rewrite(out_dir / "trees.jsonl", tree_records)
+    _rewrite(out_dir / "skipped.jsonl", skipped_records)
+    rebuild_derived_files(out_dir, trees, info.get("system_prompt", DEFAULT_SYSTEM_PROMPT))
+    summary = {
+        **info,
+        "complete": complete,
+        "kept": len(tree_records),
+        "skipped": len(skipped_records),
+        "completions": sum(r.get("n_completions", 0) for r in (*tree_records, *skipped_records)),
+        "cost_usd": sum(r.get("cost", 0.0) for r in (*tree_records, *skipped_records)),
+        "finished_at": _now(),
+    }
+    write_json_atomic(out_dir / SUMMARY_FILE, summary)
     return summary

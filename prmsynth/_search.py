@@ -46,6 +46,7 @@ class SearchResult:
     n_selections: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float = 0.0
 
     @property
     def question(self) -> Question:
@@ -102,6 +103,7 @@ class SearchRun:
     n_selections: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float = 0.0
 
     @property
     def budget_left(self) -> bool:
@@ -120,6 +122,7 @@ class SearchRun:
         self.n_completions += n
         self.prompt_tokens += response.prompt_tokens
         self.completion_tokens += response.completion_tokens
+        self.cost += response.cost
         completions = response.completions
         # The answer is read from the whole solution: a continuation may end
         # without restating an answer the prefix already reached.
@@ -252,6 +255,7 @@ class SearchRun:
             n_selections=self.n_selections,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
+            cost=self.cost,
         )
 
     def label_result(self, chain: Sequence[int], verdict: Verdict) -> LabelResult:

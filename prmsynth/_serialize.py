@@ -112,6 +112,7 @@ def result_to_tree_record(result: SearchResult) -> dict[str, Any]:
         n_selections=result.n_selections,
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
+        cost=result.cost,
     )
     return record
 

@@ -81,11 +81,16 @@ class Completion:
 
 @attrs.frozen(kw_only=True)
 class LLMResponse:
-    """The n completions of one request, with the request's token usage."""
+    """The n completions of one request, with the request's token usage and cost.
+
+    ``cost`` is in US dollars from litellm's offline price map (0.0 where the
+    model has no price, as for local models).
+    """
 
     completions: tuple[Completion, ...]
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float = 0.0
 
 
 @attrs.frozen(kw_only=True)

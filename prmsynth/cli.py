@@ -86,7 +86,20 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N questions")
     parser.add_argument("--concurrency", type=int, default=4, help="questions searched at once")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in --out (by default a folder with the same settings is resumed)",
+    )
+    parser.add_argument(
+        "--shard", default=None, metavar="I/N", help="run only shard I (0-based) of N"
+    )
+    parser.add_argument(
+        "--max-completions", type=int, default=None, help="stop starting questions after this"
+    )
+    parser.add_argument(
+        "--max-cost", type=float, default=None, help="stop starting questions after this (USD)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -97,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from prmsynth import __version__
     from prmsynth._pipeline import Pipeline
-    from prmsynth._run import prepare_output_directory, run_to_directory
+    from prmsynth._run import Budget, file_sha256, run_to_directory, select_shard
     from prmsynth._search import POLICIES
     from prmsynth._seeds import InputError, load_questions
     from prmsynth._values import SamplingSettings, SearchSettings
@@ -105,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.limit is not None and args.limit < 1:
             raise InputError("--limit", f"must be >= 1, got {args.limit}")
+        shard = _parse_shard(args.shard)
         try:
             sampling = SamplingSettings(
                 temperature=args.temperature,
@@ -119,6 +133,8 @@ def _run(args: argparse.Namespace) -> int:
                 max_branches=args.max_branches,
                 first_error_threshold=args.first_error_threshold,
             )
+            if args.concurrency < 1:
+                raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")
         except ValueError as error:
             raise InputError("options", str(error)) from None
         fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
@@ -130,41 +146,99 @@ def _run(args: argparse.Namespace) -> int:
         )
         if not questions:
             raise InputError(args.seed_file, "holds no questions")
-        out_dir = Path(args.out)
-        prepare_output_directory(out_dir, overwrite=args.overwrite)
+        if shard is not None:
+            questions = select_shard(questions, *shard)
+        pipeline = Pipeline.from_model(
+            args.model,
+            api_base=args.api_base,
+            sampling=sampling,
+            policy=POLICIES[args.policy](settings=search),
+            concurrency=args.concurrency,
+        )
+        run_info = {
+            "prmsynth_version": __version__,
+            "seed_file": str(Path(args.seed_file).resolve()),
+            "seed_file_sha256": file_sha256(args.seed_file),
+            "question_fields": fields,
+            "answer_field": args.answer_column,
+            "model": pipeline.generator.llm.model,
+            "api_base": args.api_base,
+            "sampling": attrs.asdict(sampling),
+            "search": search.to_dict(),
+            "policy": type(pipeline.policy).__name__,
+            "verifier": type(pipeline.verifier).__name__,
+            "evolution": None,
+            "limit": args.limit,
+            "shard": args.shard,
+        }
+        log = None if args.quiet else sys.stderr
+        summary = run_to_directory(
+            pipeline,
+            questions,
+            Path(args.out),
+            run_info=run_info,
+            overwrite=args.overwrite,
+            budget=Budget(max_completions=args.max_completions, max_cost=args.max_cost),
+            log=log,
+        )
     except InputError as error:
         print(f"prmsynth run: error: {error}", file=sys.stderr)
         return EXIT_INPUT
-
-    pipeline = Pipeline.from_model(
-        args.model,
-        api_base=args.api_base,
-        sampling=sampling,
-        policy=POLICIES[args.policy](settings=search),
-        concurrency=args.concurrency,
-    )
-    run_info = {
-        "prmsynth_version": __version__,
-        "seed_file": str(Path(args.seed_file).resolve()),
-        "model": pipeline.generator.llm.model,
-        "api_base": args.api_base,
-        "sampling": attrs.asdict(sampling),
-        "search": search.to_dict(),
-        "policy": type(pipeline.policy).__name__,
-        "verifier": type(pipeline.verifier).__name__,
-    }
-    log = None if args.quiet else sys.stderr
-    summary = run_to_directory(pipeline, questions, out_dir, run_info=run_info, log=log)
     if log is not None:
+        stopped = f" (stopped: {summary['stopped_by']})" if summary["stopped_by"] else ""
         print(
-            f"done: {summary['kept']} kept, {summary['skipped']} skipped "
-            f"{summary['skipped_by_reason']}, {summary['failed']} failed; "
-            f"{summary['completions']} completions, "
-            f"{summary['prompt_tokens'] + summary['completion_tokens']} tokens, "
-            f"{summary['wall_seconds']:.1f} s -> {out_dir}",
+            f"done{stopped}: {summary['kept']} kept, {summary['skipped']} skipped "
+            f"{summary['skipped_by_reason']}, {summary['failed']} failed, "
+            f"{summary['questions_not_done']} not done; {summary['completions']} completions, "
+            f"{summary['prompt_tokens'] + summary['completion_tokens']:,} tokens, "
+            f"${summary['cost_usd']:.4f}, {summary['wall_seconds']:.1f} s -> {args.out}",
             file=log,
         )
-    return EXIT_OK if summary["failed"] < summary["questions_done"] else EXIT_FAILURE
+    return EXIT_OK if summary["failed"] < max(1, summary["questions_done"]) else EXIT_FAILURE
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` (0-based I) as a pair; None when not sharding."""
+    from prmsynth._seeds import InputError
+
+    if text is None:
+        return None
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise InputError("--shard", f"expected I/N such as 0/4, got {text!r}") from None
+    if not (count >= 1 and 0 <= index < count):
+        raise InputError("--shard", f"need 0 <= I < N, got {text!r}")
+    return index, count
+
+
+def _add_merge_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "merge",
+        help="join the output folders of several shards",
+        description="Join the output folders of runs made with --shard I/N into one folder.",
+    )
+    parser.add_argument("folders", nargs="+", help="shard output folders")
+    parser.add_argument("--out", required=True, help="an empty (or new) folder")
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from prmsynth._run import merge_directories
+    from prmsynth._seeds import InputError
+
+    try:
+        summary = merge_directories([Path(folder) for folder in args.folders], Path(args.out))
+    except InputError as error:
+        print(f"prmsynth merge: error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    print(
+        f"merged {len(args.folders)} folders: {summary['kept']} kept, "
+        f"{summary['skipped']} skipped, complete: {summary['complete']} -> {args.out}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_parser(subparsers)
     _label.add_parser(subparsers)
+    _add_merge_parser(subparsers)
     _verify_cli.add_parser(subparsers)
     return parser
 
@@ -188,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "merge":
+        return _merge(args)
     if args.command == "label":
         from prmsynth import _label
 

@@ -1,35 +1,52 @@
-"""The main job's output folder, driven by the scripted LLM."""
+"""The main job's output folder: files, resume, budgets, shards (scripted LLM)."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from prmsynth import Question, read_tree_file
-from prmsynth._run import prepare_output_directory, run_to_directory
+from prmsynth._run import Budget, merge_directories, run_to_directory, select_shard
 from prmsynth._seeds import InputError
 
 from .test_pipeline import QUESTIONS, scripted_pipeline
+
+INFO = {"model": "fake", "sampling": {"seed": 0}}
 
 
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def run(tmp_path, questions=QUESTIONS, **options):
+    options.setdefault("run_info", INFO)
+    options.setdefault("log", None)
+    pipeline = options.pop("pipeline", None) or scripted_pipeline()
+    return run_to_directory(pipeline, questions, tmp_path, **options)
+
+
+def ids_in(path):
+    return [row["question_id"] for row in read_jsonl(path)]
+
+
 def test_run_writes_every_file(tmp_path):
     questions = [*QUESTIONS[:3], Question(id="easy", text="uniform", reference_answer="5")]
-    summary = run_to_directory(
-        scripted_pipeline(), questions, tmp_path, run_info={"model": "fake"}, log=None
-    )
+    summary = run(tmp_path, questions)
     assert summary["complete"] is True
     assert summary["kept"] == 4 and summary["failed"] == 0
     trees = list(read_tree_file(tmp_path / "trees.jsonl"))
     assert sorted(tree.question.id for tree in trees) == sorted(q.id for q in questions)
     for tree in trees:
         tree.check_invariants()
-    flat = read_jsonl(tmp_path / "flat.jsonl")
-    assert {row["question_id"] for row in flat} == {q.id for q in questions}
+    assert sorted(ids_in(tmp_path / "flat.jsonl")) == sorted(q.id for q in questions)
     sft = read_jsonl(tmp_path / "sft.jsonl")
     assert all(row["messages"][2]["content"].endswith("\\boxed{5}.") for row in sft)
     dpo = read_jsonl(tmp_path / "dpo.jsonl")
@@ -39,9 +56,9 @@ def test_run_writes_every_file(tmp_path):
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["lines_written"]["trees.jsonl"] == 4
     assert written["completions"] == sum(
-        json.loads(line)["n_completions"]
-        for line in (tmp_path / "trees.jsonl").read_text().splitlines()
+        r["n_completions"] for r in read_jsonl(tmp_path / "trees.jsonl")
     )
+    assert json.loads((tmp_path / "run.json").read_text())["model"] == "fake"
 
 
 def test_skipped_questions_are_recorded_with_reasons(tmp_path):
@@ -54,7 +71,7 @@ def test_skipped_questions_are_recorded_with_reasons(tmp_path):
         generator=LLMStepGenerator(llm=ScriptedLLM(lambda r: "The answer is \\boxed{5}.")),
         verifier=BoxedVerifier(),
     )
-    summary = run_to_directory(pipeline, QUESTIONS[:2], tmp_path, run_info={}, log=None)
+    summary = run(tmp_path, QUESTIONS[:2], pipeline=pipeline)
     assert summary["skipped_by_reason"] == {"all_correct": 2}
     skipped = read_jsonl(tmp_path / "skipped.jsonl")
     assert [(row["reason"], row["n_correct"], row["n_rollouts"]) for row in skipped] == [
@@ -63,7 +80,7 @@ def test_skipped_questions_are_recorded_with_reasons(tmp_path):
     assert (tmp_path / "trees.jsonl").read_text() == ""
 
 
-def test_a_crash_keeps_finished_questions_and_marks_the_run_incomplete(tmp_path):
+def test_a_crash_keeps_finished_questions_and_a_rerun_resumes(tmp_path):
     seen = []
 
     def explode_after_two(result):
@@ -72,22 +89,152 @@ def test_a_crash_keeps_finished_questions_and_marks_the_run_incomplete(tmp_path)
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_to_directory(
-            scripted_pipeline(concurrency=1),
-            QUESTIONS,
-            tmp_path,
-            run_info={},
-            log=None,
-            on_result=explode_after_two,
-        )
+        run(tmp_path, pipeline=scripted_pipeline(concurrency=1), on_result=explode_after_two)
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["complete"] is False and "KeyboardInterrupt" in summary["error"]
+    assert len(read_jsonl(tmp_path / "trees.jsonl")) == 2
+
+    summary = run(tmp_path)
+    assert summary["complete"] is True
+    assert summary["questions_resumed"] == 2
+    assert sorted(ids_in(tmp_path / "trees.jsonl")) == sorted(q.id for q in QUESTIONS)
+    assert sorted(ids_in(tmp_path / "flat.jsonl")) == sorted(q.id for q in QUESTIONS)
+
+
+def test_a_torn_last_line_is_cut_and_its_question_runs_again(tmp_path):
+    run(tmp_path, QUESTIONS[:2])
+    trees = tmp_path / "trees.jsonl"
+    lines = trees.read_text().splitlines(keepends=True)
+    trees.write_text(lines[0] + lines[1][: len(lines[1]) // 2])  # a write cut off mid-line
+    summary = run(tmp_path, QUESTIONS[:2])
+    assert summary["complete"] is True
+    assert sorted(ids_in(trees)) == ["0", "1"]
+    assert len(read_jsonl(tmp_path / "flat.jsonl")) == 2
+
+
+def test_other_settings_are_refused_unless_starting_over(tmp_path):
+    run(tmp_path, QUESTIONS[:1])
+    with pytest.raises(InputError, match=r"other settings \(model\).*--overwrite"):
+        run(tmp_path, QUESTIONS[:1], run_info={**INFO, "model": "other"})
+    summary = run(tmp_path, QUESTIONS[:2], run_info={**INFO, "model": "other"}, overwrite=True)
+    assert summary["questions_resumed"] == 0 and summary["kept"] == 2
+
+
+def test_a_folder_of_unknown_files_is_refused(tmp_path):
+    (tmp_path / "trees.jsonl").write_text("")
+    with pytest.raises(InputError, match="unknown run"):
+        run(tmp_path)
+
+
+def test_failed_questions_run_again_on_resume(tmp_path):
+    from prmsynth import OmegaPRM, SearchPolicy
+
+    class FailOnce(SearchPolicy):
+        def __init__(self, fail):
+            self.fail = fail
+
+        async def search(self, question, *, generator, verifier):
+            if self.fail and question.id == "1":
+                raise ConnectionError("backend down")
+            return await OmegaPRM().search(question, generator=generator, verifier=verifier)
+
+    summary = run(tmp_path, QUESTIONS[:3], pipeline=scripted_pipeline(policy=FailOnce(True)))
+    assert summary["failed"] == 1 and summary["complete"] is False
+    assert summary["failures"] == [{"question_id": "1", "reason": "ConnectionError: backend down"}]
+    summary = run(tmp_path, QUESTIONS[:3], pipeline=scripted_pipeline(policy=FailOnce(False)))
+    assert summary["complete"] is True and summary["failed"] == 0
+    assert sorted(ids_in(tmp_path / "trees.jsonl")) == ["0", "1", "2"]
+    assert read_jsonl(tmp_path / "skipped.jsonl") == []
+
+
+def test_a_completion_budget_stops_the_run_cleanly(tmp_path):
+    summary = run(
+        tmp_path, pipeline=scripted_pipeline(concurrency=1), budget=Budget(max_completions=30)
+    )
+    assert summary["stopped_by"] == "max_completions"
     assert summary["complete"] is False
-    assert "KeyboardInterrupt" in summary["error"]
-    assert len(read_jsonl(tmp_path / "trees.jsonl")) == 2  # whole lines, both kept
+    done = summary["questions_done"]
+    assert 1 <= done < len(QUESTIONS) and summary["questions_not_done"] == len(QUESTIONS) - done
+    assert len(read_jsonl(tmp_path / "trees.jsonl")) == done
+    summary = run(tmp_path)  # no budget: the rest runs
+    assert summary["complete"] is True and summary["questions_done"] == len(QUESTIONS)
 
 
-def test_an_earlier_run_is_not_overwritten_by_accident(tmp_path):
-    (tmp_path / "summary.json").write_text("{}")
-    with pytest.raises(InputError, match="--overwrite"):
-        prepare_output_directory(tmp_path, overwrite=False)
-    prepare_output_directory(tmp_path, overwrite=True)
+@given(st.lists(st.text(min_size=1, max_size=5), unique=True, max_size=40), st.integers(1, 5))
+def test_shards_partition_the_questions(ids, count):
+    questions = [Question(id=i, text="t", reference_answer="1") for i in ids]
+    shards = [select_shard(questions, index, count) for index in range(count)]
+    assert sorted(q.id for shard in shards for q in shard) == sorted(ids)
+
+
+def test_merge_joins_shard_folders(tmp_path):
+    for index in range(2):
+        run(
+            tmp_path / f"s{index}",
+            select_shard(QUESTIONS, index, 2),
+            run_info={**INFO, "shard": f"{index}/2"},
+        )
+    summary = merge_directories([tmp_path / "s0", tmp_path / "s1"], tmp_path / "all")
+    assert summary["complete"] is True and summary["kept"] == len(QUESTIONS)
+    assert sorted(ids_in(tmp_path / "all" / "trees.jsonl")) == sorted(q.id for q in QUESTIONS)
+    assert len(read_jsonl(tmp_path / "all" / "flat.jsonl")) == len(QUESTIONS)
+    (tmp_path / "odd").mkdir()
+    run(tmp_path / "odd", QUESTIONS[:1], run_info={**INFO, "model": "other"})
+    with pytest.raises(InputError, match="other settings"):
+        merge_directories([tmp_path / "s0", tmp_path / "odd"], tmp_path / "bad")
+
+
+SLOW_RUN = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from prmsynth import LLMStepGenerator, Pipeline, Question
+    from prmsynth._run import run_to_directory
+    from prmsynth.testing import ScriptedLLM
+    sys.path.insert(0, sys.argv[2])
+    from tests.test_search import BAD, GOOD, BoxedVerifier, planted_script
+
+    script = planted_script(GOOD, BAD)
+
+    class SlowLLM(ScriptedLLM):
+        async def complete(self, messages, **options):
+            await asyncio.sleep(0.02)
+            return await super().complete(messages, **options)
+
+    pipeline = Pipeline(generator=LLMStepGenerator(llm=SlowLLM(script)),
+                        verifier=BoxedVerifier(), concurrency=3)
+    questions = [Question(id=str(i), text=f"Planted {i}", reference_answer="5") for i in range(30)]
+    run_to_directory(pipeline, questions, Path(sys.argv[1]), run_info={"model": "slow"}, log=None)
+    """
+)
+
+
+def test_sigkill_mid_run_then_rerun_gives_every_question_once(tmp_path):
+    from .conftest import REPO_ROOT
+
+    script = tmp_path / "slow_run.py"
+    script.write_text(SLOW_RUN)
+    out = tmp_path / "out"
+    command = [sys.executable, str(script), str(out), str(REPO_ROOT)]
+    process = subprocess.Popen(command)
+    deadline = time.monotonic() + 60
+    trees = out / "trees.jsonl"
+    while time.monotonic() < deadline:
+        if trees.exists() and trees.read_text().count("\n") >= 8:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    killed_at = trees.read_text().count("\n")
+    assert 8 <= killed_at < 30, "the run should have been killed mid-way"
+    assert json.loads((out / "summary.json").read_text())["complete"] is False
+
+    subprocess.run(command, check=True, timeout=120)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is True
+    assert summary["questions_resumed"] >= killed_at
+    ids = ids_in(trees)
+    assert sorted(ids) == sorted(str(i) for i in range(30))  # each question exactly once
+    for name in ("trees.jsonl", "flat.jsonl", "sft.jsonl", "dpo.jsonl", "skipped.jsonl"):
+        read_jsonl(out / name)  # every line is valid JSON
+    assert sorted(ids_in(out / "flat.jsonl")) == sorted(ids)
