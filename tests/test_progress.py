@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import io
+
+from prmsynth._progress import Progress
+from prmsynth._run import _Tally
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def tally(done: int, failed: int = 0) -> _Tally:
+    counts = _Tally()
+    for index in range(done):
+        counts.add(
+            question_id=str(index),
+            status="failed" if index < failed else "kept",
+            reason=None,
+            n_completions=10,
+            prompt_tokens=5,
+            completion_tokens=20,
+            cost=0.01,
+            verdicts={},
+        )
+    return counts
+
+
+def test_terminal_gets_one_line_redrawn_in_place():
+    stream = Terminal()
+    progress = Progress(total=4, stream=stream, interval=10)
+    progress.update(tally(1))
+    progress.update(tally(4, failed=1))
+    progress.close(tally(4, failed=1))
+    text = stream.getvalue()
+    assert text.count("\r") >= 2 and text.endswith("\n")
+    assert "4/4 questions" in text and "1 failed" in text and "$0.0400" in text
+    assert "100 tokens" in text
+
+
+def test_logs_get_plain_periodic_lines():
+    stream = io.StringIO()
+    progress = Progress(total=10, stream=stream, interval=3600)
+    for done in range(1, 6):
+        progress.update(tally(done))
+    progress.close(tally(5))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2  # the first update, then the closing line; none in between
+    assert "\r" not in stream.getvalue()
+    assert lines[-1].startswith("[##########..........] 5/10 questions")
+
+
+def test_quiet_shows_nothing(capsys):
+    progress = Progress(total=3, stream=None)
+    progress.update(tally(1))
+    progress.close(tally(1))
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
