@@ -68,6 +68,10 @@ _LAZY = {
     "ExactMatchVerifier": "prmsynth._verify",
     "FunctionVerifier": "prmsynth._verify",
     "LLMJudgeVerifier": "prmsynth._judge",
+    "EvolveInstruct": "prmsynth._evolve",
+    "EvolutionSettings": "prmsynth._evolve",
+    "EvolutionReport": "prmsynth._evolve",
+    "Rejection": "prmsynth._evolve",
     "extract_answer": "prmsynth._verify",
 }
 
@@ -87,6 +91,9 @@ __all__ = [
     "LLM",
     "BestOfN",
     "Completion",
+    "EvolutionReport",
+    "EvolutionSettings",
+    "EvolveInstruct",
     "ExactMatchVerifier",
     "FunctionVerifier",
     "InputError",
@@ -104,6 +111,7 @@ __all__ = [
     "Question",
     "QuestionEvolver",
     "ReasoningTree",
+    "Rejection",
     "Rollout",
     "SamplingSettings",
     "SearchPolicy",

@@ -31,6 +31,19 @@ class InputError(ValueError):
         super().__init__(f"{location}:{where} {message}")
 
 
+#: Fields of an evolved-questions file (``prmsynth evolve``) kept as metadata.
+LINEAGE_FIELDS = (
+    "parent_id",
+    "root_id",
+    "mutation",
+    "round",
+    "prompt_version",
+    "answer_votes",
+    "answer_agreement",
+    "n_answer_samples",
+)
+
+
 def reference_from_answer(answer: str) -> str:
     """The final answer from a reference: GSM8K's ``... #### 72`` gives ``72``.
 
@@ -150,7 +163,10 @@ def load_questions(
                 id=question_id,
                 text="\n\n".join(parts),
                 reference_answer=answer,
-                source=Path(path).name,
+                # An evolved-questions file keeps its lineage and answer's origin.
+                source=str(record.get("source") or Path(path).name),
+                answer_source=str(record.get("answer_source") or "seed"),
+                metadata={key: record[key] for key in LINEAGE_FIELDS if key in record},
             )
         )
     return questions

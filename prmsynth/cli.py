@@ -101,6 +101,9 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         "--max-cost", type=float, default=None, help="stop starting questions after this (USD)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    from prmsynth import _evolve_cli
+
+    _evolve_cli.add_evolve_options(parser)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -108,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
 
     import attrs
 
-    from prmsynth import __version__
+    from prmsynth import __version__, _evolve_cli
     from prmsynth._pipeline import Pipeline
     from prmsynth._run import Budget, file_sha256, run_to_directory, select_shard
     from prmsynth._search import POLICIES
@@ -137,6 +140,7 @@ def _run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")
         except ValueError as error:
             raise InputError("options", str(error)) from None
+        evolution = _evolve_cli.evolution_settings_from_args(args)
         fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
         questions = load_questions(
             args.seed_file,
@@ -167,11 +171,25 @@ def _run(args: argparse.Namespace) -> int:
             "search": search.to_dict(),
             "policy": type(pipeline.policy).__name__,
             "verifier": type(pipeline.verifier).__name__,
-            "evolution": None,
+            "evolution": None if evolution is None else evolution.to_dict(),
             "limit": args.limit,
             "shard": args.shard,
         }
         log = None if args.quiet else sys.stderr
+        if evolution is not None:
+            # Evolve before the search (and read the evolved questions back on
+            # resume), so totals, shards and resume see the evolved set.
+            questions, _ = _evolve_cli.evolve_for_run(
+                evolution,
+                questions,
+                pipeline.generator.llm,
+                Path(args.out),
+                overwrite=args.overwrite,
+                equivalence=getattr(pipeline.verifier, "equivalence", None),
+                log=log,
+            )
+            if shard is not None:
+                questions = select_shard(questions, *shard)
         summary = run_to_directory(
             pipeline,
             questions,
@@ -242,7 +260,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from prmsynth import __version__, _label, _verify_cli
+    from prmsynth import __version__, _evolve_cli, _label, _verify_cli
 
     parser = argparse.ArgumentParser(
         prog="prmsynth",
@@ -251,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"prmsynth {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_parser(subparsers)
+    _evolve_cli.add_parser(subparsers)
     _label.add_parser(subparsers)
     _add_merge_parser(subparsers)
     _verify_cli.add_parser(subparsers)
@@ -263,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "evolve":
+        from prmsynth import _evolve_cli
+
+        return _evolve_cli.run(args)
     if args.command == "merge":
         return _merge(args)
     if args.command == "label":

@@ -1,0 +1,412 @@
+"""The ``prmsynth evolve`` subcommand, and the evolution options of ``prmsynth run``.
+
+``prmsynth evolve SEED_FILE --out questions.jsonl`` writes the seeds and the
+evolved questions as JSONL that ``prmsynth run`` reads with its defaults
+(``id``, ``problem``, ``final_answer``), with ``source``, ``answer_source``
+and the lineage and vote fields at the top level of each line, plus
+``questions.rejects.jsonl`` with one line per rejected candidate.  Heavy
+imports (litellm, the verifier) happen inside :func:`run`, so building the
+parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prmsynth._evolve import EvolutionReport, EvolutionSettings
+    from prmsynth._interfaces import LLM, QuestionEvolver
+    from prmsynth._values import Question
+
+EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
+
+# Defaults, repeated here so that building the parser imports nothing heavy;
+# tests check that they match EvolutionSettings.
+DEFAULT_PER_SEED = 1
+DEFAULT_N_ANSWER_SAMPLES = 8
+DEFAULT_AGREEMENT_THRESHOLD = 0.5
+DEFAULT_MUTATION_MAX_TOKENS = 384
+DEFAULT_ANSWER_MAX_TOKENS = 512
+#: What ``prmsynth run --evolve-rounds N`` writes into its folder (and the rejects beside it).
+EVOLVED_FILE = "evolved.jsonl"
+
+
+def _add_vote_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--n-answer-samples",
+        type=int,
+        default=DEFAULT_N_ANSWER_SAMPLES,
+        metavar="N",
+        help="solutions sampled per evolved question to vote on its answer "
+        f"(default: {DEFAULT_N_ANSWER_SAMPLES})",
+    )
+    parser.add_argument(
+        "--agreement-threshold",
+        type=float,
+        default=DEFAULT_AGREEMENT_THRESHOLD,
+        metavar="FRACTION",
+        help="keep an evolved question only if its majority answer has at least this share "
+        "of the samples, unparseable ones included "
+        f"(default: {DEFAULT_AGREEMENT_THRESHOLD})",
+    )
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``evolve`` subcommand to an argparse ``subparsers`` object."""
+    parser = subparsers.add_parser(
+        "evolve",
+        help="grow seed questions into more and harder ones, each with a majority-vote answer",
+        description=(
+            "Evolve-Instruct: rewrite seed questions with random mutations for --rounds "
+            "rounds, drop candidates that fail the elimination rules, and solve each survivor "
+            "--n-answer-samples times to derive its answer by majority vote (answers are never "
+            "copied from the parent). Writes --out (JSONL that 'prmsynth run' reads) and "
+            "<out>.rejects.jsonl; the counts go to stderr."
+        ),
+    )
+    parser.add_argument("seed_file", help="seed questions: JSONL, a JSON array, or JSON objects")
+    parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="questions file")
+    parser.add_argument(
+        "--rounds", type=int, default=1, metavar="N", help="rounds of evolution (default: 1)"
+    )
+    parser.add_argument(
+        "--per-seed",
+        type=int,
+        default=DEFAULT_PER_SEED,
+        metavar="K",
+        help=f"evolutions attempted per seed and round (default: {DEFAULT_PER_SEED})",
+    )
+    parser.add_argument(
+        "--column-names",
+        default="problem",
+        help="field(s) holding the question text; several, comma-separated, are joined "
+        "(default: problem)",
+    )
+    parser.add_argument(
+        "--answer-column",
+        default="final_answer",
+        help="field holding the answer (default: final_answer)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="litellm model string (default: the embedded SmolLM2-135M-Instruct, "
+        "prmsynth/smollm2-135m-instruct)",
+    )
+    parser.add_argument("--api-base", default=None, help="base URL of the model's API")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the random choices and of the LLM samples"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N seeds")
+    _add_vote_options(parser)
+    parser.add_argument(
+        "--mutation-max-tokens",
+        type=int,
+        default=DEFAULT_MUTATION_MAX_TOKENS,
+        metavar="N",
+        help=f"token limit of a rewritten question (default: {DEFAULT_MUTATION_MAX_TOKENS})",
+    )
+    parser.add_argument(
+        "--answer-max-tokens",
+        type=int,
+        default=DEFAULT_ANSWER_MAX_TOKENS,
+        metavar="N",
+        help=f"token limit of a solution for the vote (default: {DEFAULT_ANSWER_MAX_TOKENS})",
+    )
+    parser.add_argument(
+        "--llm-equality-check",
+        action="store_true",
+        help="also ask the LLM whether a candidate equals its parent (WizardLM's check)",
+    )
+    parser.add_argument(
+        "--no-seeds", action="store_true", help="write only the evolved questions, not the seeds"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def add_evolve_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--evolve-rounds``, ``--evolve-per-seed`` and the vote options to a ``run`` parser."""
+    parser.add_argument(
+        "--evolve-rounds",
+        type=int,
+        default=0,
+        metavar="N",
+        help="evolve the seeds for N rounds before the search (0: search the seeds as they are)",
+    )
+    parser.add_argument(
+        "--evolve-per-seed",
+        type=int,
+        default=DEFAULT_PER_SEED,
+        metavar="K",
+        help="evolutions attempted per seed and round",
+    )
+    _add_vote_options(parser)
+
+
+def _settings(**values: Any) -> EvolutionSettings:
+    from prmsynth._evolve import EvolutionSettings
+    from prmsynth._seeds import InputError
+
+    try:
+        return EvolutionSettings(**values)
+    except ValueError as error:
+        raise InputError("options", str(error)) from None
+
+
+def evolution_settings_from_args(args: argparse.Namespace) -> EvolutionSettings | None:
+    """The settings of ``run --evolve-rounds N``, or None for N = 0; raises InputError."""
+    from prmsynth._seeds import InputError
+
+    if args.evolve_rounds < 0:
+        raise InputError("--evolve-rounds", f"must be >= 0, got {args.evolve_rounds}")
+    if args.evolve_rounds == 0:
+        return None
+    return _settings(
+        rounds=args.evolve_rounds,
+        per_seed=args.evolve_per_seed,
+        n_answer_samples=args.n_answer_samples,
+        agreement_threshold=args.agreement_threshold,
+        seed=getattr(args, "seed", 0) or 0,
+    )
+
+
+def evolver_from_args(
+    args: argparse.Namespace, llm: LLM, *, equivalence: Any = None
+) -> QuestionEvolver | None:
+    """An :class:`~prmsynth._evolve.EvolveInstruct` for ``run --evolve-rounds N``, or None for 0.
+
+    ``equivalence`` (for example the run's ``MathAnswerVerifier().equivalence``)
+    shares one worker process with the verifier; by default the evolver
+    starts its own, which its ``close()`` ends.  Raises
+    :class:`prmsynth.InputError` on bad option values.
+    """
+    from prmsynth._evolve import EvolveInstruct
+
+    settings = evolution_settings_from_args(args)
+    if settings is None:
+        return None
+    if equivalence is None:
+        return EvolveInstruct(llm=llm, settings=settings)
+    return EvolveInstruct(llm=llm, settings=settings, equivalence=equivalence)
+
+
+def question_record(question: Question) -> dict[str, Any]:
+    """One output line: what ``load_questions`` reads, then source, answer source and lineage."""
+    record: dict[str, Any] = {
+        "id": question.id,
+        "problem": question.text,
+        "final_answer": question.reference_answer,
+        "source": question.source,
+        "answer_source": question.answer_source,
+    }
+    for key, value in question.metadata.items():
+        record.setdefault(key, value)
+    return record
+
+
+def rejects_path_for(out_path: str | os.PathLike) -> Path:
+    """``questions.jsonl`` -> ``questions.rejects.jsonl``, in the same folder."""
+    path = Path(out_path)
+    return path.with_name(f"{path.stem}.rejects.jsonl")
+
+
+def _write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Write beside the target and rename, so a half-written file never has the final name."""
+    import json
+    import tempfile
+
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def write_report(report: EvolutionReport, out_path: str | os.PathLike) -> Path:
+    """Write the questions to ``out_path`` and the rejects beside it; returns the rejects path."""
+    out_path = Path(out_path)
+    rejects_path = rejects_path_for(out_path)
+    _write_jsonl_atomic(out_path, (question_record(q) for q in report.questions))
+    _write_jsonl_atomic(rejects_path, (rejection.to_dict() for rejection in report.rejects))
+    return rejects_path
+
+
+def load_evolved_questions(path: str | os.PathLike) -> list[Question]:
+    """Read a file written by ``prmsynth evolve`` back, with sources, lineage and vote.
+
+    The rows are checked by :func:`prmsynth.load_questions` (so errors are
+    located the same way); ``source``, ``answer_source`` and the other
+    fields of each row come back as the question's metadata.
+    """
+    import attrs
+
+    from prmsynth._seeds import iter_json_records, load_questions
+
+    questions = load_questions(path)
+    records = [record for _, record in iter_json_records(path)]
+    restored = []
+    for question, record in zip(questions, records, strict=True):
+        metadata = {
+            key: value
+            for key, value in record.items()
+            if key not in ("id", "idx", "problem", "final_answer", "source", "answer_source")
+        }
+        restored.append(
+            attrs.evolve(
+                question,
+                source=str(record.get("source", question.source)),
+                answer_source=str(record.get("answer_source", question.answer_source)),
+                metadata=metadata,
+            )
+        )
+    return restored
+
+
+def evolve_for_run(
+    settings: EvolutionSettings,
+    questions: list[Question],
+    llm: LLM,
+    out_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    equivalence: Any = None,
+    log: Any = None,
+) -> tuple[list[Question], dict[str, Any] | None]:
+    """The evolution stage of ``prmsynth run --evolve-rounds N``: the questions to search.
+
+    Evolves ``questions`` and writes ``evolved.jsonl`` and
+    ``evolved.rejects.jsonl`` into ``out_dir`` before the search starts.  A
+    folder that already holds ``evolved.jsonl`` is a run being resumed: its
+    questions are read back instead (the run's settings check then confirms
+    that the evolution settings match), and the stats returned are None.  A
+    folder holding a run without ``evolved.jsonl`` is refused unless
+    ``overwrite``, before any LLM call.  Raises :class:`prmsynth.InputError`.
+    """
+    import asyncio
+
+    from prmsynth._evolve import EvolveInstruct, format_stats
+    from prmsynth._run import OUTPUT_FILES, SETTINGS_FILE, SUMMARY_FILE
+    from prmsynth._seeds import InputError
+
+    out_dir = Path(out_dir)
+    path = out_dir / EVOLVED_FILE
+    if not overwrite and path.exists():
+        return load_evolved_questions(path), None
+    earlier = [n for n in (*OUTPUT_FILES, SUMMARY_FILE, SETTINGS_FILE) if (out_dir / n).exists()]
+    if earlier and not overwrite:
+        raise InputError(
+            out_dir,
+            f"holds a run without {EVOLVED_FILE} ({', '.join(earlier)}); "
+            "choose another --out or pass --overwrite to start over",
+        )
+    parts: dict[str, Any] = {} if equivalence is None else {"equivalence": equivalence}
+
+    def progress(line: str) -> None:
+        if log is not None:
+            print(f"evolve: {line}", file=log, flush=True)
+
+    evolver = EvolveInstruct(llm=llm, settings=settings, progress=progress, **parts)
+    try:
+        report = asyncio.run(evolver.evolve_with_report(questions))
+    finally:
+        if equivalence is None:
+            evolver.close()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        rejects_path = write_report(report, path)
+    except OSError as error:
+        raise InputError(path, f"cannot write: {error}") from None
+    if log is not None:
+        print(f"evolve: {format_stats(report.stats)} -> {path} ({rejects_path.name})", file=log)
+    return report.questions, report.stats
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``evolve`` with parsed ``args``; 0 on success, 2 on bad input, 1 if every call failed."""
+    import asyncio
+    import time
+
+    from prmsynth._seeds import InputError, load_questions
+
+    try:
+        if args.limit is not None and args.limit < 1:
+            raise InputError("--limit", f"must be >= 1, got {args.limit}")
+        settings = _settings(
+            rounds=args.rounds,
+            per_seed=args.per_seed,
+            n_answer_samples=args.n_answer_samples,
+            agreement_threshold=args.agreement_threshold,
+            mutation_max_tokens=args.mutation_max_tokens,
+            answer_max_tokens=args.answer_max_tokens,
+            llm_equality_check=args.llm_equality_check,
+            keep_seeds=not args.no_seeds,
+            seed=args.seed,
+        )
+        fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
+        if not fields:
+            raise InputError("--column-names", "names no field")
+        questions = load_questions(
+            args.seed_file,
+            question_fields=fields,
+            answer_field=args.answer_column,
+            limit=args.limit,
+        )
+        if not questions:
+            raise InputError(args.seed_file, "holds no questions")
+        out_path = Path(args.out)
+        if out_path.is_dir():
+            raise InputError(out_path, "is a folder; --out names a file")
+        if not out_path.parent.is_dir():
+            raise InputError(out_path, f"folder {str(out_path.parent)!r} does not exist")
+    except InputError as error:
+        print(f"prmsynth evolve: error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+
+    from prmsynth._evolve import EvolveInstruct, format_stats
+    from prmsynth._llm import DEFAULT_MODEL, LiteLLMClient
+
+    log = None if args.quiet else sys.stderr
+    llm = LiteLLMClient(model=args.model or DEFAULT_MODEL, api_base=args.api_base)
+
+    def progress(line: str) -> None:
+        if log is not None:
+            print(f"evolve: {line}", file=log, flush=True)
+
+    evolver = EvolveInstruct(llm=llm, settings=settings, progress=progress)
+    started = time.monotonic()
+    try:
+        report = asyncio.run(evolver.evolve_with_report(questions))
+    finally:
+        evolver.close()
+    try:
+        rejects_path = write_report(report, out_path)
+    except OSError as error:
+        print(f"prmsynth evolve: cannot write output: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    stats = report.stats
+    print(
+        f"evolve: {format_stats(stats)}; {stats['completions']} completions, "
+        f"{stats['prompt_tokens'] + stats['completion_tokens']} tokens, "
+        f"{time.monotonic() - started:.1f} s -> {out_path} (rejects: {rejects_path})",
+        file=sys.stderr,
+    )
+    if stats["attempted"] and stats["errors"] == stats["attempted"]:
+        first = next((r.detail for r in report.rejects if r.reason == "error"), "")
+        print(f"prmsynth evolve: every LLM call failed; first error: {first}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
