@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 import attrs
 
+from prmsynth._export import validate_record
 from prmsynth._generation import DEFAULT_SYSTEM_PROMPT
 from prmsynth._pipeline import Pipeline
 from prmsynth._progress import Progress
@@ -46,6 +47,8 @@ from prmsynth._values import Question
 PRIMARY_FILES = ("trees.jsonl", "skipped.jsonl")
 DERIVED_FILES = ("flat.jsonl", "sft.jsonl", "dpo.jsonl")
 OUTPUT_FILES = (*PRIMARY_FILES, *DERIVED_FILES)
+#: The export format (and JSON Schema) of each file a run writes.
+RUN_FORMATS = {"flat.jsonl": "flat", "sft.jsonl": "sft", "dpo.jsonl": "dpo"}
 SETTINGS_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
 #: Keys of run.json that must match for a run to resume (the rest, such as
@@ -404,6 +407,14 @@ def run_to_directory(
         append_line(files[name], record)
         tally.lines[name] += 1
 
+    def schema_problems(result: SearchResult) -> list[str]:
+        """Every line a kept question would write, checked against its format's schema."""
+        problems = [f"tree: {p}" for p in validate_record(result_to_tree_record(result), "tree")]
+        for name, records in derived_records(result.tree, system_prompt).items():
+            for record in records:
+                problems += [f"{name}: {p}" for p in validate_record(record, RUN_FORMATS[name])]
+        return problems
+
     stop_reason: list[str] = []
 
     def should_stop() -> bool:
@@ -414,6 +425,13 @@ def run_to_directory(
 
     async def consume() -> None:
         async for result in pipeline.astream(remaining, stop_when=should_stop):
+            problems = schema_problems(result) if result.status == "kept" else []
+            if problems:
+                # Nothing that fails its schema is written; the question is
+                # recorded as failed (and runs again on resume).
+                result = attrs.evolve(
+                    result, status="failed", reason="schema: " + "; ".join(problems[:3])
+                )
             if result.status == "kept":
                 # The tree line is the question's commit; derived lines follow.
                 write("trees.jsonl", result_to_tree_record(result))

@@ -260,7 +260,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from prmsynth import __version__, _evolve_cli, _label, _verify_cli
+    from prmsynth import __version__, _evolve_cli, _export_cli, _label, _verify_cli
 
     parser = argparse.ArgumentParser(
         prog="prmsynth",
@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     _evolve_cli.add_parser(subparsers)
     _label.add_parser(subparsers)
     _add_merge_parser(subparsers)
+    _export_cli.add_parsers(subparsers)
     _verify_cli.add_parser(subparsers)
     return parser
 
@@ -286,6 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from prmsynth import _evolve_cli
 
         return _evolve_cli.run(args)
+    if args.command in ("export", "validate"):
+        from prmsynth import _export_cli
+
+        if args.command == "export":
+            return _export_cli.run_export(args)
+        return _export_cli.run_validate(args)
     if args.command == "merge":
         return _merge(args)
     if args.command == "label":

@@ -238,3 +238,29 @@ def test_sigkill_mid_run_then_rerun_gives_every_question_once(tmp_path):
     for name in ("trees.jsonl", "flat.jsonl", "sft.jsonl", "dpo.jsonl", "skipped.jsonl"):
         read_jsonl(out / name)  # every line is valid JSON
     assert sorted(ids_in(out / "flat.jsonl")) == sorted(ids)
+
+
+def test_lines_that_fail_their_schema_are_never_written(tmp_path, monkeypatch):
+    import prmsynth._run as run_module
+
+    def reject_sft(record, format):
+        return ["messages: too short"] if format == "sft" else []
+
+    monkeypatch.setattr(run_module, "validate_record", reject_sft)
+    summary = run(tmp_path, QUESTIONS[:2])
+    assert summary["failed"] == 2 and summary["kept"] == 0
+    assert all(f["reason"].startswith("schema: sft.jsonl: messages") for f in summary["failures"])
+    assert read_jsonl(tmp_path / "trees.jsonl") == [] and read_jsonl(tmp_path / "sft.jsonl") == []
+
+
+def test_every_line_a_run_writes_validates_against_its_schema(tmp_path):
+    from prmsynth import validate_file
+
+    run(tmp_path)
+    for name, format in (
+        ("trees.jsonl", "tree"),
+        ("flat.jsonl", "flat"),
+        ("sft.jsonl", "sft"),
+        ("dpo.jsonl", "dpo"),
+    ):
+        assert validate_file(tmp_path / name, format) == [], name

@@ -1,0 +1,1119 @@
+"""Training-ready exports: every format a PRM, SFT or DPO trainer reads, each with a schema.
+
+Reasoning trees are the product, but trainers read files.  This module turns
+trees into the record formats the field uses (TRL stepwise supervision,
+Math-Shepherd, PRM800K, ProcessBench, chat SFT, TRL SFT, DPO pairs) and
+validates every record against a JSON Schema (Draft 2020-12) shipped in
+``prmsynth/schemas/`` before anything is written.
+
+**The labelling rule** (shared by ``trl``, ``math-shepherd``, ``prm800k`` and
+``processbench``, see :func:`label_path`): a root-to-leaf path is a list of
+steps, and a step's value is its node's ``mc_value``.
+
+1. A step never sampled from (``mc_value`` None) takes the nearest value
+   *below* it on the path when that value is positive (``> positive_threshold``):
+   a later prefix that can reach the answer means this one can too (the
+   Math-Shepherd "hard" estimate).  Otherwise it stays unknown: a negative
+   label is never invented from no data.
+2. Going down the path, the first step whose value is ``<= positive_threshold``
+   is the first error, and every step after it is negative whatever its own
+   value (after the first error every step is wrong, as in Math-Shepherd and
+   ProcessBench).
+3. A path is exported up to its first unknown step; a path with no labelled
+   step gives no record.
+
+>>> from prmsynth import Question, ReasoningTree, Verdict
+>>> tree = ReasoningTree(Question(id="q1", text="What is 2 + 3?", reference_answer="5"))
+>>> first, last = tree.add_steps(tree.root, ["2 + 3 = 5.", "The answer is 5."])
+>>> tree.mark_terminal(last, Verdict(status="correct"))
+>>> [record["labels"] for record in export_records([tree], "trl")]
+[[True, True]]
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import random
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from prmsynth._serialize import (
+    STEP_SEPARATOR,
+    dpo_records,
+    flat_record,
+    full_solutions,
+    sft_records,
+    tree_from_dict,
+    tree_to_dict,
+    write_json_atomic,
+)
+from prmsynth._tree import ReasoningTree, TreeInvariantError
+
+if TYPE_CHECKING:
+    import jsonschema
+
+FORMATS: tuple[str, ...] = (
+    "tree",
+    "flat",
+    "trl",
+    "math-shepherd",
+    "prm800k",
+    "processbench",
+    "sft",
+    "sft-trl",
+    "dpo",
+    "dpo-trl",
+    "dpo-step",
+    "dpo-step-trl",
+)
+"""The format names :func:`export_records`, :func:`export_file` and :func:`validate_file` know."""
+
+# Formats that share a record layout share a schema file.
+_SCHEMA_NAMES = {
+    "dpo-step": "dpo",
+    "dpo-step-trl": "dpo-trl",
+}
+
+# Formats whose examples have a class (an error in the solution or not), so
+# they can be balanced and their label balance reported.
+_LABELLED_FORMATS = frozenset({"trl", "math-shepherd", "prm800k", "processbench"})
+
+STEP_TAG = "ки"
+"""Math-Shepherd's step tag: each step of ``input`` ends with ``" ки"``."""
+
+_STEP_MARKER = re.compile(r"^\s*step\s*\d+\s*[:.]\s*", re.IGNORECASE)
+
+SplitName = Literal["train", "validation"]
+"""The two sides of a train/validation split (see :func:`question_split`)."""
+
+
+class ExportError(ValueError):
+    """An export could not be made (a record failed its schema, or a bad setting)."""
+
+
+class ExportInputError(ValueError):
+    """Bad input to an export: the message names the file and the line."""
+
+
+def _check_fraction(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{attribute.name} must be in [0, 1), got {value!r}")
+
+
+def _default_system_prompt() -> str:
+    from prmsynth._generation import DEFAULT_SYSTEM_PROMPT
+
+    return DEFAULT_SYSTEM_PROMPT
+
+
+@attrs.frozen(kw_only=True)
+class ExportSettings:
+    """Options of an export; all of them are written into the manifest.
+
+    ``positive_threshold``: a step whose MC value is above it is positive
+    (``True`` / ``+`` / rating 1); the default 0.0 means "some completion from
+    this prefix reached the answer" (Math-Shepherd's hard label).
+    ``negative_threshold``: for the 3-way ``prm800k`` rating, a negative step
+    whose value is at most this is rated -1 (and so is every step after it),
+    other negative steps 0; it must not exceed ``positive_threshold``.
+    ``balance``: ``"none"``, or ``"downsample"`` the majority class (solutions
+    with an error against solutions without) at random with ``balance_seed``,
+    in each output file; labelled formats only.  ``deduplicate``: write
+    identical records once.  ``validation_fraction``: the share of questions
+    (by a stable hash of the question id and ``split_seed``) whose records go
+    to the validation file; no question is on both sides.  ``system_prompt``:
+    the system message of the chat formats (default: the generator's).
+
+    >>> settings = ExportSettings(positive_threshold=0.5)
+    >>> (settings.negative_threshold, settings.deduplicate, settings.balance)
+    (0.0, True, 'none')
+    >>> ExportSettings(positive_threshold=0.2, negative_threshold=0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: negative_threshold (0.5) must not exceed positive_threshold (0.2)
+    """
+
+    positive_threshold: float = attrs.field(default=0.0, validator=_check_fraction)
+    negative_threshold: float = attrs.field(default=0.0, validator=_check_fraction)
+    balance: Literal["none", "downsample"] = attrs.field(
+        default="none", validator=attrs.validators.in_(("none", "downsample"))
+    )
+    balance_seed: int = 0
+    deduplicate: bool = True
+    validation_fraction: float = attrs.field(default=0.0, validator=_check_fraction)
+    split_seed: int = 0
+    system_prompt: str = attrs.field(factory=_default_system_prompt)
+
+    def __attrs_post_init__(self) -> None:
+        if self.negative_threshold > self.positive_threshold:
+            raise ValueError(
+                f"negative_threshold ({self.negative_threshold}) must not exceed "
+                f"positive_threshold ({self.positive_threshold})"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (what the manifest records)."""
+        return attrs.asdict(self)
+
+
+# -- labels ----------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class LabelledStep:
+    """One step of a root-to-leaf path with its label (see :func:`label_path`).
+
+    ``mc_value`` is the node's own value; ``value`` the one the label comes
+    from (the node's own, or inherited from below; None for a step that is
+    negative only because an earlier step was, or that is unknown).
+    ``label`` is True, False, or None (unknown); ``rating`` is PRM800K's 1, 0
+    or -1, None when unknown.
+    """
+
+    node: int
+    text: str
+    mc_value: float | None
+    value: float | None
+    label: bool | None
+    rating: int | None
+
+
+def label_path(
+    tree: ReasoningTree, leaf: int, settings: ExportSettings | None = None
+) -> list[LabelledStep]:
+    """Label every step on the path from the root to ``leaf`` (the root excluded).
+
+    The rule, shared by every labelled format: a step never sampled from
+    takes the nearest MC value below it when that is positive, else stays
+    unknown; from the first step whose value is ``<= positive_threshold`` on,
+    every step is negative.  ``rating`` is 1 for a positive step; a negative
+    step is rated -1 when its value is ``<= negative_threshold`` or a step
+    before it was rated -1, and 0 otherwise.
+
+    >>> from prmsynth import Question, ReasoningTree, Rollout, Verdict
+    >>> tree = ReasoningTree(Question(id="q", text="Q", reference_answer="5"))
+    >>> nodes = tree.add_steps(tree.root, ["a", "b", "c", "d"])
+    >>> wrong = Rollout(text="x", steps=("x",), verdict=Verdict(status="incorrect"))
+    >>> tree.mark_terminal(nodes[1], Verdict(status="correct"))  # value 1.0
+    >>> tree.record_rollouts(nodes[2], [wrong])  # value 0.0
+    >>> [(step.label, step.value) for step in label_path(tree, nodes[3])]
+    [(True, 1.0), (True, 1.0), (False, 0.0), (False, None)]
+    """
+    settings = settings or ExportSettings()
+    nodes = tree.path(leaf)[1:]
+    own = [tree.mc_value(node) for node in nodes]
+    values = list(own)
+    nearest_below: float | None = None
+    for index in reversed(range(len(nodes))):
+        if own[index] is not None:
+            nearest_below = own[index]
+        elif nearest_below is not None and nearest_below > settings.positive_threshold:
+            values[index] = nearest_below
+    steps = []
+    error_seen = strong_error_seen = False
+    for node, mc_value, value in zip(nodes, own, values, strict=True):
+        label: bool | None
+        rating: int | None
+        if error_seen:
+            # negative because an earlier step was: only the step's own value is shown
+            label, value = False, mc_value
+        elif value is None:
+            label = None
+        else:
+            label = value > settings.positive_threshold
+        if label is None:
+            rating = None
+        elif label:
+            rating = 1
+        elif strong_error_seen or (value is not None and value <= settings.negative_threshold):
+            rating, strong_error_seen = -1, True
+        else:
+            rating = 0
+        if label is False:
+            error_seen = True
+        steps.append(
+            LabelledStep(
+                node=node,
+                text=tree[node]["text"],
+                mc_value=mc_value,
+                value=value,
+                label=label,
+                rating=rating,
+            )
+        )
+    return steps
+
+
+def _labelled_prefix(steps: list[LabelledStep]) -> list[LabelledStep]:
+    for index, step in enumerate(steps):
+        if step.label is None:
+            return steps[:index]
+    return steps
+
+
+def _leaf_paths(tree: ReasoningTree) -> Iterator[int]:
+    for leaf in tree.leaves():
+        if leaf != tree.root:
+            yield leaf
+
+
+# -- Math-Shepherd text --------------------------------------------------------------
+
+
+def _strip_step_marker(text: str) -> str:
+    # A generator that writes "Step 1: ..." would otherwise give "Step 1: Step 1: ...".
+    stripped = _STEP_MARKER.sub("", text, count=1)
+    return stripped if stripped.strip() else text
+
+
+def math_shepherd_record(
+    problem: str, steps: Sequence[str], labels: Sequence[bool], *, task: str
+) -> dict[str, str]:
+    """A Math-Shepherd record: ``"Step i: ..."`` lines tagged with ``" ки"`` in ``input``,
+    and ``+`` / ``-`` in place of each tag in ``label``.
+
+    >>> record = math_shepherd_record("What is 2 + 3?", ["2 + 3 = 5.", "So 6."], [True, False],
+    ...                               task="toy")
+    >>> record["input"]
+    'What is 2 + 3? Step 1: 2 + 3 = 5. ки\\nStep 2: So 6. ки'
+    >>> record["label"]
+    'What is 2 + 3? Step 1: 2 + 3 = 5. +\\nStep 2: So 6. -'
+    >>> parse_math_shepherd(record) == ("What is 2 + 3?", ["2 + 3 = 5.", "So 6."], [True, False])
+    True
+    """
+    if len(steps) != len(labels):
+        raise ValueError(f"{len(steps)} steps but {len(labels)} labels")
+    lines = [f"Step {number}: {step}" for number, step in enumerate(steps, start=1)]
+    tagged = "\n".join(f"{line} {STEP_TAG}" for line in lines)
+    marked = "\n".join(
+        f"{line} {'+' if label else '-'}" for line, label in zip(lines, labels, strict=True)
+    )
+    return {"input": f"{problem} {tagged}", "label": f"{problem} {marked}", "task": task}
+
+
+def parse_math_shepherd(record: dict[str, Any]) -> tuple[str, list[str], list[bool]]:
+    """Read a Math-Shepherd record back into ``(problem, steps, labels)``.
+
+    Labels are read at the positions of the ``" ки"`` tags of ``input``;
+    ``ValueError`` when ``label`` is not ``input`` with each tag replaced by
+    ``+`` or ``-``.  The problem is the text before the first ``" Step 1: "``.
+
+    >>> parse_math_shepherd({"input": "Q? Step 1: a ки", "label": "Q? Step 1: a +", "task": "t"})
+    ('Q?', ['a'], [True])
+    >>> parse_math_shepherd({"input": "Q? Step 1: a ки", "label": "Q? Step 1: b +", "task": "t"})
+    Traceback (most recent call last):
+    ...
+    ValueError: label differs from input before tag 1
+    """
+    text, marked = record["input"], record["label"]
+    segments = text.split(f" {STEP_TAG}")
+    if len(segments) < 2 or segments[-1] != "":
+        raise ValueError(f"input must end with the step tag ' {STEP_TAG}'")
+    segments = segments[:-1]
+    labels: list[bool] = []
+    position = 0
+    for number, segment in enumerate(segments, start=1):
+        if marked[position : position + len(segment)] != segment:
+            raise ValueError(f"label differs from input before tag {number}")
+        position += len(segment)
+        mark = marked[position : position + 2]
+        if mark not in (" +", " -"):
+            raise ValueError(f"label has {mark!r} in place of tag {number}, not ' +' or ' -'")
+        labels.append(mark == " +")
+        position += 2
+    if position != len(marked):
+        raise ValueError("label runs on after the last tag")
+    first = segments[0]
+    marker = " Step 1: "
+    split_at = first.find(marker)
+    if split_at >= 0:
+        problem, steps = first[:split_at], [first[split_at + len(marker) :]]
+    else:
+        problem, steps = "", [first]
+    for number, segment in enumerate(segments[1:], start=2):
+        marker = f"\nStep {number}: "
+        steps.append(segment[len(marker) :] if segment.startswith(marker) else segment.lstrip("\n"))
+    return problem, steps, labels
+
+
+# -- records per format --------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class _Example:
+    """One record with what the pipeline needs to know about it."""
+
+    record: dict[str, Any]
+    question_id: str
+    has_error: bool | None  # the class used for balancing; None where a format has none
+    step_counts: tuple[int, int, int] = (0, 0, 0)  # positive, neutral, negative steps
+
+
+def _step_counts(steps: Sequence[LabelledStep], *, three_way: bool) -> tuple[int, int, int]:
+    if three_way:
+        ratings = Counter(step.rating for step in steps)
+        return ratings[1], ratings[0], ratings[-1]
+    positive = sum(1 for step in steps if step.label)
+    return positive, 0, len(steps) - positive
+
+
+def _chat_prompt(tree: ReasoningTree, settings: ExportSettings) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": settings.system_prompt},
+        {"role": "user", "content": tree.question.text},
+    ]
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def _labelled_paths(
+    tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]
+) -> Iterator[list[LabelledStep]]:
+    """The labelled prefix of every root-to-leaf path that has one."""
+    for leaf in _leaf_paths(tree):
+        steps = label_path(tree, leaf, settings)
+        prefix = _labelled_prefix(steps)
+        if len(prefix) < len(steps):
+            stats["paths_cut_at_unknown_step"] += 1
+        if not prefix:
+            stats["paths_without_labelled_step"] += 1
+            continue
+        yield prefix
+
+
+def _trl_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    for steps in _labelled_paths(tree, settings, stats):
+        yield _Example(
+            record={
+                "prompt": tree.question.text,
+                "completions": [step.text for step in steps],
+                "labels": [bool(step.label) for step in steps],
+                "mc_values": [step.value for step in steps],
+            },
+            question_id=tree.question.id,
+            has_error=not all(step.label for step in steps),
+            step_counts=_step_counts(steps, three_way=False),
+        )
+
+
+def _math_shepherd_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    question = tree.question
+    for steps in _labelled_paths(tree, settings, stats):
+        texts = [_strip_step_marker(step.text) for step in steps]
+        if any(STEP_TAG in text for text in [question.text, *texts]):
+            # The tag inside the text would be read as one more step's label.
+            stats["paths_with_step_tag_in_text"] += 1
+            continue
+        yield _Example(
+            record=math_shepherd_record(
+                question.text,
+                texts,
+                [bool(step.label) for step in steps],
+                task=question.source,
+            ),
+            question_id=question.id,
+            has_error=not all(step.label for step in steps),
+            step_counts=_step_counts(steps, three_way=False),
+        )
+
+
+def _prm800k_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    question = tree.question
+    for steps in _labelled_paths(tree, settings, stats):
+        last = tree[steps[-1].node]
+        if any(step.rating == -1 for step in steps):
+            finish_reason = "found_error"
+        elif last["terminal"] and len(steps) == len(tree.path(steps[-1].node)) - 1:
+            finish_reason = "solution"
+        else:
+            finish_reason = "give_up"
+        yield _Example(
+            record={
+                "labeler": "prmsynth",
+                "timestamp": None,
+                "generation": None,
+                "is_quality_control_question": False,
+                "is_initial_screening_question": False,
+                "question": {
+                    "problem": question.text,
+                    "ground_truth_answer": question.reference_answer,
+                },
+                "label": {
+                    "steps": [
+                        {
+                            "completions": [
+                                {"text": step.text, "rating": step.rating, "flagged": False}
+                            ],
+                            "human_completion": None,
+                            "chosen_completion": 0,
+                        }
+                        for step in steps
+                    ],
+                    "total_time": None,
+                    "finish_reason": finish_reason,
+                },
+            },
+            question_id=question.id,
+            has_error=not all(step.label for step in steps),
+            step_counts=_step_counts(steps, three_way=True),
+        )
+
+
+def _processbench_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    # A ProcessBench item is a finished solution with a known first error (or none):
+    # the path to a terminal node with every step labelled, or the path to a node
+    # after its first error followed by a failed completion sampled from that node
+    # (after the first error every step is wrong, so its steps need no label of
+    # their own).  Binary search stops at the first error, so the second kind is
+    # where most wrong solutions of a tree are.
+    question = tree.question
+    for node in tree.nodes():
+        data = tree[node]
+        if node == tree.root:
+            continue
+        steps = label_path(tree, node, settings)
+        known = all(step.label is not None for step in steps)
+        first_error = next((i for i, step in enumerate(steps) if step.label is False), -1)
+        texts = [step.text for step in steps]
+        if data["terminal"]:
+            if data["verdict"] is None:
+                stats["solutions_without_verdict"] += 1
+            elif not known:
+                stats["solutions_with_unknown_step"] += 1
+            else:
+                yield _Example(
+                    record={
+                        "id": f"{question.id}-n{node}",
+                        "problem": question.text,
+                        "steps": texts,
+                        "label": first_error,
+                        "final_answer_correct": data["verdict"] == "correct",
+                    },
+                    question_id=question.id,
+                    has_error=first_error != -1,
+                    step_counts=_step_counts(steps, three_way=False),
+                )
+        if not known or first_error == -1:
+            continue  # a failed continuation of a good prefix: its first error is unknown
+        for index, rollout in enumerate(data["incorrect_rollouts"]):
+            if rollout.finish_reason == "length" or not rollout.steps:
+                continue  # a cut-off text is no finished solution
+            yield _Example(
+                record={
+                    "id": f"{question.id}-n{node}-r{index}",
+                    "problem": question.text,
+                    "steps": [*texts, *rollout.steps],
+                    "label": first_error,
+                    "final_answer_correct": False,
+                },
+                question_id=question.id,
+                has_error=True,
+                step_counts=(first_error, 0, len(steps) + len(rollout.steps) - first_error),
+            )
+
+
+def _tree_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    yield _Example(record=tree_to_dict(tree), question_id=tree.question.id, has_error=None)
+
+
+def _flat_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    yield _Example(record=flat_record(tree), question_id=tree.question.id, has_error=None)
+
+
+def _sft_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    for record in sft_records(tree, system_prompt=settings.system_prompt):
+        yield _Example(record=record, question_id=tree.question.id, has_error=None)
+
+
+def _sft_trl_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    for text, correct in full_solutions(tree):
+        if correct:
+            yield _Example(
+                record={"prompt": _chat_prompt(tree, settings), "completion": _assistant(text)},
+                question_id=tree.question.id,
+                has_error=None,
+            )
+
+
+def _dpo_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    for record in dpo_records(tree, system_prompt=settings.system_prompt):
+        yield _Example(record=record, question_id=tree.question.id, has_error=None)
+
+
+def _dpo_trl_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    # The same pairs as the seed's format, in TRL's conversational layout.
+    for record in dpo_records(tree, system_prompt=settings.system_prompt):
+        yield _Example(
+            record={
+                "prompt": record["input"]["messages"],
+                "chosen": record["preferred_output"],
+                "rejected": record["non_preferred_output"],
+            },
+            question_id=tree.question.id,
+            has_error=None,
+        )
+
+
+def _step_pairs(
+    tree: ReasoningTree, settings: ExportSettings
+) -> Iterator[tuple[list[dict[str, str]], str, str]]:
+    """(prompt, chosen, rejected): two continuations sampled from the same step prefix."""
+    from prmsynth._generation import DEFAULT_CONTINUE_TEMPLATE
+
+    question = tree.question
+    for node in tree.nodes():
+        if node == tree.root:
+            continue  # the root's rollouts are whole solutions: the dpo export has them
+        data = tree[node]
+
+        def usable(rollouts: list[Any]) -> list[str]:
+            texts: list[str] = []
+            for rollout in rollouts:
+                text = rollout.text.strip()
+                # a cut-off text is no continuation to prefer or reject
+                if rollout.finish_reason != "length" and text and text not in texts:
+                    texts.append(text)
+            return texts
+
+        correct = usable(data["correct_rollouts"])
+        incorrect = usable(data["incorrect_rollouts"])
+        if not correct or not incorrect:
+            continue
+        # The prompt the default generator samples continuations with.
+        content = DEFAULT_CONTINUE_TEMPLATE.format(
+            question=question.text, prefix=STEP_SEPARATOR.join(tree.prefix_steps(node))
+        )
+        prompt = [
+            {"role": "system", "content": settings.system_prompt},
+            {"role": "user", "content": content},
+        ]
+        for chosen, rejected in zip(correct, incorrect):  # noqa: B905 (pairs run out)
+            yield prompt, chosen, rejected
+
+
+def _dpo_step_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    for prompt, chosen, rejected in _step_pairs(tree, settings):
+        yield _Example(
+            record={
+                "input": {"messages": prompt},
+                "preferred_output": _assistant(chosen),
+                "non_preferred_output": _assistant(rejected),
+            },
+            question_id=tree.question.id,
+            has_error=None,
+        )
+
+
+def _dpo_step_trl_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    for prompt, chosen, rejected in _step_pairs(tree, settings):
+        yield _Example(
+            record={
+                "prompt": prompt,
+                "chosen": _assistant(chosen),
+                "rejected": _assistant(rejected),
+            },
+            question_id=tree.question.id,
+            has_error=None,
+        )
+
+
+_Builder = Callable[[ReasoningTree, ExportSettings, "Counter[str]"], Iterable[_Example]]
+
+_BUILDERS: dict[str, _Builder] = {
+    "tree": _tree_examples,
+    "flat": _flat_examples,
+    "trl": _trl_examples,
+    "math-shepherd": _math_shepherd_examples,
+    "prm800k": _prm800k_examples,
+    "processbench": _processbench_examples,
+    "sft": _sft_examples,
+    "sft-trl": _sft_trl_examples,
+    "dpo": _dpo_examples,
+    "dpo-trl": _dpo_trl_examples,
+    "dpo-step": _dpo_step_examples,
+    "dpo-step-trl": _dpo_step_trl_examples,
+}
+
+
+def _check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+
+
+# -- dedup, split, balance -----------------------------------------------------------
+
+
+def question_split(question_id: str, settings: ExportSettings) -> SplitName:
+    """``"validation"`` or ``"train"``: where the records of ``question_id`` go.
+
+    A stable hash of the question id and ``split_seed`` (not Python's
+    ``hash``, which changes between runs), so reruns agree, and every record of
+    a question lands on the same side.
+
+    >>> settings = ExportSettings(validation_fraction=0.5)
+    >>> question_split("q1", settings) == question_split("q1", settings)
+    True
+    >>> question_split("q1", ExportSettings())
+    'train'
+    """
+    key = f"{settings.split_seed}\0{question_id}".encode("utf-8", "surrogatepass")
+    position = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
+    return "validation" if position < settings.validation_fraction else "train"
+
+
+def _record_key(record: dict[str, Any]) -> bytes:
+    canonical = json.dumps(record, sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).digest()
+
+
+def _balance(
+    examples: list[_Example], settings: ExportSettings, part: str, stats: Counter[str]
+) -> list[_Example]:
+    if settings.balance == "none":
+        return examples
+    with_error = [i for i, example in enumerate(examples) if example.has_error]
+    without_error = [i for i, example in enumerate(examples) if not example.has_error]
+    size = min(len(with_error), len(without_error))
+    generator = random.Random(f"{settings.balance_seed}:{part}")
+    keep = set(generator.sample(with_error, size)) | set(generator.sample(without_error, size))
+    stats["removed_by_balance"] += len(examples) - len(keep)
+    return [example for index, example in enumerate(examples) if index in keep]
+
+
+def _collect(
+    trees: Iterable[ReasoningTree],
+    format: str,
+    settings: ExportSettings,
+    *,
+    parts: Sequence[str],
+    stats: Counter[str],
+) -> dict[str, list[_Example]]:
+    """Build, deduplicate, split and balance the examples of every tree."""
+    _check_format(format)
+    if settings.balance != "none" and format not in _LABELLED_FORMATS:
+        raise ExportError(
+            f"balance={settings.balance!r} needs labelled examples; format {format!r} has none "
+            f"(labelled formats: {', '.join(sorted(_LABELLED_FORMATS))})"
+        )
+    builder = _BUILDERS[format]
+    collected: dict[str, list[_Example]] = {part: [] for part in parts}
+    seen: set[bytes] = set()
+    for tree in trees:
+        stats["trees"] += 1
+        part = parts[0] if len(parts) == 1 else question_split(tree.question.id, settings)
+        for example in builder(tree, settings, stats):
+            stats["examples"] += 1
+            if settings.deduplicate:
+                key = _record_key(example.record)
+                if key in seen:
+                    stats["duplicates_removed"] += 1
+                    continue
+                seen.add(key)
+            collected[part].append(example)
+    return {part: _balance(examples, settings, part, stats) for part, examples in collected.items()}
+
+
+def export_records(
+    trees: Iterable[ReasoningTree],
+    format: str,
+    settings: ExportSettings | None = None,
+    *,
+    split: SplitName | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The records of ``trees`` in ``format``, deduplicated and balanced as ``settings`` say.
+
+    With ``split=None`` every record comes out (balanced as one set, whatever
+    ``validation_fraction`` is); with ``"train"`` or ``"validation"`` only the
+    records of the questions on that side (balanced within it).  Records are
+    not validated here: :func:`validate_record` does that.
+
+    >>> from prmsynth import Question, ReasoningTree, Rollout, Verdict
+    >>> tree = ReasoningTree(Question(id="q1", text="What is 2 + 3?", reference_answer="5"))
+    >>> right = tree.add_steps(tree.root, ["2 + 3 = 5.", "The answer is 5."])
+    >>> wrong = tree.add_steps(tree.root, ["2 + 3 = 6.", "The answer is 6."])
+    >>> tree.mark_terminal(right[-1], Verdict(status="correct"))
+    >>> tree.mark_terminal(wrong[-1], Verdict(status="incorrect"))
+    >>> failed = Rollout(text="So 6.", steps=("So 6.",), verdict=Verdict(status="incorrect"))
+    >>> tree.record_rollouts(wrong[0], [failed])  # MC value 0.0 at the wrong step
+    >>> for record in export_records([tree], "processbench"):
+    ...     print(record["id"], record["steps"], record["label"], record["final_answer_correct"])
+    q1-n2 ['2 + 3 = 5.', 'The answer is 5.'] -1 True
+    q1-n3-r0 ['2 + 3 = 6.', 'So 6.'] 0 False
+    q1-n4 ['2 + 3 = 6.', 'The answer is 6.'] 0 False
+    >>> [record["labels"] for record in export_records([tree], "trl")]
+    [[True, True], [False, False]]
+    """
+    settings = settings or ExportSettings()
+    stats: Counter[str] = Counter()
+    if split is None:
+        parts = _collect(trees, format, settings, parts=("all",), stats=stats)
+        examples = parts["all"]
+    else:
+        if split not in ("train", "validation"):
+            raise ValueError(f"split must be None, 'train' or 'validation', got {split!r}")
+        parts = _collect(trees, format, settings, parts=("train", "validation"), stats=stats)
+        examples = parts[split]
+    for example in examples:
+        yield example.record
+
+
+# -- schemas and validation ----------------------------------------------------------
+
+
+def _schema_name(format: str) -> str:
+    _check_format(format)
+    return _SCHEMA_NAMES.get(format, format)
+
+
+def _read_schema(name: str) -> dict[str, Any]:
+    from importlib import resources
+
+    text = resources.files("prmsynth").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def load_schema(format: str) -> dict[str, Any]:
+    """The JSON Schema (Draft 2020-12) of ``format``'s records, as a fresh dict.
+
+    >>> schema = load_schema("trl")
+    >>> schema["required"]
+    ['prompt', 'completions', 'labels']
+    >>> load_schema("dpo-step") == load_schema("dpo")  # same layout, same schema
+    True
+    """
+    return _read_schema(_schema_name(format))
+
+
+@functools.cache
+def _validator(name: str) -> jsonschema.protocols.Validator:
+    # Compiled once per schema: the schemas are read-only package data.
+    from jsonschema import Draft202012Validator
+
+    schema = _read_schema(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _trl_checks(record: dict[str, Any]) -> Iterator[str]:
+    completions, labels = record["completions"], record["labels"]
+    if len(labels) != len(completions):
+        yield f"$.labels: {len(labels)} labels for {len(completions)} completions"
+    mc_values = record.get("mc_values")
+    if mc_values is not None and len(mc_values) != len(completions):
+        yield f"$.mc_values: {len(mc_values)} values for {len(completions)} completions"
+
+
+def _math_shepherd_checks(record: dict[str, Any]) -> Iterator[str]:
+    try:
+        parse_math_shepherd(record)
+    except ValueError as error:
+        yield f"$.label: {error}"
+
+
+def _processbench_checks(record: dict[str, Any]) -> Iterator[str]:
+    if record["label"] >= len(record["steps"]):
+        yield f"$.label: {record['label']} is no step index (there are {len(record['steps'])})"
+
+
+# What JSON Schema cannot say: lengths that must agree, tags that must match.
+_EXTRA_CHECKS: dict[str, Callable[[dict[str, Any]], Iterator[str]]] = {
+    "trl": _trl_checks,
+    "math-shepherd": _math_shepherd_checks,
+    "processbench": _processbench_checks,
+}
+
+
+def validate_record(record: Any, format: str) -> list[str]:
+    """Every way ``record`` breaks ``format``'s schema, as ``"$.path: message"`` strings.
+
+    An empty list means the record is valid.  Beyond the schema, a few
+    checks JSON Schema cannot express (``trl``: as many labels as
+    completions; ``math-shepherd``: ``label`` is ``input`` with each tag
+    replaced; ``processbench``: ``label`` is a step index).
+
+    >>> validate_record({"prompt": "Q", "completions": ["a"], "labels": [True]}, "trl")
+    []
+    >>> validate_record({"prompt": "Q", "completions": ["a"], "labels": [0.7]}, "trl")
+    ["$.labels[0]: 0.7 is not of type 'boolean'"]
+    """
+    validator = _validator(_schema_name(format))
+    errors = sorted(validator.iter_errors(record), key=lambda error: error.json_path)
+    messages = [f"{error.json_path}: {_shorten(error.message)}" for error in errors]
+    if not messages and format in _EXTRA_CHECKS:
+        messages.extend(_EXTRA_CHECKS[format](record))
+    return messages
+
+
+def validate_file(path: str | os.PathLike, format: str) -> list[str]:
+    """Every schema error of a JSONL file, as ``"line N: $.path: message"`` strings.
+
+    A line that is not JSON is an error of its line; blank lines are skipped.
+    A file that cannot be read raises :class:`ExportInputError`.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "ok.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"},'
+    ...                                      ' {"role": "assistant", "content": "hello"}]}\\n')
+    >>> validate_file(folder / "ok.jsonl", "sft")
+    []
+    >>> _ = (folder / "bad.jsonl").write_text('{"messages": []}\\nnot json\\n')
+    >>> for error in validate_file(folder / "bad.jsonl", "sft"):
+    ...     print(error)
+    line 1: $.messages: [] is too short
+    line 2: bad JSON: Expecting value (column 1)
+    """
+    _check_format(format)
+    errors = []
+    for line_number, line in _read_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            errors.append(f"line {line_number}: bad JSON: {error.msg} (column {error.colno})")
+            continue
+        errors.extend(
+            f"line {line_number}: {message}" for message in validate_record(record, format)
+        )
+    return errors
+
+
+# -- reading trees -------------------------------------------------------------------
+
+
+def _read_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of a text file, numbered from 1, with readable errors."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield line_number, line
+    except FileNotFoundError:
+        raise ExportInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ExportInputError(f"{path}: is a folder, not a file") from None
+    except PermissionError:
+        raise ExportInputError(f"{path}: cannot be read: permission denied") from None
+    except UnicodeDecodeError as error:
+        raise ExportInputError(f"{path}: not UTF-8 text: {error}") from None
+
+
+def read_trees(path: str | os.PathLike) -> Iterator[ReasoningTree]:
+    """Load every tree of a ``trees.jsonl`` file, each line checked against the tree schema.
+
+    Bad input raises :class:`ExportInputError` naming the file, the line and
+    the field.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "trees.jsonl"
+    >>> _ = path.write_text('{"question_id": "q1"}\\n')
+    >>> list(read_trees(path))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    prmsynth._export.ExportInputError: ...trees.jsonl: line 1: $: 'question' is a required property
+    """
+    for line_number, line in _read_lines(path):
+        where = f"{path}: line {line_number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ExportInputError(f"{where}: bad JSON: {error.msg}") from None
+        problems = validate_record(record, "tree")
+        if problems:
+            raise ExportInputError(f"{where}: {problems[0]}")
+        try:
+            yield tree_from_dict(record)
+        except (TreeInvariantError, KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ExportInputError(f"{where}: malformed tree: {error}") from None
+
+
+# -- files ---------------------------------------------------------------------------
+
+
+def _split_paths(out_path: Path) -> dict[str, Path]:
+    stem = out_path.name[: -len(".jsonl")] if out_path.name.endswith(".jsonl") else out_path.name
+    return {
+        "train": out_path.with_name(f"{stem}.train.jsonl"),
+        "validation": out_path.with_name(f"{stem}.validation.jsonl"),
+    }
+
+
+def manifest_path(out_path: str | os.PathLike) -> Path:
+    """Where :func:`export_file` writes the manifest of ``out_path``: ``<out>.manifest.json``.
+
+    >>> manifest_path("out/trl.jsonl").name
+    'trl.jsonl.manifest.json'
+    """
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.name}.manifest.json")
+
+
+def _label_balance(examples: Sequence[_Example], format: str) -> dict[str, int] | None:
+    if format not in _LABELLED_FORMATS:
+        return None
+    positive = sum(example.step_counts[0] for example in examples)
+    neutral = sum(example.step_counts[1] for example in examples)
+    negative = sum(example.step_counts[2] for example in examples)
+    with_error = sum(1 for example in examples if example.has_error)
+    return {
+        "examples_without_error": len(examples) - with_error,
+        "examples_with_error": with_error,
+        "steps_positive": positive,
+        "steps_neutral": neutral,
+        "steps_negative": negative,
+    }
+
+
+# Characters that str.splitlines() and some editors take for line ends but JSON
+# leaves unescaped: escaped, so that every reader sees one record per line.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _dumps_line(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS) + "\n"
+
+
+def _write_jsonl_files(files: dict[Path, list[dict[str, Any]]]) -> None:
+    """Write each file beside its target and rename them all at the end."""
+    temporary: dict[Path, str] = {}
+    try:
+        for path, records in files.items():
+            descriptor, temporary[path] = tempfile.mkstemp(
+                prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+            )
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                for record in records:
+                    handle.write(_dumps_line(record))
+                handle.flush()
+                os.fsync(handle.fileno())
+        for path in files:
+            os.replace(temporary.pop(path), path)
+    finally:
+        for leftover in temporary.values():
+            try:
+                os.unlink(leftover)
+            except OSError:
+                pass
+
+
+def _resolve_source(
+    source: str | os.PathLike | Iterable[str | os.PathLike] | Iterable[ReasoningTree],
+) -> tuple[list[str], Iterable[ReasoningTree]]:
+    if isinstance(source, (str, os.PathLike)):
+        items: list[Any] = [source]
+    else:
+        items = list(source)
+    if items and all(isinstance(item, (str, os.PathLike)) for item in items):
+        paths = [str(item) for item in items]
+
+        def trees() -> Iterator[ReasoningTree]:
+            for path in paths:
+                yield from read_trees(path)
+
+        return [str(Path(path).resolve()) for path in paths], trees()
+    if all(isinstance(item, ReasoningTree) for item in items):
+        return [], items
+    raise TypeError("source must be a trees.jsonl path, a list of paths, or ReasoningTree objects")
+
+
+def export_file(
+    source: str | os.PathLike | Iterable[str | os.PathLike] | Iterable[ReasoningTree],
+    format: str,
+    out_path: str | os.PathLike,
+    settings: ExportSettings | None = None,
+) -> dict[str, Any]:
+    """Export trees (``trees.jsonl`` paths, or trees) to ``out_path``; return the manifest.
+
+    Every record is checked against ``format``'s schema before anything is
+    written; a failure raises :class:`ExportError` and writes nothing.  Each
+    file is written to a temporary file in the same folder and renamed, so a
+    file under its final name is always complete.  With a
+    ``validation_fraction`` the records go to ``<stem>.train.jsonl`` and
+    ``<stem>.validation.jsonl`` instead of ``out_path``.  The manifest (counts,
+    label balance, settings, source files, prmsynth version) goes to
+    ``<out_path>.manifest.json``.  Bad input raises :class:`ExportInputError`.
+
+    >>> import tempfile, pathlib
+    >>> from prmsynth import Question, ReasoningTree, Verdict
+    >>> tree = ReasoningTree(Question(id="q1", text="What is 2 + 3?", reference_answer="5"))
+    >>> tree.mark_terminal(tree.add_steps(tree.root, ["2 + 3 = 5."])[-1], Verdict(status="correct"))
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "trl.jsonl"
+    >>> manifest = export_file([tree], "trl", out)
+    >>> manifest["files"]["all"]["records"], out.read_text().count("\\n")
+    (1, 1)
+    """
+    from prmsynth import __version__
+
+    settings = settings or ExportSettings()
+    _check_format(format)
+    out_path = Path(out_path)
+    if not out_path.parent.is_dir():
+        raise ExportInputError(f"{out_path}: folder {str(out_path.parent)!r} does not exist")
+    if out_path.is_dir():
+        raise ExportInputError(f"{out_path}: is a folder, not a file")
+    source_files, trees = _resolve_source(source)
+    split = settings.validation_fraction > 0
+    targets = _split_paths(out_path) if split else {"all": out_path}
+    stats: Counter[str] = Counter()
+    parts = _collect(trees, format, settings, parts=tuple(targets), stats=stats)
+
+    problems = []
+    for part, examples in parts.items():
+        for number, example in enumerate(examples, start=1):
+            for message in validate_record(example.record, format):
+                problems.append(f"{targets[part].name}: record {number}: {message}")
+    if problems:
+        shown = "; ".join(problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ExportError(f"{len(problems)} schema errors, nothing written: {shown}{more}")
+
+    _write_jsonl_files(
+        {
+            targets[part]: [example.record for example in examples]
+            for part, examples in parts.items()
+        }
+    )
+    written = sum(len(examples) for examples in parts.values())
+    manifest = {
+        "format": format,
+        "schema": f"prmsynth/schemas/{_schema_name(format)}.schema.json",
+        "prmsynth_version": __version__,
+        "source_files": source_files,
+        "settings": settings.to_dict(),
+        "counts": {
+            "trees": stats["trees"],
+            "examples": stats["examples"],
+            "duplicates_removed": stats["duplicates_removed"],
+            "removed_by_balance": stats["removed_by_balance"],
+            "records_written": written,
+            "skipped": {
+                reason: count
+                for reason, count in sorted(stats.items())
+                if reason.startswith(("paths_", "solutions_"))
+            },
+        },
+        "files": {
+            part: {
+                "path": targets[part].name,
+                "records": len(examples),
+                "questions": len({example.question_id for example in examples}),
+                "label_balance": _label_balance(examples, format),
+            }
+            for part, examples in parts.items()
+        },
+    }
+    write_json_atomic(manifest_path(out_path), manifest)
+    return manifest

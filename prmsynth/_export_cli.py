@@ -1,0 +1,183 @@
+"""The ``prmsynth export`` and ``prmsynth validate`` subcommands.
+
+``export`` turns ``trees.jsonl`` files into one training format (see
+``docs/exports.md``), validating every record before anything is written,
+and writes a manifest beside the output.  ``validate`` checks a JSONL file
+against a format's schema: exit 0 when valid, 1 with the first errors
+(line numbers and fields) when not, 2 when the file cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_INVALID, EXIT_INPUT = 0, 1, 2
+
+_ERRORS_SHOWN = 10
+
+
+def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """Add the ``export`` and ``validate`` subcommands to an argparse ``subparsers`` object.
+
+    >>> parser = argparse.ArgumentParser(prog="prmsynth")
+    >>> export, validate = add_parsers(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["export", "trees.jsonl", "--format", "trl", "--out", "trl.jsonl"])
+    >>> (args.command, args.format, args.positive_threshold, args.deduplicate)
+    ('export', 'trl', 0.0, True)
+    """
+    import attrs
+
+    from prmsynth._export import FORMATS, ExportSettings
+
+    # The defaults come from ExportSettings, so the two cannot drift apart.
+    defaults = {field.name: field.default for field in attrs.fields(ExportSettings)}
+    export = subparsers.add_parser(
+        "export",
+        help="write trees as training data in one format (trl, math-shepherd, prm800k, ...)",
+        description=(
+            "Read trees.jsonl files and write one training format: "
+            + ", ".join(FORMATS)
+            + ". Every record is checked against the format's JSON Schema before anything is "
+            "written; a manifest (counts, label balance, settings, sources) goes to "
+            "OUT.manifest.json. See docs/exports.md."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    export.add_argument("trees", nargs="+", metavar="TREES.jsonl", help="tree files of a run")
+    export.add_argument("--format", required=True, choices=FORMATS, help="output format")
+    export.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="output file; with --validation-fraction, STEM.train.jsonl and "
+        "STEM.validation.jsonl beside it instead",
+    )
+    export.add_argument(
+        "--positive-threshold",
+        type=float,
+        default=defaults["positive_threshold"],
+        help="a step whose MC value is above this is positive (0.0: any completion succeeded)",
+    )
+    export.add_argument(
+        "--negative-threshold",
+        type=float,
+        default=defaults["negative_threshold"],
+        help="prm800k: a negative step with MC value at most this is rated -1, others 0",
+    )
+    export.add_argument(
+        "--balance",
+        choices=("none", "downsample"),
+        default=defaults["balance"],
+        help="downsample the larger class (solutions with / without an error) in each file",
+    )
+    export.add_argument(
+        "--balance-seed",
+        type=int,
+        default=defaults["balance_seed"],
+        help="seed of the downsampling",
+    )
+    export.add_argument(
+        "--deduplicate",
+        action=argparse.BooleanOptionalAction,
+        default=defaults["deduplicate"],
+        help="write identical records once",
+    )
+    export.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=defaults["validation_fraction"],
+        help="share of questions (by a stable hash of the question id) in the validation file",
+    )
+    export.add_argument(
+        "--split-seed", type=int, default=defaults["split_seed"], help="seed of the question hash"
+    )
+    export.add_argument(
+        "--system-prompt",
+        default=None,
+        help="system message of the chat formats (default: the generator's)",
+    )
+
+    validate = subparsers.add_parser(
+        "validate",
+        help="check a JSONL file against a format's JSON Schema",
+        description=(
+            "Check every line of FILE against the JSON Schema of --format. Exit 0 when valid, "
+            "1 when some line is not (the first errors are printed with line numbers), "
+            "2 when the file cannot be read."
+        ),
+    )
+    validate.add_argument("file", metavar="FILE", help="JSONL file")
+    validate.add_argument("--format", required=True, choices=FORMATS, help="expected format")
+    return export, validate
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from prmsynth._export import ExportSettings
+
+    options: dict[str, Any] = {
+        "positive_threshold": args.positive_threshold,
+        "negative_threshold": args.negative_threshold,
+        "balance": args.balance,
+        "balance_seed": args.balance_seed,
+        "deduplicate": args.deduplicate,
+        "validation_fraction": args.validation_fraction,
+        "split_seed": args.split_seed,
+    }
+    if args.system_prompt is not None:
+        options["system_prompt"] = args.system_prompt
+    return ExportSettings(**options)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Run ``export`` with parsed ``args``: 0 when written, 1 when a record failed its
+    schema, 2 on bad input (nothing is written in either case)."""
+    from prmsynth._export import ExportError, ExportInputError, export_file
+
+    try:
+        settings = _settings(args)
+    except ValueError as error:
+        print(f"prmsynth export: error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        manifest = export_file(args.trees, args.format, args.out, settings)
+    except ExportInputError as error:
+        print(f"prmsynth export: error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    except ExportError as error:
+        print(f"prmsynth export: error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except OSError as error:
+        print(f"prmsynth export: cannot write output: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    counts = manifest["counts"]
+    files = ", ".join(
+        f"{entry['path']} ({entry['records']} records)" for entry in manifest["files"].values()
+    )
+    print(
+        f"{counts['trees']} trees -> {files}; {counts['duplicates_removed']} duplicates and "
+        f"{counts['removed_by_balance']} removed by balancing",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """Run ``validate`` with parsed ``args``: 0 valid, 1 schema errors, 2 unreadable file."""
+    from prmsynth._export import ExportInputError, validate_file
+
+    try:
+        errors = validate_file(args.file, args.format)
+    except ExportInputError as error:
+        print(f"prmsynth validate: error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    if not errors:
+        print(f"{args.file}: valid {args.format}", file=sys.stderr)
+        return EXIT_OK
+    for error in errors[:_ERRORS_SHOWN]:
+        print(f"{args.file}: {error}", file=sys.stderr)
+    if len(errors) > _ERRORS_SHOWN:
+        print(f"{args.file}: ... and {len(errors) - _ERRORS_SHOWN} more errors", file=sys.stderr)
+    print(f"{args.file}: not valid {args.format} ({len(errors)} errors)", file=sys.stderr)
+    return EXIT_INVALID
