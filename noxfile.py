@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -19,7 +19,9 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Static checks with ruff."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "prmsynth", "tests", "benchmarks", "examples", "noxfile.py")
+    paths = ("prmsynth", "tests", "benchmarks", "examples", "docs", "noxfile.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session(python=False)
@@ -30,3 +32,11 @@ def examples(session: nox.Session) -> None:
     session.run("python", "-m", "pip", "install", "-q", "-e", ".[local]")
     for script in sorted(pathlib.Path("examples").glob("*.py")):
         session.run("python", str(script))
+
+
+@nox.session(python=False)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site; any warning is an error."""
+    session.run("python", "-m", "pip", "install", "-q", "-e", ".[docs]")
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
+    session.run("mkdocs", "build", "--strict", "--site-dir", "build/site")
