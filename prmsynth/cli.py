@@ -260,7 +260,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from prmsynth import __version__, _evolve_cli, _export_cli, _label, _verify_cli
+    from prmsynth import __version__, _evolve_cli, _export_cli, _label, _verify_cli, _view_cli
 
     parser = argparse.ArgumentParser(
         prog="prmsynth",
@@ -274,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_merge_parser(subparsers)
     _export_cli.add_parsers(subparsers)
     _verify_cli.add_parser(subparsers)
+    _view_cli.add_parsers(subparsers)
     return parser
 
 
@@ -293,6 +294,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "export":
             return _export_cli.run_export(args)
         return _export_cli.run_validate(args)
+    if args.command in ("view", "stats"):
+        from prmsynth import _view_cli
+
+        if args.command == "view":
+            return _view_cli.run_view(args)
+        return _view_cli.run_stats(args)
     if args.command == "merge":
         return _merge(args)
     if args.command == "label":
