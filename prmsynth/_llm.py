@@ -5,23 +5,55 @@ call; nothing here assigns litellm's module globals.  The one exception is
 the embedded local model, which litellm can only reach as a registered
 custom provider (see :mod:`prmsynth._local`); it is registered the first time
 a request names it.
+
+Retries are prmsynth's alone: every call passes ``num_retries=0`` and
+``max_retries=0`` so that litellm and the OpenAI SDK do not retry underneath,
+and a failed attempt is retried here only when the failure is transient (rate
+limits, timeouts, connection errors, 5xx), after an exponential backoff with
+full jitter, at most ``max_attempts`` times.  What a provider answers is data,
+never a crash: empty ``choices`` are asked for again a bounded number of
+times, ``None`` content is empty text, and an answer cut off at the token
+limit keeps ``finish_reason="length"`` for the verifier to judge.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import logging
+import math
 import os
-from collections.abc import Mapping, Sequence
+import random
+import time
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
 import attrs
 
+from prmsynth._ratelimit import RequestLimiter, estimate_prompt_tokens
 from prmsynth._values import Completion, LLMResponse
 
 #: The embedded default: SmolLM2-135M-Instruct run in-process by llama.cpp.
 DEFAULT_MODEL = "prmsynth/smollm2-135m-instruct"
 LOCAL_PROVIDER = "prmsynth"
+
+#: litellm exception classes worth another attempt (looked up by name, so a
+#: litellm without one of them still works).
+RETRYABLE_ERRORS = (
+    "RateLimitError",
+    "Timeout",
+    "APIConnectionError",
+    "InternalServerError",
+    "ServiceUnavailableError",
+    "BadGatewayError",
+)
+
+#: How many extra rounds of single-sample requests may refill completions that
+#: a provider did not return (it ignored ``n``, or sent empty ``choices``).
+REFILL_ROUNDS = 3
+
+_logger = logging.getLogger("prmsynth.llm")
 
 
 def import_litellm() -> ModuleType:
@@ -40,9 +72,12 @@ class LLMError(RuntimeError):
     """An LLM request failed (the message never contains the API key)."""
 
 
-def _redact(text: str, secret: str | None) -> str:
-    if secret and secret in text:
-        return text.replace(secret, "***")
+def _redact(text: str, secrets: str | Iterable[str | None] | None) -> str:
+    if isinstance(secrets, str):
+        secrets = (secrets,)
+    for secret in secrets or ():
+        if secret and secret in text:
+            text = text.replace(secret, "***")
     return text
 
 
@@ -61,24 +96,153 @@ def _split_tokens(total: int, texts: Sequence[str]) -> list[int | None]:
     return [max(1, round(total * length / whole)) for length in lengths]
 
 
+def is_retryable(litellm: ModuleType, error: BaseException) -> bool:
+    """Whether another attempt may succeed: rate limits, timeouts, connection
+    errors and server-side (5xx) failures; never bad requests or bad keys."""
+    if isinstance(error, asyncio.TimeoutError):
+        return True  # the client's own guard against a provider that ignores its timeout
+    classes = tuple(getattr(litellm, name, None) for name in RETRYABLE_ERRORS)
+    if isinstance(error, tuple(cls for cls in classes if isinstance(cls, type))):
+        return True
+    status = getattr(error, "status_code", None)
+    api_error = getattr(litellm, "APIError", None)
+    return (
+        isinstance(api_error, type)
+        and isinstance(error, api_error)
+        and isinstance(status, int)
+        and status >= 500
+    )
+
+
+def retry_after_seconds(error: BaseException) -> float | None:
+    """The wait a ``Retry-After`` (or ``retry-after-ms``) header asks for, if any.
+
+    >>> class Throttled(Exception):
+    ...     headers = {"Retry-After": "2.5"}
+    >>> retry_after_seconds(Throttled())
+    2.5
+    >>> retry_after_seconds(ValueError()) is None
+    True
+    """
+    for source in ("litellm_response_headers", "response", "headers"):
+        try:
+            headers = getattr(error, source, None)
+            if source == "response":
+                headers = getattr(headers, "headers", None)
+            if not headers:
+                continue
+            values = {str(name).lower(): str(value) for name, value in headers.items()}
+        except Exception:  # noqa: S112 (an exotic exception object gives no hint; not a crash)
+            continue
+        if "retry-after-ms" in values:
+            try:
+                return max(0.0, float(values["retry-after-ms"]) / 1000.0)
+            except ValueError:
+                pass
+        if "retry-after" in values:
+            value = values["retry-after"]
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                pass
+            try:
+                moment = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            return max(0.0, moment.timestamp() - time.time())
+    return None
+
+
+def _response_cost(litellm: ModuleType, response: Any) -> float:
+    """The response's cost in US dollars from litellm's local price map, 0.0 when unknown.
+
+    litellm prices every response while logging it; that figure is reused, and
+    ``completion_cost`` (slow, and chatty on stdout for unknown models) is only
+    asked when it is missing.
+    """
+    hidden = getattr(response, "_hidden_params", None)
+    if isinstance(hidden, Mapping) and "response_cost" in hidden:
+        cost = hidden["response_cost"]
+    else:
+        try:
+            cost = litellm.completion_cost(completion_response=response)
+        except Exception:  # an unpriced model costs "unknown", reported as 0.0
+            cost = 0.0
+    try:
+        value = float(cost or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) and value > 0.0 else 0.0
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _at_least_one(instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not value >= 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _positive_or_none(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
-class LiteLLMClient:
-    """An :class:`prmsynth.LLM` backed by ``litellm.acompletion``.
+class RetryingLLM:
+    """What every litellm-backed :class:`prmsynth.LLM` shares: retries, limits,
+    the ``n`` fallback, accounting.  Subclasses say where a request goes.
 
-    Any litellm model string works (``openai/gpt-4o-mini``,
-    ``hosted_vllm/Qwen/Qwen2.5-Math-7B-Instruct``, ``ollama/llama3``, ...).
-    ``options`` are passed to every call (for example ``{"timeout": 60}``).
-
-    >>> client = LiteLLMClient(model="hosted_vllm/my-model", api_base="http://127.0.0.1:8000/v1",
-    ...                        api_key="sk-secret")
-    >>> "sk-secret" in repr(client)
-    False
+    ``max_attempts`` bounds the tries of one request; the wait before try
+    ``k + 1`` is uniform in ``[0, min(max_backoff, initial_backoff * 2 ** (k - 1))]``
+    (full jitter, from a ``random.Random(jitter_seed)`` of this client's own),
+    or what the provider's ``Retry-After`` asks, capped at ``max_backoff``.
+    ``request_timeout`` (seconds) goes to litellm as ``timeout`` on every call.
+    ``limiter`` bounds concurrency, requests and tokens per minute; share one
+    limiter among all clients of a run.
     """
 
     model: str = DEFAULT_MODEL
-    api_base: str | None = None
-    api_key: str | None = attrs.field(default=None, repr=False)
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    max_attempts: int = attrs.field(default=5, validator=_at_least_one)
+    initial_backoff: float = attrs.field(default=1.0, validator=_non_negative)
+    max_backoff: float = attrs.field(default=60.0, validator=_non_negative)
+    request_timeout: float | None = attrs.field(default=600.0, validator=_positive_or_none)
+    limiter: RequestLimiter | None = attrs.field(default=None, eq=False)
+    jitter_seed: int = 0
+    _random: random.Random = attrs.field(init=False, repr=False, eq=False)
+    # Remembers that the provider ignores `n`, so later requests fan out at once
+    # instead of first waiting for a one-choice answer.
+    _provider: dict[str, bool] = attrs.field(init=False, repr=False, eq=False, factory=dict)
+
+    @_random.default
+    def _make_random(self) -> random.Random:
+        return random.Random(self.jitter_seed)
+
+    # -- what subclasses provide ---------------------------------------------
+
+    def _send(self, litellm: ModuleType, kwargs: dict[str, Any]) -> Awaitable[Any]:
+        raise NotImplementedError
+
+    def _secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in an error message."""
+        return ()
+
+    def _endpoint_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def _local(self) -> bool:
+        return self.model.startswith(LOCAL_PROVIDER + "/")
+
+    # -- the LLM protocol ----------------------------------------------------
 
     async def complete(
         self,
@@ -90,79 +254,193 @@ class LiteLLMClient:
         max_tokens: int = 512,
         seed: int | None = None,
     ) -> LLMResponse:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n!r}")
         litellm = import_litellm()
-        if self.model.startswith(LOCAL_PROVIDER + "/"):
+        if self._local:
             from prmsynth._local import ensure_registered
 
             ensure_registered(litellm)
-        responses = [
-            await self._request(litellm, messages, n, temperature, top_p, max_tokens, seed)
-        ]
-        served = len(responses[0].completions)
-        if served < n:
-            # The provider ignored `n`: ask for the rest one sample at a time.
-            responses += await asyncio.gather(
-                *(
-                    self._request(
-                        litellm,
-                        messages,
-                        1,
-                        temperature,
-                        top_p,
-                        max_tokens,
-                        None if seed is None else seed + index,
-                    )
-                    for index in range(served, n)
-                )
-            )
-        return LLMResponse(
-            completions=tuple(c for response in responses for c in response.completions)[:n],
-            prompt_tokens=sum(response.prompt_tokens for response in responses),
-            completion_tokens=sum(response.completion_tokens for response in responses),
-        )
-
-    async def _request(
-        self,
-        litellm: ModuleType,
-        messages: Sequence[Mapping[str, str]],
-        n: int,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int | None,
-    ) -> LLMResponse:
-        kwargs: dict[str, Any] = {
+        base: dict[str, Any] = {
             "model": self.model,
             "messages": [dict(message) for message in messages],
             "temperature": temperature,
             "top_p": top_p,
             "max_tokens": max_tokens,
+            "timeout": self.request_timeout,
+            # Retries are ours: litellm's and the OpenAI SDK's would multiply them.
+            "num_retries": 0,
+            "max_retries": 0,
             **self.options,
+            **self._endpoint_kwargs(),
         }
+        if base["timeout"] is None:
+            del base["timeout"]
+        completions: list[Completion] = []
+        responses: list[LLMResponse] = []
+        for round_number in range(1 + REFILL_ROUNDS):
+            if len(completions) >= n:
+                break
+            if round_number == 0 and (n == 1 or not self._provider.get("ignores_n")):
+                response = await self._request(litellm, base, n, seed)
+                if n > 1 and len(response.completions) == 1:
+                    self._provider["ignores_n"] = True
+                batch = [response]
+            else:
+                # The provider sent fewer than asked: the rest one sample at a
+                # time, each with its own seed so that seeded samples differ.
+                batch = await self._gather(
+                    self._request(litellm, base, 1, None if seed is None else seed + index)
+                    for index in range(len(completions), n)
+                )
+            responses += batch
+            for response in batch:
+                completions += response.completions
+        return LLMResponse(
+            completions=tuple(completions[:n]),
+            prompt_tokens=sum(response.prompt_tokens for response in responses),
+            completion_tokens=sum(response.completion_tokens for response in responses),
+            cost=sum(response.cost for response in responses),
+        )
+
+    @staticmethod
+    async def _gather(requests: Iterable[Awaitable[LLMResponse]]) -> list[LLMResponse]:
+        # Every request runs to its end before an error is raised, so none is
+        # left running unobserved after its question has failed.
+        results = await asyncio.gather(*requests, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results  # type: ignore[return-value]
+
+    # -- one request, retried ----------------------------------------------
+
+    async def _request(
+        self, litellm: ModuleType, base: Mapping[str, Any], n: int, seed: int | None
+    ) -> LLMResponse:
+        kwargs = dict(base)
         if n != 1:
             kwargs["n"] = n
         if seed is not None:
             kwargs["seed"] = seed
-        if self.api_base is not None:
-            kwargs["api_base"] = self.api_base
-        if self.api_key is not None:
-            kwargs["api_key"] = self.api_key
-        try:
-            response = await litellm.acompletion(**kwargs)
-        except Exception as error:
-            message = _redact(f"{type(error).__name__}: {error}", self.api_key)
-            raise LLMError(f"{self.model}: {message}") from None
-        texts = [(choice.message.content or "") for choice in response.choices]
+        limiter = self.limiter
+        estimate = 0
+        if limiter is not None and limiter.counts_tokens:
+            estimate = estimate_prompt_tokens(kwargs["messages"]) + int(kwargs["max_tokens"]) * n
+        # The embedded model is deterministic and in-process: retrying cannot help.
+        attempts = 1 if self._local else self.max_attempts
+        for attempt in range(1, attempts + 1):
+            if limiter is not None:
+                await limiter.acquire(estimate)
+            used: int | None = None
+            try:
+                response = await self._guarded(litellm, kwargs)
+                usage = getattr(response, "usage", None)
+                used = int(getattr(usage, "total_tokens", 0) or 0) or None
+            except Exception as error:
+                retry = attempt < attempts and self._is_retryable(litellm, error)
+                message = _one_line(_redact(f"{type(error).__name__}: {error}", self._secrets()))
+                if not retry:
+                    tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+                    raise LLMError(f"{self.model}: {message}{tries}") from None
+                delay = self._backoff(attempt, error)
+                _logger.debug(
+                    "%s: attempt %d failed, retrying in %.2f s: %s",
+                    self.model,
+                    attempt,
+                    delay,
+                    message,
+                )
+            else:
+                return self._convert(litellm, response)
+            finally:
+                if limiter is not None:
+                    limiter.release(estimate, used)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _guarded(self, litellm: ModuleType, kwargs: dict[str, Any]) -> Any:
+        timeout = kwargs.get("timeout")
+        if self._local or not isinstance(timeout, (int, float)):
+            return await self._send(litellm, kwargs)
+        # litellm enforces `timeout` itself; this outer bound only catches a
+        # provider path that does not, so it leaves litellm room to go first.
+        return await asyncio.wait_for(self._send(litellm, kwargs), timeout + max(1.0, timeout / 4))
+
+    def _is_retryable(self, litellm: ModuleType, error: BaseException) -> bool:
+        return is_retryable(litellm, error)
+
+    def _backoff(self, attempt: int, error: BaseException) -> float:
+        ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** (attempt - 1))
+        delay = self._random.uniform(0.0, ceiling)
+        hinted = retry_after_seconds(error)
+        if hinted is not None:
+            delay = max(delay, min(hinted, self.max_backoff))
+        return delay
+
+    def _convert(self, litellm: ModuleType, response: Any) -> LLMResponse:
+        """Whatever came back, as data: missing choices are none, missing text is ''."""
+        choices = list(getattr(response, "choices", None) or ())
+        texts: list[str] = []
+        reasons: list[str | None] = []
+        for choice in choices:
+            content = getattr(getattr(choice, "message", None), "content", None)
+            if not isinstance(content, str):
+                content = "" if content is None else str(content)
+            texts.append(content)
+            reason = getattr(choice, "finish_reason", None)
+            reasons.append(None if reason is None else str(reason))
         usage = getattr(response, "usage", None)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        token_counts = _split_tokens(completion_tokens, texts)
-        completions = tuple(
-            Completion(text=text, finish_reason=choice.finish_reason, n_tokens=tokens)
-            for text, choice, tokens in zip(texts, response.choices, token_counts, strict=True)
-        )
+        token_counts = _split_tokens(completion_tokens, texts) if texts else []
         return LLMResponse(
-            completions=completions,
+            completions=tuple(
+                Completion(text=text, finish_reason=reason, n_tokens=tokens)
+                for text, reason, tokens in zip(texts, reasons, token_counts, strict=True)
+            ),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            cost=_response_cost(litellm, response),
         )
+
+
+@attrs.frozen(kw_only=True)
+class LiteLLMClient(RetryingLLM):
+    """An :class:`prmsynth.LLM` backed by ``litellm.acompletion``.
+
+    Any litellm model string works (``openai/gpt-4o-mini``,
+    ``hosted_vllm/Qwen/Qwen2.5-Math-7B-Instruct``, ``ollama/llama3``, ...).
+    ``options`` are passed to every call and win over the client's own
+    settings (for example ``{"timeout": 60}``).  Retries, backoff, the
+    per-request timeout and the shared :class:`prmsynth._ratelimit.RequestLimiter`
+    are described on :class:`RetryingLLM`; each response's tokens and cost
+    (``LLMResponse.cost``, US dollars from litellm's offline price map, 0.0
+    for unpriced models) are reported with it.
+
+    >>> client = LiteLLMClient(model="hosted_vllm/my-model", api_base="http://127.0.0.1:8000/v1",
+    ...                        api_key="sk-secret")
+    >>> "sk-secret" in repr(client)
+    False
+    >>> LiteLLMClient(model="openai/x", max_attempts=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: max_attempts must be >= 1, got 0
+    """
+
+    api_base: str | None = None
+    api_key: str | None = attrs.field(default=None, repr=False)
+
+    def _send(self, litellm: ModuleType, kwargs: dict[str, Any]) -> Awaitable[Any]:
+        return litellm.acompletion(**kwargs)
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (self.api_key,) if self.api_key else ()
+
+    def _endpoint_kwargs(self) -> dict[str, Any]:
+        endpoint: dict[str, Any] = {}
+        if self.api_base is not None:
+            endpoint["api_base"] = self.api_base
+        if self.api_key is not None:
+            endpoint["api_key"] = self.api_key
+        return endpoint

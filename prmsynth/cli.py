@@ -85,7 +85,9 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, help="sampling seed (where the backend honours one)"
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N questions")
-    parser.add_argument("--concurrency", type=int, default=4, help="questions searched at once")
+    from prmsynth._backend import add_backend_options
+
+    add_backend_options(parser, default_cache="OUT/cache.sqlite")
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -112,12 +114,17 @@ def _run(args: argparse.Namespace) -> int:
     import attrs
 
     from prmsynth import __version__, _evolve_cli
+    from prmsynth._backend import backend_settings_from_args, build_llm
+    from prmsynth._generation import LLMStepGenerator
+    from prmsynth._llm import DEFAULT_MODEL
     from prmsynth._pipeline import Pipeline
+    from prmsynth._router import RouterConfigError
     from prmsynth._run import Budget, file_sha256, run_to_directory, select_shard
     from prmsynth._search import POLICIES
     from prmsynth._seeds import InputError, load_questions
     from prmsynth._values import SamplingSettings, SearchSettings
 
+    cache = None
     try:
         if args.limit is not None and args.limit < 1:
             raise InputError("--limit", f"must be >= 1, got {args.limit}")
@@ -136,8 +143,7 @@ def _run(args: argparse.Namespace) -> int:
                 max_branches=args.max_branches,
                 first_error_threshold=args.first_error_threshold,
             )
-            if args.concurrency < 1:
-                raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")
+            backend = backend_settings_from_args(args, Path(args.out) / "cache.sqlite")
         except ValueError as error:
             raise InputError("options", str(error)) from None
         evolution = _evolve_cli.evolution_settings_from_args(args)
@@ -152,12 +158,20 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError(args.seed_file, "holds no questions")
         if shard is not None:
             questions = select_shard(questions, *shard)
-        pipeline = Pipeline.from_model(
-            args.model,
-            api_base=args.api_base,
-            sampling=sampling,
+        try:
+            llm, model, cache = build_llm(backend)
+        except RouterConfigError as error:
+            raise InputError(args.router_config, str(error)) from None
+        pipeline = Pipeline(
+            generator=LLMStepGenerator(
+                llm=llm,
+                sampling=sampling,
+                # The embedded model continues a prefilled reply; chat APIs get it quoted.
+                prefix_mode="assistant" if model == DEFAULT_MODEL else "user",
+            ),
             policy=POLICIES[args.policy](settings=search),
-            concurrency=args.concurrency,
+            # More questions in flight than request slots keeps the backend saturated.
+            concurrency=2 * backend.concurrency,
         )
         run_info = {
             "prmsynth_version": __version__,
@@ -165,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
             "seed_file_sha256": file_sha256(args.seed_file),
             "question_fields": fields,
             "answer_field": args.answer_column,
-            "model": pipeline.generator.llm.model,
+            "model": model,
             "api_base": args.api_base,
             "sampling": attrs.asdict(sampling),
             "search": search.to_dict(),
@@ -202,6 +216,9 @@ def _run(args: argparse.Namespace) -> int:
     except InputError as error:
         print(f"prmsynth run: error: {error}", file=sys.stderr)
         return EXIT_INPUT
+    finally:
+        if cache is not None:
+            cache.close()
     if log is not None:
         stopped = f" (stopped: {summary['stopped_by']})" if summary["stopped_by"] else ""
         print(

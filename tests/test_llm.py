@@ -1,17 +1,30 @@
-"""LiteLLMClient through the real litellm, offline (mock responses, a closed loopback port)."""
+"""LiteLLMClient through the real litellm, offline: mock responses, a closed loopback port,
+and a loopback OpenAI-compatible server (FakeOpenAIServer) that injects faults."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import subprocess
 import sys
 import textwrap
+import time
+from types import MappingProxyType
 
 import pytest
 
-from prmsynth import LiteLLMClient
-from prmsynth._llm import LLMError, _split_tokens, import_litellm
+from prmsynth import LiteLLMClient, Pipeline, Question, SamplingSettings, SearchSettings
+from prmsynth._llm import (
+    REFILL_ROUNDS,
+    LLMError,
+    _split_tokens,
+    import_litellm,
+    is_retryable,
+    retry_after_seconds,
+)
+from prmsynth._ratelimit import RequestLimiter
+from prmsynth.testing import FakeOpenAIServer, FaultRates
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 3?"}]
 
@@ -43,6 +56,7 @@ def test_errors_never_show_the_api_key():
         api_base="http://127.0.0.1:9/v1",  # nothing listens on the discard port
         api_key="sk-very-secret-key",
         options={"num_retries": 0, "timeout": 5, "max_retries": 0},
+        initial_backoff=0.01,  # connection refused is retried: keep the retries quick
     )
     with pytest.raises(LLMError) as caught:
         asyncio.run(client.complete(MESSAGES))
@@ -70,3 +84,320 @@ def test_price_map_download_is_disabled_when_the_user_did_not_choose():
         [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120
     )
     assert run.stdout.strip() == "True", run.stderr
+
+
+# ---------------------------------------------------------------------------
+# Through litellm against a real HTTP server on 127.0.0.1 (FakeOpenAIServer).
+# ---------------------------------------------------------------------------
+
+SECRET = "sk-test-secret-0123456789"
+
+
+def all_litellm_globals(litellm):
+    """Module settings a client could be tempted to assign (and callback lists)."""
+    names = (
+        "api_base",
+        "api_key",
+        "openai_key",
+        "drop_params",
+        "set_verbose",
+        "num_retries",
+        "request_timeout",
+        "max_retries",
+        "suppress_debug_info",
+        "cache",
+        "callbacks",
+        "success_callback",
+        "failure_callback",
+        "_async_success_callback",
+        "_async_failure_callback",
+        "input_callback",
+        "disable_aiohttp_transport",
+    )
+    return {name: repr(getattr(litellm, name, None)) for name in names} | {
+        "custom_provider_map": repr(list(litellm.custom_provider_map))
+    }
+
+
+def fake_client(server, **settings):
+    settings = {
+        "model": "openai/fake",
+        "api_base": server.url,
+        "api_key": SECRET,
+        "initial_backoff": 0.01,
+        "max_backoff": 0.05,
+        "request_timeout": 1.0,
+        **settings,
+    }
+    return LiteLLMClient(**settings)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_retries_succeed_after_rate_limits_and_server_errors():
+    with FakeOpenAIServer(fault_sequence=["rate_limit", "server_error", "rate_limit"]) as server:
+        response = run(fake_client(server).complete(MESSAGES, n=2))
+    assert len(response.completions) == 2
+    assert server.requests == 4
+    assert dict(server.faults_served) == {"rate_limit": 2, "server_error": 1}
+    assert response.prompt_tokens > 0 and response.completion_tokens > 0
+
+
+def test_retry_after_is_honoured_and_capped():
+    with FakeOpenAIServer(fault_sequence=["rate_limit"], retry_after=0.4) as server:
+        started = time.perf_counter()
+        run(fake_client(server, max_backoff=1.0).complete(MESSAGES))
+        waited = time.perf_counter() - started
+    assert 0.4 <= waited < 3.0
+    with FakeOpenAIServer(fault_sequence=["rate_limit"], retry_after=60) as server:
+        started = time.perf_counter()
+        run(fake_client(server, max_backoff=0.1).complete(MESSAGES))
+        assert time.perf_counter() - started < 3.0  # capped at max_backoff
+
+
+def test_a_hang_past_the_timeout_is_retried_then_fails_with_llm_error():
+    with FakeOpenAIServer(fault_sequence=["hang"] * 3, hang_seconds=10) as server:
+        client = fake_client(server, request_timeout=0.5, max_attempts=3)
+        started = time.perf_counter()
+        with pytest.raises(LLMError) as caught:
+            run(client.complete(MESSAGES))
+        elapsed = time.perf_counter() - started
+    assert server.requests == 3
+    assert "Timeout" in str(caught.value) and "after 3 attempts" in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert 1.5 <= elapsed < 6.0
+
+
+def test_a_hang_then_an_answer_succeeds():
+    with FakeOpenAIServer(fault_sequence=["hang"], hang_seconds=10) as server:
+        response = run(fake_client(server, request_timeout=0.5).complete(MESSAGES))
+    assert [c.finish_reason for c in response.completions] == ["stop"]
+    assert server.requests == 2
+
+
+def test_malformed_json_is_retried_and_never_escapes_as_another_error():
+    with FakeOpenAIServer(fault_sequence=["malformed"]) as server:
+        response = run(fake_client(server).complete(MESSAGES))
+    assert len(response.completions) == 1 and server.requests == 2
+    with FakeOpenAIServer(faults=FaultRates(malformed=1.0)) as server:
+        with pytest.raises(LLMError):
+            run(fake_client(server, max_attempts=2).complete(MESSAGES))
+    assert server.requests == 2
+
+
+def test_a_bad_request_is_not_retried():
+    with FakeOpenAIServer(faults=FaultRates(bad_request=1.0)) as server:
+        with pytest.raises(LLMError) as caught:
+            run(fake_client(server).complete(MESSAGES))
+    assert server.requests == 1
+    assert "BadRequestError" in str(caught.value) and SECRET not in str(caught.value)
+
+
+def test_server_errors_exhaust_the_attempts_without_showing_the_key():
+    with FakeOpenAIServer(faults=FaultRates(server_error=1.0)) as server:
+        with pytest.raises(LLMError) as caught:
+            run(fake_client(server, max_attempts=4).complete(MESSAGES))
+    assert server.requests == 4
+    assert "InternalServerError" in str(caught.value) and SECRET not in str(caught.value)
+    assert "after 4 attempts" in str(caught.value)
+
+
+def test_empty_choices_are_asked_for_again_a_bounded_number_of_times():
+    with FakeOpenAIServer(fault_sequence=["empty_choices"]) as server:
+        response = run(fake_client(server).complete(MESSAGES, n=3, seed=10))
+    assert len(response.completions) == 3
+    assert server.requests == 4  # one empty answer, then the three samples one by one
+    assert sorted(body.get("seed") for body in server.bodies[1:]) == [10, 11, 12]
+    with FakeOpenAIServer(faults=FaultRates(empty_choices=1.0)) as server:
+        response = run(fake_client(server).complete(MESSAGES, n=2))
+    assert response.completions == ()  # data, not an exception
+    assert server.requests == 1 + REFILL_ROUNDS * 2
+
+
+def test_truncated_answers_come_back_as_data():
+    with FakeOpenAIServer(faults=FaultRates(truncated=1.0)) as server:
+        response = run(fake_client(server).complete(MESSAGES, n=2))
+    assert [c.finish_reason for c in response.completions] == ["length", "length"]
+    assert all(c.text for c in response.completions)
+    assert server.requests == 1
+
+
+def test_null_content_is_empty_text():
+    with FakeOpenAIServer(responder=lambda request: None) as server:
+        response = run(fake_client(server).complete(MESSAGES))
+    assert [c.text for c in response.completions] == [""]
+
+
+def test_a_provider_that_ignores_n_gets_parallel_single_requests():
+    with FakeOpenAIServer(honour_n=False) as server:
+        client = fake_client(server)
+        first = run(client.complete(MESSAGES, n=4, seed=3))
+        assert len(first.completions) == 4 and server.requests == 4
+        second = run(client.complete(MESSAGES, n=4, seed=3))
+        # Known to ignore n: straight to four single requests.
+        assert len(second.completions) == 4 and server.requests == 8
+    assert sorted(body.get("seed") for body in server.bodies[4:]) == [3, 4, 5, 6]
+    assert all("n" not in body for body in server.bodies[4:])
+
+
+def test_n_is_one_request_where_the_provider_honours_it():
+    with FakeOpenAIServer() as server:
+        response = run(fake_client(server).complete(MESSAGES, n=8))
+    assert len(response.completions) == 8 and server.requests == 1
+    assert server.bodies[0]["n"] == 8
+
+
+def test_the_concurrency_limit_holds_across_clients_sharing_a_limiter():
+    limiter = RequestLimiter(max_concurrency=3)
+    with FakeOpenAIServer(latency=0.05) as server:
+        one = fake_client(server, limiter=limiter)
+        other = fake_client(server, limiter=limiter)
+
+        async def many():
+            return await asyncio.gather(
+                *(
+                    client.complete([{"role": "user", "content": f"q{index}"}])
+                    for index in range(12)
+                    for client in (one, other)
+                )
+            )
+
+        responses = run(many())
+    assert len(responses) == 24
+    assert server.max_in_flight <= 3 and limiter.max_in_flight == 3
+    assert limiter.in_flight == 0 and limiter.n_requests == 24
+
+
+def test_retries_under_faults_at_a_set_rate_never_exceed_the_limit():
+    limiter = RequestLimiter(max_concurrency=4)
+    faults = FaultRates(rate_limit=0.1, server_error=0.1, malformed=0.05, truncated=0.1)
+    with FakeOpenAIServer(latency=0.01, faults=faults, seed=1) as server:
+        client = fake_client(server, limiter=limiter, max_attempts=8)
+
+        async def many():
+            return await asyncio.gather(
+                *(client.complete([{"role": "user", "content": f"q{i}"}], n=2) for i in range(40))
+            )
+
+        responses = run(many())
+    assert all(len(response.completions) == 2 for response in responses)
+    assert server.max_in_flight <= 4
+    assert sum(server.faults_served.values()) > 0
+
+
+def test_cost_comes_from_the_offline_price_map():
+    with FakeOpenAIServer() as server:
+        priced = run(fake_client(server, model="openai/gpt-4o-mini").complete(MESSAGES, n=2))
+        unpriced = run(fake_client(server).complete(MESSAGES))
+    assert priced.cost > 0.0
+    assert unpriced.cost == 0.0
+
+
+def test_no_litellm_global_changes_after_calls_with_retries():
+    litellm = import_litellm()
+    before = all_litellm_globals(litellm)
+    with FakeOpenAIServer(
+        fault_sequence=["rate_limit", "hang", "malformed"], hang_seconds=5
+    ) as server:
+        run(fake_client(server, request_timeout=0.5).complete(MESSAGES, n=2))
+    assert all_litellm_globals(litellm) == before
+
+
+def test_retry_classification():
+    litellm = import_litellm()
+    assert is_retryable(litellm, litellm.RateLimitError("x", llm_provider="openai", model="m"))
+    assert is_retryable(litellm, litellm.Timeout("x", model="m", llm_provider="openai"))
+    assert is_retryable(litellm, litellm.APIError(502, "x", llm_provider="openai", model="m"))
+    assert not is_retryable(litellm, litellm.APIError(418, "x", llm_provider="openai", model="m"))
+    assert not is_retryable(litellm, litellm.BadRequestError("x", model="m", llm_provider="openai"))
+    assert not is_retryable(litellm, ValueError("not an API error"))
+
+
+def test_retry_after_in_milliseconds_and_as_a_date():
+    class Millis(Exception):
+        headers = MappingProxyType({"retry-after-ms": "250"})
+
+    class Dated(Exception):
+        headers = MappingProxyType({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+
+    assert retry_after_seconds(Millis()) == 0.25
+    assert retry_after_seconds(Dated()) == 0.0  # in the past
+
+
+def test_backoff_is_full_jitter_from_the_client_seed():
+    one = LiteLLMClient(model="openai/x", initial_backoff=1.0, max_backoff=4.0, jitter_seed=5)
+    same = LiteLLMClient(model="openai/x", initial_backoff=1.0, max_backoff=4.0, jitter_seed=5)
+    delays = [one._backoff(attempt, ValueError()) for attempt in range(1, 8)]
+    assert delays == [same._backoff(attempt, ValueError()) for attempt in range(1, 8)]
+    assert all(
+        0.0 <= delay <= min(4.0, 2.0 ** (attempt - 1)) for attempt, delay in enumerate(delays, 1)
+    )
+
+
+# -- a whole pipeline run over faults -----------------------------------------
+
+
+def solution_responder(request):
+    """Right or wrong answers, fixed by the prompt, seed and sample, so screening is mixed."""
+    digest = hashlib.sha256(f"{request.prompt}|{request.seed}|{request.sample_index}".encode())
+    answer = 5 if digest.digest()[0] % 2 else 6
+    if digest.digest()[1] % 3 == 0:
+        return f"\\boxed{{{answer}}}"
+    return f"Step 1: read the question.\n\nStep 2: add.\n\nThe answer is \\boxed{{{answer}}}."
+
+
+def fail_marked_questions(body):
+    prompt = " ".join(str(message.get("content")) for message in body.get("messages", []))
+    return "bad_request" if "[always fails]" in prompt else None
+
+
+def test_pipeline_from_model_over_faults_accounts_for_every_question():
+    questions = [
+        Question(
+            id=f"q{index}",
+            text=f"Question {index}: what is 2 + 3?"
+            + (" [always fails]" if index in (3, 11) else ""),
+            reference_answer="5",
+        )
+        for index in range(20)
+    ]
+    faults = FaultRates(
+        rate_limit=0.05,
+        server_error=0.05,
+        hang=0.02,
+        malformed=0.03,
+        empty_choices=0.03,
+        truncated=0.05,
+    )
+    with FakeOpenAIServer(
+        responder=solution_responder,
+        faults=faults,
+        fault_rule=fail_marked_questions,
+        seed=7,
+        hang_seconds=10,
+    ) as server:
+        pipeline = Pipeline.from_model(
+            "openai/fake",
+            api_base=server.url,
+            api_key=SECRET,
+            sampling=SamplingSettings(seed=0, max_tokens=64),
+            search=SearchSettings(screen_rollouts=4, num_branches=2, max_search=2, max_branches=12),
+            llm_options={"timeout": 1.0},
+            concurrency=8,
+        )
+        try:
+            results = pipeline.run(questions)
+        finally:
+            pipeline.verifier.close()
+    assert [result.question.id for result in results] == [question.id for question in questions]
+    statuses = {result.question.id: result.status for result in results}
+    assert statuses["q3"] == statuses["q11"] == "failed"
+    for result in results:
+        assert result.status in ("kept", "skipped", "failed")
+        if result.status == "failed":
+            assert "LLMError" in result.reason and SECRET not in result.reason
+    assert sum(status == "kept" for status in statuses.values()) >= 5
+    assert server.faults_served["bad_request"] >= 2
+    assert sum(server.faults_served.values()) > 2

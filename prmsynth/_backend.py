@@ -1,0 +1,105 @@
+"""Building the run's LLM from command-line settings: client, limits, router, cache."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from prmsynth._interfaces import LLM
+
+
+@attrs.frozen(kw_only=True)
+class BackendSettings:
+    """How the run reaches its model.
+
+    ``concurrency`` bounds the requests in flight across all questions;
+    ``requests_per_minute`` / ``tokens_per_minute`` are optional rate limits;
+    ``cache_path`` (None for no cache) stores every completion so a rerun or a
+    resumed run never pays twice; ``router_config`` spreads one model name
+    over several deployments through litellm's Router.
+    """
+
+    model: str | None = None
+    api_base: str | None = None
+    concurrency: int = 16
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    request_timeout: float = 600.0
+    max_attempts: int = 5
+    router_config: str | None = None
+    cache_path: Path | None = None
+
+
+def add_backend_options(parser: argparse.ArgumentParser, *, default_cache: str) -> None:
+    """The options of every command that calls the model."""
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="requests in flight at once (all questions)"
+    )
+    parser.add_argument("--rpm", type=float, default=None, help="requests per minute, at most")
+    parser.add_argument("--tpm", type=float, default=None, help="tokens per minute, at most")
+    parser.add_argument(
+        "--request-timeout", type=float, default=600.0, help="seconds before a request is retried"
+    )
+    parser.add_argument("--max-attempts", type=int, default=5, help="tries per request")
+    parser.add_argument(
+        "--router-config",
+        default=None,
+        help="litellm Router config (YAML or JSON model_list); --model names its model_name",
+    )
+    parser.add_argument("--cache", default=None, help=f"completion cache file ({default_cache})")
+    parser.add_argument("--no-cache", action="store_true", help="do not cache completions")
+
+
+def backend_settings_from_args(args: argparse.Namespace, default_cache: Path) -> BackendSettings:
+    if args.concurrency < 1:
+        raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")
+    if args.max_attempts < 1:
+        raise ValueError(f"--max-attempts must be >= 1, got {args.max_attempts}")
+    cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache
+    return BackendSettings(
+        model=args.model,
+        api_base=args.api_base,
+        concurrency=args.concurrency,
+        requests_per_minute=args.rpm,
+        tokens_per_minute=args.tpm,
+        request_timeout=args.request_timeout,
+        max_attempts=args.max_attempts,
+        router_config=args.router_config,
+        cache_path=cache,
+    )
+
+
+def build_llm(settings: BackendSettings) -> tuple[LLM, str, Any]:
+    """The LLM for a run, its model name, and the cache to close at the end (or None)."""
+    from prmsynth._llm import DEFAULT_MODEL, LiteLLMClient
+    from prmsynth._ratelimit import RequestLimiter
+
+    limiter = RequestLimiter(
+        max_concurrency=settings.concurrency,
+        requests_per_minute=settings.requests_per_minute,
+        tokens_per_minute=settings.tokens_per_minute,
+    )
+    client_settings: dict[str, Any] = {
+        "max_attempts": settings.max_attempts,
+        "request_timeout": settings.request_timeout,
+        "limiter": limiter,
+    }
+    llm: LLM
+    if settings.router_config:
+        from prmsynth._router import RouterLLM
+
+        llm = RouterLLM.from_config(settings.router_config, model=settings.model, **client_settings)
+        model = llm.model
+    else:
+        model = settings.model or DEFAULT_MODEL
+        llm = LiteLLMClient(model=model, api_base=settings.api_base, **client_settings)
+    cache = None
+    if settings.cache_path is not None:
+        from prmsynth._cache import CachedLLM, CompletionCache
+
+        cache = CompletionCache(settings.cache_path)
+        llm = CachedLLM(llm=llm, cache=cache)
+    return llm, model, cache
