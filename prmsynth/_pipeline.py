@@ -121,23 +121,34 @@ class Pipeline:
         True no further question starts (those running finish and are yielded).
         """
         evolved = await self.evolver.evolve(questions)
-        semaphore = asyncio.Semaphore(self.concurrency)
+        pending = iter(evolved)
+        # A fixed set of workers pulls questions and hands results over one
+        # at a time, so memory holds the questions in flight, not every
+        # finished result of a long run.
+        results: asyncio.Queue[SearchResult | None] = asyncio.Queue(maxsize=self.concurrency)
 
-        async def bounded(question: Question) -> SearchResult | None:
-            async with semaphore:
+        async def worker() -> None:
+            for question in pending:
                 if stop_when is not None and stop_when():
-                    return None
-                return await self.search_question(question)
+                    break
+                # search_question turns errors into results, so only
+                # cancellation skips the end-of-work marker below.
+                await results.put(await self.search_question(question))
+            await results.put(None)
 
-        tasks = [asyncio.ensure_future(bounded(question)) for question in evolved]
+        workers = [asyncio.ensure_future(worker()) for _ in range(self.concurrency)]
         try:
-            for finished in asyncio.as_completed(tasks):
-                result = await finished
-                if result is not None:
+            running = len(workers)
+            while running:
+                result = await results.get()
+                if result is None:
+                    running -= 1
+                else:
                     yield result
         finally:
-            for task in tasks:
+            for task in workers:
                 task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
 
     def run(self, questions: Sequence[Question]) -> list[SearchResult]:
         """Search every question and return the results in input order."""
