@@ -99,14 +99,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-p", type=float, default=sampling.top_p)
     parser.add_argument("--max-tokens", type=int, default=sampling.max_tokens)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--concurrency", type=int, default=4, help="rows labelled at once")
+    from prmsynth._backend import add_backend_options
+
+    add_backend_options(parser, default_cache="OUT.cache.sqlite")
 
 
 def run(args: argparse.Namespace) -> int:
-    from prmsynth._pipeline import Pipeline
+    from prmsynth._backend import backend_settings_from_args, build_llm
+    from prmsynth._generation import LLMStepGenerator
+    from prmsynth._llm import DEFAULT_MODEL
+    from prmsynth._router import RouterConfigError
     from prmsynth._search import POLICIES
     from prmsynth._serialize import append_line
     from prmsynth._values import SamplingSettings, SearchSettings
+    from prmsynth._verify import MathAnswerVerifier
 
     try:
         try:
@@ -121,20 +127,26 @@ def run(args: argparse.Namespace) -> int:
                 max_branches=args.max_completions_per_row or 2**62,
                 first_error_threshold=args.first_error_threshold,
             )
-            if args.concurrency < 1:
-                raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")
+            out = Path(args.out)
+            backend = backend_settings_from_args(args, out.with_name(out.name + ".cache.sqlite"))
         except ValueError as error:
             raise InputError("options", str(error)) from None
         rows = read_label_rows(args.input)
+        try:
+            llm, model, cache = build_llm(backend)
+        except RouterConfigError as error:
+            raise InputError(args.router_config, str(error)) from None
     except InputError as error:
         print(f"prmsynth label: error: {error}", file=sys.stderr)
         return 2
 
     policy = POLICIES[args.policy](settings=settings)
-    pipeline = Pipeline.from_model(
-        args.model, api_base=args.api_base, sampling=sampling, policy=policy
+    generator = LLMStepGenerator(
+        llm=llm,
+        sampling=sampling,
+        prefix_mode="assistant" if model == DEFAULT_MODEL else "user",
     )
-    out = Path(args.out)
+    verifier = MathAnswerVerifier()
     out.parent.mkdir(parents=True, exist_ok=True)
     # Finished rows go to a .partial file as they complete, so a crash keeps
     # them; the final file appears, in input order, only when every row is done.
@@ -142,13 +154,12 @@ def run(args: argparse.Namespace) -> int:
     results: dict[int, dict[str, Any]] = {}
 
     async def label_all() -> None:
-        semaphore = asyncio.Semaphore(args.concurrency)
+        # More rows in flight than request slots keeps the backend busy.
+        semaphore = asyncio.Semaphore(2 * backend.concurrency)
 
         async def one(index: int, record: dict, question: Question, steps: Sequence[str]) -> None:
             async with semaphore:
-                labels = await policy.label(
-                    question, steps, generator=pipeline.generator, verifier=pipeline.verifier
-                )
+                labels = await policy.label(question, steps, generator=generator, verifier=verifier)
             row = {
                 **record,
                 "step_values": labels.step_values,
@@ -166,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             asyncio.run(label_all())
         finally:
-            pipeline.verifier.close()
+            verifier.close()
+            if cache is not None:
+                cache.close()
     temporary = out.with_name(f".{out.name}.tmp")
     with open(temporary, "w", encoding="utf-8") as file:
         for index in range(len(rows)):
