@@ -71,6 +71,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("seed_file", help="seed questions: JSONL, a JSON array, or JSON objects")
     parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="questions file")
+    from prmsynth._backend import add_backend_options
+
+    add_backend_options(parser, default_cache="OUT.cache.sqlite")
     parser.add_argument(
         "--rounds", type=int, default=1, metavar="N", help="rounds of evolution (default: 1)"
     )
@@ -341,6 +344,8 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import time
 
+    from prmsynth._backend import backend_settings_from_args, build_llm
+    from prmsynth._router import RouterConfigError
     from prmsynth._seeds import InputError, load_questions
 
     try:
@@ -373,15 +378,23 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(out_path, "is a folder; --out names a file")
         if not out_path.parent.is_dir():
             raise InputError(out_path, f"folder {str(out_path.parent)!r} does not exist")
+        try:
+            backend = backend_settings_from_args(
+                args, out_path.with_name(out_path.name + ".cache.sqlite")
+            )
+        except ValueError as error:
+            raise InputError("options", str(error)) from None
+        try:
+            llm, _, cache = build_llm(backend)
+        except RouterConfigError as error:
+            raise InputError(args.router_config, str(error)) from None
     except InputError as error:
         print(f"prmsynth evolve: error: {error}", file=sys.stderr)
         return EXIT_INPUT
 
     from prmsynth._evolve import EvolveInstruct, format_stats
-    from prmsynth._llm import DEFAULT_MODEL, LiteLLMClient
 
     log = None if args.quiet else sys.stderr
-    llm = LiteLLMClient(model=args.model or DEFAULT_MODEL, api_base=args.api_base)
 
     def progress(line: str) -> None:
         if log is not None:
@@ -393,6 +406,8 @@ def run(args: argparse.Namespace) -> int:
         report = asyncio.run(evolver.evolve_with_report(questions))
     finally:
         evolver.close()
+        if cache is not None:
+            cache.close()
     try:
         rejects_path = write_report(report, out_path)
     except OSError as error:
