@@ -346,7 +346,7 @@ def run(args: argparse.Namespace) -> int:
 
     from prmsynth._backend import backend_settings_from_args, build_llm
     from prmsynth._router import RouterConfigError
-    from prmsynth._seeds import InputError, load_questions
+    from prmsynth._seeds import InputError, load_questions_from_args
 
     try:
         if args.limit is not None and args.limit < 1:
@@ -362,17 +362,7 @@ def run(args: argparse.Namespace) -> int:
             keep_seeds=not args.no_seeds,
             seed=args.seed,
         )
-        fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
-        if not fields:
-            raise InputError("--column-names", "names no field")
-        questions = load_questions(
-            args.seed_file,
-            question_fields=fields,
-            answer_field=args.answer_column,
-            limit=args.limit,
-        )
-        if not questions:
-            raise InputError(args.seed_file, "holds no questions")
+        questions = load_questions_from_args(args)
         out_path = Path(args.out)
         if out_path.is_dir():
             raise InputError(out_path, "is a folder; --out names a file")

@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from prmsynth._values import Question
 
@@ -169,6 +170,20 @@ def load_questions(
                 metadata={key: record[key] for key in LINEAGE_FIELDS if key in record},
             )
         )
+    return questions
+
+
+def load_questions_from_args(args: Any) -> list[Question]:
+    """The seed questions named by the command line's ``seed_file``,
+    ``--column-names``, ``--answer-column`` and ``--limit``; at least one."""
+    fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
+    if not fields:
+        raise InputError("--column-names", "names no field")
+    questions = load_questions(
+        args.seed_file, question_fields=fields, answer_field=args.answer_column, limit=args.limit
+    )
+    if not questions:
+        raise InputError(args.seed_file, "holds no questions")
     return questions
 
 

@@ -121,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     from prmsynth._router import RouterConfigError
     from prmsynth._run import Budget, file_sha256, run_to_directory, select_shard
     from prmsynth._search import POLICIES
-    from prmsynth._seeds import InputError, load_questions
+    from prmsynth._seeds import InputError, load_questions_from_args
     from prmsynth._values import SamplingSettings, SearchSettings
 
     cache = None
@@ -147,15 +147,8 @@ def _run(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise InputError("options", str(error)) from None
         evolution = _evolve_cli.evolution_settings_from_args(args)
+        questions = load_questions_from_args(args)
         fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
-        questions = load_questions(
-            args.seed_file,
-            question_fields=fields,
-            answer_field=args.answer_column,
-            limit=args.limit,
-        )
-        if not questions:
-            raise InputError(args.seed_file, "holds no questions")
         if shard is not None:
             questions = select_shard(questions, *shard)
         try:
