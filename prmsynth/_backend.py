@@ -103,3 +103,91 @@ def build_llm(settings: BackendSettings) -> tuple[LLM, str, Any]:
         cache = CompletionCache(settings.cache_path)
         llm = CachedLLM(llm=llm, cache=cache)
     return llm, model, cache
+
+
+#: The one-token request that checks a backend before the first question.
+CHECK_PROMPT = "Reply with OK."
+
+#: What a minimal request's failure most likely means, by litellm's error class.
+_PROBE_ADVICE = (
+    (
+        "Missing credentials",
+        "no API key is set: set the provider's key variable (for example OPENAI_API_KEY; "
+        "a local server that checks no key accepts any value)",
+    ),
+    (
+        "AuthenticationError",
+        "the server refused the API key: set the provider's key variable "
+        "(for example OPENAI_API_KEY) to a valid key",
+    ),
+    (
+        "PermissionDeniedError",
+        "the API key has no access to this model: check the key and --model",
+    ),
+    (
+        "NotFoundError",
+        "the server does not know this model or path: check --model and --api-base "
+        "(an OpenAI-compatible server's base URL usually ends in /v1)",
+    ),
+    *(
+        (name, "the server cannot be reached: is it running, and is --api-base right?")
+        for name in ("APIConnectionError", "Connection error", "Connection refused")
+    ),
+    ("Timeout", "the server did not answer in time: is it running and not overloaded?"),
+    (
+        "BadRequestError",
+        "the server rejected a minimal request: check --model (a litellm model string "
+        "such as openai/gpt-4o-mini or hosted_vllm/NAME)",
+    ),
+)
+
+
+def check_backend(settings: BackendSettings, *, timeout: float = 120.0) -> None:
+    """Send one minimal request (one token) and raise if the backend cannot serve.
+
+    Run before the first question, so that a missing package, a model that
+    does not load, a wrong key or an unreachable server stop the command at
+    once with one message, instead of failing every question one by one.
+    The request skips the cache (a cached answer proves nothing) and the
+    run's limiter.  Raises :class:`prmsynth.BackendUnavailable`.
+    """
+    import asyncio
+
+    from prmsynth._llm import (
+        DEFAULT_MODEL,
+        LOCAL_PROVIDER,
+        BackendUnavailable,
+        LiteLLMClient,
+        LLMError,
+    )
+
+    client_settings: dict[str, Any] = {
+        "max_attempts": min(settings.max_attempts, 2),
+        "request_timeout": min(settings.request_timeout, timeout),
+    }
+    llm: LLM
+    if settings.router_config:
+        from prmsynth._router import RouterLLM
+
+        llm = RouterLLM.from_config(settings.router_config, model=settings.model, **client_settings)
+        where = f"the router's model {llm.model!r}"
+    else:
+        model = settings.model or DEFAULT_MODEL
+        if model.startswith(LOCAL_PROVIDER + "/"):
+            from prmsynth._local import check_installed
+
+            check_installed()
+        llm = LiteLLMClient(model=model, api_base=settings.api_base, **client_settings)
+        where = f"{model!r}" + (f" at {settings.api_base}" if settings.api_base else "")
+    messages = [{"role": "user", "content": CHECK_PROMPT}]
+    try:
+        asyncio.run(llm.complete(messages, n=1, max_tokens=1, temperature=0.0, seed=0))
+    except BackendUnavailable:
+        raise
+    except LLMError as error:
+        text = str(error)
+        advice = next((hint for name, hint in _PROBE_ADVICE if name in text), None)
+        advice = advice or "check --model, --api-base and the provider's API key"
+        raise BackendUnavailable(
+            f"the model {where} does not answer: {advice}.\n  what it said: {text}"
+        ) from None

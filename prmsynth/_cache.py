@@ -40,6 +40,7 @@ import asyncio
 import hashlib
 import json
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -109,6 +110,28 @@ def sample_key(fingerprint: str, sample_index: int) -> str:
     return hashlib.sha256(f"{fingerprint},{int(sample_index)}]".encode()).hexdigest()
 
 
+def _switch_to_wal(connection: sqlite3.Connection, path: Path, wait: float = 60.0) -> None:
+    """Put the database in WAL mode, waiting out other connections doing the same.
+
+    SQLite does not apply the busy timeout while a brand-new file changes its
+    journal mode, so connections opening one new file at once can fail with
+    "database is locked": that one step is retried here.
+    """
+    deadline = time.monotonic() + wait
+    delay = 0.005
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+            if time.monotonic() >= deadline:
+                raise sqlite3.OperationalError(f"{path}: {error} for {wait:.0f} s") from None
+        time.sleep(random.uniform(0, delay))  # jitter, so waiters spread out
+        delay = min(0.5, delay * 2)
+
+
 class CompletionCache:
     """Completions in an SQLite file, by :func:`sample_key`.
 
@@ -141,9 +164,9 @@ class CompletionCache:
             raise RuntimeError(f"the completion cache {self.path} is closed")
         # check_same_thread=False only so that close() may close it from another thread.
         connection = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA busy_timeout=60000")
+        _switch_to_wal(connection, self.path)
+        connection.execute("PRAGMA synchronous=NORMAL")
         self._local.connection = connection
         with self._lock:
             self._connections.append(connection)

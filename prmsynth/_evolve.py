@@ -50,6 +50,7 @@ import attrs
 
 from prmsynth._generation import DEFAULT_SYSTEM_PROMPT, derive_seed
 from prmsynth._interfaces import LLM, QuestionEvolver
+from prmsynth._llm import BackendUnavailable
 from prmsynth._values import Completion, Question
 from prmsynth._verify import MAX_ANSWER_LENGTH, MathEquivalence, extract_answer, normalize_answer
 
@@ -598,6 +599,8 @@ class EvolveInstruct(QuestionEvolver):
                 max_tokens=self.settings.mutation_max_tokens,
                 seed=derive_seed(self.settings.seed, plan.candidate_id, _MUTATION_OFFSET),
             )
+        except BackendUnavailable:
+            raise  # the model is gone: every later call would fail too
         except Exception as error:  # one failed call must not end the run
             return error
         if not completions:
@@ -669,6 +672,8 @@ class EvolveInstruct(QuestionEvolver):
                 max_tokens=16,
                 seed=derive_seed(self.settings.seed, plan.candidate_id, _EQUALITY_OFFSET),
             )
+        except BackendUnavailable:
+            raise  # the model is gone: every later call would fail too
         except Exception as error:  # one failed call must not end the run
             return error
         reply = completions[0].text.lower() if completions else ""
@@ -694,6 +699,8 @@ class EvolveInstruct(QuestionEvolver):
                 max_tokens=settings.answer_max_tokens,
                 seed=derive_seed(settings.seed, question_id, _ANSWER_OFFSET),
             )
+        except BackendUnavailable:
+            raise  # the model is gone: every later call would fail too
         except Exception as error:  # one failed call must not end the run
             return error
         answers = [self._read_answer(completion) for completion in completions[:n]]

@@ -344,7 +344,9 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import time
 
-    from prmsynth._backend import backend_settings_from_args, build_llm
+    from prmsynth._backend import backend_settings_from_args, build_llm, check_backend
+    from prmsynth._cli_common import quiet_litellm
+    from prmsynth._llm import BackendUnavailable
     from prmsynth._router import RouterConfigError
     from prmsynth._seeds import InputError, load_questions_from_args
 
@@ -375,10 +377,12 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise InputError("options", str(error)) from None
         try:
+            quiet_litellm()
+            check_backend(backend)
             llm, _, cache = build_llm(backend)
         except RouterConfigError as error:
             raise InputError(args.router_config, str(error)) from None
-    except InputError as error:
+    except (InputError, BackendUnavailable) as error:
         print(f"prmsynth evolve: error: {error}", file=sys.stderr)
         return EXIT_INPUT
 
@@ -394,6 +398,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         report = asyncio.run(evolver.evolve_with_report(questions))
+    except BackendUnavailable as error:
+        print(f"prmsynth evolve: stopped: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     finally:
         evolver.close()
         if cache is not None:

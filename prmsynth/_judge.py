@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import attrs
 
 from prmsynth._interfaces import LLM, StepVerifier
+from prmsynth._llm import BackendUnavailable
 from prmsynth._values import Verdict
 
 DEFAULT_JUDGE_PROMPT = (
@@ -77,6 +78,8 @@ class LLMJudgeVerifier(StepVerifier):
                 max_tokens=self.max_tokens,
             )
             text = reply.completions[0].text if reply.completions else ""
+        except BackendUnavailable:
+            raise  # the model is gone: every later call would fail too
         except Exception as error:  # a verdict, never an exception
             return Verdict(
                 status="unparseable", reason=f"judge failed: {type(error).__name__}: {error}"

@@ -105,9 +105,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prmsynth._backend import backend_settings_from_args, build_llm
+    from prmsynth._backend import backend_settings_from_args, build_llm, check_backend
+    from prmsynth._cli_common import quiet_litellm
     from prmsynth._generation import LLMStepGenerator
-    from prmsynth._llm import DEFAULT_MODEL
+    from prmsynth._llm import DEFAULT_MODEL, BackendUnavailable
     from prmsynth._router import RouterConfigError
     from prmsynth._search import POLICIES
     from prmsynth._serialize import append_line
@@ -133,10 +134,12 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("options", str(error)) from None
         rows = read_label_rows(args.input)
         try:
+            quiet_litellm()
+            check_backend(backend)
             llm, model, cache = build_llm(backend)
         except RouterConfigError as error:
             raise InputError(args.router_config, str(error)) from None
-    except InputError as error:
+    except (InputError, BackendUnavailable) as error:
         print(f"prmsynth label: error: {error}", file=sys.stderr)
         return 2
 
@@ -176,6 +179,12 @@ def run(args: argparse.Namespace) -> int:
     with open(partial, "w", encoding="utf-8") as partial_file:
         try:
             asyncio.run(label_all())
+        except BackendUnavailable as error:
+            print(
+                f"prmsynth label: stopped: {error}\n{len(results)} finished rows are in {partial}",
+                file=sys.stderr,
+            )
+            return 1
         finally:
             verifier.close()
             if cache is not None:

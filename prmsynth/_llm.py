@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from types import ModuleType
@@ -72,13 +73,49 @@ class LLMError(RuntimeError):
     """An LLM request failed (the message never contains the API key)."""
 
 
+class BackendUnavailable(LLMError):
+    """The run's model cannot serve at all: it cannot start, or its process died.
+
+    Unlike a failed request, this stops the whole run (it would fail every
+    question the same way); the message names the cause and the fix.
+    """
+
+
+def backend_failure(error: BaseException) -> BackendUnavailable | None:
+    """The :class:`BackendUnavailable` behind ``error`` (litellm wraps what a provider raises)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, BackendUnavailable):
+            return current
+        original = getattr(current, "original_exception", None)
+        pending += [current.__cause__, current.__context__]
+        if isinstance(original, BaseException):
+            pending.append(original)
+    return None
+
+
+# Key-shaped tokens a provider may echo back in an error ("Incorrect API key
+# provided: sk-...", "Authorization: Bearer ..."), whatever the key's source.
+_KEY_PATTERN = re.compile(r"(?i)(bearer\s+)[^\s'\",]+|\b(?:sk|pk|rk)-[A-Za-z0-9_\-*]{6,}")
+
+
 def _redact(text: str, secrets: str | Iterable[str | None] | None) -> str:
+    """``text`` without the given secrets and without key-shaped tokens.
+
+    >>> _redact("Incorrect API key provided: sk-abc123456789. Bearer xyz", None)
+    'Incorrect API key provided: ***. Bearer ***'
+    """
     if isinstance(secrets, str):
         secrets = (secrets,)
     for secret in secrets or ():
         if secret and secret in text:
             text = text.replace(secret, "***")
-    return text
+    return _KEY_PATTERN.sub(lambda match: (match.group(1) or "") + "***", text)
 
 
 def _split_tokens(total: int, texts: Sequence[str]) -> list[int | None]:
@@ -338,6 +375,9 @@ class RetryingLLM:
                 usage = getattr(response, "usage", None)
                 used = int(getattr(usage, "total_tokens", 0) or 0) or None
             except Exception as error:
+                fatal = backend_failure(error)
+                if fatal is not None:
+                    raise fatal from None
                 retry = attempt < attempts and self._is_retryable(litellm, error)
                 message = _one_line(_redact(f"{type(error).__name__}: {error}", self._secrets()))
                 if not retry:

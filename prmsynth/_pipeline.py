@@ -17,6 +17,7 @@ from prmsynth._interfaces import (
     StepGenerator,
     StepVerifier,
 )
+from prmsynth._llm import BackendUnavailable
 from prmsynth._search import OmegaPRM, SearchResult
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import Question, SamplingSettings, SearchSettings
@@ -96,11 +97,17 @@ class Pipeline:
         return cls(generator=generator, **parts)
 
     async def search_question(self, question: Question) -> SearchResult:
-        """Search one question; an error becomes a ``failed`` result, not a crash."""
+        """Search one question; an error becomes a ``failed`` result, not a crash.
+
+        Only :class:`prmsynth.BackendUnavailable` (the model cannot serve at
+        all) is raised: it would fail every later question the same way.
+        """
         try:
             return await self.policy.search(
                 question, generator=self.generator, verifier=self.verifier
             )
+        except BackendUnavailable:
+            raise  # the model is gone: every later call would fail too
         except Exception as error:  # one bad question must not end a long run
             return SearchResult(
                 tree=ReasoningTree(question),
@@ -125,15 +132,21 @@ class Pipeline:
         # A fixed set of workers pulls questions and hands results over one
         # at a time, so memory holds the questions in flight, not every
         # finished result of a long run.
-        results: asyncio.Queue[SearchResult | None] = asyncio.Queue(maxsize=self.concurrency)
+        results: asyncio.Queue[SearchResult | BackendUnavailable | None] = asyncio.Queue(
+            maxsize=self.concurrency
+        )
 
         async def worker() -> None:
-            for question in pending:
-                if stop_when is not None and stop_when():
-                    break
-                # search_question turns errors into results, so only
-                # cancellation skips the end-of-work marker below.
-                await results.put(await self.search_question(question))
+            try:
+                for question in pending:
+                    if stop_when is not None and stop_when():
+                        break
+                    # search_question turns errors into results, except a
+                    # backend that is gone: that one ends the run.
+                    await results.put(await self.search_question(question))
+            except BackendUnavailable as error:
+                await results.put(error)
+                return
             await results.put(None)
 
         workers = [asyncio.ensure_future(worker()) for _ in range(self.concurrency)]
@@ -143,6 +156,8 @@ class Pipeline:
                 result = await results.get()
                 if result is None:
                     running -= 1
+                elif isinstance(result, BackendUnavailable):
+                    raise result
                 else:
                     yield result
         finally:

@@ -114,9 +114,10 @@ def _run(args: argparse.Namespace) -> int:
     import attrs
 
     from prmsynth import __version__, _evolve_cli
-    from prmsynth._backend import backend_settings_from_args, build_llm
+    from prmsynth._backend import backend_settings_from_args, build_llm, check_backend
+    from prmsynth._cli_common import quiet_litellm
     from prmsynth._generation import LLMStepGenerator
-    from prmsynth._llm import DEFAULT_MODEL
+    from prmsynth._llm import DEFAULT_MODEL, BackendUnavailable
     from prmsynth._pipeline import Pipeline
     from prmsynth._router import RouterConfigError
     from prmsynth._run import Budget, file_sha256, run_to_directory, select_shard
@@ -125,6 +126,7 @@ def _run(args: argparse.Namespace) -> int:
     from prmsynth._values import SamplingSettings, SearchSettings
 
     cache = None
+    checked = False
     try:
         if args.limit is not None and args.limit < 1:
             raise InputError("--limit", f"must be >= 1, got {args.limit}")
@@ -152,6 +154,10 @@ def _run(args: argparse.Namespace) -> int:
         if shard is not None:
             questions = select_shard(questions, *shard)
         try:
+            # Before anything is written: a backend that cannot serve stops here.
+            quiet_litellm()
+            check_backend(backend)
+            checked = True
             llm, model, cache = build_llm(backend)
         except RouterConfigError as error:
             raise InputError(args.router_config, str(error)) from None
@@ -209,6 +215,12 @@ def _run(args: argparse.Namespace) -> int:
     except InputError as error:
         print(f"prmsynth run: error: {error}", file=sys.stderr)
         return EXIT_INPUT
+    except BackendUnavailable as error:
+        if not checked:  # the check before the run: nothing was written
+            print(f"prmsynth run: error: {error}", file=sys.stderr)
+            return EXIT_INPUT
+        print(f"prmsynth run: stopped: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     finally:
         if cache is not None:
             cache.close()

@@ -141,7 +141,7 @@ FAULT_KINDS = (
 )
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
-_REASONS[500] = "Internal Server Error"
+_REASONS.update({401: "Unauthorized", 500: "Internal Server Error"})
 
 
 def _probability(instance: object, attribute: attrs.Attribute, value: float) -> None:
@@ -252,7 +252,9 @@ class FakeOpenAIServer:
     else faults drawn at ``faults`` rates.  The draws are
     seeded by ``seed``, the request body and how often that body was seen,
     so they do not depend on arrival order.  A hang lasts ``hang_seconds``
-    (bounded, and cut short when the server stops).
+    (bounded, and cut short when the server stops).  With ``api_key`` set, a
+    request without ``Authorization: Bearer <api_key>`` gets 401 and a message
+    that echoes the key it was sent, as real providers do.
 
     Counters for assertions: ``requests`` (chat requests received),
     ``in_flight`` and ``max_in_flight``, ``faults_served`` (a Counter by
@@ -283,6 +285,7 @@ class FakeOpenAIServer:
         retry_after: float | None = None,
         honour_n: bool = True,
         keep_bodies: bool = True,
+        api_key: str | None = None,
     ) -> None:
         for kind in fault_sequence:
             if kind is not None and kind not in FAULT_KINDS:
@@ -299,6 +302,7 @@ class FakeOpenAIServer:
         self.retry_after = retry_after
         self.honour_n = honour_n
         self.keep_bodies = keep_bodies
+        self.api_key = api_key
         self.port: int | None = None
         self.requests = 0
         self.in_flight = 0
@@ -395,7 +399,7 @@ class FakeOpenAIServer:
                 body = await reader.readexactly(length) if length else b""
                 parts = request_line.decode("latin-1").split()
                 path = parts[1] if len(parts) > 1 else ""
-                answer = await self._answer(path, body)
+                answer = self._refuse_key(headers) or await self._answer(path, body)
                 if answer is None:  # a hang: the client gives up, or the server stops
                     break
                 writer.write(answer)
@@ -412,6 +416,15 @@ class FakeOpenAIServer:
             if task is not None:
                 self._handlers.discard(task)
             writer.close()
+
+    def _refuse_key(self, headers: Mapping[str, str]) -> bytes | None:
+        if self.api_key is None:
+            return None
+        sent = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if sent == self.api_key:
+            return None
+        message = {"error": {"message": f"Incorrect API key provided: {sent}.", "code": 401}}
+        return _http_response(401, json.dumps(message).encode())
 
     def _fault(self, raw: bytes, body: Mapping[str, Any], request_number: int) -> str | None:
         if self.fault_rule is not None:

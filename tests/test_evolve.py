@@ -668,8 +668,11 @@ SEED_RECORDS = [
 def scripted_backend(monkeypatch):
     """Make the CLI's LiteLLMClient a scripted LLM."""
     import prmsynth._llm
+    from prmsynth._backend import CHECK_PROMPT
 
     def script(request):
+        if request.last_message == CHECK_PROMPT:  # the command's check of its backend
+            return "OK"
         if is_answer_request(request):
             return boxed("11") if "gives away" in request.last_message else "No idea."
         if parent_text(request) == SEED.text:

@@ -5,6 +5,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -31,16 +37,101 @@ def test_chatml_prompt_continues_a_trailing_assistant_message():
     )
 
 
+def _acompletion(**kwargs):
+    """A user's own call: litellm.acompletion with the embedded provider registered."""
+    from prmsynth._llm import DEFAULT_MODEL, import_litellm
+    from prmsynth._local import ensure_registered
+
+    litellm = import_litellm()
+    ensure_registered(litellm)
+    return asyncio.run(litellm.acompletion(model=DEFAULT_MODEL, **kwargs))
+
+
+STORY = [{"role": "user", "content": "Write a long story about a dragon who learns to count."}]
+
+
 @needs_local_model
 @pytest.mark.local_model
-def test_local_model_serves_n_seeded_completions_through_litellm():
+def test_local_model_batches_n_distinct_samples_with_exact_token_counts():
+    response = _acompletion(messages=STORY, n=6, max_tokens=12, temperature=1.0, seed=3)
+    texts = [choice.message.content for choice in response.choices]
+    assert len(texts) == 6
+    assert len(set(texts)) >= 4  # parallel sequences sample independently
+    assert all(text.strip() for text in texts)
+    reasons = [choice.finish_reason for choice in response.choices]
+    assert set(reasons) <= {"stop", "length"}
+    # Every sequence stops at max_tokens or earlier; cut-off ones used exactly 12.
+    assert response.usage.completion_tokens <= 6 * 12
+    assert response.usage.completion_tokens >= 12 * reasons.count("length")
+    if reasons.count("length") == 6:
+        assert response.usage.completion_tokens == 6 * 12
+    assert response.usage.prompt_tokens > 0
+
+
+@needs_local_model
+@pytest.mark.local_model
+def test_local_model_seed_reproduces_the_batch_and_another_seed_changes_it():
+    first = _acompletion(messages=STORY, n=4, max_tokens=16, temperature=0.9, seed=11)
+    again = _acompletion(messages=STORY, n=4, max_tokens=16, temperature=0.9, seed=11)
+    other = _acompletion(messages=STORY, n=4, max_tokens=16, temperature=0.9, seed=12)
+
+    def texts(response):
+        return [choice.message.content for choice in response.choices]
+
+    assert texts(first) == texts(again)
+    assert texts(first) != texts(other)
+
+
+@needs_local_model
+@pytest.mark.local_model
+def test_local_model_samples_do_not_depend_on_other_requests_in_flight():
+    from prmsynth._llm import DEFAULT_MODEL, import_litellm
+    from prmsynth._local import ensure_registered
+
+    litellm = import_litellm()
+    ensure_registered(litellm)
+    other = [{"role": "user", "content": "Name three rivers."}]
+
+    def call(messages, seed):
+        return litellm.acompletion(
+            model=DEFAULT_MODEL, messages=messages, n=3, max_tokens=24, temperature=0.9, seed=seed
+        )
+
+    async def together():
+        return await asyncio.gather(call(other, 1), call(STORY, 2), call(other, 3))
+
+    _, crowded, _ = asyncio.run(together())
+    alone = asyncio.run(call(STORY, 2))
+    assert [c.message.content for c in crowded.choices] == [
+        c.message.content for c in alone.choices
+    ]
+
+
+@needs_local_model
+@pytest.mark.local_model
+def test_local_model_stop_strings_end_each_sequence_separately():
+    messages = [{"role": "user", "content": "List ten fruits, one per line."}]
+    response = _acompletion(
+        messages=messages, n=5, max_tokens=48, temperature=0.8, seed=5, stop=["\n"]
+    )
+    texts = [choice.message.content for choice in response.choices]
+    assert len(texts) == 5
+    assert all("\n" not in text for text in texts)
+    lengths = {len(text) for text in texts}
+    assert len(lengths) > 1 or len(set(texts)) > 1  # each stopped on its own line
+    assert all(choice.finish_reason == "stop" for choice in response.choices)
+
+
+@needs_local_model
+@pytest.mark.local_model
+def test_local_model_serves_n_seeded_completions_through_the_client():
     from prmsynth import DEFAULT_MODEL, LiteLLMClient
 
     client = LiteLLMClient(model=DEFAULT_MODEL)
     messages = [{"role": "user", "content": "What is 2 + 3? Answer with a number."}]
 
     async def twice():
-        # concurrent requests must be serialized inside the provider, not crash llama.cpp
+        # concurrent requests are serialized by the provider, not a crash of llama.cpp
         return await asyncio.gather(
             client.complete(messages, n=2, max_tokens=24, seed=7),
             client.complete(messages, n=2, max_tokens=24, seed=7),
@@ -52,6 +143,39 @@ def test_local_model_serves_n_seeded_completions_through_litellm():
     assert [c.text for c in first.completions] == [c.text for c in second.completions]
     assert first.completion_tokens > 0 and first.prompt_tokens > 0
     assert all(c.finish_reason in ("stop", "length") for c in first.completions)
+
+
+@needs_local_model
+@pytest.mark.local_model
+@pytest.mark.parametrize(
+    ("signal_number", "expected"),
+    [(signal.SIGILL, "illegal instruction"), (signal.SIGABRT, "aborted")],
+)
+def test_a_native_crash_of_the_model_is_reported_with_cause_and_fix(signal_number, expected):
+    from prmsynth._local import REBUILD_COMMAND, LocalModelCrashed, LocalWorker, check_installed
+
+    worker = LocalWorker(check_installed(), threads=1)
+    request = {
+        "prompt": "Hi",
+        "n": 2,
+        "max_tokens": 4,
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "seed": 1,
+        "stop": [],
+    }
+    try:
+        assert len(worker.request(request)["choices"]) == 2
+        os.kill(worker.pid, signal_number)  # what a trap or GGML_ASSERT does to the process
+        with pytest.raises(LocalModelCrashed) as crash:
+            worker.request(request)
+        message = str(crash.value)
+        assert expected in message
+        assert REBUILD_COMMAND in message and "--api-base" in message
+        with pytest.raises(LocalModelCrashed):  # stays down: the run must stop
+            worker.request(request)
+    finally:
+        worker.close()
 
 
 @needs_local_model
@@ -92,3 +216,87 @@ def test_cli_run_on_the_embedded_model(tmp_path):
     assert sum(summary["rollout_verdicts"].values()) >= 4
     for name in ("trees.jsonl", "flat.jsonl", "sft.jsonl", "dpo.jsonl", "skipped.jsonl"):
         assert (out / name).exists()
+
+
+def _worker_pids(parent: int) -> list[int]:
+    """The embedded model's worker processes started by process ``parent``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"prmsynth._local_worker" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+@needs_local_model
+@pytest.mark.local_model
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker through /proc")
+def test_run_whose_model_crashes_stops_with_a_message_keeps_finished_work_and_resumes(tmp_path):
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(
+        "".join(
+            json.dumps({"problem": f"What is {i} + {i}?", "final_answer": str(2 * i)}) + "\n"
+            for i in range(1, 6)
+        )
+    )
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "prmsynth",
+        "run",
+        str(seeds),
+        "--out",
+        str(out),
+        "--screen-rollouts",
+        "2",
+        "--num-branches",
+        "2",
+        "--max-branches",
+        "4",
+        "--max-tokens",
+        "48",
+        "--concurrency",
+        "1",
+        "--quiet",
+    ]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        finished = 0
+        while finished == 0 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            finished = sum(
+                len((out / name).read_text().splitlines())
+                for name in ("trees.jsonl", "skipped.jsonl")
+                if (out / name).exists()
+            )
+        assert process.poll() is None, "the run ended before the crash could be injected"
+        for pid in _worker_pids(process.pid):
+            os.kill(pid, signal.SIGABRT)  # as llama.cpp's GGML_ASSERT does
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1
+    assert "llama.cpp" in stderr and "SIGABRT" in stderr and "resumes" in stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False
+    kept_before = summary["questions_done"]
+    assert 1 <= kept_before < 5
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is True
+    assert summary["questions_done"] == 5
+    assert summary["questions_resumed"] == kept_before
