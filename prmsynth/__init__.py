@@ -13,6 +13,7 @@ prmsynth imports neither litellm nor llama_cpp: they load on first use.
 8
 """
 
+from prmsynth._first_error import Evidence, FirstErrorRule, RelativeDrop, Threshold
 from prmsynth._generation import (
     LengthCappedSplitter,
     LLMStepGenerator,
@@ -108,11 +109,13 @@ __all__ = [
     "CachedLLM",
     "Completion",
     "CompletionCache",
+    "Evidence",
     "EvolutionReport",
     "EvolutionSettings",
     "EvolveInstruct",
     "ExactMatchVerifier",
     "ExportSettings",
+    "FirstErrorRule",
     "FunctionVerifier",
     "InputError",
     "LLMError",
@@ -131,6 +134,7 @@ __all__ = [
     "QuestionEvolver",
     "ReasoningTree",
     "Rejection",
+    "RelativeDrop",
     "RequestLimiter",
     "Rollout",
     "RouterLLM",
@@ -142,6 +146,7 @@ __all__ = [
     "Step",
     "StepGenerator",
     "StepVerifier",
+    "Threshold",
     "TreeInvariantError",
     "Verdict",
     "derive_seed",

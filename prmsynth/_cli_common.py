@@ -1,4 +1,4 @@
-"""What every model-calling command does as the application: quiet litellm's noise.
+"""What the model-calling commands share: options, and quieting litellm's noise.
 
 Library code never sets litellm's module globals; the command line, being the
 application, may.
@@ -6,7 +6,12 @@ application, may.
 
 from __future__ import annotations
 
+import argparse
 import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prmsynth._first_error import FirstErrorRule
 
 
 def _not_loop_notice(record: logging.LogRecord) -> bool:
@@ -28,3 +33,38 @@ def quiet_litellm() -> None:
     logger = logging.getLogger("LiteLLM")
     if _not_loop_notice not in logger.filters:
         logger.addFilter(_not_loop_notice)
+
+
+def add_first_error_options(parser: argparse.ArgumentParser) -> None:
+    """``--first-error-rule`` and ``--first-error-threshold``, for run and label."""
+    parser.add_argument(
+        "--first-error-rule",
+        default=None,
+        metavar="RULE",
+        help="where a solution first goes wrong: 'relative' (default: success from the prefix "
+        "drops well below the model's success from the question and the prefixes before "
+        "it, sampled adaptively), 'mc-zero' (no completion from the prefix succeeds) or "
+        "'threshold:X' (MC value at most X)",
+    )
+    parser.add_argument(
+        "--first-error-threshold",
+        type=float,
+        default=0.0,
+        help="MC value at or below which a step counts as wrong in the stored labels; "
+        "above 0 and without --first-error-rule, also the search's rule (threshold:X)",
+    )
+
+
+def first_error_rule_from_args(
+    args: argparse.Namespace, num_branches: int
+) -> FirstErrorRule | None:
+    """The rule ``--first-error-rule`` names, or None for the policy's default."""
+    from prmsynth._first_error import parse_rule
+    from prmsynth._seeds import InputError
+
+    if args.first_error_rule is None:
+        return None
+    try:
+        return parse_rule(args.first_error_rule, num_branches=num_branches)
+    except ValueError as error:
+        raise InputError("--first-error-rule", str(error)) from None

@@ -81,12 +81,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--num-completions", type=int, default=8, help="completions per estimated prefix (K)"
     )
-    parser.add_argument(
-        "--first-error-threshold",
-        type=float,
-        default=0.0,
-        help="a step is wrong when its MC value is at most this",
-    )
+    from prmsynth._cli_common import add_first_error_options
+
+    add_first_error_options(parser)
     parser.add_argument(
         "--max-completions-per-row",
         type=int,
@@ -106,7 +103,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from prmsynth._backend import backend_settings_from_args, build_llm, check_backend
-    from prmsynth._cli_common import quiet_litellm
+    from prmsynth._cli_common import first_error_rule_from_args, quiet_litellm
     from prmsynth._generation import LLMStepGenerator
     from prmsynth._llm import DEFAULT_MODEL, BackendUnavailable
     from prmsynth._router import RouterConfigError
@@ -132,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             backend = backend_settings_from_args(args, out.with_name(out.name + ".cache.sqlite"))
         except ValueError as error:
             raise InputError("options", str(error)) from None
+        rule = first_error_rule_from_args(args, args.num_completions)
         rows = read_label_rows(args.input)
         try:
             quiet_litellm()
@@ -143,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"prmsynth label: error: {error}", file=sys.stderr)
         return 2
 
-    policy = POLICIES[args.policy](settings=settings)
+    policy = POLICIES[args.policy](settings=settings, first_error_rule=rule)
     generator = LLMStepGenerator(
         llm=llm,
         sampling=sampling,
@@ -169,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
                 "first_error": labels.first_error,
                 "n_completions": labels.n_completions,
                 "final_answer_correct": labels.final_verdict.correct,
-                "first_error_threshold": settings.first_error_threshold,
+                "first_error_rule": policy.rule.name,
             }
             results[index] = row
             append_line(partial_file, row)

@@ -59,6 +59,7 @@ IDENTITY_KEYS = (
     "sampling",
     "search",
     "policy",
+    "first_error_rule",
     "verifier",
     "system_prompt",
     "seed_file_sha256",

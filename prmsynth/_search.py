@@ -23,6 +23,7 @@ from typing import Literal
 
 import attrs
 
+from prmsynth._first_error import Evidence, FirstErrorRule, RelativeDrop, Threshold
 from prmsynth._interfaces import SearchPolicy, StepGenerator, StepVerifier
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import Question, Rollout, SearchSettings, Verdict
@@ -156,6 +157,11 @@ class SearchRun:
         self.tree.record_rollouts(node, rollouts)
         if self.is_error(node):
             return  # a wrong step: nothing below it to learn from
+        self.grow(node, rollouts)
+
+    def grow(self, node: int, rollouts: Sequence[Rollout]) -> None:
+        """Add ``node``'s correct rollouts to the tree and, while its MC value is
+        below 1, its incorrect ones to the candidate pool."""
         mc_value = self.tree.mc_value(node)
         for rollout in rollouts:
             if not rollout.steps:
@@ -246,6 +252,67 @@ class SearchRun:
             else:
                 anchor, left = node, middle + 1
 
+    def evidence(self, anchor: int, nodes: Sequence[int], verdict: Verdict) -> Evidence:
+        """The counts of the prefixes ``nodes`` below ``anchor``; index -1 pools ``anchor``
+        with its ancestors, the clean prefixes the search has already passed."""
+        counts = {}
+        pooled = [0, 0]
+        for node in self.tree.path(anchor):
+            pooled[0] += self.tree[node]["n_correct"]
+            pooled[1] += self.tree[node]["n_rollouts"]
+        if pooled[1]:
+            counts[-1] = (pooled[0], pooled[1])
+        for index, node in enumerate(nodes[:-1]):  # the last prefix's value is exact
+            data = self.tree[node]
+            if data["n_rollouts"]:
+                counts[index] = (data["n_correct"], data["n_rollouts"])
+        return Evidence(n_steps=len(nodes), counts=counts, final_correct=verdict.correct)
+
+    async def locate_first_error(
+        self,
+        rule: FirstErrorRule,
+        anchor: int,
+        steps: Sequence[str],
+        verdict: Verdict,
+        *,
+        grow: bool = True,
+    ) -> int:
+        """Where the first wrong step of ``steps`` (continuing ``anchor``) is, by ``rule``.
+
+        The rule chooses every sample: which prefix (``-1`` is ``anchor``)
+        and how many completions; each prefix becomes a node and keeps its
+        rollouts.  Sampling stops when the rule is decided or the question's
+        budget is spent (no request goes over it).  With ``grow`` the
+        rollouts of the prefixes before the first error then grow the tree
+        and the candidate pool.  Returns the index in ``steps``, -1 for none.
+        """
+        nodes = self.tree.add_steps(anchor, steps)
+        self.tree.mark_terminal(nodes[-1], verdict)
+        by_index = {-1: anchor, **dict(enumerate(nodes))}
+        sampled: dict[int, list[Rollout]] = {}
+
+        def evidence() -> Evidence:
+            return self.evidence(anchor, nodes, verdict)
+
+        while True:
+            wanted = rule.next_sample(evidence())
+            if wanted is None:
+                break
+            index, n = wanted
+            n = min(n, self.settings.max_branches - self.n_completions)
+            if n < 1 or index not in by_index or index == len(nodes) - 1:
+                break
+            node = by_index[index]
+            rollouts = await self.sample(node, n)
+            self.tree.record_rollouts(node, rollouts)
+            sampled.setdefault(index, []).extend(rollouts)
+        first_error = rule.first_error(evidence())
+        if grow:
+            for index, rollouts in sampled.items():
+                if first_error == -1 or index < first_error:
+                    self.grow(by_index[index], rollouts)
+        return first_error
+
     def result(self, status: SearchStatus, reason: str | None = None) -> SearchResult:
         return SearchResult(
             tree=self.tree,
@@ -258,9 +325,14 @@ class SearchRun:
             cost=self.cost,
         )
 
-    def label_result(self, chain: Sequence[int], verdict: Verdict) -> LabelResult:
+    def label_result(
+        self, chain: Sequence[int], verdict: Verdict, *, first_error: int | None = None
+    ) -> LabelResult:
         values = [self.tree.mc_value(node) for node in chain]
-        first_error = next((index for index, node in enumerate(chain) if self.is_error(node)), -1)
+        if first_error is None:
+            first_error = next(
+                (index for index, node in enumerate(chain) if self.is_error(node)), -1
+            )
         return LabelResult(
             tree=self.tree,
             step_values=values,
@@ -275,6 +347,21 @@ class SearchRun:
 @attrs.frozen(kw_only=True)
 class _SettingsPolicy(SearchPolicy):
     settings: SearchSettings = attrs.field(factory=SearchSettings)
+    #: Where a solution first goes wrong; None: :class:`~prmsynth.RelativeDrop`,
+    #: or the threshold rule when ``settings.first_error_threshold`` is above 0.
+    first_error_rule: FirstErrorRule | None = None
+
+    @property
+    def rule(self) -> FirstErrorRule:
+        """The first-error rule this policy applies."""
+        if self.first_error_rule is not None:
+            return self.first_error_rule
+        if self.settings.first_error_threshold > 0.0:
+            return Threshold(
+                threshold=self.settings.first_error_threshold,
+                num_branches=self.settings.num_branches,
+            )
+        return RelativeDrop()
 
     def start(
         self, question: Question, generator: StepGenerator, verifier: StepVerifier
@@ -339,8 +426,8 @@ class OmegaPRM(_SettingsPolicy):
         while run.pool and run.n_selections < self.settings.max_search and run.budget_left:
             candidate = run.select()
             run.n_selections += 1
-            await run.binary_search(
-                candidate.node, candidate.rollout.steps, candidate.rollout.verdict
+            await run.locate_first_error(
+                self.rule, candidate.node, candidate.rollout.steps, candidate.rollout.verdict
             )
         return run.result("kept")
 
@@ -352,10 +439,12 @@ class OmegaPRM(_SettingsPolicy):
         generator: StepGenerator,
         verifier: StepVerifier,
     ) -> LabelResult:
-        """Binary-search a given solution for its first wrong step."""
+        """Search a given solution for its first wrong step with :attr:`rule`."""
         run, chain, verdict = await self._given_solution(question, steps, generator, verifier)
-        await run.binary_search(run.tree.root, steps, verdict, grow=False)
-        return run.label_result(chain, verdict)
+        first_error = await run.locate_first_error(
+            self.rule, run.tree.root, steps, verdict, grow=False
+        )
+        return run.label_result(chain, verdict, first_error=first_error)
 
 
 @attrs.frozen(kw_only=True)
@@ -398,12 +487,13 @@ class MathShepherd(_SettingsPolicy):
         generator: StepGenerator,
         verifier: StepVerifier,
     ) -> LabelResult:
-        """Estimate every prefix of a given solution."""
+        """Estimate every prefix of a given solution; :attr:`rule` names the first error."""
         run, chain, verdict = await self._given_solution(question, steps, generator, verifier)
         for node in chain:
             if await run.estimate(node, grow=False) is None:
                 break
-        return run.label_result(chain, verdict)
+        evidence = run.evidence(run.tree.root, chain, verdict)
+        return run.label_result(chain, verdict, first_error=self.rule.first_error(evidence))
 
 
 @attrs.frozen(kw_only=True)

@@ -75,12 +75,9 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         default="omegaprm",
         help="search policy",
     )
-    parser.add_argument(
-        "--first-error-threshold",
-        type=float,
-        default=search.first_error_threshold,
-        help="a step is wrong when its MC value is at most this",
-    )
+    from prmsynth._cli_common import add_first_error_options
+
+    add_first_error_options(parser)
     parser.add_argument(
         "--seed", type=int, default=0, help="sampling seed (where the backend honours one)"
     )
@@ -115,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from prmsynth import __version__, _evolve_cli
     from prmsynth._backend import backend_settings_from_args, build_llm, check_backend
-    from prmsynth._cli_common import quiet_litellm
+    from prmsynth._cli_common import first_error_rule_from_args, quiet_litellm
     from prmsynth._generation import LLMStepGenerator
     from prmsynth._llm import DEFAULT_MODEL, BackendUnavailable
     from prmsynth._pipeline import Pipeline
@@ -148,6 +145,7 @@ def _run(args: argparse.Namespace) -> int:
             backend = backend_settings_from_args(args, Path(args.out) / "cache.sqlite")
         except ValueError as error:
             raise InputError("options", str(error)) from None
+        rule = first_error_rule_from_args(args, args.num_branches)
         evolution = _evolve_cli.evolution_settings_from_args(args)
         questions = load_questions_from_args(args)
         fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
@@ -168,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
                 # The embedded model continues a prefilled reply; chat APIs get it quoted.
                 prefix_mode="assistant" if model == DEFAULT_MODEL else "user",
             ),
-            policy=POLICIES[args.policy](settings=search),
+            policy=POLICIES[args.policy](settings=search, first_error_rule=rule),
             # More questions in flight than request slots keeps the backend saturated.
             concurrency=2 * backend.concurrency,
         )
@@ -183,6 +181,7 @@ def _run(args: argparse.Namespace) -> int:
             "sampling": attrs.asdict(sampling),
             "search": search.to_dict(),
             "policy": type(pipeline.policy).__name__,
+            "first_error_rule": pipeline.policy.rule.to_dict(),
             "verifier": type(pipeline.verifier).__name__,
             "evolution": None if evolution is None else evolution.to_dict(),
             "limit": args.limit,

@@ -99,3 +99,15 @@ def test_bad_option_values_exit_2(tmp_path, capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["run", "label"])
+def test_unknown_first_error_rule_exits_2_naming_the_choices(tmp_path, capsys, command):
+    source = tmp_path / "in.jsonl"
+    row = {"id": "1", "problem": "p", "final_answer": "1", "steps": ["s"], "answer": "1"}
+    source.write_text(json.dumps(row) + "\n")
+    out = tmp_path / ("out" if command == "run" else "out.jsonl")
+    assert main([command, str(source), "--out", str(out), "--first-error-rule", "median"]) == 2
+    error = capsys.readouterr().err
+    assert "--first-error-rule" in error and "relative, mc-zero or threshold:X" in error
+    assert not out.exists()

@@ -12,8 +12,10 @@ from prmsynth import (
     LLMStepGenerator,
     OmegaPRM,
     Question,
+    RelativeDrop,
     SearchSettings,
     StepVerifier,
+    Threshold,
     Verdict,
 )
 from prmsynth._search import rollout_length
@@ -59,10 +61,14 @@ GOOD = ["good step 1", "good step 2", "good step 3", "The answer is \\boxed{5}."
 BAD = ["good step 1", "BAD step 2", "bad step 3", "The answer is \\boxed{7}."]
 
 
-def search(script, search_settings: SearchSettings, verifier: StepVerifier):
+def search(script, search_settings: SearchSettings, verifier: StepVerifier, *, rule=None):
     generator = LLMStepGenerator(llm=ScriptedLLM(script))
-    policy = OmegaPRM(settings=search_settings)
+    policy = OmegaPRM(settings=search_settings, first_error_rule=rule)
     return asyncio.run(policy.search(QUESTION, generator=generator, verifier=verifier))
+
+
+#: OmegaPRM's classic rule: binary search, a step is wrong when no completion from it succeeds.
+MC_ZERO = Threshold(threshold=0.0, num_branches=4)
 
 
 def node_with_text(tree, text: str) -> int:
@@ -71,7 +77,7 @@ def node_with_text(tree, text: str) -> int:
 
 
 def test_binary_search_finds_the_planted_first_error(math_verifier):
-    result = search(planted_script(GOOD, BAD), SearchSettings(), math_verifier)
+    result = search(planted_script(GOOD, BAD), SearchSettings(), math_verifier, rule=MC_ZERO)
     tree = result.tree
     tree.check_invariants()
     assert result.status == "kept"
@@ -94,6 +100,7 @@ def test_deep_planted_error_costs_logarithmic_estimations(math_verifier):
         planted_script(good, bad),
         SearchSettings(max_search=1, max_branches=1000),
         math_verifier,
+        rule=MC_ZERO,
     )
     tree = result.tree
     bad_step = node_with_text(tree, "BAD step 8")
@@ -283,19 +290,37 @@ def weak_script(request):
     return solution(["The answer is \\boxed{5}."])
 
 
-@pytest.mark.parametrize(("threshold", "first_error"), [(0.0, -1), (0.25, 1)])
+@pytest.mark.parametrize(
+    ("rule", "first_error"),
+    [
+        (Threshold(threshold=0.0, num_branches=4), -1),  # one completion in four: not zero
+        (Threshold(threshold=0.25, num_branches=4), 1),
+    ],
+)
 @pytest.mark.parametrize("policy_class", [OmegaPRM, MathShepherd])
 def test_first_error_rule_is_shared_and_configurable(
-    policy_class, threshold, first_error, math_verifier
+    policy_class, rule, first_error, math_verifier
 ):
     steps = ["fine step", "WEAK step", "more", "The answer is \\boxed{5}."]
-    policy = policy_class(settings=SearchSettings(first_error_threshold=threshold))
+    policy = policy_class(settings=SearchSettings(), first_error_rule=rule)
     generator = LLMStepGenerator(llm=ScriptedLLM(weak_script))
     labels = asyncio.run(
         policy.label(QUESTION, steps, generator=generator, verifier=math_verifier)
     )
     assert labels.first_error == first_error
     assert labels.step_values[1] == 0.25 or labels.step_values[1] is None
+
+
+def test_default_rule_samples_until_a_relative_drop_is_clear(math_verifier):
+    # 1 in 4 after a prefix that succeeds 4 in 4: with a right final answer four
+    # samples are not enough to call it wrong, so the rule asks for more.
+    steps = ["fine step", "WEAK step", "more", "The answer is \\boxed{5}."]
+    generator = LLMStepGenerator(llm=ScriptedLLM(weak_script))
+    labels = asyncio.run(
+        OmegaPRM().label(QUESTION, steps, generator=generator, verifier=math_verifier)
+    )
+    assert labels.first_error == 1
+    assert 4 < labels.n_completions <= RelativeDrop().max_completions
 
 
 @pytest.mark.parametrize("policy_class", [OmegaPRM, MathShepherd])
@@ -314,8 +339,8 @@ def test_label_finds_the_first_wrong_step_of_a_given_solution(policy_class, math
         assert None not in wrong.step_values
         assert wrong.n_completions == 4 * (len(BAD) - 1)  # the last step's value is exact
     else:
-        assert None in right.step_values  # binary search skips prefixes it need not know
-        assert wrong.n_completions <= 4 * 2
+        assert None in right.step_values  # the search skips prefixes it need not know
+        assert wrong.n_completions <= RelativeDrop().max_completions
 
 
 def test_label_prompts_carry_the_given_prefix_verbatim(math_verifier):

@@ -1,0 +1,127 @@
+"""First-error rules: the default finds planted first errors under noise; the old rules by name."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prmsynth import Evidence, FirstErrorRule, RelativeDrop, Threshold
+from prmsynth._first_error import parse_rule
+
+
+def simulate(rule: FirstErrorRule, n_steps: int, first_error: int, p_good, p_bad, seed: int):
+    """Run ``rule`` against a completer whose success drops at ``first_error``."""
+    rng = random.Random(seed)
+    counts: dict[int, tuple[int, int]] = {}
+    final_correct = first_error == -1
+    spent = 0
+    while (
+        wanted := rule.next_sample(
+            Evidence(n_steps=n_steps, counts=counts, final_correct=final_correct)
+        )
+    ) is not None:
+        index, n = wanted
+        assert -1 <= index < n_steps - 1  # the last prefix's value is exact: never sampled
+        bad = first_error != -1 and index >= first_error
+        correct = sum(rng.random() < (p_bad if bad else p_good) for _ in range(n))
+        old_correct, old_total = counts.get(index, (0, 0))
+        counts[index] = (old_correct + correct, old_total + n)
+        spent += n
+    evidence = Evidence(n_steps=n_steps, counts=counts, final_correct=final_correct)
+    return rule.first_error(evidence), spent
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_steps=st.integers(1, 16),
+    data=st.data(),
+    p_good=st.floats(0.6, 0.95),
+    seed=st.integers(0, 10**6),
+)
+def test_relative_rule_finds_a_clear_first_error_within_its_budget(n_steps, data, p_good, seed):
+    first_error = data.draw(st.integers(-1, n_steps - 1))
+    rule = RelativeDrop()
+    found, spent = simulate(rule, n_steps, first_error, p_good, 0.0, seed)
+    assert spent <= rule.max_completions
+    # A drop from p_good >= 0.6 to 0 is found, except rarely by chance.
+    assert found == first_error or spent >= rule.max_completions - rule.batch
+
+
+@pytest.mark.parametrize(("p_good", "p_bad"), [(0.8, 0.02), (0.3, 0.03), (0.5, 0.1)])
+def test_relative_rule_beats_mc_zero_on_hard_and_easy_questions_alike(p_good, p_bad):
+    # One rule, nothing tuned per setting: a question solved 30% of the time and one 80%.
+    trials = [(8, error) for error in range(-1, 7)] * 8
+
+    def accuracy(rule):
+        return sum(
+            simulate(rule, n, error, p_good, p_bad, seed)[0] == error
+            for seed, (n, error) in enumerate(trials)
+        ) / len(trials)
+
+    relative, mc_zero = accuracy(RelativeDrop()), accuracy(Threshold(num_branches=8))
+    assert relative >= 0.65
+    assert relative >= mc_zero + 0.1 or relative >= 0.95
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n_steps=st.integers(1, 10),
+    counts=st.dictionaries(
+        st.integers(-1, 8), st.tuples(st.integers(0, 16), st.integers(0, 16)), max_size=6
+    ),
+    final_correct=st.booleans(),
+)
+def test_posterior_is_a_distribution_and_a_wrong_answer_always_has_an_error(
+    n_steps, counts, final_correct
+):
+    counts = {i: (min(c, n), n) for i, (c, n) in counts.items() if i < n_steps - 1 and n}
+    evidence = Evidence(n_steps=n_steps, counts=counts, final_correct=final_correct)
+    posterior = RelativeDrop().posterior(evidence)
+    assert len(posterior) == n_steps + 1
+    assert abs(sum(posterior) - 1.0) < 1e-9
+    assert all(0.0 <= p <= 1.0 for p in posterior)
+    if not final_correct:
+        assert posterior[-1] == 0.0
+        assert RelativeDrop().first_error(evidence) != -1
+
+
+@settings(max_examples=100, deadline=None)
+@given(n_steps=st.integers(1, 20), first_error=st.data())
+def test_threshold_rule_is_omegaprms_binary_search(n_steps, first_error):
+    error = first_error.draw(st.integers(-1, n_steps - 1))
+    found, spent = simulate(Threshold(num_branches=4), n_steps, error, 1.0, 0.0, 0)
+    assert found == error
+    # ceil(log2(n)) midpoints at most, the last step being exact
+    assert spent <= 4 * max(1, (n_steps - 1).bit_length())
+
+
+def test_rules_by_name_and_as_recorded():
+    assert parse_rule("mc-zero") == Threshold(threshold=0.0)
+    assert parse_rule("threshold:0.3", num_branches=4) == Threshold(threshold=0.3, num_branches=4)
+    assert parse_rule("relative") == RelativeDrop()
+    assert RelativeDrop().to_dict()["name"] == "relative"
+    assert Threshold(threshold=0.3).to_dict() == {
+        "name": "threshold:0.3",
+        "threshold": 0.3,
+        "num_branches": 8,
+    }
+    with pytest.raises(ValueError, match="unknown first-error rule"):
+        parse_rule("majority")
+
+
+def test_a_custom_rule_is_one_class():
+    class LastStepOnly(FirstErrorRule):
+        name = "last-step"
+
+        def next_sample(self, evidence):
+            return None
+
+        def first_error(self, evidence):
+            return -1 if evidence.final_correct else evidence.n_steps - 1
+
+    rule = LastStepOnly()
+    assert rule.first_error(Evidence(n_steps=3, final_correct=False)) == 2
+    assert rule.to_dict() == {"name": "last-step"}
