@@ -189,7 +189,12 @@ class _Tally:
 def _verdict_counts(tree: ReasoningTree) -> dict[str, int]:
     counts: collections.Counter[str] = collections.Counter()
     for node in tree.nodes():
-        for rollout in (*tree[node]["correct_rollouts"], *tree[node]["incorrect_rollouts"]):
+        data = tree[node]
+        for rollout in (
+            *data["correct_rollouts"],
+            *data["incorrect_rollouts"],
+            *data["unusable_rollouts"],
+        ):
             counts[rollout.verdict.status] += 1
     return dict(counts)
 

@@ -30,6 +30,9 @@ from prmsynth._values import Question, Rollout, SearchSettings, Verdict
 
 SearchStatus = Literal["kept", "skipped", "failed"]
 
+#: Extra sampling rounds for completions that were cut off or had no answer.
+UNUSABLE_RETRIES = 2
+
 
 @attrs.frozen(kw_only=True)
 class SearchResult:
@@ -164,7 +167,7 @@ class SearchRun:
         below 1, its incorrect ones to the candidate pool."""
         mc_value = self.tree.mc_value(node)
         for rollout in rollouts:
-            if not rollout.steps:
+            if not rollout.steps or not rollout.usable:
                 continue
             if rollout.correct:
                 self.add_solution(node, rollout)
@@ -183,25 +186,39 @@ class SearchRun:
             return data["mc_value"]
         if not self.budget_left:
             return None
-        rollouts = await self.sample(node, self.settings.num_branches)
-        if grow:
-            self.absorb(node, rollouts)
-        else:
-            self.tree.record_rollouts(node, rollouts)
+        wanted = self.settings.num_branches - data["n_rollouts"]
+        # Cut-off or answerless completions say nothing about the prefix: the
+        # shortfall is sampled again (twice at most), within the budget.
+        for _ in range(1 + UNUSABLE_RETRIES):
+            n = min(wanted, self.settings.max_branches - self.n_completions)
+            if n < 1:
+                break
+            rollouts = await self.sample(node, n)
+            if grow:
+                self.absorb(node, rollouts)
+            else:
+                self.tree.record_rollouts(node, rollouts)
+            wanted -= sum(rollout.usable for rollout in rollouts)
+            if wanted < 1:
+                break
         return self.tree.mc_value(node)
 
     async def screen(self) -> str | None:
         """Sample ``screen_rollouts`` whole solutions as the root's estimate.
 
-        Returns why the question should be skipped (all right, none right),
-        or None when it is worth searching.
+        Returns why the question should be skipped (all right, none right,
+        or mostly cut off or answerless: ``unusable_rollouts``), or None when
+        it is worth searching.
         """
         rollouts = await self.sample(self.tree.root, self.settings.screen_rollouts)
         self.absorb(self.tree.root, rollouts)
         n_correct = sum(rollout.correct for rollout in rollouts)
+        n_usable = sum(rollout.usable for rollout in rollouts)
+        if 2 * n_usable < len(rollouts):
+            return "unusable_rollouts"  # mostly cut off or answerless: nothing to learn
         if not self.settings.skip_uniform:
             return None
-        if n_correct == len(rollouts):
+        if n_correct == n_usable:
             return "all_correct"
         if n_correct == 0:
             return "none_correct"
@@ -294,7 +311,8 @@ class SearchRun:
         def evidence() -> Evidence:
             return self.evidence(anchor, nodes, verdict)
 
-        while True:
+        fruitless = 0  # batches in a row with no usable rollout
+        while fruitless <= UNUSABLE_RETRIES:
             wanted = rule.next_sample(evidence())
             if wanted is None:
                 break
@@ -306,6 +324,7 @@ class SearchRun:
             rollouts = await self.sample(node, n)
             self.tree.record_rollouts(node, rollouts)
             sampled.setdefault(index, []).extend(rollouts)
+            fruitless = 0 if any(rollout.usable for rollout in rollouts) else fruitless + 1
         first_error = rule.first_error(evidence())
         if grow:
             for index, rollouts in sampled.items():

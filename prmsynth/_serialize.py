@@ -53,6 +53,9 @@ def _node_to_dict(tree: ReasoningTree, node: int) -> dict[str, Any]:
     record.update({field: data[field] for field in _NODE_FIELDS})
     record["correct_rollouts"] = [rollout.to_dict() for rollout in data["correct_rollouts"]]
     record["incorrect_rollouts"] = [rollout.to_dict() for rollout in data["incorrect_rollouts"]]
+    record["n_truncated"] = data["n_truncated"]
+    record["n_unparseable"] = data["n_unparseable"]
+    record["unusable_rollouts"] = [rollout.to_dict() for rollout in data["unusable_rollouts"]]
     record["children"] = [_node_to_dict(tree, child) for child in tree.children(node)]
     return record
 
@@ -87,6 +90,12 @@ def tree_from_dict(record: dict[str, Any]) -> ReasoningTree:
             ]
             data["incorrect_rollouts"] = [
                 Rollout.from_dict(r) for r in node_record["incorrect_rollouts"]
+            ]
+            # Records written before unusable rollouts were kept apart have none.
+            data["n_truncated"] = int(node_record.get("n_truncated", 0))
+            data["n_unparseable"] = int(node_record.get("n_unparseable", 0))
+            data["unusable_rollouts"] = [
+                Rollout.from_dict(r) for r in node_record.get("unusable_rollouts", [])
             ]
             if parent is not None:
                 tree.graph.add_edge(parent, node)

@@ -58,6 +58,9 @@ class ReasoningTree:
             verdict=None,
             correct_rollouts=[],
             incorrect_rollouts=[],
+            n_truncated=0,
+            n_unparseable=0,
+            unusable_rollouts=[],
         )
         self.graph.nodes[node].update(attributes)
 
@@ -138,9 +141,21 @@ class ReasoningTree:
         return self.graph.nodes[node]["mc_value"]
 
     def record_rollouts(self, node: int, rollouts: Sequence[Rollout]) -> None:
-        """Count ``rollouts`` sampled from ``node``'s prefix and update its MC value."""
+        """Count ``rollouts`` sampled from ``node``'s prefix and update its MC value.
+
+        A rollout whose answer could not be judged (cut off at the token limit,
+        or no answer found) says nothing about the prefix: it is kept in
+        ``unusable_rollouts`` and counted in ``n_truncated`` or
+        ``n_unparseable``, never in the MC value.  A prefix with no usable
+        rollout keeps the value None.
+        """
         data = self.graph.nodes[node]
         for rollout in rollouts:
+            if not rollout.usable:
+                key = "n_truncated" if rollout.finish_reason == "length" else "n_unparseable"
+                data[key] += 1
+                data["unusable_rollouts"].append(rollout)
+                continue
             data["n_rollouts"] += 1
             if rollout.correct:
                 data["n_correct"] += 1
@@ -154,12 +169,13 @@ class ReasoningTree:
         """Mark ``node`` as the last step of a finished solution with this ``verdict``.
 
         A finished solution's value is known exactly, so it counts as one
-        rollout of its own (1 correct or 0) unless the node was already sampled.
+        rollout of its own (1 correct or 0) unless the node was already sampled
+        or its answer cannot be judged (then the value stays unknown).
         """
         data = self.graph.nodes[node]
         data["terminal"] = True
         data["verdict"] = verdict.status
-        if data["n_rollouts"] == 0:
+        if data["n_rollouts"] == 0 and verdict.status != "unparseable":
             data["n_rollouts"] = 1
             data["n_correct"] = int(verdict.correct)
             data["mc_value"] = float(verdict.correct)

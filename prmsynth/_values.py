@@ -135,6 +135,12 @@ class Rollout:
         return self.verdict.correct
 
     @property
+    def usable(self) -> bool:
+        """Whether the rollout is evidence about its prefix: its answer was judged
+        right or wrong (not cut off, not without an answer)."""
+        return self.verdict.status != "unparseable"
+
+    @property
     def extracted_answer(self) -> str | None:
         return self.verdict.extracted_answer
 

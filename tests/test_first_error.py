@@ -35,19 +35,15 @@ def simulate(rule: FirstErrorRule, n_steps: int, first_error: int, p_good, p_bad
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    n_steps=st.integers(1, 16),
-    data=st.data(),
-    p_good=st.floats(0.6, 0.95),
-    seed=st.integers(0, 10**6),
-)
-def test_relative_rule_finds_a_clear_first_error_within_its_budget(n_steps, data, p_good, seed):
+@given(n_steps=st.integers(1, 16), data=st.data(), seed=st.integers(0, 10**6))
+def test_relative_rule_finds_a_noise_free_first_error_within_its_budget(n_steps, data, seed):
+    # Noise-free: clean prefixes always succeed, wrong ones never.  (Under noise
+    # the rule errs at a measured rate: benchmarks/search_quality.py.)
     first_error = data.draw(st.integers(-1, n_steps - 1))
     rule = RelativeDrop()
-    found, spent = simulate(rule, n_steps, first_error, p_good, 0.0, seed)
+    found, spent = simulate(rule, n_steps, first_error, 1.0, 0.0, seed)
+    assert found == first_error
     assert spent <= rule.max_completions
-    # A drop from p_good >= 0.6 to 0 is found, except rarely by chance.
-    assert found == first_error or spent >= rule.max_completions - rule.batch
 
 
 @pytest.mark.parametrize(("p_good", "p_bad"), [(0.8, 0.02), (0.3, 0.03), (0.5, 0.1)])

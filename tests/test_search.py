@@ -145,7 +145,7 @@ def test_screening_skips_uniform_questions(answer, reason, math_verifier):
     assert result.n_selections == 0
 
 
-def test_unparseable_and_truncated_completions_count_as_wrong(math_verifier):
+def test_cut_off_and_answerless_completions_are_recorded_but_never_count(math_verifier):
     from prmsynth import Completion
 
     def script(request):
@@ -157,9 +157,34 @@ def test_unparseable_and_truncated_completions_count_as_wrong(math_verifier):
 
     result = search(script, SearchSettings(screen_rollouts=4, max_search=0), math_verifier)
     root = result.tree[result.tree.root]
-    assert (root["n_correct"], root["n_rollouts"]) == (1, 4)
-    statuses = sorted(r.verdict.status for r in root["incorrect_rollouts"])
-    assert statuses == ["unparseable", "unparseable", "unparseable"]
+    assert (root["n_correct"], root["n_rollouts"]) == (1, 1)  # the one judged completion
+    assert (root["n_truncated"], root["n_unparseable"]) == (1, 2)
+    assert root["incorrect_rollouts"] == []
+    assert len(root["unusable_rollouts"]) == 3
+    # three of four screening rollouts unusable: the question teaches nothing
+    assert (result.status, result.reason) == ("skipped", "unusable_rollouts")
+
+
+def test_a_prefix_whose_completions_are_all_cut_off_has_no_value_and_no_error(math_verifier):
+    from prmsynth import Completion
+
+    def script(request):
+        if CONTINUE_MARKER in request.last_message and "BAD" not in request.last_message:
+            return Completion(text="So the", finish_reason="length", n_tokens=512)
+        return planted_script(GOOD, BAD)(request)
+
+    generator = LLMStepGenerator(llm=ScriptedLLM(script))
+    labels = asyncio.run(
+        OmegaPRM(first_error_rule=Threshold(num_branches=4)).label(
+            QUESTION, GOOD, generator=generator, verifier=math_verifier
+        )
+    )
+    # Before: four cut-off samples made MC = 0 and so a "first error".
+    assert labels.first_error == -1
+    assert all(value is None for value in labels.step_values[:-1])
+    tree = labels.tree
+    truncated = sum(tree[node]["n_truncated"] for node in tree.nodes())
+    assert 0 < truncated <= 4 * 3  # the rule's batch, asked again at most twice
 
 
 def random_script(seed: int, n_steps: int, p_right: float):
