@@ -92,3 +92,5 @@ def test_working_server_passes_the_check_and_the_run_completes(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True
     assert summary["questions_done"] == 3
+    # the labelling rule the search used is part of the run's identity
+    assert json.loads((out / "run.json").read_text())["first_error_rule"]["name"] == "relative"
