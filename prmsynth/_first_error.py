@@ -22,17 +22,10 @@ from typing import Any
 
 import attrs
 
+from prmsynth._values import _check_positive as _positive
+from prmsynth._values import _check_probability as _probability
+
 ROOT = -1
-
-
-def _probability(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1], got {value!r}")
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)

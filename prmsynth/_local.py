@@ -155,10 +155,10 @@ class LocalWorker:
     """The llama.cpp worker process: started on first use, many requests in flight.
 
     Every request is written to the worker at once and answered when its
-    samples are done; the worker decodes the samples of all requests in
-    flight together.  When the process dies, every waiting and later request
-    raises :class:`LocalModelCrashed`: a crash of the native library
-    repeats, so the run must stop.
+    samples are done; the worker runs the requests one after another, the
+    samples of each decoded together.  When the process dies, every waiting
+    and later request raises :class:`LocalModelCrashed`: a crash of the
+    native library repeats, so the run must stop.
     """
 
     def __init__(self, model_path: Path, *, threads: int | None = None) -> None:
@@ -171,6 +171,7 @@ class LocalWorker:
         self._waiting: dict[int, concurrent.futures.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self._closing = False
+        self._at_exit = False
 
     @property
     def pid(self) -> int | None:
@@ -198,7 +199,10 @@ class LocalWorker:
             encoding="utf-8",
         )
         self._process = process
-        atexit.register(self.close)
+        self._closing = False
+        if not self._at_exit:
+            atexit.register(self.close)
+            self._at_exit = True
         line = process.stdout.readline() if process.stdout else ""
         if not line:
             self._failure = LocalModelCrashed(crash_message(process.wait(), self._log_tail()))
