@@ -10,6 +10,11 @@ validates every record against a JSON Schema (Draft 2020-12) shipped in
 ``processbench``, see :func:`label_path`): a root-to-leaf path is a list of
 steps, and a step's value is its node's ``mc_value``.
 
+0. A step the search's first-error rule judged (its node's ``label``, set
+   by the run) keeps that judgement (``ExportSettings.labels = "search"``,
+   the default), so the labels trainers see are the ones the search made.
+   The rules below label the other steps, or every step with
+   ``labels = "mc"`` (thresholds only, an explicit override).
 1. A step never sampled from (``mc_value`` None) takes the nearest value
    *below* it on the path when that value is positive (``> positive_threshold``):
    a later prefix that can reach the answer means this one can too (the
@@ -119,6 +124,9 @@ def _default_system_prompt() -> str:
 class ExportSettings:
     """Options of an export; all of them are written into the manifest.
 
+    ``labels``: ``"search"`` (default) keeps the first-error rule's judgement
+    of every step the run judged and uses the thresholds for the others;
+    ``"mc"`` labels every step by the thresholds alone.
     ``positive_threshold``: a step whose MC value is above it is positive
     (``True`` / ``+`` / rating 1); the default 0.0 means "some completion from
     this prefix reached the answer" (Math-Shepherd's hard label).
@@ -142,6 +150,9 @@ class ExportSettings:
     ValueError: negative_threshold (0.5) must not exceed positive_threshold (0.2)
     """
 
+    labels: Literal["search", "mc"] = attrs.field(
+        default="search", validator=attrs.validators.in_(("search", "mc"))
+    )
     positive_threshold: float = attrs.field(default=0.0, validator=_check_fraction)
     negative_threshold: float = attrs.field(default=0.0, validator=_check_fraction)
     balance: Literal["none", "downsample"] = attrs.field(
@@ -226,6 +237,8 @@ def label_path(
         if error_seen:
             # negative because an earlier step was: only the step's own value is shown
             label, value = False, mc_value
+        elif settings.labels == "search" and tree[node]["label"] is not None:
+            label = tree[node]["label"]  # the first-error rule's judgement
         elif value is None:
             label = None
         else:

@@ -61,6 +61,13 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
         help="a step whose MC value is above this is positive (0.0: any completion succeeded)",
     )
     export.add_argument(
+        "--labels",
+        choices=("search", "mc"),
+        default=defaults["labels"],
+        help="search: the first errors the run's rule named (thresholds label the steps it did "
+        "not judge); mc: MC thresholds alone",
+    )
+    export.add_argument(
         "--negative-threshold",
         type=float,
         default=defaults["negative_threshold"],
@@ -117,6 +124,7 @@ def _settings(args: argparse.Namespace) -> Any:
     from prmsynth._export import ExportSettings
 
     options: dict[str, Any] = {
+        "labels": args.labels,
         "positive_threshold": args.positive_threshold,
         "negative_threshold": args.negative_threshold,
         "balance": args.balance,

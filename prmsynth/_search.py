@@ -299,9 +299,12 @@ class SearchRun:
         The rule chooses every sample: which prefix (``-1`` is ``anchor``)
         and how many completions; each prefix becomes a node and keeps its
         rollouts.  Sampling stops when the rule is decided or the question's
-        budget is spent (no request goes over it).  With ``grow`` the
-        rollouts of the prefixes before the first error then grow the tree
-        and the candidate pool.  Returns the index in ``steps``, -1 for none.
+        budget is spent (no request goes over it).  The decision is stored on
+        the nodes (:meth:`ReasoningTree.set_label`: the first wrong step False,
+        the steps before it True), so exports use the rule's labels.  With
+        ``grow`` the rollouts of the prefixes before the first error then grow
+        the tree and the candidate pool.  Returns the index in ``steps``, -1
+        for none.
         """
         nodes = self.tree.add_steps(anchor, steps)
         self.tree.mark_terminal(nodes[-1], verdict)
@@ -326,6 +329,9 @@ class SearchRun:
             sampled.setdefault(index, []).extend(rollouts)
             fruitless = 0 if any(rollout.usable for rollout in rollouts) else fruitless + 1
         first_error = rule.first_error(evidence())
+        judged = nodes if first_error == -1 else nodes[: first_error + 1]
+        for index, node in enumerate(judged):
+            self.tree.set_label(node, index != first_error)
         if grow:
             for index, rollouts in sampled.items():
                 if first_error == -1 or index < first_error:

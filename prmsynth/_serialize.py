@@ -53,6 +53,7 @@ def _node_to_dict(tree: ReasoningTree, node: int) -> dict[str, Any]:
     record.update({field: data[field] for field in _NODE_FIELDS})
     record["correct_rollouts"] = [rollout.to_dict() for rollout in data["correct_rollouts"]]
     record["incorrect_rollouts"] = [rollout.to_dict() for rollout in data["incorrect_rollouts"]]
+    record["label"] = data["label"]
     record["n_truncated"] = data["n_truncated"]
     record["n_unparseable"] = data["n_unparseable"]
     record["unusable_rollouts"] = [rollout.to_dict() for rollout in data["unusable_rollouts"]]
@@ -92,6 +93,7 @@ def tree_from_dict(record: dict[str, Any]) -> ReasoningTree:
                 Rollout.from_dict(r) for r in node_record["incorrect_rollouts"]
             ]
             # Records written before unusable rollouts were kept apart have none.
+            data["label"] = node_record.get("label")
             data["n_truncated"] = int(node_record.get("n_truncated", 0))
             data["n_unparseable"] = int(node_record.get("n_unparseable", 0))
             data["unusable_rollouts"] = [
@@ -129,7 +131,9 @@ def result_to_tree_record(result: SearchResult) -> dict[str, Any]:
 def flat_record(tree: ReasoningTree) -> dict[str, Any]:
     """One record per question with one entry per node (the seed's flat format).
 
-    ``reward`` is the node's MC value, null where nothing was sampled from it.
+    ``reward`` is the node's MC value, null where nothing was sampled from it;
+    ``label`` the first-error rule's judgement of the step (False: the first
+    wrong step of a solution, True: a step before it, null: not judged).
     """
     steps = []
     for node in tree.nodes():
@@ -139,6 +143,7 @@ def flat_record(tree: ReasoningTree) -> dict[str, Any]:
                 "node_id": node,
                 "solution_prefix": STEP_SEPARATOR.join(tree.prefix_steps(node)),
                 "reward": data["mc_value"],
+                "label": data["label"],
                 "n_correct": data["n_correct"],
                 "n_rollouts": data["n_rollouts"],
                 "correctBranches": [r.text for r in data["correct_rollouts"]],

@@ -61,6 +61,7 @@ class ReasoningTree:
             n_truncated=0,
             n_unparseable=0,
             unusable_rollouts=[],
+            label=None,
         )
         self.graph.nodes[node].update(attributes)
 
@@ -179,6 +180,12 @@ class ReasoningTree:
             data["n_rollouts"] = 1
             data["n_correct"] = int(verdict.correct)
             data["mc_value"] = float(verdict.correct)
+
+    def set_label(self, node: int, label: bool) -> None:
+        """Record the first-error rule's judgement of ``node``'s step: False for
+        the first wrong step of a solution, True for a step before it.  A later
+        judgement, made with more evidence, replaces an earlier one."""
+        self.graph.nodes[node]["label"] = label
 
     def increment_visits(self, node: int) -> None:
         self.graph.nodes[node]["visits"] += 1

@@ -279,9 +279,7 @@ def test_math_shepherd_estimates_every_prefix_of_every_solution(math_verifier):
     policy = MathShepherd(settings=SearchSettings(max_branches=1000))
     result = asyncio.run(policy.search(QUESTION, generator=generator, verifier=math_verifier))
     tree = result.tree
-    values = {
-        tuple(tree.prefix_steps(n)): tree.mc_value(n) for n in tree.nodes() if n != tree.root
-    }
+    values = {tuple(tree.prefix_steps(n)): tree.mc_value(n) for n in tree.nodes() if n != tree.root}
     assert values[tuple(GOOD[:1])] == 1.0
     assert values[tuple(BAD[:2])] == 0.0  # BAD step 2
     assert values[tuple(BAD[:3])] == 0.0
@@ -292,9 +290,7 @@ def test_math_shepherd_estimates_every_prefix_of_every_solution(math_verifier):
 
 def test_best_of_n_spends_only_the_screening(math_verifier):
     generator = LLMStepGenerator(llm=ScriptedLLM(planted_script(GOOD, BAD)))
-    result = asyncio.run(
-        BestOfN().search(QUESTION, generator=generator, verifier=math_verifier)
-    )
+    result = asyncio.run(BestOfN().search(QUESTION, generator=generator, verifier=math_verifier))
     tree = result.tree
     assert result.n_completions == 16
     terminals = [n for n in tree.nodes() if tree[n]["terminal"]]
@@ -329,9 +325,7 @@ def test_first_error_rule_is_shared_and_configurable(
     steps = ["fine step", "WEAK step", "more", "The answer is \\boxed{5}."]
     policy = policy_class(settings=SearchSettings(), first_error_rule=rule)
     generator = LLMStepGenerator(llm=ScriptedLLM(weak_script))
-    labels = asyncio.run(
-        policy.label(QUESTION, steps, generator=generator, verifier=math_verifier)
-    )
+    labels = asyncio.run(policy.label(QUESTION, steps, generator=generator, verifier=math_verifier))
     assert labels.first_error == first_error
     assert labels.step_values[1] == 0.25 or labels.step_values[1] is None
 
@@ -418,3 +412,28 @@ def test_every_policy_is_deterministic(policy_class):
     ]
     assert runs[0].tree == runs[1].tree
     runs[0].tree.check_invariants()
+
+
+def test_the_search_stores_its_first_error_and_every_export_uses_it(math_verifier):
+    from prmsynth import ExportSettings, export_records, tree_from_dict, tree_to_dict
+
+    # A WEAK step succeeds 1 time in 4: MC > 0, so a threshold of 0 calls it right,
+    # while the default rule, against the clean prefix's 4 in 4, calls it wrong.
+    steps = ["fine step", "WEAK step", "more", "The answer is \\boxed{5}."]
+    generator = LLMStepGenerator(llm=ScriptedLLM(weak_script))
+    labels = asyncio.run(
+        OmegaPRM().label(QUESTION, steps, generator=generator, verifier=math_verifier)
+    )
+    assert labels.first_error == 1
+    tree = tree_from_dict(tree_to_dict(labels.tree))  # stored in trees.jsonl and read back
+    chain = [tree.children(tree.root)[0]]
+    chain.append(tree.children(chain[0])[0])
+    assert [tree[node]["label"] for node in chain] == [True, False]
+    [trl] = export_records([tree], "trl")
+    assert trl["labels"][:2] == [True, False]
+    # every path through the WEAK step (the given solution and the rollouts
+    # from its prefix) has its first error there
+    assert {record["label"] for record in export_records([tree], "processbench")} == {1}
+    # thresholds remain an explicit override
+    [by_mc] = export_records([tree], "trl", ExportSettings(labels="mc"))
+    assert by_mc["labels"][:2] == [True, True]
