@@ -311,6 +311,16 @@ def weak_script(request):
     return solution(["The answer is \\boxed{5}."])
 
 
+WEAK_SOLUTION = ["fine step", "WEAK step", "more", "The answer is \\boxed{5}."]
+
+
+def label_weak_solution(policy, verifier):
+    generator = LLMStepGenerator(llm=ScriptedLLM(weak_script))
+    return asyncio.run(
+        policy.label(QUESTION, WEAK_SOLUTION, generator=generator, verifier=verifier)
+    )
+
+
 @pytest.mark.parametrize(
     ("rule", "first_error"),
     [
@@ -322,10 +332,8 @@ def weak_script(request):
 def test_first_error_rule_is_shared_and_configurable(
     policy_class, rule, first_error, math_verifier
 ):
-    steps = ["fine step", "WEAK step", "more", "The answer is \\boxed{5}."]
     policy = policy_class(settings=SearchSettings(), first_error_rule=rule)
-    generator = LLMStepGenerator(llm=ScriptedLLM(weak_script))
-    labels = asyncio.run(policy.label(QUESTION, steps, generator=generator, verifier=math_verifier))
+    labels = label_weak_solution(policy, math_verifier)
     assert labels.first_error == first_error
     assert labels.step_values[1] == 0.25 or labels.step_values[1] is None
 
@@ -333,11 +341,7 @@ def test_first_error_rule_is_shared_and_configurable(
 def test_default_rule_samples_until_a_relative_drop_is_clear(math_verifier):
     # 1 in 4 after a prefix that succeeds 4 in 4: with a right final answer four
     # samples are not enough to call it wrong, so the rule asks for more.
-    steps = ["fine step", "WEAK step", "more", "The answer is \\boxed{5}."]
-    generator = LLMStepGenerator(llm=ScriptedLLM(weak_script))
-    labels = asyncio.run(
-        OmegaPRM().label(QUESTION, steps, generator=generator, verifier=math_verifier)
-    )
+    labels = label_weak_solution(OmegaPRM(), math_verifier)
     assert labels.first_error == 1
     assert 4 < labels.n_completions <= RelativeDrop().max_completions
 
@@ -419,11 +423,7 @@ def test_the_search_stores_its_first_error_and_every_export_uses_it(math_verifie
 
     # A WEAK step succeeds 1 time in 4: MC > 0, so a threshold of 0 calls it right,
     # while the default rule, against the clean prefix's 4 in 4, calls it wrong.
-    steps = ["fine step", "WEAK step", "more", "The answer is \\boxed{5}."]
-    generator = LLMStepGenerator(llm=ScriptedLLM(weak_script))
-    labels = asyncio.run(
-        OmegaPRM().label(QUESTION, steps, generator=generator, verifier=math_verifier)
-    )
+    labels = label_weak_solution(OmegaPRM(), math_verifier)
     assert labels.first_error == 1
     tree = tree_from_dict(tree_to_dict(labels.tree))  # stored in trees.jsonl and read back
     chain = [tree.children(tree.root)[0]]
