@@ -94,7 +94,8 @@ class SearchRun:
     """The mutable state of one question's search, and the shared estimator.
 
     One instance per question and policy call.  Policies (yours included)
-    use :meth:`sample`, :meth:`estimate`, :meth:`binary_search` and
+    use :meth:`sample`, :meth:`estimate`, :meth:`locate_first_error` (or
+    :meth:`binary_search`, its classic form) and
     :meth:`screen` and read the budget from :attr:`budget_left`.
     """
 
@@ -248,26 +249,17 @@ class SearchRun:
 
     async def binary_search(
         self, anchor: int, steps: Sequence[str], verdict: Verdict, *, grow: bool = True
-    ) -> None:
-        """Find the first step from ``anchor`` on whose prefix the first-error rule marks wrong.
-
-        ``steps`` continue ``anchor``'s prefix and end a solution with
-        ``verdict``.  Every prefix estimated on the way becomes a node; a
-        wrong midpoint means the error is at or before it.  Stops when the
-        budget is spent.
+    ) -> int:
+        """OmegaPRM's classic binary search: the first step from ``anchor`` on whose
+        MC value is at most ``settings.first_error_threshold``, ``num_branches``
+        completions per midpoint (:meth:`locate_first_error` with a
+        :class:`~prmsynth.Threshold` rule).  Returns its index in ``steps``, -1 for none.
         """
-        left, right = 0, len(steps) - 1
-        while left <= right:
-            middle = (left + right) // 2
-            node = self.tree.add_steps(anchor, steps[left : middle + 1])[-1]
-            if middle == len(steps) - 1:
-                self.tree.mark_terminal(node, verdict)  # the solution's own end
-            if await self.estimate(node, grow=grow) is None:
-                return
-            if self.is_error(node):
-                right = middle - 1
-            else:
-                anchor, left = node, middle + 1
+        rule = Threshold(
+            threshold=self.settings.first_error_threshold,
+            num_branches=self.settings.num_branches,
+        )
+        return await self.locate_first_error(rule, anchor, steps, verdict, grow=grow)
 
     def evidence(self, anchor: int, nodes: Sequence[int], verdict: Verdict) -> Evidence:
         """The counts of the prefixes ``nodes`` below ``anchor``; index -1 pools ``anchor``

@@ -437,3 +437,11 @@ def test_the_search_stores_its_first_error_and_every_export_uses_it(math_verifie
     # thresholds remain an explicit override
     [by_mc] = export_records([tree], "trl", ExportSettings(labels="mc"))
     assert by_mc["labels"][:2] == [True, True]
+
+
+def test_search_run_binary_search_is_the_classic_threshold_search(math_verifier):
+    generator = LLMStepGenerator(llm=ScriptedLLM(planted_script(GOOD, BAD)))
+    run = OmegaPRM().start(QUESTION, generator, math_verifier)
+    verdict = Verdict(status="incorrect", extracted_answer="7")
+    assert asyncio.run(run.binary_search(run.tree.root, BAD, verdict, grow=False)) == 1
+    assert run.n_completions <= 4 * 2  # two midpoints at num_branches each
