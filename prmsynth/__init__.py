@@ -27,6 +27,7 @@ from prmsynth._interfaces import (
     NoEvolution,
     QuestionEvolver,
     SearchPolicy,
+    StepCritic,
     StepGenerator,
     StepVerifier,
 )
@@ -51,6 +52,7 @@ from prmsynth._serialize import (
 from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth._values import (
     Completion,
+    Critique,
     LLMResponse,
     Question,
     Rollout,
@@ -75,6 +77,7 @@ _LAZY = {
     "ExactMatchVerifier": "prmsynth._verify",
     "FunctionVerifier": "prmsynth._verify",
     "LLMJudgeVerifier": "prmsynth._judge",
+    "LLMCritic": "prmsynth._critic",
     "EvolveInstruct": "prmsynth._evolve",
     "ExportSettings": "prmsynth._export",
     "export_file": "prmsynth._export",
@@ -109,6 +112,7 @@ __all__ = [
     "CachedLLM",
     "Completion",
     "CompletionCache",
+    "Critique",
     "Evidence",
     "EvolutionReport",
     "EvolutionSettings",
@@ -118,6 +122,7 @@ __all__ = [
     "FirstErrorRule",
     "FunctionVerifier",
     "InputError",
+    "LLMCritic",
     "LLMError",
     "LLMJudgeVerifier",
     "LLMResponse",
@@ -144,6 +149,7 @@ __all__ = [
     "SearchRun",
     "SearchSettings",
     "Step",
+    "StepCritic",
     "StepGenerator",
     "StepVerifier",
     "Threshold",

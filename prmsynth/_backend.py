@@ -72,8 +72,17 @@ def backend_settings_from_args(args: argparse.Namespace, default_cache: Path) ->
     )
 
 
-def build_llm(settings: BackendSettings) -> tuple[LLM, str, Any]:
-    """The LLM for a run, its model name, and the cache to close at the end (or None)."""
+def judge_backend(settings: BackendSettings, model: str, api_base: str | None) -> BackendSettings:
+    """The critic's backend: the run's limits and cache file, its own model and server."""
+    return attrs.evolve(settings, model=model, api_base=api_base, router_config=None)
+
+
+def build_llm(settings: BackendSettings, *, cache: Any = None) -> tuple[LLM, str, Any]:
+    """The LLM for a run, its model name, and the cache to close at the end (or None).
+
+    ``cache``: an open completion cache to share (a second model of the same
+    run) instead of opening ``settings.cache_path``; the caller closes it.
+    """
     from prmsynth._llm import DEFAULT_MODEL, LiteLLMClient
     from prmsynth._ratelimit import RequestLimiter
 
@@ -96,10 +105,11 @@ def build_llm(settings: BackendSettings) -> tuple[LLM, str, Any]:
     else:
         model = settings.model or DEFAULT_MODEL
         llm = LiteLLMClient(model=model, api_base=settings.api_base, **client_settings)
-    cache = None
-    if settings.cache_path is not None:
-        from prmsynth._cache import CachedLLM, CompletionCache
+    from prmsynth._cache import CachedLLM, CompletionCache
 
+    if cache is not None:
+        return CachedLLM(llm=llm, cache=cache), model, None
+    if settings.cache_path is not None:
         cache = CompletionCache(settings.cache_path)
         llm = CachedLLM(llm=llm, cache=cache)
     return llm, model, cache

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from prmsynth._backend import BackendSettings
     from prmsynth._first_error import FirstErrorRule
 
 
@@ -68,3 +69,41 @@ def first_error_rule_from_args(
         return parse_rule(args.first_error_rule, num_branches=num_branches)
     except ValueError as error:
         raise InputError("--first-error-rule", str(error)) from None
+
+
+def add_judge_options(parser: argparse.ArgumentParser) -> None:
+    """``--judge-model`` and ``--judge-api-base``, for run and label."""
+    parser.add_argument(
+        "--judge-model",
+        default=None,
+        metavar="MODEL",
+        help="a critic LLM (litellm model string) that reads each solution and names its first "
+        "wrong step; its verdict is stored beside the Monte Carlo one (export --consensus "
+        "keeps the solutions where the two agree)",
+    )
+    parser.add_argument(
+        "--judge-api-base", default=None, help="the critic's server (default: the provider's)"
+    )
+
+
+def critic_from_args(args: argparse.Namespace, backend: BackendSettings, cache: Any) -> Any:
+    """The critic ``--judge-model`` names, checked and sharing the run's cache; None without.
+
+    Raises [`BackendUnavailable`][prmsynth._llm.BackendUnavailable] when it cannot serve.
+    """
+    from prmsynth._backend import build_llm, check_backend, judge_backend
+    from prmsynth._critic import LLMCritic
+
+    if args.judge_model is None:
+        return None
+    settings = judge_backend(backend, args.judge_model, args.judge_api_base)
+    check_backend(settings)
+    llm, _, _ = build_llm(settings, cache=cache)
+    return LLMCritic(llm=llm)
+
+
+def judge_info(args: argparse.Namespace) -> dict[str, Any] | None:
+    """What run.json and label rows record of the critic."""
+    if args.judge_model is None:
+        return None
+    return {"model": args.judge_model, "api_base": args.judge_api_base}

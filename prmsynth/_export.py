@@ -140,6 +140,10 @@ class ExportSettings:
     (by a stable hash of the question id and ``split_seed``) whose records go
     to the validation file; no question is on both sides.  ``system_prompt``:
     the system message of the chat formats (default: the generator's).
+    ``consensus``: keep only the solutions where a critic's first error (see
+    [`StepCritic`][prmsynth._interfaces.StepCritic], stored by a run with a critic)
+    agrees with the labels, on the steps exported; solutions no critic read
+    are left out too.  Labelled formats only.
 
     >>> settings = ExportSettings(positive_threshold=0.5)
     >>> (settings.negative_threshold, settings.deduplicate, settings.balance)
@@ -163,6 +167,7 @@ class ExportSettings:
     validation_fraction: float = attrs.field(default=0.0, validator=_check_fraction)
     split_seed: int = 0
     system_prompt: str = attrs.field(factory=_default_system_prompt)
+    consensus: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.negative_threshold > self.positive_threshold:
@@ -390,10 +395,43 @@ def _assistant(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
 
+def agrees_with_critic(steps: Sequence[LabelledStep], critic_first_error: int) -> bool:
+    """Whether a critic's first error names the same first wrong step as the
+    labels of ``steps`` (a path's labelled prefix, so a critic's error after
+    its end means "no error here").
+
+    >>> def steps(*labels):
+    ...     return [LabelledStep(node=i, text="", mc_value=None, value=None, label=label,
+    ...                          rating=None) for i, label in enumerate(labels)]
+    >>> agrees_with_critic(steps(True, False, False), 1)
+    True
+    >>> agrees_with_critic(steps(True, True), 3)  # the critic's error is beyond the prefix
+    True
+    >>> agrees_with_critic(steps(True, True), 0)
+    False
+    """
+    labelled = next((i for i, step in enumerate(steps) if step.label is False), -1)
+    return labelled == (critic_first_error if critic_first_error < len(steps) else -1)
+
+
+def _passes_consensus(
+    tree: ReasoningTree, leaf: int, steps: Sequence[LabelledStep], stats: Counter[str]
+) -> bool:
+    critic_first_error = tree[leaf]["critic_first_error"]
+    if critic_first_error is None:
+        stats["removed_without_critique"] += 1
+        return False
+    if not agrees_with_critic(steps, critic_first_error):
+        stats["removed_by_consensus"] += 1
+        return False
+    return True
+
+
 def _labelled_paths(
     tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]
 ) -> Iterator[list[LabelledStep]]:
-    """The labelled prefix of every root-to-leaf path that has one."""
+    """The labelled prefix of every root-to-leaf path that has one (and, with
+    ``consensus``, whose critique agrees)."""
     for leaf in _leaf_paths(tree):
         steps = label_path(tree, leaf, settings)
         prefix = _labelled_prefix(steps)
@@ -401,6 +439,8 @@ def _labelled_paths(
             stats["paths_cut_at_unknown_step"] += 1
         if not prefix:
             stats["paths_without_labelled_step"] += 1
+            continue
+        if settings.consensus and not _passes_consensus(tree, leaf, prefix, stats):
             continue
         yield prefix
 
@@ -504,6 +544,8 @@ def _processbench_examples(tree: ReasoningTree, settings: ExportSettings, stats:
                 stats["solutions_without_verdict"] += 1
             elif not known:
                 stats["solutions_with_unknown_step"] += 1
+            elif settings.consensus and not _passes_consensus(tree, node, steps, stats):
+                pass
             else:
                 yield _Example(
                     record={
@@ -519,6 +561,10 @@ def _processbench_examples(tree: ReasoningTree, settings: ExportSettings, stats:
                 )
         if not known or first_error == -1:
             continue  # a failed continuation of a good prefix: its first error is unknown
+        if settings.consensus:
+            # No critic read the prefix with this continuation.
+            stats["removed_without_critique"] += len(data["incorrect_rollouts"])
+            continue
         for index, rollout in enumerate(data["incorrect_rollouts"]):
             if rollout.finish_reason == "length" or not rollout.steps:
                 continue  # a cut-off text is no finished solution
@@ -714,11 +760,17 @@ def _collect(
 ) -> dict[str, list[_Example]]:
     """Build, deduplicate, split and balance the examples of every tree."""
     _check_format(format)
-    if settings.balance != "none" and format not in _LABELLED_FORMATS:
-        raise ExportError(
-            f"balance={settings.balance!r} needs labelled examples; format {format!r} has none "
-            f"(labelled formats: {', '.join(sorted(_LABELLED_FORMATS))})"
-        )
+    if format not in _LABELLED_FORMATS:
+        labelled = ", ".join(sorted(_LABELLED_FORMATS))
+        for option, wanted in (
+            ("balance", settings.balance != "none"),
+            ("consensus", settings.consensus),
+        ):
+            if wanted:
+                raise ExportError(
+                    f"{option}={getattr(settings, option)!r} needs labelled examples; format "
+                    f"{format!r} has none (labelled formats: {labelled})"
+                )
     builder = _BUILDERS[format]
     collected: dict[str, list[_Example]] = {part: [] for part in parts}
     seen: set[bytes] = set()
@@ -1111,6 +1163,8 @@ def export_file(
             "examples": stats["examples"],
             "duplicates_removed": stats["duplicates_removed"],
             "removed_by_balance": stats["removed_by_balance"],
+            "removed_by_consensus": stats["removed_by_consensus"],
+            "removed_without_critique": stats["removed_without_critique"],
             "records_written": written,
             "skipped": {
                 reason: count

@@ -101,6 +101,12 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
         "--split-seed", type=int, default=defaults["split_seed"], help="seed of the question hash"
     )
     export.add_argument(
+        "--consensus",
+        action="store_true",
+        help="keep only solutions whose critic verdict (a run with --judge-model) agrees with "
+        "the labels on the first wrong step",
+    )
+    export.add_argument(
         "--system-prompt",
         default=None,
         help="system message of the chat formats (default: the generator's)",
@@ -132,6 +138,7 @@ def _settings(args: argparse.Namespace) -> Any:
         "deduplicate": args.deduplicate,
         "validation_fraction": args.validation_fraction,
         "split_seed": args.split_seed,
+        "consensus": args.consensus,
     }
     if args.system_prompt is not None:
         options["system_prompt"] = args.system_prompt
@@ -165,7 +172,13 @@ def run_export(args: argparse.Namespace) -> int:
     )
     print(
         f"{counts['trees']} trees -> {files}; {counts['duplicates_removed']} duplicates and "
-        f"{counts['removed_by_balance']} removed by balancing",
+        f"{counts['removed_by_balance']} removed by balancing"
+        + (
+            f", {counts['removed_by_consensus']} by consensus, "
+            f"{counts['removed_without_critique']} without a critique"
+            if settings.consensus
+            else ""
+        ),
         file=sys.stderr,
     )
     return EXIT_OK

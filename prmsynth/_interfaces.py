@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from prmsynth._values import LLMResponse, Question, Verdict
+from prmsynth._values import Critique, LLMResponse, Question, Verdict
 
 if TYPE_CHECKING:
     from prmsynth._search import LabelResult, SearchResult
@@ -123,6 +123,22 @@ class SearchPolicy(abc.ABC):
         Optional: policies that cannot label existing solutions leave it out.
         """
         raise NotImplementedError(f"{type(self).__name__} does not label given solutions")
+
+
+class StepCritic(abc.ABC):
+    """Reads a whole solution and names its first wrong step.
+
+    A second opinion beside the Monte Carlo labels: the run stores the
+    critique next to them, and an export with ``consensus`` keeps only the
+    solutions where the two agree (the consensus filtering of Zhang et al.,
+    2025, "The Lessons of Developing Process Reward Models in Mathematical
+    Reasoning").  Return ``Critique(first_error=None, reason=...)`` rather
+    than raising when no verdict can be had.
+    """
+
+    @abc.abstractmethod
+    async def critique(self, question: Question, steps: Sequence[str]) -> Critique:
+        """The first wrong step of ``steps`` as a solution of ``question``."""
 
 
 class QuestionEvolver(abc.ABC):

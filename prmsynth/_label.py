@@ -3,7 +3,9 @@
 Each input row holds ``id``, ``problem``, ``steps`` (a list of strings) and
 ``answer`` (the reference).  Each output row is the input plus
 ``step_values`` (one MC value or null per step), ``first_error`` (0-based
-index of the first step judged wrong, -1 if none) and ``n_completions``.
+index of the first step judged wrong, -1 if none) and ``n_completions``;
+with ``--judge-model``, also ``critic_first_error`` (the critic's first wrong
+step, null when it gave no verdict) and ``critic_agrees``.
 """
 
 from __future__ import annotations
@@ -81,9 +83,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--num-completions", type=int, default=8, help="completions per estimated prefix (K)"
     )
-    from prmsynth._cli_common import add_first_error_options
+    from prmsynth._cli_common import add_first_error_options, add_judge_options
 
     add_first_error_options(parser)
+    add_judge_options(parser)
     parser.add_argument(
         "--max-completions-per-row",
         type=int,
@@ -103,7 +106,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from prmsynth._backend import backend_settings_from_args, build_llm, check_backend
-    from prmsynth._cli_common import first_error_rule_from_args, quiet_litellm
+    from prmsynth._cli_common import critic_from_args, first_error_rule_from_args, quiet_litellm
     from prmsynth._generation import LLMStepGenerator
     from prmsynth._llm import DEFAULT_MODEL, BackendUnavailable
     from prmsynth._router import RouterConfigError
@@ -135,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             quiet_litellm()
             check_backend(backend)
             llm, model, cache = build_llm(backend)
+            critic = critic_from_args(args, backend, cache)
         except RouterConfigError as error:
             raise InputError(args.router_config, str(error)) from None
     except (InputError, BackendUnavailable) as error:
@@ -161,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         async def one(index: int, record: dict, question: Question, steps: Sequence[str]) -> None:
             async with semaphore:
                 labels = await policy.label(question, steps, generator=generator, verifier=verifier)
+                critique = None if critic is None else await critic.critique(question, steps)
             row = {
                 **record,
                 "step_values": labels.step_values,
@@ -169,6 +174,14 @@ def run(args: argparse.Namespace) -> int:
                 "final_answer_correct": labels.final_verdict.correct,
                 "first_error_rule": policy.rule.name,
             }
+            if critique is not None:
+                row["critic_model"] = args.judge_model
+                row["critic_first_error"] = critique.first_error
+                row["critic_agrees"] = (
+                    None
+                    if critique.first_error is None
+                    else critique.first_error == labels.first_error
+                )
             results[index] = row
             append_line(partial_file, row)
 

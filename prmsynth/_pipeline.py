@@ -14,6 +14,7 @@ from prmsynth._interfaces import (
     NoEvolution,
     QuestionEvolver,
     SearchPolicy,
+    StepCritic,
     StepGenerator,
     StepVerifier,
 )
@@ -38,7 +39,10 @@ def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
 class Pipeline:
     """Evolver, generator, verifier and search policy, composed.
 
-    Any of the four can be replaced by your own implementation.  Build one
+    Any of the four can be replaced by your own implementation.  An optional
+    ``critic`` ([`StepCritic`][prmsynth._interfaces.StepCritic]) reads every solution of
+    each kept tree and stores where it sees the first error beside the Monte
+    Carlo labels, for exports with ``consensus``.  Build one
     around a litellm model string with :meth:`from_model`, or pass parts:
 
     >>> from prmsynth import LLMStepGenerator, OmegaPRM, SearchSettings
@@ -58,6 +62,7 @@ class Pipeline:
     verifier: StepVerifier = attrs.field(factory=_default_verifier)
     policy: SearchPolicy = attrs.field(factory=OmegaPRM)
     evolver: QuestionEvolver = attrs.field(factory=NoEvolution)
+    critic: StepCritic | None = None
     concurrency: int = attrs.field(default=4, validator=_positive)
 
     @classmethod
@@ -103,9 +108,14 @@ class Pipeline:
         all) is raised: it would fail every later question the same way.
         """
         try:
-            return await self.policy.search(
+            result = await self.policy.search(
                 question, generator=self.generator, verifier=self.verifier
             )
+            if self.critic is not None and result.status == "kept":
+                from prmsynth._critic import critique_tree
+
+                await critique_tree(self.critic, result.tree)
+            return result
         except BackendUnavailable:
             raise  # the model is gone: every later call would fail too
         except Exception as error:  # one bad question must not end a long run

@@ -61,6 +61,7 @@ IDENTITY_KEYS = (
     "policy",
     "first_error_rule",
     "verifier",
+    "judge",
     "system_prompt",
     "seed_file_sha256",
     "question_fields",

@@ -54,6 +54,7 @@ def _node_to_dict(tree: ReasoningTree, node: int) -> dict[str, Any]:
     record["correct_rollouts"] = [rollout.to_dict() for rollout in data["correct_rollouts"]]
     record["incorrect_rollouts"] = [rollout.to_dict() for rollout in data["incorrect_rollouts"]]
     record["label"] = data["label"]
+    record["critic_first_error"] = data["critic_first_error"]
     record["n_truncated"] = data["n_truncated"]
     record["n_unparseable"] = data["n_unparseable"]
     record["unusable_rollouts"] = [rollout.to_dict() for rollout in data["unusable_rollouts"]]
@@ -94,6 +95,7 @@ def tree_from_dict(record: dict[str, Any]) -> ReasoningTree:
             ]
             # Records written before unusable rollouts were kept apart have none.
             data["label"] = node_record.get("label")
+            data["critic_first_error"] = node_record.get("critic_first_error")
             data["n_truncated"] = int(node_record.get("n_truncated", 0))
             data["n_unparseable"] = int(node_record.get("n_unparseable", 0))
             data["unusable_rollouts"] = [
@@ -133,7 +135,10 @@ def flat_record(tree: ReasoningTree) -> dict[str, Any]:
 
     ``reward`` is the node's MC value, null where nothing was sampled from it;
     ``label`` the first-error rule's judgement of the step (False: the first
-    wrong step of a solution, True: a step before it, null: not judged).
+    wrong step of a solution, True: a step before it, null: not judged);
+    ``critic_first_error`` a critic's first wrong step of the solution that
+    ends at this node (an index into its prefix, -1 for none; null where no
+    critic read it).
     """
     steps = []
     for node in tree.nodes():
@@ -144,6 +149,7 @@ def flat_record(tree: ReasoningTree) -> dict[str, Any]:
                 "solution_prefix": STEP_SEPARATOR.join(tree.prefix_steps(node)),
                 "reward": data["mc_value"],
                 "label": data["label"],
+                "critic_first_error": data["critic_first_error"],
                 "n_correct": data["n_correct"],
                 "n_rollouts": data["n_rollouts"],
                 "correctBranches": [r.text for r in data["correct_rollouts"]],

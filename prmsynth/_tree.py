@@ -62,6 +62,7 @@ class ReasoningTree:
             n_unparseable=0,
             unusable_rollouts=[],
             label=None,
+            critic_first_error=None,
         )
         self.graph.nodes[node].update(attributes)
 
@@ -186,6 +187,12 @@ class ReasoningTree:
         the first wrong step of a solution, True for a step before it.  A later
         judgement, made with more evidence, replaces an earlier one."""
         self.graph.nodes[node]["label"] = label
+
+    def set_critique(self, leaf: int, first_error: int | None) -> None:
+        """Record a critic's verdict on the solution that ends at ``leaf``: the
+        index (into the path's steps) of its first wrong step, -1 for none,
+        None for no verdict."""
+        self.graph.nodes[leaf]["critic_first_error"] = first_error
 
     def increment_visits(self, node: int) -> None:
         self.graph.nodes[node]["visits"] += 1

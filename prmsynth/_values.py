@@ -118,6 +118,29 @@ class Verdict:
 
 
 @attrs.frozen(kw_only=True)
+class Critique:
+    """A critic's reading of a whole solution: the index of its first wrong step.
+
+    ``first_error`` is the 0-based index of the first step the critic judges
+    wrong, -1 when it finds none, and None when it gave no usable verdict
+    (then ``reason`` says why).  It is a second opinion, kept beside the
+    Monte Carlo labels, never mixed into them.
+
+    >>> Critique(first_error=2).has_verdict
+    True
+    >>> Critique(first_error=None, reason="no \\boxed{} index").has_verdict
+    False
+    """
+
+    first_error: int | None
+    reason: str | None = None
+
+    @property
+    def has_verdict(self) -> bool:
+        return self.first_error is not None
+
+
+@attrs.frozen(kw_only=True)
 class Rollout:
     """A completion sampled from a step prefix, split into steps and checked.
 

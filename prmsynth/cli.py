@@ -75,9 +75,10 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         default="omegaprm",
         help="search policy",
     )
-    from prmsynth._cli_common import add_first_error_options
+    from prmsynth._cli_common import add_first_error_options, add_judge_options
 
     add_first_error_options(parser)
+    add_judge_options(parser)
     parser.add_argument(
         "--seed", type=int, default=0, help="sampling seed (where the backend honours one)"
     )
@@ -112,7 +113,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from prmsynth import __version__, _evolve_cli
     from prmsynth._backend import backend_settings_from_args, build_llm, check_backend
-    from prmsynth._cli_common import first_error_rule_from_args, quiet_litellm
+    from prmsynth._cli_common import (
+        critic_from_args,
+        first_error_rule_from_args,
+        judge_info,
+        quiet_litellm,
+    )
     from prmsynth._generation import LLMStepGenerator
     from prmsynth._llm import DEFAULT_MODEL, BackendUnavailable
     from prmsynth._pipeline import Pipeline
@@ -155,8 +161,9 @@ def _run(args: argparse.Namespace) -> int:
             # Before anything is written: a backend that cannot serve stops here.
             quiet_litellm()
             check_backend(backend)
-            checked = True
             llm, model, cache = build_llm(backend)
+            critic = critic_from_args(args, backend, cache)
+            checked = True
         except RouterConfigError as error:
             raise InputError(args.router_config, str(error)) from None
         pipeline = Pipeline(
@@ -167,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
                 prefix_mode="assistant" if model == DEFAULT_MODEL else "user",
             ),
             policy=POLICIES[args.policy](settings=search, first_error_rule=rule),
+            critic=critic,
             # More questions in flight than request slots keeps the backend saturated.
             concurrency=2 * backend.concurrency,
         )
@@ -183,6 +191,7 @@ def _run(args: argparse.Namespace) -> int:
             "policy": type(pipeline.policy).__name__,
             "first_error_rule": pipeline.policy.rule.to_dict(),
             "verifier": type(pipeline.verifier).__name__,
+            "judge": judge_info(args),
             "evolution": None if evolution is None else evolution.to_dict(),
             "limit": args.limit,
             "shard": args.shard,

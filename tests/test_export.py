@@ -561,6 +561,8 @@ def test_export_file_writes_records_and_a_manifest(tmp_path):
         "examples": 4,
         "duplicates_removed": 2,
         "removed_by_balance": 0,
+        "removed_by_consensus": 0,
+        "removed_without_critique": 0,
         "records_written": 2,
         "skipped": {"paths_cut_at_unknown_step": 2, "paths_without_labelled_step": 2},
     }
