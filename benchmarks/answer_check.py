@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
     sys.path.insert(0, str(REPOSITORY_ROOT))
-    from prmsynth._verify import MathAnswerVerifier
+    from prmsynth.verify._math import MathAnswerVerifier
 
     verifier = MathAnswerVerifier()
     begin = time.perf_counter()

@@ -20,8 +20,8 @@ import platform
 import statistics
 import time
 
-from prmsynth._local import _STOP, chatml_prompt, locate_gguf
-from prmsynth._local_worker import BatchedModel
+from prmsynth.llm._local import _STOP, chatml_prompt, locate_gguf
+from prmsynth.llm._local_worker import BatchedModel
 
 PROMPT = chatml_prompt(
     [

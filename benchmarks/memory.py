@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from prmsynth import ExactMatchVerifier, LLMStepGenerator, Pipeline, Question
-from prmsynth._run import run_to_directory
+from prmsynth.run._folder import run_to_directory
 from prmsynth.testing import ScriptedLLM
 
 

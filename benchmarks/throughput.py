@@ -113,7 +113,7 @@ async def _timed(job: Any) -> dict[str, float]:
 
 def _bare_caller(url: str, level: int, n: int = 1) -> Any:
     """``litellm.acompletion`` behind a semaphore, called as prmsynth calls it."""
-    from prmsynth._llm import import_litellm
+    from prmsynth.llm._client import import_litellm
 
     litellm = import_litellm()
     semaphore = asyncio.Semaphore(level)
@@ -139,8 +139,8 @@ def _bare_caller(url: str, level: int, n: int = 1) -> Any:
 
 
 def _client(url: str, level: int) -> Any:
-    from prmsynth._llm import LiteLLMClient
-    from prmsynth._ratelimit import RequestLimiter
+    from prmsynth.llm._client import LiteLLMClient
+    from prmsynth.llm._ratelimit import RequestLimiter
 
     return LiteLLMClient(
         model=MODEL,
@@ -183,7 +183,7 @@ async def _pair(url: str, level: int, requests: int, rounds: int) -> dict[str, A
 
 
 async def _cached(url: str, level: int, requests: int) -> dict[str, Any]:
-    from prmsynth._cache import CachedLLM, CompletionCache
+    from prmsynth.llm._cache import CachedLLM, CompletionCache
 
     client = _client(url, level)
     with (
@@ -224,7 +224,7 @@ async def _pipeline(url: str, level: int, questions_per_slot: int, rounds: int) 
         SamplingSettings,
         SearchSettings,
     )
-    from prmsynth._verify import ExactMatchVerifier
+    from prmsynth.verify._math import ExactMatchVerifier
 
     client = _client(url, level)
     counted = {"requests": 0, "completions": 0}
@@ -318,9 +318,9 @@ def worker(mode: str, url: str, level: int, requests: int, rounds: int) -> None:
 def own_overhead(calls: int = 5000) -> dict[str, float]:
     import attrs
 
-    from prmsynth._cache import CachedLLM, CompletionCache
-    from prmsynth._llm import LiteLLMClient, import_litellm
-    from prmsynth._ratelimit import RequestLimiter
+    from prmsynth.llm._cache import CachedLLM, CompletionCache
+    from prmsynth.llm._client import LiteLLMClient, import_litellm
+    from prmsynth.llm._ratelimit import RequestLimiter
 
     litellm = import_litellm()
     response = litellm.ModelResponse(

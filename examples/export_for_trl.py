@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from prmsynth import ExportSettings, LLMStepGenerator, Pipeline, Question, export_file
-from prmsynth._run import run_to_directory
+from prmsynth.run._folder import run_to_directory
 from prmsynth.testing import ScriptedLLM
 
 

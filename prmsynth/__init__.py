@@ -13,15 +13,6 @@ prmsynth imports neither litellm nor llama_cpp: they load on first use.
 8
 """
 
-from prmsynth._first_error import Evidence, FirstErrorRule, RelativeDrop, Threshold
-from prmsynth._generation import (
-    LengthCappedSplitter,
-    LLMStepGenerator,
-    derive_seed,
-    split_on_blank_lines,
-    split_on_lines,
-    split_on_step_markers,
-)
 from prmsynth._interfaces import (
     LLM,
     NoEvolution,
@@ -31,24 +22,7 @@ from prmsynth._interfaces import (
     StepGenerator,
     StepVerifier,
 )
-from prmsynth._pipeline import Pipeline
-from prmsynth._search import (
-    BestOfN,
-    LabelResult,
-    MathShepherd,
-    OmegaPRM,
-    SearchResult,
-    SearchRun,
-)
 from prmsynth._seeds import InputError, load_questions, reference_from_answer
-from prmsynth._serialize import (
-    dpo_records,
-    flat_record,
-    read_tree_file,
-    sft_records,
-    tree_from_dict,
-    tree_to_dict,
-)
 from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth._values import (
     Completion,
@@ -61,35 +35,61 @@ from prmsynth._values import (
     Step,
     Verdict,
 )
+from prmsynth.export._serialize import (
+    dpo_records,
+    flat_record,
+    read_tree_file,
+    sft_records,
+    tree_from_dict,
+    tree_to_dict,
+)
+from prmsynth.run._pipeline import Pipeline
+from prmsynth.search._first_error import Evidence, FirstErrorRule, RelativeDrop, Threshold
+from prmsynth.search._generation import (
+    LengthCappedSplitter,
+    LLMStepGenerator,
+    derive_seed,
+    split_on_blank_lines,
+    split_on_lines,
+    split_on_step_markers,
+)
+from prmsynth.search._policies import (
+    BestOfN,
+    LabelResult,
+    MathShepherd,
+    OmegaPRM,
+    SearchResult,
+    SearchRun,
+)
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "LiteLLMClient": "prmsynth._llm",
-    "RequestLimiter": "prmsynth._ratelimit",
-    "CompletionCache": "prmsynth._cache",
-    "CachedLLM": "prmsynth._cache",
-    "RouterLLM": "prmsynth._router",
-    "LLMError": "prmsynth._llm",
-    "BackendUnavailable": "prmsynth._llm",
-    "DEFAULT_MODEL": "prmsynth._llm",
-    "MathAnswerVerifier": "prmsynth._verify",
-    "ExactMatchVerifier": "prmsynth._verify",
-    "FunctionVerifier": "prmsynth._verify",
-    "LLMJudgeVerifier": "prmsynth._judge",
-    "LLMCritic": "prmsynth._critic",
-    "EvolveInstruct": "prmsynth._evolve",
-    "ExportSettings": "prmsynth._export",
-    "export_file": "prmsynth._export",
-    "export_records": "prmsynth._export",
-    "validate_file": "prmsynth._export",
-    "validate_record": "prmsynth._export",
-    "load_schema": "prmsynth._export",
-    "FORMATS": "prmsynth._export",
-    "EvolutionSettings": "prmsynth._evolve",
-    "EvolutionReport": "prmsynth._evolve",
-    "Rejection": "prmsynth._evolve",
-    "extract_answer": "prmsynth._verify",
+    "LiteLLMClient": "prmsynth.llm._client",
+    "RequestLimiter": "prmsynth.llm._ratelimit",
+    "CompletionCache": "prmsynth.llm._cache",
+    "CachedLLM": "prmsynth.llm._cache",
+    "RouterLLM": "prmsynth.llm._router",
+    "LLMError": "prmsynth.llm._client",
+    "BackendUnavailable": "prmsynth.llm._client",
+    "DEFAULT_MODEL": "prmsynth.llm._client",
+    "MathAnswerVerifier": "prmsynth.verify._math",
+    "ExactMatchVerifier": "prmsynth.verify._math",
+    "FunctionVerifier": "prmsynth.verify._math",
+    "LLMJudgeVerifier": "prmsynth.verify._judge",
+    "LLMCritic": "prmsynth.verify._critic",
+    "EvolveInstruct": "prmsynth.evolve._evolver",
+    "ExportSettings": "prmsynth.export._formats",
+    "export_file": "prmsynth.export._formats",
+    "export_records": "prmsynth.export._formats",
+    "validate_file": "prmsynth.export._formats",
+    "validate_record": "prmsynth.export._formats",
+    "load_schema": "prmsynth.export._formats",
+    "FORMATS": "prmsynth.export._formats",
+    "EvolutionSettings": "prmsynth.evolve._evolver",
+    "EvolutionReport": "prmsynth.evolve._evolver",
+    "Rejection": "prmsynth.evolve._evolver",
+    "extract_answer": "prmsynth.verify._math",
 }
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from prmsynth._values import Critique, LLMResponse, Question, Verdict
 
 if TYPE_CHECKING:
-    from prmsynth._search import LabelResult, SearchResult
+    from prmsynth.search._policies import LabelResult, SearchResult
 
 Message = Mapping[str, str]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from prmsynth import ReasoningTree, tree_from_dict, tree_to_dict
-from prmsynth._export import ExportSettings
+from prmsynth.export._formats import ExportSettings
 
 from .strategies import trees
 

@@ -32,7 +32,7 @@ def _closed_port() -> int:
 def test_missing_local_extra_stops_run_at_once_with_the_install_command(
     seeds, tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr("prmsynth._local.GGUF_PACKAGE", "no_such_gguf_package")
+    monkeypatch.setattr("prmsynth.llm._local.GGUF_PACKAGE", "no_such_gguf_package")
     out = tmp_path / "out"
     assert main(["run", str(seeds), "--out", str(out)]) == 2
     error = capsys.readouterr().err

@@ -20,8 +20,8 @@ from prmsynth import (
     SearchSettings,
     tree_to_dict,
 )
-from prmsynth._cache import CachedLLM, CompletionCache, request_fingerprint, sample_key
-from prmsynth._llm import LiteLLMClient
+from prmsynth.llm._cache import CachedLLM, CompletionCache, request_fingerprint, sample_key
+from prmsynth.llm._client import LiteLLMClient
 from prmsynth.testing import FakeOpenAIServer, FaultRates, ScriptedLLM
 
 SECRET = "sk-cache-secret-42"

@@ -23,9 +23,9 @@ from prmsynth import (
     tree_from_dict,
     tree_to_dict,
 )
-from prmsynth._critic import read_critique
 from prmsynth.cli import main
 from prmsynth.testing import FakeOpenAIServer, ScriptedLLM
+from prmsynth.verify._critic import read_critique
 
 from .test_pipeline import QUESTIONS, scripted_pipeline
 

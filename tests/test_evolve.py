@@ -19,10 +19,10 @@ from prmsynth import (
     Pipeline,
     Question,
     SearchSettings,
-    _evolve_cli,
     load_questions,
 )
-from prmsynth._evolve import (
+from prmsynth.cli import _evolve as _evolve_cli
+from prmsynth.evolve._evolver import (
     DEFAULT_TEMPLATES,
     ELIMINATION_REASONS,
     PROMPT_VERSION,
@@ -31,8 +31,8 @@ from prmsynth._evolve import (
     EvolveInstruct,
     token_jaccard,
 )
-from prmsynth._verify import MathEquivalence
 from prmsynth.testing import ScriptedLLM, ScriptedRequest
+from prmsynth.verify._math import MathEquivalence
 
 SEED = Question(
     id="s1",
@@ -649,7 +649,7 @@ def test_the_pipeline_searches_the_evolved_questions(equivalence):
 def parse(argv):
     parser = argparse.ArgumentParser(prog="prmsynth")
     subparsers = parser.add_subparsers(dest="command")
-    _evolve_cli.add_parser(subparsers)
+    _evolve_cli.add_parsers(subparsers)
     return parser.parse_args(argv)
 
 
@@ -667,8 +667,8 @@ SEED_RECORDS = [
 @pytest.fixture
 def scripted_backend(monkeypatch):
     """Make the CLI's LiteLLMClient a scripted LLM."""
-    import prmsynth._llm
-    from prmsynth._backend import CHECK_PROMPT
+    import prmsynth.llm._client
+    from prmsynth.llm._backend import CHECK_PROMPT
 
     def script(request):
         if request.last_message == CHECK_PROMPT:  # the command's check of its backend
@@ -682,7 +682,7 @@ def scripted_backend(monkeypatch):
     def factory(**kwargs):
         return ScriptedLLM(script)
 
-    monkeypatch.setattr(prmsynth._llm, "LiteLLMClient", factory)
+    monkeypatch.setattr(prmsynth.llm._client, "LiteLLMClient", factory)
 
 
 def test_cli_writes_questions_that_run_reads_and_a_rejects_file(tmp_path, scripted_backend, capsys):

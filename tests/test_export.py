@@ -22,7 +22,8 @@ from prmsynth import (
     tree_from_dict,
     tree_to_dict,
 )
-from prmsynth._export import (
+from prmsynth.cli._export import add_parsers, run_export, run_validate
+from prmsynth.export._formats import (
     FORMATS,
     STEP_TAG,
     ExportError,
@@ -39,9 +40,8 @@ from prmsynth._export import (
     validate_file,
     validate_record,
 )
-from prmsynth._export_cli import add_parsers, run_export, run_validate
-from prmsynth._search import SearchResult
-from prmsynth._serialize import result_to_tree_record
+from prmsynth.export._serialize import result_to_tree_record
+from prmsynth.search._policies import SearchResult
 
 from .export_strategies import export_settings, forests
 from .strategies import trees
@@ -583,7 +583,7 @@ def test_export_file_writes_records_and_a_manifest(tmp_path):
 
 
 def test_a_record_that_fails_its_schema_writes_nothing(tmp_path, monkeypatch):
-    import prmsynth._export as export_module
+    import prmsynth.export._formats as export_module
 
     def broken(tree, settings, stats):
         yield export_module._Example(

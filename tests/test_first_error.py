@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prmsynth import Evidence, FirstErrorRule, RelativeDrop, Threshold
-from prmsynth._first_error import parse_rule
+from prmsynth.search._first_error import parse_rule
 
 
 def simulate(rule: FirstErrorRule, n_steps: int, first_error: int, p_good, p_bad, seed: int):

@@ -15,7 +15,7 @@ from types import MappingProxyType
 import pytest
 
 from prmsynth import LiteLLMClient, Pipeline, Question, SamplingSettings, SearchSettings
-from prmsynth._llm import (
+from prmsynth.llm._client import (
     REFILL_ROUNDS,
     LLMError,
     _split_tokens,
@@ -23,7 +23,7 @@ from prmsynth._llm import (
     is_retryable,
     retry_after_seconds,
 )
-from prmsynth._ratelimit import RequestLimiter
+from prmsynth.llm._ratelimit import RequestLimiter
 from prmsynth.testing import FakeOpenAIServer, FaultRates
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 3?"}]
@@ -74,7 +74,7 @@ def test_price_map_download_is_disabled_when_the_user_did_not_choose():
     code = textwrap.dedent(
         """
         import os
-        from prmsynth._llm import import_litellm
+        from prmsynth.llm._client import import_litellm
         import_litellm()
         print(os.environ["LITELLM_LOCAL_MODEL_COST_MAP"])
         """

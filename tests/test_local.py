@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from prmsynth._local import chatml_prompt
+from prmsynth.llm._local import chatml_prompt
 
 needs_local_model = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None
@@ -39,8 +39,8 @@ def test_chatml_prompt_continues_a_trailing_assistant_message():
 
 def _acompletion(**kwargs):
     """A user's own call: litellm.acompletion with the embedded provider registered."""
-    from prmsynth._llm import DEFAULT_MODEL, import_litellm
-    from prmsynth._local import ensure_registered
+    from prmsynth.llm._client import DEFAULT_MODEL, import_litellm
+    from prmsynth.llm._local import ensure_registered
 
     litellm = import_litellm()
     ensure_registered(litellm)
@@ -85,8 +85,8 @@ def test_local_model_seed_reproduces_the_batch_and_another_seed_changes_it():
 @needs_local_model
 @pytest.mark.local_model
 def test_local_model_samples_do_not_depend_on_other_requests_in_flight():
-    from prmsynth._llm import DEFAULT_MODEL, import_litellm
-    from prmsynth._local import ensure_registered
+    from prmsynth.llm._client import DEFAULT_MODEL, import_litellm
+    from prmsynth.llm._local import ensure_registered
 
     litellm = import_litellm()
     ensure_registered(litellm)
@@ -152,7 +152,7 @@ def test_local_model_serves_n_seeded_completions_through_the_client():
     [(signal.SIGILL, "illegal instruction"), (signal.SIGABRT, "aborted")],
 )
 def test_a_native_crash_of_the_model_is_reported_with_cause_and_fix(signal_number, expected):
-    from prmsynth._local import REBUILD_COMMAND, LocalModelCrashed, LocalWorker, check_installed
+    from prmsynth.llm._local import REBUILD_COMMAND, LocalModelCrashed, LocalWorker, check_installed
 
     worker = LocalWorker(check_installed(), threads=1)
     request = {
@@ -230,7 +230,7 @@ def _worker_pids(parent: int) -> list[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"prmsynth._local_worker" in cmdline:
+        if ppid == parent and b"prmsynth.llm._local_worker" in cmdline:
             pids.append(int(entry.name))
     return pids
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import io
 
-from prmsynth._progress import Progress
-from prmsynth._run import _Tally
+from prmsynth.run._folder import _Tally
+from prmsynth.run._progress import Progress
 
 
 class Terminal(io.StringIO):

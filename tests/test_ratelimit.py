@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from prmsynth._ratelimit import RequestLimiter, estimate_prompt_tokens
+from prmsynth.llm._ratelimit import RequestLimiter, estimate_prompt_tokens
 
 
 def test_concurrency_is_bounded_and_first_come_first_served():

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from prmsynth._llm import LLMError, import_litellm
-from prmsynth._ratelimit import RequestLimiter
-from prmsynth._router import RouterConfigError, RouterLLM, load_router_config
+from prmsynth.llm._client import LLMError, import_litellm
+from prmsynth.llm._ratelimit import RequestLimiter
+from prmsynth.llm._router import RouterConfigError, RouterLLM, load_router_config
 from prmsynth.testing import FakeOpenAIServer, FaultRates
 
 SECRET_A = "sk-router-secret-a"
@@ -211,8 +211,8 @@ def test_importing_the_llm_layer_does_not_import_litellm():
     import sys
 
     code = (
-        "import sys, prmsynth, prmsynth._llm, prmsynth._cache, prmsynth._ratelimit, "
-        "prmsynth._router, prmsynth.testing; print('litellm' in sys.modules)"
+        "import sys, prmsynth, prmsynth.llm._client, prmsynth.llm._cache, prmsynth.llm._ratelimit, "
+        "prmsynth.llm._router, prmsynth.testing; print('litellm' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr

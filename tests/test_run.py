@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from prmsynth import Question, read_tree_file
-from prmsynth._run import Budget, merge_directories, run_to_directory, select_shard
 from prmsynth._seeds import InputError
+from prmsynth.run._folder import Budget, merge_directories, run_to_directory, select_shard
 
 from .test_pipeline import QUESTIONS, scripted_pipeline
 
@@ -189,7 +189,7 @@ SLOW_RUN = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from prmsynth import LLMStepGenerator, Pipeline, Question
-    from prmsynth._run import run_to_directory
+    from prmsynth.run._folder import run_to_directory
     from prmsynth.testing import ScriptedLLM
     sys.path.insert(0, sys.argv[2])
     from tests.test_search import BAD, GOOD, BoxedVerifier, planted_script
@@ -241,7 +241,7 @@ def test_sigkill_mid_run_then_rerun_gives_every_question_once(tmp_path):
 
 
 def test_lines_that_fail_their_schema_are_never_written(tmp_path, monkeypatch):
-    import prmsynth._run as run_module
+    import prmsynth.run._folder as run_module
 
     def reject_sft(record, format):
         return ["messages: too short"] if format == "sft" else []

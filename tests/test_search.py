@@ -18,7 +18,7 @@ from prmsynth import (
     Threshold,
     Verdict,
 )
-from prmsynth._search import rollout_length
+from prmsynth.search._policies import rollout_length
 from prmsynth.testing import ScriptedLLM, ScriptedRequest
 
 QUESTION = Question(id="q1", text="Planted question", reference_answer="5")
@@ -240,10 +240,10 @@ def test_same_script_gives_the_same_tree():
 
 
 def test_priority_is_computed_at_selection_time():
-    from prmsynth._search import SearchRun as _SearchRun
-    from prmsynth._search import _Candidate
     from prmsynth._tree import ReasoningTree
     from prmsynth._values import Rollout
+    from prmsynth.search._policies import SearchRun as _SearchRun
+    from prmsynth.search._policies import _Candidate
 
     tree = ReasoningTree(QUESTION)
     a, b = tree.add_step(tree.root, "a"), tree.add_step(tree.root, "b")

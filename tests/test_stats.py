@@ -18,11 +18,11 @@ from prmsynth import (
     SearchPolicy,
     read_tree_file,
 )
-from prmsynth._export import ExportSettings, export_records
-from prmsynth._run import run_to_directory
-from prmsynth._stats import LABEL_THRESHOLDS, collect_stats, format_table, histogram_bin
-from prmsynth._view_cli import add_parsers, run_stats
+from prmsynth.cli._view import add_parsers, run_stats
+from prmsynth.export._formats import ExportSettings, export_records
+from prmsynth.run._folder import run_to_directory
 from prmsynth.testing import ScriptedLLM
+from prmsynth.view._stats import LABEL_THRESHOLDS, collect_stats, format_table, histogram_bin
 
 from .test_pipeline import QUESTIONS
 from .test_search import BAD, GOOD, BoxedVerifier, planted_script, solution

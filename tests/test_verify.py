@@ -1,4 +1,4 @@
-"""Tests of answer extraction, equivalence and the verifiers (prmsynth._verify)."""
+"""Tests of answer extraction, equivalence and the verifiers (prmsynth.verify._math)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prmsynth._values import Verdict
-from prmsynth._verify import (
+from prmsynth.cli._verify import add_parsers, run
+from prmsynth.verify._math import (
     EquivalenceCheckError,
     ExactMatchVerifier,
     FunctionVerifier,
@@ -26,7 +27,6 @@ from prmsynth._verify import (
     fast_equivalent,
     normalize_answer,
 )
-from prmsynth._verify_cli import add_parser, run
 
 # Generous: the machine is shared and noisy; this only catches hangs.
 HANG_GUARD_SECONDS = 30.0
@@ -487,7 +487,7 @@ def test_function_verifier():
 
 def parse_command(arguments: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="prmsynth")
-    add_parser(parser.add_subparsers(dest="command"))
+    add_parsers(parser.add_subparsers(dest="command"))
     return parser.parse_args(["verify-answers", *arguments])
 
 

@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 
 from prmsynth import Question, ReasoningTree, Rollout, Verdict, read_tree_file
-from prmsynth._run import run_to_directory
-from prmsynth._serialize import tree_to_dict
-from prmsynth._view import compact_question, render_html, write_html
-from prmsynth._view_cli import add_parsers, run_view
+from prmsynth.cli._view import add_parsers, run_view
+from prmsynth.export._serialize import tree_to_dict
+from prmsynth.run._folder import run_to_directory
+from prmsynth.view._html import compact_question, render_html, write_html
 
 from .test_pipeline import QUESTIONS, scripted_pipeline
 

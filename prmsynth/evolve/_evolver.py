@@ -48,11 +48,16 @@ from typing import Any, TypeVar
 
 import attrs
 
-from prmsynth._generation import DEFAULT_SYSTEM_PROMPT, derive_seed
 from prmsynth._interfaces import LLM, QuestionEvolver
-from prmsynth._llm import BackendUnavailable
 from prmsynth._values import Completion, Question
-from prmsynth._verify import MAX_ANSWER_LENGTH, MathEquivalence, extract_answer, normalize_answer
+from prmsynth.llm._client import BackendUnavailable
+from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT, derive_seed
+from prmsynth.verify._math import (
+    MAX_ANSWER_LENGTH,
+    MathEquivalence,
+    extract_answer,
+    normalize_answer,
+)
 
 __all__ = [
     "DEFAULT_EQUALITY_PROMPT",

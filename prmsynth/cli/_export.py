@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_INVALID, EXIT_INPUT = 0, 1, 2
+from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
 
 _ERRORS_SHOWN = 10
 
@@ -29,7 +29,7 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
     """
     import attrs
 
-    from prmsynth._export import FORMATS, ExportSettings
+    from prmsynth.export._formats import FORMATS, ExportSettings
 
     # The defaults come from ExportSettings, so the two cannot drift apart.
     defaults = {field.name: field.default for field in attrs.fields(ExportSettings)}
@@ -123,11 +123,13 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
     )
     validate.add_argument("file", metavar="FILE", help="JSONL file")
     validate.add_argument("--format", required=True, choices=FORMATS, help="expected format")
+    export.set_defaults(handler=run_export)
+    validate.set_defaults(handler=run_validate)
     return export, validate
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from prmsynth._export import ExportSettings
+    from prmsynth.export._formats import ExportSettings
 
     options: dict[str, Any] = {
         "labels": args.labels,
@@ -148,7 +150,7 @@ def _settings(args: argparse.Namespace) -> Any:
 def run_export(args: argparse.Namespace) -> int:
     """Run ``export`` with parsed ``args``: 0 when written, 1 when a record failed its
     schema, 2 on bad input (nothing is written in either case)."""
-    from prmsynth._export import ExportError, ExportInputError, export_file
+    from prmsynth.export._formats import ExportError, ExportInputError, export_file
 
     try:
         settings = _settings(args)
@@ -162,7 +164,7 @@ def run_export(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     except ExportError as error:
         print(f"prmsynth export: error: {error}", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_FAILURE
     except OSError as error:
         print(f"prmsynth export: cannot write output: {error}", file=sys.stderr)
         return EXIT_INPUT
@@ -186,7 +188,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     """Run ``validate`` with parsed ``args``: 0 valid, 1 schema errors, 2 unreadable file."""
-    from prmsynth._export import ExportInputError, validate_file
+    from prmsynth.export._formats import ExportInputError, validate_file
 
     try:
         errors = validate_file(args.file, args.format)
@@ -201,4 +203,4 @@ def run_validate(args: argparse.Namespace) -> int:
     if len(errors) > _ERRORS_SHOWN:
         print(f"{args.file}: ... and {len(errors) - _ERRORS_SHOWN} more errors", file=sys.stderr)
     print(f"{args.file}: not valid {args.format} ({len(errors)} errors)", file=sys.stderr)
-    return EXIT_INVALID
+    return EXIT_FAILURE

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import attrs
 
 from prmsynth._interfaces import LLM, StepVerifier
-from prmsynth._llm import BackendUnavailable
 from prmsynth._values import Verdict
+from prmsynth.llm._client import BackendUnavailable
 
 DEFAULT_JUDGE_PROMPT = (
     "You grade answers. Compare the final answer of the response with the reference answer.\n\n"

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from prmsynth._search import SearchResult
 from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth._values import Question, Rollout
+from prmsynth.search._policies import SearchResult
 
 STEP_SEPARATOR = "\n\n"
 

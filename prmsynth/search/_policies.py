@@ -23,10 +23,10 @@ from typing import Literal
 
 import attrs
 
-from prmsynth._first_error import Evidence, FirstErrorRule, RelativeDrop, Threshold
 from prmsynth._interfaces import SearchPolicy, StepGenerator, StepVerifier
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import Question, Rollout, SearchSettings, Verdict
+from prmsynth.search._first_error import Evidence, FirstErrorRule, RelativeDrop, Threshold
 
 SearchStatus = Literal["kept", "skipped", "failed"]
 

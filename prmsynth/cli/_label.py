@@ -21,6 +21,7 @@ from typing import Any
 
 from prmsynth._seeds import InputError, iter_json_records, reference_from_answer
 from prmsynth._values import Question
+from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
 
 REQUIRED_FIELDS = ("id", "problem", "steps", "answer")
 
@@ -63,7 +64,7 @@ def read_label_rows(path: str | os.PathLike) -> list[tuple[dict[str, Any], Quest
     return rows
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     from prmsynth._values import SamplingSettings
 
     sampling = SamplingSettings()
@@ -83,7 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--num-completions", type=int, default=8, help="completions per estimated prefix (K)"
     )
-    from prmsynth._cli_common import add_first_error_options, add_judge_options
+    from prmsynth.cli._common import add_first_error_options, add_judge_options
 
     add_first_error_options(parser)
     add_judge_options(parser)
@@ -99,21 +100,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-p", type=float, default=sampling.top_p)
     parser.add_argument("--max-tokens", type=int, default=sampling.max_tokens)
     parser.add_argument("--seed", type=int, default=0)
-    from prmsynth._backend import add_backend_options
+    from prmsynth.llm._backend import add_backend_options
 
     add_backend_options(parser, default_cache="OUT.cache.sqlite")
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from prmsynth._backend import backend_settings_from_args, build_llm, check_backend
-    from prmsynth._cli_common import critic_from_args, first_error_rule_from_args, quiet_litellm
-    from prmsynth._generation import LLMStepGenerator
-    from prmsynth._llm import DEFAULT_MODEL, BackendUnavailable
-    from prmsynth._router import RouterConfigError
-    from prmsynth._search import POLICIES
-    from prmsynth._serialize import append_line
     from prmsynth._values import SamplingSettings, SearchSettings
-    from prmsynth._verify import MathAnswerVerifier
+    from prmsynth.cli._common import critic_from_args, first_error_rule_from_args, quiet_litellm
+    from prmsynth.export._serialize import append_line
+    from prmsynth.llm._backend import backend_settings_from_args, build_llm, check_backend
+    from prmsynth.llm._client import DEFAULT_MODEL, BackendUnavailable
+    from prmsynth.llm._router import RouterConfigError
+    from prmsynth.search._generation import LLMStepGenerator
+    from prmsynth.search._policies import POLICIES
+    from prmsynth.verify._math import MathAnswerVerifier
 
     try:
         try:
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(args.router_config, str(error)) from None
     except (InputError, BackendUnavailable) as error:
         print(f"prmsynth label: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
 
     policy = POLICIES[args.policy](settings=settings, first_error_rule=rule)
     generator = LLMStepGenerator(
@@ -195,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
                 f"prmsynth label: stopped: {error}\n{len(results)} finished rows are in {partial}",
                 file=sys.stderr,
             )
-            return 1
+            return EXIT_FAILURE
         finally:
             verifier.close()
             if cache is not None:
@@ -213,4 +215,4 @@ def run(args: argparse.Namespace) -> int:
         f"{with_error} with a first error, {spent} completions -> {out}",
         file=sys.stderr,
     )
-    return 0
+    return EXIT_OK

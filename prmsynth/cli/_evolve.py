@@ -18,12 +18,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+
 if TYPE_CHECKING:
-    from prmsynth._evolve import EvolutionReport, EvolutionSettings
     from prmsynth._interfaces import LLM, QuestionEvolver
     from prmsynth._values import Question
+    from prmsynth.evolve._evolver import EvolutionReport, EvolutionSettings
 
-EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
 
 # Defaults, repeated here so that building the parser imports nothing heavy;
 # tests check that they match EvolutionSettings.
@@ -56,7 +57,7 @@ def _add_vote_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``evolve`` subcommand to an argparse ``subparsers`` object."""
     parser = subparsers.add_parser(
         "evolve",
@@ -71,7 +72,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("seed_file", help="seed questions: JSONL, a JSON array, or JSON objects")
     parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="questions file")
-    from prmsynth._backend import add_backend_options
+    from prmsynth.llm._backend import add_backend_options
 
     add_backend_options(parser, default_cache="OUT.cache.sqlite")
     parser.add_argument(
@@ -130,6 +131,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--no-seeds", action="store_true", help="write only the evolved questions, not the seeds"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.set_defaults(handler=run)
     return parser
 
 
@@ -153,8 +155,8 @@ def add_evolve_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(**values: Any) -> EvolutionSettings:
-    from prmsynth._evolve import EvolutionSettings
     from prmsynth._seeds import InputError
+    from prmsynth.evolve._evolver import EvolutionSettings
 
     try:
         return EvolutionSettings(**values)
@@ -182,14 +184,14 @@ def evolution_settings_from_args(args: argparse.Namespace) -> EvolutionSettings 
 def evolver_from_args(
     args: argparse.Namespace, llm: LLM, *, equivalence: Any = None
 ) -> QuestionEvolver | None:
-    """An :class:`~prmsynth._evolve.EvolveInstruct` for ``run --evolve-rounds N``, or None for 0.
+    """An ``EvolveInstruct`` for ``run --evolve-rounds N``, or None for 0.
 
     ``equivalence`` (for example the run's ``MathAnswerVerifier().equivalence``)
     shares one worker process with the verifier; by default the evolver
     starts its own, which its ``close()`` ends.  Raises
     :class:`prmsynth.InputError` on bad option values.
     """
-    from prmsynth._evolve import EvolveInstruct
+    from prmsynth.evolve._evolver import EvolveInstruct
 
     settings = evolution_settings_from_args(args)
     if settings is None:
@@ -302,9 +304,9 @@ def evolve_for_run(
     """
     import asyncio
 
-    from prmsynth._evolve import EvolveInstruct, format_stats
-    from prmsynth._run import OUTPUT_FILES, SETTINGS_FILE, SUMMARY_FILE
     from prmsynth._seeds import InputError
+    from prmsynth.evolve._evolver import EvolveInstruct, format_stats
+    from prmsynth.run._folder import OUTPUT_FILES, SETTINGS_FILE, SUMMARY_FILE
 
     out_dir = Path(out_dir)
     path = out_dir / EVOLVED_FILE
@@ -344,11 +346,11 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import time
 
-    from prmsynth._backend import backend_settings_from_args, build_llm, check_backend
-    from prmsynth._cli_common import quiet_litellm
-    from prmsynth._llm import BackendUnavailable
-    from prmsynth._router import RouterConfigError
     from prmsynth._seeds import InputError, load_questions_from_args
+    from prmsynth.cli._common import quiet_litellm
+    from prmsynth.llm._backend import backend_settings_from_args, build_llm, check_backend
+    from prmsynth.llm._client import BackendUnavailable
+    from prmsynth.llm._router import RouterConfigError
 
     try:
         if args.limit is not None and args.limit < 1:
@@ -386,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"prmsynth evolve: error: {error}", file=sys.stderr)
         return EXIT_INPUT
 
-    from prmsynth._evolve import EvolveInstruct, format_stats
+    from prmsynth.evolve._evolver import EvolveInstruct, format_stats
 
     log = None if args.quiet else sys.stderr
 

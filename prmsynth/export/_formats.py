@@ -4,7 +4,7 @@ Reasoning trees are the product, but trainers read files.  This module turns
 trees into the record formats the field uses (TRL stepwise supervision,
 Math-Shepherd, PRM800K, ProcessBench, chat SFT, TRL SFT, DPO pairs) and
 validates every record against a JSON Schema (Draft 2020-12) shipped in
-``prmsynth/schemas/`` before anything is written.
+``prmsynth/export/schemas/`` before anything is written.
 
 **The labelling rule** (shared by ``trl``, ``math-shepherd``, ``prm800k`` and
 ``processbench``, see :func:`label_path`): a root-to-leaf path is a list of
@@ -51,7 +51,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from prmsynth._serialize import (
+from prmsynth._tree import ReasoningTree, TreeInvariantError
+from prmsynth.export._serialize import (
     STEP_SEPARATOR,
     dpo_records,
     flat_record,
@@ -61,7 +62,6 @@ from prmsynth._serialize import (
     tree_to_dict,
     write_json_atomic,
 )
-from prmsynth._tree import ReasoningTree, TreeInvariantError
 
 if TYPE_CHECKING:
     import jsonschema
@@ -115,7 +115,7 @@ def _check_fraction(instance: object, attribute: attrs.Attribute, value: float) 
 
 
 def _default_system_prompt() -> str:
-    from prmsynth._generation import DEFAULT_SYSTEM_PROMPT
+    from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT
 
     return DEFAULT_SYSTEM_PROMPT
 
@@ -628,7 +628,7 @@ def _step_pairs(
     tree: ReasoningTree, settings: ExportSettings
 ) -> Iterator[tuple[list[dict[str, str]], str, str]]:
     """(prompt, chosen, rejected): two continuations sampled from the same step prefix."""
-    from prmsynth._generation import DEFAULT_CONTINUE_TEMPLATE
+    from prmsynth.search._generation import DEFAULT_CONTINUE_TEMPLATE
 
     question = tree.question
     for node in tree.nodes():
@@ -844,7 +844,7 @@ def _schema_name(format: str) -> str:
 def _read_schema(name: str) -> dict[str, Any]:
     from importlib import resources
 
-    text = resources.files("prmsynth").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
+    text = resources.files("prmsynth.export").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
     return json.loads(text)
 
 
@@ -988,7 +988,7 @@ def read_trees(path: str | os.PathLike) -> Iterator[ReasoningTree]:
     >>> list(read_trees(path))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    prmsynth._export.ExportInputError: ...trees.jsonl: line 1: $: 'question' is a required property
+    prmsynth.export._formats.ExportInputError: ...trees.jsonl: line 1: $: 'question' is a required property
     """
     for line_number, line in _read_lines(path):
         where = f"{path}: line {line_number}"
@@ -1154,7 +1154,7 @@ def export_file(
     written = sum(len(examples) for examples in parts.values())
     manifest = {
         "format": format,
-        "schema": f"prmsynth/schemas/{_schema_name(format)}.schema.json",
+        "schema": f"prmsynth/export/schemas/{_schema_name(format)}.schema.json",
         "prmsynth_version": __version__,
         "source_files": source_files,
         "settings": settings.to_dict(),

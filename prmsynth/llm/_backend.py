@@ -83,8 +83,8 @@ def build_llm(settings: BackendSettings, *, cache: Any = None) -> tuple[LLM, str
     ``cache``: an open completion cache to share (a second model of the same
     run) instead of opening ``settings.cache_path``; the caller closes it.
     """
-    from prmsynth._llm import DEFAULT_MODEL, LiteLLMClient
-    from prmsynth._ratelimit import RequestLimiter
+    from prmsynth.llm._client import DEFAULT_MODEL, LiteLLMClient
+    from prmsynth.llm._ratelimit import RequestLimiter
 
     limiter = RequestLimiter(
         max_concurrency=settings.concurrency,
@@ -98,14 +98,14 @@ def build_llm(settings: BackendSettings, *, cache: Any = None) -> tuple[LLM, str
     }
     llm: LLM
     if settings.router_config:
-        from prmsynth._router import RouterLLM
+        from prmsynth.llm._router import RouterLLM
 
         llm = RouterLLM.from_config(settings.router_config, model=settings.model, **client_settings)
         model = llm.model
     else:
         model = settings.model or DEFAULT_MODEL
         llm = LiteLLMClient(model=model, api_base=settings.api_base, **client_settings)
-    from prmsynth._cache import CachedLLM, CompletionCache
+    from prmsynth.llm._cache import CachedLLM, CompletionCache
 
     if cache is not None:
         return CachedLLM(llm=llm, cache=cache), model, None
@@ -163,7 +163,7 @@ def check_backend(settings: BackendSettings, *, timeout: float = 120.0) -> None:
     """
     import asyncio
 
-    from prmsynth._llm import (
+    from prmsynth.llm._client import (
         DEFAULT_MODEL,
         LOCAL_PROVIDER,
         BackendUnavailable,
@@ -177,14 +177,14 @@ def check_backend(settings: BackendSettings, *, timeout: float = 120.0) -> None:
     }
     llm: LLM
     if settings.router_config:
-        from prmsynth._router import RouterLLM
+        from prmsynth.llm._router import RouterLLM
 
         llm = RouterLLM.from_config(settings.router_config, model=settings.model, **client_settings)
         where = f"the router's model {llm.model!r}"
     else:
         model = settings.model or DEFAULT_MODEL
         if model.startswith(LOCAL_PROVIDER + "/"):
-            from prmsynth._local import check_installed
+            from prmsynth.llm._local import check_installed
 
             check_installed()
         llm = LiteLLMClient(model=model, api_base=settings.api_base, **client_settings)

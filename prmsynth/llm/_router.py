@@ -40,7 +40,7 @@ from typing import Any
 
 import attrs
 
-from prmsynth._llm import RetryingLLM, import_litellm
+from prmsynth.llm._client import RetryingLLM, import_litellm
 
 #: Router settings prmsynth owns: retries are its own (see the module doc).
 _FORCED_SETTINGS = {"num_retries": 0, "retry_after": 0}
@@ -129,7 +129,7 @@ class RouterLLM(RetryingLLM):
     shared by several deployments.  Build it with :meth:`from_config`.
 
     Retry, timeout, limiter and accounting settings are those of
-    :class:`prmsynth._llm.RetryingLLM`.
+    :class:`prmsynth.llm._client.RetryingLLM`.
     """
 
     router: Any = attrs.field(repr=False, eq=False)

@@ -567,7 +567,7 @@ def compact_question(
     The root is the question, never a step, so it is never a first error.
 
     >>> from prmsynth import Question, ReasoningTree, Rollout, Verdict
-    >>> from prmsynth._serialize import tree_to_dict
+    >>> from prmsynth.export._serialize import tree_to_dict
     >>> tree = ReasoningTree(Question(id="q1", text="What is 2 + 3?", reference_answer="5"))
     >>> right, wrong = tree.add_steps(tree.root, ["2 + 3 = 5."])[0], tree.add_step(0, "2 + 3 = 6.")
     >>> tree.mark_terminal(right, Verdict(status="correct"))
@@ -653,8 +653,8 @@ def render_html(
     >>> "http://" in page or "https://" in page
     False
     """
-    from prmsynth._serialize import tree_to_dict
     from prmsynth._values import SearchSettings
+    from prmsynth.export._serialize import tree_to_dict
 
     SearchSettings(first_error_threshold=first_error_threshold)  # checks it before any work
     if excerpt_chars < 0:
@@ -713,8 +713,8 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _read_tree_records(path: Path) -> Iterator[dict[str, Any]]:
-    from prmsynth._serialize import tree_from_dict
     from prmsynth._tree import TreeInvariantError
+    from prmsynth.export._serialize import tree_from_dict
 
     for line, record in read_json_lines(path):
         try:

@@ -1,19 +1,14 @@
-"""The ``prmsynth`` command line.
-
-Subcommands import what they need when they run, so ``prmsynth --help``
-stays fast and never imports litellm.
-"""
+"""``prmsynth run``: search seed questions into reasoning trees in a durable run folder."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
-EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
+from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
 
 
-def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     from prmsynth._values import SamplingSettings, SearchSettings
 
     sampling, search = SamplingSettings(), SearchSettings()
@@ -75,7 +70,7 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         default="omegaprm",
         help="search policy",
     )
-    from prmsynth._cli_common import add_first_error_options, add_judge_options
+    from prmsynth.cli._common import add_first_error_options, add_judge_options
 
     add_first_error_options(parser)
     add_judge_options(parser)
@@ -83,7 +78,7 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, help="sampling seed (where the backend honours one)"
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N questions")
-    from prmsynth._backend import add_backend_options
+    from prmsynth.llm._backend import add_backend_options
 
     add_backend_options(parser, default_cache="OUT/cache.sqlite")
     parser.add_argument(
@@ -101,32 +96,34 @@ def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         "--max-cost", type=float, default=None, help="stop starting questions after this (USD)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    from prmsynth import _evolve_cli
+    from prmsynth.cli import _evolve
 
-    _evolve_cli.add_evolve_options(parser)
+    _evolve.add_evolve_options(parser)
+    parser.set_defaults(handler=run)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import attrs
 
-    from prmsynth import __version__, _evolve_cli
-    from prmsynth._backend import backend_settings_from_args, build_llm, check_backend
-    from prmsynth._cli_common import (
+    from prmsynth import __version__
+    from prmsynth._seeds import InputError, load_questions_from_args
+    from prmsynth._values import SamplingSettings, SearchSettings
+    from prmsynth.cli import _evolve as _evolve_cli
+    from prmsynth.cli._common import (
         critic_from_args,
         first_error_rule_from_args,
         judge_info,
         quiet_litellm,
     )
-    from prmsynth._generation import LLMStepGenerator
-    from prmsynth._llm import DEFAULT_MODEL, BackendUnavailable
-    from prmsynth._pipeline import Pipeline
-    from prmsynth._router import RouterConfigError
-    from prmsynth._run import Budget, file_sha256, run_to_directory, select_shard
-    from prmsynth._search import POLICIES
-    from prmsynth._seeds import InputError, load_questions_from_args
-    from prmsynth._values import SamplingSettings, SearchSettings
+    from prmsynth.llm._backend import backend_settings_from_args, build_llm, check_backend
+    from prmsynth.llm._client import DEFAULT_MODEL, BackendUnavailable
+    from prmsynth.llm._router import RouterConfigError
+    from prmsynth.run._folder import Budget, file_sha256, run_to_directory, select_shard
+    from prmsynth.run._pipeline import Pipeline
+    from prmsynth.search._generation import LLMStepGenerator
+    from prmsynth.search._policies import POLICIES
 
     cache = None
     checked = False
@@ -258,91 +255,3 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
     if not (count >= 1 and 0 <= index < count):
         raise InputError("--shard", f"need 0 <= I < N, got {text!r}")
     return index, count
-
-
-def _add_merge_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "merge",
-        help="join the output folders of several shards",
-        description="Join the output folders of runs made with --shard I/N into one folder.",
-    )
-    parser.add_argument("folders", nargs="+", help="shard output folders")
-    parser.add_argument("--out", required=True, help="an empty (or new) folder")
-
-
-def _merge(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from prmsynth._run import merge_directories
-    from prmsynth._seeds import InputError
-
-    try:
-        summary = merge_directories([Path(folder) for folder in args.folders], Path(args.out))
-    except InputError as error:
-        print(f"prmsynth merge: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
-    print(
-        f"merged {len(args.folders)} folders: {summary['kept']} kept, "
-        f"{summary['skipped']} skipped, complete: {summary['complete']} -> {args.out}",
-        file=sys.stderr,
-    )
-    return EXIT_OK
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from prmsynth import __version__, _evolve_cli, _export_cli, _label, _verify_cli, _view_cli
-
-    parser = argparse.ArgumentParser(
-        prog="prmsynth",
-        description="Make training data for process reward models.",
-    )
-    parser.add_argument("--version", action="version", version=f"prmsynth {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_run_parser(subparsers)
-    _evolve_cli.add_parser(subparsers)
-    _label.add_parser(subparsers)
-    _add_merge_parser(subparsers)
-    _export_cli.add_parsers(subparsers)
-    _verify_cli.add_parser(subparsers)
-    _view_cli.add_parsers(subparsers)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``prmsynth`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "run":
-        return _run(args)
-    if args.command == "evolve":
-        from prmsynth import _evolve_cli
-
-        return _evolve_cli.run(args)
-    if args.command in ("export", "validate"):
-        from prmsynth import _export_cli
-
-        if args.command == "export":
-            return _export_cli.run_export(args)
-        return _export_cli.run_validate(args)
-    if args.command in ("view", "stats"):
-        from prmsynth import _view_cli
-
-        if args.command == "view":
-            return _view_cli.run_view(args)
-        return _view_cli.run_stats(args)
-    if args.command == "merge":
-        return _merge(args)
-    if args.command == "label":
-        from prmsynth import _label
-
-        return _label.run(args)
-    if args.command == "verify-answers":
-        from prmsynth import _verify_cli
-
-        return _verify_cli.run(args)
-    parser.print_help()
-    return EXIT_INPUT
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,7 @@
 Options (``api_base``, keys, timeouts) go into each ``litellm.acompletion``
 call; nothing here assigns litellm's module globals.  The one exception is
 the embedded local model, which litellm can only reach as a registered
-custom provider (see :mod:`prmsynth._local`); it is registered the first time
+custom provider (see :mod:`prmsynth.llm._local`); it is registered the first time
 a request names it.
 
 Retries are prmsynth's alone: every call passes ``num_retries=0`` and
@@ -32,8 +32,8 @@ from typing import Any
 
 import attrs
 
-from prmsynth._ratelimit import RequestLimiter, estimate_prompt_tokens
 from prmsynth._values import Completion, LLMResponse
+from prmsynth.llm._ratelimit import RequestLimiter, estimate_prompt_tokens
 
 #: The embedded default: SmolLM2-135M-Instruct run in-process by llama.cpp.
 DEFAULT_MODEL = "prmsynth/smollm2-135m-instruct"
@@ -295,7 +295,7 @@ class RetryingLLM:
             raise ValueError(f"n must be >= 1, got {n!r}")
         litellm = import_litellm()
         if self._local:
-            from prmsynth._local import ensure_registered
+            from prmsynth.llm._local import ensure_registered
 
             ensure_registered(litellm)
         base: dict[str, Any] = {
@@ -453,7 +453,7 @@ class LiteLLMClient(RetryingLLM):
     ``hosted_vllm/Qwen/Qwen2.5-Math-7B-Instruct``, ``ollama/llama3``, ...).
     ``options`` are passed to every call and win over the client's own
     settings (for example ``{"timeout": 60}``).  Retries, backoff, the
-    per-request timeout and the shared :class:`prmsynth._ratelimit.RequestLimiter`
+    per-request timeout and the shared :class:`prmsynth.llm._ratelimit.RequestLimiter`
     are described on :class:`RetryingLLM`; each response's tokens and cost
     (``LLMResponse.cost``, US dollars from litellm's offline price map, 0.0
     for unpriced models) are reported with it.

@@ -25,13 +25,11 @@ from typing import Any, TextIO
 
 import attrs
 
-from prmsynth._export import validate_record
-from prmsynth._generation import DEFAULT_SYSTEM_PROMPT
-from prmsynth._pipeline import Pipeline
-from prmsynth._progress import Progress
-from prmsynth._search import SearchResult
 from prmsynth._seeds import InputError
-from prmsynth._serialize import (
+from prmsynth._tree import ReasoningTree, TreeInvariantError
+from prmsynth._values import Question
+from prmsynth.export._formats import validate_record
+from prmsynth.export._serialize import (
     append_line,
     dpo_records,
     dumps_line,
@@ -41,8 +39,10 @@ from prmsynth._serialize import (
     tree_from_dict,
     write_json_atomic,
 )
-from prmsynth._tree import ReasoningTree, TreeInvariantError
-from prmsynth._values import Question
+from prmsynth.run._pipeline import Pipeline
+from prmsynth.run._progress import Progress
+from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT
+from prmsynth.search._policies import SearchResult
 
 PRIMARY_FILES = ("trees.jsonl", "skipped.jsonl")
 DERIVED_FILES = ("flat.jsonl", "sft.jsonl", "dpo.jsonl")

@@ -10,9 +10,12 @@ import argparse
 import logging
 from typing import TYPE_CHECKING, Any
 
+#: The exit status of every command: done, failed, bad input (nothing written).
+EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
+
 if TYPE_CHECKING:
-    from prmsynth._backend import BackendSettings
-    from prmsynth._first_error import FirstErrorRule
+    from prmsynth.llm._backend import BackendSettings
+    from prmsynth.search._first_error import FirstErrorRule
 
 
 def _not_loop_notice(record: logging.LogRecord) -> bool:
@@ -27,7 +30,7 @@ def quiet_litellm() -> None:
     prmsynth reports every failed request itself (with the key redacted), so
     the banner that litellm prints to stdout on each error only adds noise.
     """
-    from prmsynth._llm import import_litellm
+    from prmsynth.llm._client import import_litellm
 
     litellm = import_litellm()
     litellm.suppress_debug_info = True
@@ -60,8 +63,8 @@ def first_error_rule_from_args(
     args: argparse.Namespace, num_branches: int
 ) -> FirstErrorRule | None:
     """The rule ``--first-error-rule`` names, or None for the policy's default."""
-    from prmsynth._first_error import parse_rule
     from prmsynth._seeds import InputError
+    from prmsynth.search._first_error import parse_rule
 
     if args.first_error_rule is None:
         return None
@@ -89,10 +92,10 @@ def add_judge_options(parser: argparse.ArgumentParser) -> None:
 def critic_from_args(args: argparse.Namespace, backend: BackendSettings, cache: Any) -> Any:
     """The critic ``--judge-model`` names, checked and sharing the run's cache; None without.
 
-    Raises [`BackendUnavailable`][prmsynth._llm.BackendUnavailable] when it cannot serve.
+    Raises [`BackendUnavailable`][prmsynth.llm._client.BackendUnavailable] when it cannot serve.
     """
-    from prmsynth._backend import build_llm, check_backend, judge_backend
-    from prmsynth._critic import LLMCritic
+    from prmsynth.llm._backend import build_llm, check_backend, judge_backend
+    from prmsynth.verify._critic import LLMCritic
 
     if args.judge_model is None:
         return None

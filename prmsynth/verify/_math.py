@@ -618,7 +618,7 @@ def _worker_main(arguments: list[str]) -> None:
 # which breaks (and re-runs) user scripts without an `if __name__` guard.
 # Like spawn, and unlike fork, it copies no locks held by the parent's threads.
 _WORKER_BOOTSTRAP = (
-    "import sys; from prmsynth._verify import _worker_main; _worker_main(sys.argv[1:])"
+    "import sys; from prmsynth.verify._math import _worker_main; _worker_main(sys.argv[1:])"
 )
 
 

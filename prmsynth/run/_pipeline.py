@@ -8,7 +8,6 @@ from typing import Any
 
 import attrs
 
-from prmsynth._generation import LLMStepGenerator
 from prmsynth._interfaces import (
     LLM,
     NoEvolution,
@@ -18,14 +17,15 @@ from prmsynth._interfaces import (
     StepGenerator,
     StepVerifier,
 )
-from prmsynth._llm import BackendUnavailable
-from prmsynth._search import OmegaPRM, SearchResult
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import Question, SamplingSettings, SearchSettings
+from prmsynth.llm._client import BackendUnavailable
+from prmsynth.search._generation import LLMStepGenerator
+from prmsynth.search._policies import OmegaPRM, SearchResult
 
 
 def _default_verifier() -> StepVerifier:
-    from prmsynth._verify import MathAnswerVerifier
+    from prmsynth.verify._math import MathAnswerVerifier
 
     return MathAnswerVerifier()
 
@@ -84,7 +84,7 @@ class Pipeline:
         ``litellm.acompletion`` call; ``parts`` override the verifier, policy,
         evolver or concurrency.
         """
-        from prmsynth._llm import DEFAULT_MODEL, LiteLLMClient
+        from prmsynth.llm._client import DEFAULT_MODEL, LiteLLMClient
 
         llm: LLM = LiteLLMClient(
             model=model or DEFAULT_MODEL,
@@ -112,7 +112,7 @@ class Pipeline:
                 question, generator=self.generator, verifier=self.verifier
             )
             if self.critic is not None and result.status == "kept":
-                from prmsynth._critic import critique_tree
+                from prmsynth.verify._critic import critique_tree
 
                 await critique_tree(self.critic, result.tree)
             return result

@@ -1,0 +1,12 @@
+"""The ``prmsynth`` command line, on top of the library (which never imports it).
+
+``main`` runs a command; ``build_parser`` gives its argparse parser.  Exit
+status: 0 done, 1 failed (a run whose questions all failed, a stopped
+backend, records that fail their schema), 2 bad input or options (nothing
+written).
+"""
+
+from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from prmsynth.cli._main import build_parser, main
+
+__all__ = ["EXIT_FAILURE", "EXIT_INPUT", "EXIT_OK", "build_parser", "main"]

@@ -1,0 +1,38 @@
+"""``prmsynth merge``: join the folders of a sharded run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "merge",
+        help="join the output folders of several shards",
+        description="Join the output folders of runs made with --shard I/N into one folder.",
+    )
+    parser.add_argument("folders", nargs="+", help="shard output folders")
+    parser.add_argument("--out", required=True, help="an empty (or new) folder")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from prmsynth._seeds import InputError
+    from prmsynth.run._folder import merge_directories
+
+    try:
+        summary = merge_directories([Path(folder) for folder in args.folders], Path(args.out))
+    except InputError as error:
+        print(f"prmsynth merge: error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    print(
+        f"merged {len(args.folders)} folders: {summary['kept']} kept, "
+        f"{summary['skipped']} skipped, complete: {summary['complete']} -> {args.out}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
