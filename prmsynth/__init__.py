@@ -13,6 +13,15 @@ prmsynth imports neither litellm nor llama_cpp: they load on first use.
 8
 """
 
+from typing import TYPE_CHECKING
+
+from prmsynth._errors import (
+    BackendUnavailable,
+    ExportError,
+    InputError,
+    LLMError,
+    TreeInvariantError,
+)
 from prmsynth._interfaces import (
     LLM,
     NoEvolution,
@@ -22,8 +31,8 @@ from prmsynth._interfaces import (
     StepGenerator,
     StepVerifier,
 )
-from prmsynth._seeds import InputError, load_questions, reference_from_answer
-from prmsynth._tree import ReasoningTree, TreeInvariantError
+from prmsynth._seeds import load_questions, reference_from_answer
+from prmsynth._tree import ReasoningTree
 from prmsynth._values import (
     Completion,
     Critique,
@@ -62,6 +71,35 @@ from prmsynth.search._policies import (
     SearchRun,
 )
 
+if TYPE_CHECKING:  # for type checkers and the API docs; at run time see __getattr__
+    from prmsynth.evolve._evolver import (
+        EvolutionReport,
+        EvolutionSettings,
+        EvolveInstruct,
+        Rejection,
+    )
+    from prmsynth.export._formats import (
+        FORMATS,
+        ExportSettings,
+        export_file,
+        export_records,
+        load_schema,
+        validate_file,
+        validate_record,
+    )
+    from prmsynth.llm._cache import CachedLLM, CompletionCache
+    from prmsynth.llm._client import DEFAULT_MODEL, LiteLLMClient
+    from prmsynth.llm._ratelimit import RequestLimiter
+    from prmsynth.llm._router import RouterLLM
+    from prmsynth.verify._critic import LLMCritic
+    from prmsynth.verify._judge import LLMJudgeVerifier
+    from prmsynth.verify._math import (
+        ExactMatchVerifier,
+        FunctionVerifier,
+        MathAnswerVerifier,
+        extract_answer,
+    )
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -70,8 +108,6 @@ _LAZY = {
     "CompletionCache": "prmsynth.llm._cache",
     "CachedLLM": "prmsynth.llm._cache",
     "RouterLLM": "prmsynth.llm._router",
-    "LLMError": "prmsynth.llm._client",
-    "BackendUnavailable": "prmsynth.llm._client",
     "DEFAULT_MODEL": "prmsynth.llm._client",
     "MathAnswerVerifier": "prmsynth.verify._math",
     "ExactMatchVerifier": "prmsynth.verify._math",
@@ -118,6 +154,7 @@ __all__ = [
     "EvolutionSettings",
     "EvolveInstruct",
     "ExactMatchVerifier",
+    "ExportError",
     "ExportSettings",
     "FirstErrorRule",
     "FunctionVerifier",

@@ -2,7 +2,7 @@
 
 The four stages of the design card are abstract base classes, so that a
 user's subclass gets the shared behaviour (batch verification, step
-splitting) for free; the LLM backend is a :class:`typing.Protocol`, so any
+splitting) for free; the LLM backend is a `typing.Protocol`, so any
 object with a matching ``complete`` method plugs in without inheriting.
 """
 
@@ -64,7 +64,7 @@ class StepGenerator(abc.ABC):
         """Split a solution text into its steps."""
 
     def join_steps(self, steps: Sequence[str]) -> str:
-        """Join steps back into one solution text (the inverse of :meth:`split_steps`)."""
+        """Join steps back into one solution text (the inverse of `split_steps`)."""
         return "\n\n".join(steps)
 
 

@@ -8,29 +8,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from prmsynth._errors import InputError
 from prmsynth._values import Question
-
-
-class InputError(ValueError):
-    """Bad input, located: the message names the file, line and field.
-
-    >>> str(InputError("seeds.jsonl", "missing field", line=3, field="problem"))
-    "seeds.jsonl:3: field 'problem': missing field"
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        message: str,
-        *,
-        line: int | None = None,
-        field: str | None = None,
-    ) -> None:
-        self.path, self.line, self.field, self.message = str(path), line, field, message
-        location = self.path if line is None else f"{self.path}:{line}"
-        where = f" field {field!r}:" if field is not None else ""
-        super().__init__(f"{location}:{where} {message}")
-
 
 #: Fields of an evolved-questions file (``prmsynth evolve``) kept as metadata.
 LINEAGE_FIELDS = (
@@ -63,7 +42,7 @@ def iter_json_records(path: str | os.PathLike) -> Iterator[tuple[int, object]]:
 
     Accepts JSON Lines, one JSON array of objects, or objects one after
     another over several lines each (the seed script's format).  ``line`` is
-    the 1-based line where the value starts.  Raises :class:`InputError` on a
+    the 1-based line where the value starts.  Raises [`InputError`][prmsynth.InputError] on a
     missing file or bad JSON, naming the line.
     """
     try:

@@ -14,11 +14,8 @@ from typing import Any
 
 import networkx as nx
 
+from prmsynth._errors import TreeInvariantError
 from prmsynth._values import Question, Rollout, Step, Verdict
-
-
-class TreeInvariantError(ValueError):
-    """A reasoning tree (or its serialized form) breaks a structural rule."""
 
 
 class ReasoningTree:
@@ -106,7 +103,7 @@ class ReasoningTree:
         return [self.graph.nodes[n]["text"] for n in self.path(node)[1:]]
 
     def step(self, node: int) -> Step:
-        """A read-only :class:`~prmsynth.Step` view of ``node``."""
+        """A read-only [`Step`][prmsynth.Step] view of ``node``."""
         data = self.graph.nodes[node]
         return Step(
             node_id=node,
@@ -203,7 +200,7 @@ class ReasoningTree:
     # -- invariants ----------------------------------------------------------------
 
     def check_invariants(self) -> None:
-        """Raise :class:`TreeInvariantError` unless the tree is well formed.
+        """Raise [`TreeInvariantError`][prmsynth.TreeInvariantError] unless the tree is well formed.
 
         One root with no parent, no cycle, every node reachable from the root,
         every other node with exactly one parent, ``0 <= n_correct <= n_rollouts``

@@ -52,7 +52,7 @@ class Step:
     ``mc_value`` is the fraction of completions sampled from the prefix that
     ends with this step which reached the reference answer (None when none
     was sampled); ``depth`` is 1 for a first step.  See
-    :meth:`prmsynth.ReasoningTree.step`.
+    [`step`][prmsynth.ReasoningTree.step].
     """
 
     node_id: int
@@ -214,7 +214,7 @@ class SearchSettings:
     (c) shape the selection priority
     ``alpha ** (1 - mc_value) * beta ** (len(rollout) / L)
     + c * sqrt(sum of visits) / (1 + visits)``.  ``first_error_threshold``
-    is the first-error rule (see :meth:`is_error`); ``skip_uniform`` skips
+    is the first-error rule (see `is_error`); ``skip_uniform`` skips
     questions whose screening rollouts are all right or all wrong.
 
     >>> settings = SearchSettings()

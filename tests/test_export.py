@@ -659,8 +659,8 @@ def test_cli_export_with_split_and_options(tmp_path):
     ("content", "expected"),
     [
         (None, "no such file"),
-        ('{"question_id": "q1"\n', "line 1: bad JSON"),
-        ("\n" + json.dumps({"question_id": "q1"}) + "\n", "line 2: $: 'question' is a required"),
+        ('{"question_id": "q1"\n', ":1: bad JSON"),
+        ("\n" + json.dumps({"question_id": "q1"}) + "\n", ":2: $: 'question' is a required"),
     ],
 )
 def test_cli_export_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, content, expected):
@@ -684,7 +684,7 @@ def test_cli_export_rejects_a_malformed_tree_by_line(tmp_path, capsys):
     out = tmp_path / "trl.jsonl"
     assert run_export(parse(["export", str(source), "--format", "trl", "--out", str(out)])) == 2
     err = capsys.readouterr().err
-    assert f"{source}: line 2: malformed tree" in err
+    assert f"{source}:2: malformed tree" in err
     assert not out.exists() and not manifest_path(out).exists()
 
 

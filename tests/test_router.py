@@ -8,9 +8,10 @@ import time
 
 import pytest
 
+from prmsynth import InputError
 from prmsynth.llm._client import LLMError, import_litellm
 from prmsynth.llm._ratelimit import RequestLimiter
-from prmsynth.llm._router import RouterConfigError, RouterLLM, load_router_config
+from prmsynth.llm._router import RouterLLM, load_router_config
 from prmsynth.testing import FakeOpenAIServer, FaultRates
 
 SECRET_A = "sk-router-secret-a"
@@ -158,19 +159,19 @@ def test_no_litellm_globals_change(tmp_path):
 
 
 def test_config_errors(tmp_path):
-    with pytest.raises(RouterConfigError, match="cannot read"):
+    with pytest.raises(InputError, match="cannot read"):
         load_router_config(tmp_path / "absent.yaml")
     (tmp_path / "bad.yaml").write_text("model_list: [unclosed\n")
-    with pytest.raises(RouterConfigError, match="YAML"):
+    with pytest.raises(InputError, match="YAML"):
         load_router_config(tmp_path / "bad.yaml")
     (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(RouterConfigError, match="JSON"):
+    with pytest.raises(InputError, match="JSON"):
         load_router_config(tmp_path / "bad.json")
     (tmp_path / "nolist.yaml").write_text("router_settings: {}\n")
-    with pytest.raises(RouterConfigError, match="model_list"):
+    with pytest.raises(InputError, match="model_list"):
         load_router_config(tmp_path / "nolist.yaml")
     (tmp_path / "noname.yaml").write_text("model_list:\n  - litellm_params: {model: openai/x}\n")
-    with pytest.raises(RouterConfigError, match="deployment 1"):
+    with pytest.raises(InputError, match="deployment 1"):
         load_router_config(tmp_path / "noname.yaml")
     two = tmp_path / "two.json"
     two.write_text(
@@ -181,9 +182,9 @@ def test_config_errors(tmp_path):
             ]
         )
     )
-    with pytest.raises(RouterConfigError, match="several model names"):
+    with pytest.raises(InputError, match="several model names"):
         RouterLLM.from_config(two)
-    with pytest.raises(RouterConfigError, match="no deployment named"):
+    with pytest.raises(InputError, match="no deployment named"):
         RouterLLM.from_config(two, model="c")
     assert RouterLLM.from_config(two, model="b").model == "b"
 

@@ -542,10 +542,10 @@ def test_cli_writes_to_stdout(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
-        (['{"r": "#### 5", "a": "5"}', "{not json"], "line 2: bad JSON"),
-        (['{"r": "#### 5", "a": "5"}', '{"r": "#### 5"}'], "line 2: missing field 'a'"),
-        (['{"r": null, "a": "5"}'], "line 1: field 'r' must be a string or a number"),
-        (["[1, 2]"], "line 1: expected a JSON object"),
+        (['{"r": "#### 5", "a": "5"}', "{not json"], ":2: invalid JSON"),
+        (['{"r": "#### 5", "a": "5"}', '{"r": "#### 5"}'], ":2: field 'a': missing field"),
+        (['{"r": null, "a": "5"}'], ":1: field 'r': must be a string or a number"),
+        (["[1, 2]"], ":1: expected a JSON object"),
     ],
 )
 def test_cli_rejects_bad_input(tmp_path, capsys, lines, message):

@@ -5,7 +5,7 @@ evolved questions as JSONL that ``prmsynth run`` reads with its defaults
 (``id``, ``problem``, ``final_answer``), with ``source``, ``answer_source``
 and the lineage and vote fields at the top level of each line, plus
 ``questions.rejects.jsonl`` with one line per rejected candidate.  Heavy
-imports (litellm, the verifier) happen inside :func:`run`, so building the
+imports (litellm, the verifier) happen inside `run`, so building the
 parser stays cheap.
 """
 
@@ -189,7 +189,7 @@ def evolver_from_args(
     ``equivalence`` (for example the run's ``MathAnswerVerifier().equivalence``)
     shares one worker process with the verifier; by default the evolver
     starts its own, which its ``close()`` ends.  Raises
-    :class:`prmsynth.InputError` on bad option values.
+    [`InputError`][prmsynth.InputError] on bad option values.
     """
     from prmsynth.evolve._evolver import EvolveInstruct
 
@@ -254,7 +254,7 @@ def write_report(report: EvolutionReport, out_path: str | os.PathLike) -> Path:
 def load_evolved_questions(path: str | os.PathLike) -> list[Question]:
     """Read a file written by ``prmsynth evolve`` back, with sources, lineage and vote.
 
-    The rows are checked by :func:`prmsynth.load_questions` (so errors are
+    The rows are checked by [`load_questions`][prmsynth.load_questions] (so errors are
     located the same way); ``source``, ``answer_source`` and the other
     fields of each row come back as the question's metadata.
     """
@@ -300,7 +300,7 @@ def evolve_for_run(
     questions are read back instead (the run's settings check then confirms
     that the evolution settings match), and the stats returned are None.  A
     folder holding a run without ``evolved.jsonl`` is refused unless
-    ``overwrite``, before any LLM call.  Raises :class:`prmsynth.InputError`.
+    ``overwrite``, before any LLM call.  Raises [`InputError`][prmsynth.InputError].
     """
     import asyncio
 
@@ -350,7 +350,6 @@ def run(args: argparse.Namespace) -> int:
     from prmsynth.cli._common import quiet_litellm
     from prmsynth.llm._backend import backend_settings_from_args, build_llm, check_backend
     from prmsynth.llm._client import BackendUnavailable
-    from prmsynth.llm._router import RouterConfigError
 
     try:
         if args.limit is not None and args.limit < 1:
@@ -378,12 +377,9 @@ def run(args: argparse.Namespace) -> int:
             )
         except ValueError as error:
             raise InputError("options", str(error)) from None
-        try:
-            quiet_litellm()
-            check_backend(backend)
-            llm, _, cache = build_llm(backend)
-        except RouterConfigError as error:
-            raise InputError(args.router_config, str(error)) from None
+        quiet_litellm()
+        check_backend(backend)
+        llm, _, cache = build_llm(backend)
     except (InputError, BackendUnavailable) as error:
         print(f"prmsynth evolve: error: {error}", file=sys.stderr)
         return EXIT_INPUT

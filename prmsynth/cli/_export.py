@@ -150,7 +150,8 @@ def _settings(args: argparse.Namespace) -> Any:
 def run_export(args: argparse.Namespace) -> int:
     """Run ``export`` with parsed ``args``: 0 when written, 1 when a record failed its
     schema, 2 on bad input (nothing is written in either case)."""
-    from prmsynth.export._formats import ExportError, ExportInputError, export_file
+    from prmsynth._errors import ExportError, InputError
+    from prmsynth.export._formats import export_file
 
     try:
         settings = _settings(args)
@@ -159,7 +160,7 @@ def run_export(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     try:
         manifest = export_file(args.trees, args.format, args.out, settings)
-    except ExportInputError as error:
+    except InputError as error:
         print(f"prmsynth export: error: {error}", file=sys.stderr)
         return EXIT_INPUT
     except ExportError as error:
@@ -188,11 +189,12 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     """Run ``validate`` with parsed ``args``: 0 valid, 1 schema errors, 2 unreadable file."""
-    from prmsynth.export._formats import ExportInputError, validate_file
+    from prmsynth._errors import InputError
+    from prmsynth.export._formats import validate_file
 
     try:
         errors = validate_file(args.file, args.format)
-    except ExportInputError as error:
+    except InputError as error:
         print(f"prmsynth validate: error: {error}", file=sys.stderr)
         return EXIT_INPUT
     if not errors:

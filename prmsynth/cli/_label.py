@@ -112,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
     from prmsynth.export._serialize import append_line
     from prmsynth.llm._backend import backend_settings_from_args, build_llm, check_backend
     from prmsynth.llm._client import DEFAULT_MODEL, BackendUnavailable
-    from prmsynth.llm._router import RouterConfigError
     from prmsynth.search._generation import LLMStepGenerator
     from prmsynth.search._policies import POLICIES
     from prmsynth.verify._math import MathAnswerVerifier
@@ -136,13 +135,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("options", str(error)) from None
         rule = first_error_rule_from_args(args, args.num_completions)
         rows = read_label_rows(args.input)
-        try:
-            quiet_litellm()
-            check_backend(backend)
-            llm, model, cache = build_llm(backend)
-            critic = critic_from_args(args, backend, cache)
-        except RouterConfigError as error:
-            raise InputError(args.router_config, str(error)) from None
+        quiet_litellm()
+        check_backend(backend)
+        llm, model, cache = build_llm(backend)
+        critic = critic_from_args(args, backend, cache)
     except (InputError, BackendUnavailable) as error:
         print(f"prmsynth label: error: {error}", file=sys.stderr)
         return EXIT_INPUT

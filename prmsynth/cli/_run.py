@@ -119,7 +119,6 @@ def run(args: argparse.Namespace) -> int:
     )
     from prmsynth.llm._backend import backend_settings_from_args, build_llm, check_backend
     from prmsynth.llm._client import DEFAULT_MODEL, BackendUnavailable
-    from prmsynth.llm._router import RouterConfigError
     from prmsynth.run._folder import Budget, file_sha256, run_to_directory, select_shard
     from prmsynth.run._pipeline import Pipeline
     from prmsynth.search._generation import LLMStepGenerator
@@ -154,15 +153,12 @@ def run(args: argparse.Namespace) -> int:
         fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
         if shard is not None:
             questions = select_shard(questions, *shard)
-        try:
-            # Before anything is written: a backend that cannot serve stops here.
-            quiet_litellm()
-            check_backend(backend)
-            llm, model, cache = build_llm(backend)
-            critic = critic_from_args(args, backend, cache)
-            checked = True
-        except RouterConfigError as error:
-            raise InputError(args.router_config, str(error)) from None
+        # Before anything is written: a backend that cannot serve stops here.
+        quiet_litellm()
+        check_backend(backend)
+        llm, model, cache = build_llm(backend)
+        critic = critic_from_args(args, backend, cache)
+        checked = True
         pipeline = Pipeline(
             generator=LLMStepGenerator(
                 llm=llm,

@@ -3,7 +3,7 @@
 Each input row is written back with two added fields, ``correct`` (bool) and
 ``verdict`` (``"correct"``, ``"incorrect"`` or ``"unparseable"``); a count
 of each verdict goes to stderr.  Heavy imports (the verifier, sympy) happen
-inside :func:`run`, so building the parser stays cheap.
+inside `run`, so building the parser stays cheap.
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ import argparse
 import sys
 from typing import Any
 
+from prmsynth._errors import InputError
 from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
-
-
-class _InputProblem(Exception):
-    """Bad input, with a message that names the file, line and field."""
 
 
 def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
@@ -68,46 +65,23 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
 
 def _read_rows(path: str, fields: list[str], optional_fields: list[str]) -> list[dict]:
     """Parse and validate every row before any output is written."""
-    import json
+    from prmsynth._seeds import iter_json_records
 
     rows = []
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise _InputProblem(
-                        f"{path}: line {line_number}: bad JSON: {error.msg}"
-                    ) from error
-                if not isinstance(row, dict):
-                    raise _InputProblem(f"{path}: line {line_number}: expected a JSON object")
-                for field in fields:
-                    if field not in row:
-                        raise _InputProblem(f"{path}: line {line_number}: missing field {field!r}")
-                    value = row[field]
-                    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                        raise _InputProblem(
-                            f"{path}: line {line_number}: "
-                            f"field {field!r} must be a string or a number"
-                        )
-                for field in optional_fields:
-                    value = row.get(field)
-                    if value is not None and not isinstance(value, str):
-                        raise _InputProblem(
-                            f"{path}: line {line_number}: field {field!r} must be a string"
-                        )
-                rows.append(row)
-    except FileNotFoundError as error:
-        raise _InputProblem(f"{path}: no such file") from error
-    except UnicodeDecodeError as error:
-        raise _InputProblem(f"{path}: not UTF-8 text: {error}") from error
-    except IsADirectoryError as error:
-        raise _InputProblem(f"{path}: is a folder, not a file") from error
-    except PermissionError as error:
-        raise _InputProblem(f"{path}: cannot be read: permission denied") from error
+    for line, row in iter_json_records(path):
+        if not isinstance(row, dict):
+            raise InputError(path, "expected a JSON object", line=line)
+        for field in fields:
+            if field not in row:
+                raise InputError(path, "missing field", line=line, field=field)
+            value = row[field]
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise InputError(path, "must be a string or a number", line=line, field=field)
+        for field in optional_fields:
+            value = row.get(field)
+            if value is not None and not isinstance(value, str):
+                raise InputError(path, "must be a string", line=line, field=field)
+        rows.append(row)
     return rows
 
 
@@ -122,14 +96,14 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if not args.timeout > 0:
-            raise _InputProblem(f"--timeout must be > 0, got {args.timeout}")
+            raise InputError("--timeout", f"must be > 0, got {args.timeout}")
         optional = [args.finish_reason_field] if args.finish_reason_field else []
         rows = _read_rows(args.input, [args.response_field, args.reference_field], optional)
         out_path = Path(args.out) if args.out else None
         if out_path is not None and not out_path.parent.is_dir():
-            raise _InputProblem(f"{out_path}: folder {str(out_path.parent)!r} does not exist")
-    except _InputProblem as problem:
-        print(f"prmsynth verify-answers: {problem}", file=sys.stderr)
+            raise InputError(out_path, f"folder {str(out_path.parent)!r} does not exist")
+    except InputError as problem:
+        print(f"prmsynth verify-answers: error: {problem}", file=sys.stderr)
         return EXIT_INPUT
 
     counts = {"correct": 0, "incorrect": 0, "unparseable": 0}

@@ -1,8 +1,8 @@
 """The ``prmsynth view`` and ``prmsynth stats`` subcommands.
 
 ``view`` writes one self-contained HTML file to browse the trees of a run
-(see :mod:`prmsynth.view._html`); ``stats`` prints tables of what a run folder
-holds and, with ``--plot``, draws them (see :mod:`prmsynth.view._stats`).  Both
+(see `_html`); ``stats`` prints tables of what a run folder
+holds and, with ``--plot``, draws them (see `_stats`).  Both
 exit 2 with a message naming the file (and line) on bad input.  Heavy
 imports happen inside the ``run_*`` functions, so building the parser stays
 cheap.

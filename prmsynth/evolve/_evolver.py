@@ -1,6 +1,6 @@
 """Question evolution (Evolve-Instruct): more and harder questions, each with an earned answer.
 
-:class:`EvolveInstruct` grows a seed set the way WizardLM's Evolve-Instruct
+[`EvolveInstruct`][prmsynth.EvolveInstruct] grows a seed set the way WizardLM's Evolve-Instruct
 does: in several rounds, an LLM rewrites questions with a mutation drawn at
 random (in depth: add a constraint, deepen, concretize, increase the
 reasoning steps, complicate the input; in breadth: a new question in the same
@@ -9,7 +9,7 @@ area).  Then three things the seed script skipped:
 * **Elimination.**  A candidate that is empty, too short or too long, leaks
   the template's words, is a refusal, states its own answer, is unchanged or
   only reworded, or duplicates a known question (exactly or nearly) is
-  dropped, and the reason is recorded (:class:`Rejection`).
+  dropped, and the reason is recorded ([`Rejection`][prmsynth.Rejection]).
 * **Answers are re-derived, never inherited.**  Changing a question changes
   its answer, so each surviving candidate is solved ``n_answer_samples``
   times; the extracted answers are grouped by equivalence and the majority
@@ -167,7 +167,7 @@ ELIMINATION_REASONS = (
     "near_duplicate",
     "llm_equal",
 )
-#: Every reason a :class:`Rejection` can carry: the elimination rules, a vote
+#: Every reason a [`Rejection`][prmsynth.Rejection] can carry: the elimination rules, a vote
 #: below the threshold (``unsolvable``), and a failed LLM call (``error``).
 REJECTION_REASONS = (*ELIMINATION_REASONS, "unsolvable", "error")
 
@@ -265,9 +265,10 @@ class EvolutionSettings:
     majority of ``n_answer_samples`` solutions, kept only if the majority's
     share of *all* samples (unparseable ones included) is at least
     ``agreement_threshold``.  ``near_duplicate_threshold`` is the
-    :func:`token_jaccard` similarity from which a candidate counts as a near
+    `token_jaccard` similarity from which a candidate counts as a near
     duplicate of a known question.  ``seed`` drives every random choice and
-    the LLM seeds; ``keep_seeds`` makes :meth:`EvolveInstruct.evolve` return
+    the LLM seeds; ``keep_seeds`` makes [`EvolveInstruct.evolve`][prmsynth.EvolveInstruct.evolve]
+    return
     the seeds before the evolved questions.
 
     >>> settings = EvolutionSettings(rounds=2)
@@ -322,7 +323,7 @@ class EvolutionSettings:
 class Rejection:
     """A candidate that did not become a question, and why.
 
-    ``reason`` is one of :data:`REJECTION_REASONS`; ``detail`` says more (the
+    ``reason`` is one of `REJECTION_REASONS`; ``detail`` says more (the
     matched question, the vote).  ``candidate_id`` is the id the question
     would have had; ``root_id`` the seed it descends from.
     """
@@ -361,7 +362,7 @@ class EvolutionReport:
 
 
 def format_stats(stats: Mapping[str, Any]) -> str:
-    """One line with the counts of an :class:`EvolutionReport`.
+    """One line with the counts of an [`EvolutionReport`][prmsynth.EvolutionReport].
 
     >>> print(format_stats({"seeds": 3, "rounds": 1, "attempted": 3, "evolved": 2,
     ...     "eliminated": 1, "eliminated_by_reason": {"too_short": 1, "empty": 0},
@@ -455,15 +456,15 @@ class EvolveInstruct(QuestionEvolver):
 
     ``templates`` maps a mutation name to its prompt (a user message whose
     ``{question}`` is replaced by the parent question; default
-    :data:`DEFAULT_TEMPLATES`, replace or extend it freely).
+    `DEFAULT_TEMPLATES`, replace or extend it freely).
     ``answer_prompt`` is the system prompt used to solve candidates for the
     vote (it should ask for ``\\boxed{}``); ``extractor`` reads an answer out
     of a solution and ``equivalence`` (``(answer, representative, *,
-    timeout) -> bool | None``, default a :class:`prmsynth.MathEquivalence`
-    whose worker :meth:`close` ends) groups equal answers.
+    timeout) -> bool | None``, default a `MathEquivalence`
+    whose worker `close` ends) groups equal answers.
     ``prompt_version`` is recorded on every evolved question; when the
     templates or prompts differ from the defaults but the version was left
-    at :data:`PROMPT_VERSION`, a hash of the prompts is appended
+    at `PROMPT_VERSION`, a hash of the prompts is appended
     (``prmsynth-evolve-v1+custom.1a2b3c4d``) so that lineage stays honest.
     ``progress``, when given, receives one line per round.
     """
@@ -526,7 +527,7 @@ class EvolveInstruct(QuestionEvolver):
 
     @property
     def last_report(self) -> EvolutionReport | None:
-        """The report of the latest :meth:`evolve` or :meth:`evolve_with_report` call."""
+        """The report of the latest `evolve` or `evolve_with_report` call."""
         return self._reports[-1] if self._reports else None
 
     def close(self) -> None:
@@ -758,7 +759,8 @@ class EvolveInstruct(QuestionEvolver):
 
 @attrs.define(kw_only=True)
 class _Run:
-    """The state of one :meth:`EvolveInstruct.evolve_with_report` call."""
+    """The state of one
+    [`EvolveInstruct.evolve_with_report`][prmsynth.EvolveInstruct.evolve_with_report] call."""
 
     evolver: EvolveInstruct
     seeds: list[Question]

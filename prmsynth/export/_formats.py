@@ -7,7 +7,7 @@ validates every record against a JSON Schema (Draft 2020-12) shipped in
 ``prmsynth/export/schemas/`` before anything is written.
 
 **The labelling rule** (shared by ``trl``, ``math-shepherd``, ``prm800k`` and
-``processbench``, see :func:`label_path`): a root-to-leaf path is a list of
+``processbench``, see `label_path`): a root-to-leaf path is a list of
 steps, and a step's value is its node's ``mc_value``.
 
 0. A step the search's first-error rule judged (its node's ``label``, set
@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from prmsynth._errors import ExportError, InputError
 from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth.export._serialize import (
     STEP_SEPARATOR,
@@ -80,7 +81,8 @@ FORMATS: tuple[str, ...] = (
     "dpo-step",
     "dpo-step-trl",
 )
-"""The format names :func:`export_records`, :func:`export_file` and :func:`validate_file` know."""
+"""The format names [`export_records`][prmsynth.export_records],
+[`export_file`][prmsynth.export_file] and [`validate_file`][prmsynth.validate_file] know."""
 
 # Formats that share a record layout share a schema file.
 _SCHEMA_NAMES = {
@@ -98,15 +100,7 @@ STEP_TAG = "ки"
 _STEP_MARKER = re.compile(r"^\s*step\s*\d+\s*[:.]\s*", re.IGNORECASE)
 
 SplitName = Literal["train", "validation"]
-"""The two sides of a train/validation split (see :func:`question_split`)."""
-
-
-class ExportError(ValueError):
-    """An export could not be made (a record failed its schema, or a bad setting)."""
-
-
-class ExportInputError(ValueError):
-    """Bad input to an export: the message names the file and the line."""
+"""The two sides of a train/validation split (see `question_split`)."""
 
 
 def _check_fraction(instance: object, attribute: attrs.Attribute, value: float) -> None:
@@ -186,7 +180,7 @@ class ExportSettings:
 
 @attrs.frozen(kw_only=True)
 class LabelledStep:
-    """One step of a root-to-leaf path with its label (see :func:`label_path`).
+    """One step of a root-to-leaf path with its label (see `label_path`).
 
     ``mc_value`` is the node's own value; ``value`` the one the label comes
     from (the node's own, or inherited from below; None for a step that is
@@ -801,7 +795,7 @@ def export_records(
     With ``split=None`` every record comes out (balanced as one set, whatever
     ``validation_fraction`` is); with ``"train"`` or ``"validation"`` only the
     records of the questions on that side (balanced within it).  Records are
-    not validated here: :func:`validate_record` does that.
+    not validated here: [`validate_record`][prmsynth.validate_record] does that.
 
     >>> from prmsynth import Question, ReasoningTree, Rollout, Verdict
     >>> tree = ReasoningTree(Question(id="q1", text="What is 2 + 3?", reference_answer="5"))
@@ -844,7 +838,8 @@ def _schema_name(format: str) -> str:
 def _read_schema(name: str) -> dict[str, Any]:
     from importlib import resources
 
-    text = resources.files("prmsynth.export").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
+    schemas = resources.files("prmsynth.export").joinpath("schemas")
+    text = schemas.joinpath(f"{name}.schema.json").read_text("utf-8")
     return json.loads(text)
 
 
@@ -928,7 +923,7 @@ def validate_file(path: str | os.PathLike, format: str) -> list[str]:
     """Every schema error of a JSONL file, as ``"line N: $.path: message"`` strings.
 
     A line that is not JSON is an error of its line; blank lines are skipped.
-    A file that cannot be read raises :class:`ExportInputError`.
+    A file that cannot be read raises [`InputError`][prmsynth.InputError].
 
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -967,19 +962,19 @@ def _read_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
                 if line.strip():
                     yield line_number, line
     except FileNotFoundError:
-        raise ExportInputError(f"{path}: no such file") from None
+        raise InputError(path, "no such file") from None
     except IsADirectoryError:
-        raise ExportInputError(f"{path}: is a folder, not a file") from None
+        raise InputError(path, "is a folder, not a file") from None
     except PermissionError:
-        raise ExportInputError(f"{path}: cannot be read: permission denied") from None
+        raise InputError(path, "cannot be read: permission denied") from None
     except UnicodeDecodeError as error:
-        raise ExportInputError(f"{path}: not UTF-8 text: {error}") from None
+        raise InputError(path, f"not UTF-8 text: {error}") from None
 
 
 def read_trees(path: str | os.PathLike) -> Iterator[ReasoningTree]:
     """Load every tree of a ``trees.jsonl`` file, each line checked against the tree schema.
 
-    Bad input raises :class:`ExportInputError` naming the file, the line and
+    Bad input raises [`InputError`][prmsynth.InputError] naming the file, the line and
     the field.
 
     >>> import tempfile, pathlib
@@ -988,21 +983,20 @@ def read_trees(path: str | os.PathLike) -> Iterator[ReasoningTree]:
     >>> list(read_trees(path))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    prmsynth.export._formats.ExportInputError: ...trees.jsonl: line 1: $: 'question' is a required property
+    prmsynth._errors.InputError: ...trees.jsonl:1: $: 'question' is a required property
     """
     for line_number, line in _read_lines(path):
-        where = f"{path}: line {line_number}"
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ExportInputError(f"{where}: bad JSON: {error.msg}") from None
+            raise InputError(path, f"bad JSON: {error.msg}", line=line_number) from None
         problems = validate_record(record, "tree")
         if problems:
-            raise ExportInputError(f"{where}: {problems[0]}")
+            raise InputError(path, problems[0], line=line_number)
         try:
             yield tree_from_dict(record)
         except (TreeInvariantError, KeyError, TypeError, ValueError, AttributeError) as error:
-            raise ExportInputError(f"{where}: malformed tree: {error}") from None
+            raise InputError(path, f"malformed tree: {error}", line=line_number) from None
 
 
 # -- files ---------------------------------------------------------------------------
@@ -1017,7 +1011,8 @@ def _split_paths(out_path: Path) -> dict[str, Path]:
 
 
 def manifest_path(out_path: str | os.PathLike) -> Path:
-    """Where :func:`export_file` writes the manifest of ``out_path``: ``<out>.manifest.json``.
+    """Where [`export_file`][prmsynth.export_file] writes the manifest of ``out_path``:
+    ``<out>.manifest.json``.
 
     >>> manifest_path("out/trl.jsonl").name
     'trl.jsonl.manifest.json'
@@ -1103,13 +1098,13 @@ def export_file(
     """Export trees (``trees.jsonl`` paths, or trees) to ``out_path``; return the manifest.
 
     Every record is checked against ``format``'s schema before anything is
-    written; a failure raises :class:`ExportError` and writes nothing.  Each
+    written; a failure raises [`ExportError`][prmsynth.ExportError] and writes nothing.  Each
     file is written to a temporary file in the same folder and renamed, so a
     file under its final name is always complete.  With a
     ``validation_fraction`` the records go to ``<stem>.train.jsonl`` and
     ``<stem>.validation.jsonl`` instead of ``out_path``.  The manifest (counts,
     label balance, settings, source files, prmsynth version) goes to
-    ``<out_path>.manifest.json``.  Bad input raises :class:`ExportInputError`.
+    ``<out_path>.manifest.json``.  Bad input raises [`InputError`][prmsynth.InputError].
 
     >>> import tempfile, pathlib
     >>> from prmsynth import Question, ReasoningTree, Verdict
@@ -1126,9 +1121,9 @@ def export_file(
     _check_format(format)
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
-        raise ExportInputError(f"{out_path}: folder {str(out_path.parent)!r} does not exist")
+        raise InputError(out_path, f"folder {str(out_path.parent)!r} does not exist")
     if out_path.is_dir():
-        raise ExportInputError(f"{out_path}: is a folder, not a file")
+        raise InputError(out_path, "is a folder, not a file")
     source_files, trees = _resolve_source(source)
     split = settings.validation_fraction > 0
     targets = _split_paths(out_path) if split else {"all": out_path}

@@ -63,7 +63,7 @@ def _node_to_dict(tree: ReasoningTree, node: int) -> dict[str, Any]:
 
 
 def tree_from_dict(record: dict[str, Any]) -> ReasoningTree:
-    """Load a tree record back into a :class:`ReasoningTree` (checked)."""
+    """Load a tree record back into a [`ReasoningTree`][prmsynth.ReasoningTree] (checked)."""
     try:
         question = Question(
             id=str(record["question_id"]),

@@ -159,7 +159,7 @@ def check_backend(settings: BackendSettings, *, timeout: float = 120.0) -> None:
     does not load, a wrong key or an unreachable server stop the command at
     once with one message, instead of failing every question one by one.
     The request skips the cache (a cached answer proves nothing) and the
-    run's limiter.  Raises :class:`prmsynth.BackendUnavailable`.
+    run's limiter.  Raises [`BackendUnavailable`][prmsynth.BackendUnavailable].
     """
     import asyncio
 

@@ -9,7 +9,7 @@ request for 4 stored and pays only for 4 more.
 Without a seed, a rerun reuses earlier samples instead of drawing fresh
 ones: that is what makes an interrupted run resumable at no cost.  Within
 one run, repeated unseeded requests with identical prompts still get fresh
-samples: :class:`CachedLLM` numbers them on (the k-th identical request
+samples: [`CachedLLM`][prmsynth.CachedLLM] numbers them on (the k-th identical request
 takes the sample indices after those the earlier ones took), and a rerun
 that makes the same requests maps them to the same stored samples.  A
 seeded request is its seed's samples: repeating it, in a run or a rerun,
@@ -77,7 +77,7 @@ def request_fingerprint(
     max_tokens: int,
     seed: int | None,
 ) -> str:
-    """The canonical JSON of a request, less its sample index (see :func:`sample_key`).
+    """The canonical JSON of a request, less its sample index (see `sample_key`).
 
     >>> request_fingerprint("m", [{"role": "user", "content": "hi"}],
     ...                     temperature=1, top_p=0.95, max_tokens=8, seed=None)
@@ -133,7 +133,7 @@ def _switch_to_wal(connection: sqlite3.Connection, path: Path, wait: float = 60.
 
 
 class CompletionCache:
-    """Completions in an SQLite file, by :func:`sample_key`.
+    """Completions in an SQLite file, by `sample_key`.
 
     Usable from any thread and from several processes at once; ``close``
     (or leaving the ``with`` block) closes every connection it opened.
@@ -204,7 +204,7 @@ class CompletionCache:
             )
 
     async def aput_many(self, model: str, items: Iterable[tuple[str, Completion]]) -> None:
-        """:meth:`put_many` in a worker thread, so a busy database never blocks the loop."""
+        """`put_many` in a worker thread, so a busy database never blocks the loop."""
         await asyncio.to_thread(self.put_many, model, list(items))
 
     def __len__(self) -> int:
@@ -237,7 +237,8 @@ def _default_model_name(llm: object) -> str:
 
 @attrs.define(kw_only=True, eq=False)
 class CachedLLM:
-    """An :class:`prmsynth.LLM` that answers from a :class:`CompletionCache` first.
+    """An [`LLM`][prmsynth.LLM] that answers from a [`CompletionCache`][prmsynth.CompletionCache]
+    first.
 
     For a request of ``n`` samples it looks up sample indices ``0 .. n - 1``,
     asks ``llm`` only for the missing ones (``n`` = how many are missing, with

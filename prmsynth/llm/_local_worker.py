@@ -1,7 +1,7 @@
 """The embedded model's worker process: llama.cpp with batched sampling, over JSON lines.
 
 Run as ``python -m prmsynth.llm._local_worker GGUF_PATH THREADS`` by
-:mod:`prmsynth.llm._local`.  The model lives in this separate process so that a
+`_local`.  The model lives in this separate process so that a
 crash of the native library (an abort, an illegal instruction) ends this
 process only: the parent sees the pipe close, reads the exit signal and
 stops the run with a message instead of dying silently.

@@ -1,6 +1,6 @@
 """Request limits shared by every LLM call of a run: concurrency, requests and tokens per minute.
 
-One :class:`RequestLimiter` is made per run and handed to every client that
+One [`RequestLimiter`][prmsynth.RequestLimiter] is made per run and handed to every client that
 should share its budget (several clients may share one).  A request first
 takes a concurrency slot, then a request token and its estimated tokens from
 the per-minute buckets; the slot is held until the answer is back, and the
@@ -178,7 +178,7 @@ class RequestLimiter:
     async def acquire(self, tokens: int = 0) -> None:
         """Wait for a slot and, where limited, a request and ``tokens`` tokens.
 
-        Every successful ``acquire`` must be matched by one :meth:`release`.
+        Every successful ``acquire`` must be matched by one `release`.
         """
         if self._slots is not None:
             await self._slots.acquire()
@@ -212,7 +212,8 @@ class RequestLimiter:
 
 @attrs.define(kw_only=True, eq=False)
 class LimiterSlot:
-    """One request's hold on a :class:`RequestLimiter`; set ``used`` to the real token count."""
+    """One request's hold on a [`RequestLimiter`][prmsynth.RequestLimiter]; set ``used`` to the
+    real token count."""
 
     limiter: RequestLimiter
     tokens: int = 0

@@ -19,8 +19,8 @@ servers or API deployments::
       routing_strategy: simple-shuffle
 
 The Router's own retries are switched off (``num_retries=0`` whatever the
-config says) and :class:`RouterLLM` retries instead, with the same backoff,
-limits, ``n`` fallback and accounting as :class:`prmsynth.LiteLLMClient`:
+config says) and [`RouterLLM`][prmsynth.RouterLLM] retries instead, with the same backoff,
+limits, ``n`` fallback and accounting as [`LiteLLMClient`][prmsynth.LiteLLMClient]:
 each attempt goes back through the Router, so a retry after a failing server
 may land on a healthy one, and the Router's cooldowns still steer traffic
 away from deployments that keep failing.  When every deployment is cooling
@@ -40,14 +40,11 @@ from typing import Any
 
 import attrs
 
+from prmsynth._errors import InputError
 from prmsynth.llm._client import RetryingLLM, import_litellm
 
 #: Router settings prmsynth owns: retries are its own (see the module doc).
 _FORCED_SETTINGS = {"num_retries": 0, "retry_after": 0}
-
-
-class RouterConfigError(ValueError):
-    """The router config file is missing, unreadable or not a ``model_list``."""
 
 
 def load_router_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -64,23 +61,23 @@ def load_router_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise RouterConfigError(f"{path}: cannot read router config: {error}") from None
+        raise InputError(path, f"cannot read router config: {error}") from None
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
         except ValueError as error:
-            raise RouterConfigError(f"{path}: not valid JSON: {error}") from None
+            raise InputError(path, f"not valid JSON: {error}") from None
     else:
         import yaml  # a dependency of litellm
 
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:
-            raise RouterConfigError(f"{path}: not valid YAML: {error}") from None
+            raise InputError(path, f"not valid YAML: {error}") from None
     if isinstance(data, list):
         data = {"model_list": data}
     if not isinstance(data, Mapping) or not isinstance(data.get("model_list"), list):
-        raise RouterConfigError(f"{path}: expected a 'model_list' of deployments")
+        raise InputError(path, "expected a 'model_list' of deployments")
     for number, deployment in enumerate(data["model_list"], start=1):
         if (
             not isinstance(deployment, Mapping)
@@ -88,12 +85,12 @@ def load_router_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             or not isinstance(deployment.get("litellm_params"), Mapping)
             or not isinstance(deployment["litellm_params"].get("model"), str)
         ):
-            raise RouterConfigError(
-                f"{path}: deployment {number} needs 'model_name' and 'litellm_params.model'"
+            raise InputError(
+                path, f"deployment {number} needs 'model_name' and 'litellm_params.model'"
             )
     settings = data.get("router_settings") or {}
     if not isinstance(settings, Mapping):
-        raise RouterConfigError(f"{path}: 'router_settings' must be a mapping")
+        raise InputError(path, "'router_settings' must be a mapping")
     return {"model_list": list(data["model_list"]), "router_settings": dict(settings)}
 
 
@@ -125,11 +122,11 @@ def _cooldown_seconds(error: BaseException) -> float | None:
 
 @attrs.frozen(kw_only=True)
 class RouterLLM(RetryingLLM):
-    """An :class:`prmsynth.LLM` over a ``litellm.Router``: ``model`` is a ``model_name``
-    shared by several deployments.  Build it with :meth:`from_config`.
+    """An [`LLM`][prmsynth.LLM] over a ``litellm.Router``: ``model`` is a ``model_name``
+    shared by several deployments.  Build it with `from_config`.
 
     Retry, timeout, limiter and accounting settings are those of
-    :class:`prmsynth.llm._client.RetryingLLM`.
+    `RetryingLLM`.
     """
 
     router: Any = attrs.field(repr=False, eq=False)
@@ -145,21 +142,19 @@ class RouterLLM(RetryingLLM):
     ) -> RouterLLM:
         """A RouterLLM for ``model`` (default: the config's only ``model_name``).
 
-        ``settings`` are :class:`RouterLLM` fields (``max_attempts``,
+        ``settings`` are [`RouterLLM`][prmsynth.RouterLLM] fields (``max_attempts``,
         ``request_timeout``, ``limiter``, ``options``, ...).
         """
         config = load_router_config(path)
         names = sorted({deployment["model_name"] for deployment in config["model_list"]})
         if model is None:
             if len(names) != 1:
-                raise RouterConfigError(
-                    f"{path}: several model names ({', '.join(names)}); choose one with --model"
+                raise InputError(
+                    path, f"several model names ({', '.join(names)}); choose one with --model"
                 )
             model = names[0]
         elif model not in names:
-            raise RouterConfigError(
-                f"{path}: no deployment named {model!r} (have: {', '.join(names)})"
-            )
+            raise InputError(path, f"no deployment named {model!r} (have: {', '.join(names)})")
         litellm = import_litellm()
         router_settings = {**config["router_settings"], **_FORCED_SETTINGS}
         router = litellm.Router(model_list=config["model_list"], **router_settings)

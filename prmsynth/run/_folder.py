@@ -369,7 +369,7 @@ def run_to_directory(
     ``skipped.jsonl``, so a crash (SIGKILL included) keeps every finished
     question and a rerun of the same command continues where it stopped.
     ``summary.json`` says ``"complete": true`` only when every question is
-    done.  Raises :class:`InputError` when the folder holds a run with other
+    done.  Raises [`InputError`][prmsynth.InputError] when the folder holds a run with other
     settings (unless ``overwrite``).
     """
     started = time.monotonic()

@@ -43,7 +43,7 @@ class Pipeline:
     ``critic`` ([`StepCritic`][prmsynth._interfaces.StepCritic]) reads every solution of
     each kept tree and stores where it sees the first error beside the Monte
     Carlo labels, for exports with ``consensus``.  Build one
-    around a litellm model string with :meth:`from_model`, or pass parts:
+    around a litellm model string with `from_model`, or pass parts:
 
     >>> from prmsynth import LLMStepGenerator, OmegaPRM, SearchSettings
     >>> from prmsynth.testing import ScriptedLLM
@@ -104,7 +104,7 @@ class Pipeline:
     async def search_question(self, question: Question) -> SearchResult:
         """Search one question; an error becomes a ``failed`` result, not a crash.
 
-        Only :class:`prmsynth.BackendUnavailable` (the model cannot serve at
+        Only [`BackendUnavailable`][prmsynth.BackendUnavailable] (the model cannot serve at
         all) is raised: it would fail every later question the same way.
         """
         try:

@@ -4,8 +4,9 @@ A rule sees the evidence gathered on one solution so far, the completions
 sampled from some of its step prefixes and how many reached the answer, and
 says where to sample next (``next_sample``) and, once it stops asking, which
 step is the first wrong one (``first_error``).  Rules are small swappable
-objects: :class:`RelativeDrop` (the default), :class:`Threshold` (the classic
-rules, ``mc-zero`` among them) or your own subclass of :class:`FirstErrorRule`.
+objects: [`RelativeDrop`][prmsynth.RelativeDrop] (the default), [`Threshold`][prmsynth.Threshold]
+(the classic
+rules, ``mc-zero`` among them) or your own subclass of [`FirstErrorRule`][prmsynth.FirstErrorRule].
 
 Indices: ``-1`` is the question alone (the root), ``0 .. n_steps - 1`` the
 prefixes ending with each step.  The last prefix is the whole solution, whose
@@ -58,8 +59,8 @@ class Evidence:
 class FirstErrorRule(abc.ABC):
     """Decides, from Monte Carlo counts, where a solution first goes wrong.
 
-    Subclass it and override :meth:`first_error` (and, for a rule that
-    chooses its own samples, :meth:`next_sample`).
+    Subclass it and override `first_error` (and, for a rule that
+    chooses its own samples, `next_sample`).
     """
 
     #: How the rule is named on the command line and in ``run.json``.

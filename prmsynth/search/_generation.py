@@ -59,7 +59,8 @@ def split_on_lines(text: str) -> list[str]:
 
 
 def count_words(text: str) -> int:
-    """The default token counter of :class:`LengthCappedSplitter`: whitespace words."""
+    """The default token counter of [`LengthCappedSplitter`][prmsynth.LengthCappedSplitter]:
+    whitespace words."""
     return len(text.split())
 
 

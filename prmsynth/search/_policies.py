@@ -1,17 +1,17 @@
 """Search policies: build a reasoning tree by sampling and verifying completions.
 
-Every policy shares the same pieces: the :class:`~prmsynth.ReasoningTree`,
+Every policy shares the same pieces: the [`ReasoningTree`][prmsynth.ReasoningTree],
 the Monte Carlo estimator (sample ``num_branches`` completions from a prefix,
-count the correct ones), the budgets of :class:`~prmsynth.SearchSettings`
+count the correct ones), the budgets of [`SearchSettings`][prmsynth.SearchSettings]
 and its first-error rule.  They differ in *where* they estimate:
 
-* :class:`OmegaPRM` (Luo et al., 2024, "Improve Mathematical Reasoning in
+* [`OmegaPRM`][prmsynth.OmegaPRM] (Luo et al., 2024, "Improve Mathematical Reasoning in
   Language Models by Automated Process Supervision"): a candidate pool of
   incorrect rollouts ranked by ``Q + U`` and binary search for the first
   wrong step, so a solution of n steps costs O(log n) estimations;
-* :class:`MathShepherd` (Wang et al., 2024, "Math-Shepherd"): every step
+* [`MathShepherd`][prmsynth.MathShepherd] (Wang et al., 2024, "Math-Shepherd"): every step
   prefix of every sampled solution is estimated;
-* :class:`BestOfN`: independent solutions only, no step estimation (the
+* [`BestOfN`][prmsynth.BestOfN]: independent solutions only, no step estimation (the
   cheapest baseline; only final-answer labels).
 """
 
@@ -94,9 +94,9 @@ class SearchRun:
     """The mutable state of one question's search, and the shared estimator.
 
     One instance per question and policy call.  Policies (yours included)
-    use :meth:`sample`, :meth:`estimate`, :meth:`locate_first_error` (or
-    :meth:`binary_search`, its classic form) and
-    :meth:`screen` and read the budget from :attr:`budget_left`.
+    use `sample`, `estimate`, `locate_first_error` (or
+    `binary_search`, its classic form) and
+    `screen` and read the budget from `budget_left`.
     """
 
     tree: ReasoningTree
@@ -252,8 +252,8 @@ class SearchRun:
     ) -> int:
         """OmegaPRM's classic binary search: the first step from ``anchor`` on whose
         MC value is at most ``settings.first_error_threshold``, ``num_branches``
-        completions per midpoint (:meth:`locate_first_error` with a
-        :class:`~prmsynth.Threshold` rule).  Returns its index in ``steps``, -1 for none.
+        completions per midpoint (`locate_first_error` with a
+        [`Threshold`][prmsynth.Threshold] rule).  Returns its index in ``steps``, -1 for none.
         """
         rule = Threshold(
             threshold=self.settings.first_error_threshold,
@@ -292,7 +292,8 @@ class SearchRun:
         and how many completions; each prefix becomes a node and keeps its
         rollouts.  Sampling stops when the rule is decided or the question's
         budget is spent (no request goes over it).  The decision is stored on
-        the nodes (:meth:`ReasoningTree.set_label`: the first wrong step False,
+        the nodes ([`ReasoningTree.set_label`][prmsynth.ReasoningTree.set_label]: the first wrong
+        step False,
         the steps before it True), so exports use the rule's labels.  With
         ``grow`` the rollouts of the prefixes before the first error then grow
         the tree and the candidate pool.  Returns the index in ``steps``, -1
@@ -364,7 +365,7 @@ class SearchRun:
 @attrs.frozen(kw_only=True)
 class _SettingsPolicy(SearchPolicy):
     settings: SearchSettings = attrs.field(factory=SearchSettings)
-    #: Where a solution first goes wrong; None: :class:`~prmsynth.RelativeDrop`,
+    #: Where a solution first goes wrong; None: [`RelativeDrop`][prmsynth.RelativeDrop],
     #: or the threshold rule when ``settings.first_error_threshold`` is above 0.
     first_error_rule: FirstErrorRule | None = None
 
@@ -425,8 +426,8 @@ class OmegaPRM(_SettingsPolicy):
     4. Stop after ``max_search`` selections or ``max_branches`` completions
        (checked before every estimation, so at most one estimation over).
 
-    Subclass it, or write a :class:`~prmsynth.SearchPolicy` of your own on
-    top of :class:`SearchRun` (see ``docs/policies.md``).
+    Subclass it, or write a [`SearchPolicy`][prmsynth.SearchPolicy] of your own on
+    top of [`SearchRun`][prmsynth.SearchRun] (see ``docs/policies.md``).
     """
 
     async def search(
@@ -456,7 +457,7 @@ class OmegaPRM(_SettingsPolicy):
         generator: StepGenerator,
         verifier: StepVerifier,
     ) -> LabelResult:
-        """Search a given solution for its first wrong step with :attr:`rule`."""
+        """Search a given solution for its first wrong step with `rule`."""
         run, chain, verdict = await self._given_solution(question, steps, generator, verifier)
         first_error = await run.locate_first_error(
             self.rule, run.tree.root, steps, verdict, grow=False
@@ -472,7 +473,7 @@ class MathShepherd(_SettingsPolicy):
     ``num_branches`` completions from every one of its step prefixes, until
     ``max_branches`` completions are spent.  The soft label of a step is its
     MC value; the hard label is ``n_correct > 0``.  Costs grow linearly with
-    the number of steps, which is what :class:`OmegaPRM` avoids.
+    the number of steps, which is what [`OmegaPRM`][prmsynth.OmegaPRM] avoids.
     """
 
     async def search(
@@ -504,7 +505,7 @@ class MathShepherd(_SettingsPolicy):
         generator: StepGenerator,
         verifier: StepVerifier,
     ) -> LabelResult:
-        """Estimate every prefix of a given solution; :attr:`rule` names the first error."""
+        """Estimate every prefix of a given solution; `rule` names the first error."""
         run, chain, verdict = await self._given_solution(question, steps, generator, verifier)
         for node in chain:
             if await run.estimate(node, grow=False) is None:

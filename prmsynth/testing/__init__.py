@@ -1,6 +1,6 @@
 """Test doubles for prmsynth, for this project's tests and for yours.
 
-:class:`ScriptedLLM` satisfies the :class:`prmsynth.LLM` protocol without a
+`ScriptedLLM` satisfies the [`LLM`][prmsynth.LLM] protocol without a
 model: a function you write decides every completion, so a test can plant
 outcomes (which prefixes succeed, where the first error is) and check that the
 search recovers them.
@@ -13,7 +13,7 @@ search recovers them.
 >>> len(llm.requests)
 1
 
-:class:`FakeOpenAIServer` is the other end of a real HTTP connection: an
+`FakeOpenAIServer` is the other end of a real HTTP connection: an
 OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1 that tests and
 benchmarks start themselves, with a fixed latency and injected faults (rate
 limits, server errors, hangs, malformed JSON, empty choices, truncated
@@ -77,7 +77,7 @@ class ScriptedLLM:
     """A fake LLM whose completions come from ``script(request)``.
 
     The script returns the completion text (finish reason ``"stop"``) or a
-    :class:`prmsynth.Completion` to control finish reason and token count.
+    [`Completion`][prmsynth.Completion] to control finish reason and token count.
     Token counts default to the number of whitespace-separated words.
     Every request is kept in ``requests`` for assertions.
     """
@@ -195,7 +195,7 @@ class FaultRates:
 
 @attrs.frozen(kw_only=True)
 class FakeRequest:
-    """What a :class:`FakeOpenAIServer` responder sees for one choice of one request."""
+    """What a `FakeOpenAIServer` responder sees for one choice of one request."""
 
     body: Mapping[str, Any] = attrs.field(repr=False)
     sample_index: int

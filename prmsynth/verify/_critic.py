@@ -30,7 +30,8 @@ from prmsynth.llm._client import BackendUnavailable
 def default_critic_prompt() -> str:
     """The ProcessBench-style critique prompt shipped with prmsynth
     (``{problem}`` and ``{paragraphs}`` placeholders)."""
-    return resources.files("prmsynth.verify").joinpath("prompts/critic.txt").read_text(encoding="utf-8")
+    prompts = resources.files("prmsynth.verify").joinpath("prompts")
+    return prompts.joinpath("critic.txt").read_text(encoding="utf-8")
 
 
 def number_paragraphs(steps: Sequence[str]) -> str:
@@ -86,7 +87,7 @@ class LLMCritic(StepCritic):
     """An LLM that reads the problem and the numbered steps and names the first wrong one.
 
     ``prompt_template`` takes ``{problem}`` and ``{paragraphs}`` (default:
-    :func:`default_critic_prompt`, ProcessBench's critique task).  Greedy
+    `default_critic_prompt`, ProcessBench's critique task).  Greedy
     decoding by default, with room for the critic to reason before it
     answers.  A reply cut off at ``max_tokens``, without a readable index, or
     a failed request gives no verdict; only

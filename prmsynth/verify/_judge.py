@@ -46,7 +46,7 @@ class LLMJudgeVerifier(StepVerifier):
     """Asks an LLM whether a response's final answer matches the reference.
 
     For answers no rule can check (proofs, free text).  Slower, costlier and
-    less reliable than :class:`~prmsynth.MathAnswerVerifier`; prefer that one
+    less reliable than [`MathAnswerVerifier`][prmsynth.MathAnswerVerifier]; prefer that one
     wherever answers are mathematical.  ``prompt_template`` takes
     ``{response}`` and ``{reference}``.  A truncated completion is
     ``unparseable`` without asking; a failed request is ``unparseable`` with

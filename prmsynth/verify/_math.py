@@ -4,17 +4,17 @@ Every Monte Carlo label counts completions that reached the right answer, so
 this check bounds the quality of the whole data set.  It has three
 replaceable parts:
 
-* :func:`extract_answer` reads the final answer out of a model's text
+* [`extract_answer`][prmsynth.extract_answer] reads the final answer out of a model's text
   (last ``\\boxed{}``, "The answer is ...", GSM8K ``#### N``, ...);
-* :class:`MathEquivalence` decides whether two answers are the same: a fast,
+* `MathEquivalence` decides whether two answers are the same: a fast,
   exact path for plain numbers and common LaTeX spellings, then math-verify
   (sympy) for everything else, in a worker process with a hard time bound;
-* :class:`MathAnswerVerifier` ties both together behind the
-  :class:`~prmsynth._interfaces.StepVerifier` interface and turns every
-  outcome, errors included, into a :class:`~prmsynth._values.Verdict`.
+* [`MathAnswerVerifier`][prmsynth.MathAnswerVerifier] ties both together behind the
+  [`StepVerifier`][prmsynth.StepVerifier] interface and turns every
+  outcome, errors included, into a [`Verdict`][prmsynth.Verdict].
 
-:class:`ExactMatchVerifier` (normalized strings and numbers, no sympy) and
-:class:`FunctionVerifier` (any user function) share the same interface.
+[`ExactMatchVerifier`][prmsynth.ExactMatchVerifier] (normalized strings and numbers, no sympy) and
+[`FunctionVerifier`][prmsynth.FunctionVerifier] (any user function) share the same interface.
 
 >>> extract_answer("First 2 + 3 = 5, so the answer is \\\\boxed{5}.")
 '5'
@@ -439,7 +439,7 @@ def _numeral_digits(digits: str) -> str:
 def fast_equivalent(extracted: str, reference: str) -> bool | None:
     """Decide equivalence without sympy when that is certain, else None.
 
-    True when the normalized spellings agree (see :func:`normalize_answer`);
+    True when the normalized spellings agree (see `normalize_answer`);
     True or False when both are plain numbers (compared exactly, so
     ``0.5 == 1/2 == \\frac{1}{2}``) or numerals in a base (``2516_8``); None
     when only a symbolic check can tell.
@@ -773,13 +773,13 @@ class MathEquivalence:
     Call it as ``equivalence(extracted, reference, timeout=2.0)``: True or
     False, or None when the reference itself does not parse.  Plain numbers
     and spellings that normalize alike are decided in-process (see
-    :func:`fast_equivalent`); the rest (expressions, tuples, intervals,
+    `fast_equivalent`); the rest (expressions, tuples, intervals,
     sets) goes to math-verify in one worker process, which is killed when a
     check overruns ``timeout`` and replaced on the next call.  The worker
     runs under a memory limit (``memory_limit`` bytes, None for none).
     Absurd answers (longer than 1,000 characters, exponent towers deeper than
     2) are refused before sympy.  Checks that cannot complete raise
-    :class:`EquivalenceCheckError`.  Thread-safe; ``close()`` ends the worker.
+    `EquivalenceCheckError`.  Thread-safe; ``close()`` ends the worker.
 
     >>> equivalence = MathEquivalence()
     >>> equivalence("\\\\frac{1}{2}", "0.5", timeout=2.0)
@@ -840,10 +840,10 @@ def answers_equivalent(
 ) -> bool | None:
     """One-off equivalence check; None when the reference does not parse.
 
-    Uses :class:`MathEquivalence`, starting (and ending) a worker process only
+    Uses `MathEquivalence`, starting (and ending) a worker process only
     when the fast path cannot decide.  For many checks keep one
-    :class:`MathEquivalence` or :class:`MathAnswerVerifier` instead, which
-    keeps its worker.  Raises :class:`EquivalenceCheckError` when the check
+    `MathEquivalence` or [`MathAnswerVerifier`][prmsynth.MathAnswerVerifier] instead, which
+    keeps its worker.  Raises `EquivalenceCheckError` when the check
     cannot complete.
 
     >>> answers_equivalent("1,000", "1000")
@@ -872,8 +872,8 @@ def _check_timeout(instance: object, attribute: attrs.Attribute, value: float) -
 class MathAnswerVerifier(StepVerifier):
     """The default verifier: extract the final answer, check it against the reference.
 
-    ``extractor`` reads the answer (default :func:`extract_answer`);
-    ``equivalence`` compares it (default :class:`MathEquivalence`, whose
+    ``extractor`` reads the answer (default [`extract_answer`][prmsynth.extract_answer]);
+    ``equivalence`` compares it (default `MathEquivalence`, whose
     worker process this verifier owns and ``close()`` ends); ``timeout``
     bounds one symbolic check in seconds.  A truncated completion
     (``finish_reason="length"``), a response without an answer and a
@@ -937,7 +937,7 @@ class ExactMatchVerifier(StepVerifier):
 
     For plain-text answers (names, words, letters) or when symbolic checking
     is unwanted; uses the same extraction and normalization as
-    :class:`MathAnswerVerifier`.
+    [`MathAnswerVerifier`][prmsynth.MathAnswerVerifier].
 
     >>> ExactMatchVerifier().verify("The answer is \\\\text{Monday}.", "monday").status
     'correct'

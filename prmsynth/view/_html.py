@@ -1,6 +1,6 @@
 """A self-contained HTML viewer of reasoning trees: ``prmsynth view``.
 
-:func:`render_html` turns trees into one HTML file that needs nothing else:
+`render_html` turns trees into one HTML file that needs nothing else:
 no network, no CDN, no external file.  The trees are embedded as compact JSON
 in a ``<script type="application/json">`` element (every ``<``, ``>`` and
 ``&`` escaped, so no text can close the element) and drawn by a small
@@ -637,7 +637,7 @@ def render_html(
 ) -> str:
     """One self-contained HTML page that lists the questions and shows each tree.
 
-    ``trees`` holds :class:`ReasoningTree` objects or records: ``trees.jsonl``
+    ``trees`` holds [`ReasoningTree`][prmsynth.ReasoningTree] objects or records: ``trees.jsonl``
     lines (with their status and costs) or ``skipped.jsonl`` lines (listed
     with no tree).  Steps are coloured by MC value (red 0 to green 1, grey
     when never sampled) and the first error by ``first_error_threshold`` is
@@ -685,7 +685,7 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
     A last line without its newline that does not parse is the line a
     running (or killed) run was writing: it is left out.  Any other bad line
-    raises :class:`~prmsynth.InputError` naming the file and line.
+    raises [`InputError`][prmsynth.InputError] naming the file and line.
     """
     try:
         file = open(path, "rb")  # closed by the with below
@@ -748,7 +748,7 @@ def write_html(
     its ``trees.jsonl`` and the questions of its ``skipped.jsonl`` are shown.
     ``first_error_threshold`` defaults to the run's (``run.json`` beside the
     trees), else 0.0.  Every tree is checked first; bad input raises
-    :class:`~prmsynth.InputError` naming the file and line, and nothing is
+    [`InputError`][prmsynth.InputError] naming the file and line, and nothing is
     written.  Returns what was written: questions, threshold, bytes.
     """
     tree_path = Path(tree_path)

@@ -1,11 +1,11 @@
 """Statistics of a run's output folder: ``prmsynth stats``.
 
-:func:`collect_stats` reads a folder written by ``prmsynth run`` (or
+`collect_stats` reads a folder written by ``prmsynth run`` (or
 ``prmsynth merge``) and counts what it holds: questions kept, skipped by
 reason and failed; steps per solution; a histogram of step MC values; the
 label balance the labelled exports would have at a few thresholds; and the
-tokens and cost spent.  :func:`format_table` prints it as plain-text tables
-and :func:`plot_stats` draws the same as a figure (matplotlib, the ``plot``
+tokens and cost spent.  `format_table` prints it as plain-text tables
+and `plot_stats` draws the same as a figure (matplotlib, the ``plot``
 extra).
 
 The numbers come from the primary files, ``trees.jsonl`` and
@@ -56,7 +56,7 @@ def _label_counts(
 ) -> Counter[str]:
     """Labelled steps and paths as the labelled exports (``trl`` ...) would give them.
 
-    Every root-to-leaf path is labelled with :func:`~prmsynth.export._formats.label_path`
+    Every root-to-leaf path is labelled with `label_path`
     and cut at its first unknown step; identical labelled prefixes of one tree
     count once (the export writes them once).
     """
@@ -113,7 +113,7 @@ def _number(value: Any) -> float:
 def collect_stats(out_dir: str | os.PathLike) -> dict[str, Any]:
     """The statistics of a run's output folder, as a JSON-ready dict.
 
-    Raises :class:`~prmsynth.InputError` (naming the file and line) when the
+    Raises [`InputError`][prmsynth.InputError] (naming the file and line) when the
     folder is not a run folder or a line cannot be read.  A torn last line
     (a run still going, or killed) is left out.
 
@@ -428,7 +428,7 @@ class PlotUnavailableError(RuntimeError):
 
 
 def require_matplotlib() -> None:
-    """Raise :class:`PlotUnavailableError` unless matplotlib can be imported."""
+    """Raise `PlotUnavailableError` unless matplotlib can be imported."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -441,7 +441,7 @@ def plot_stats(stats: dict[str, Any], path: str | os.PathLike) -> None:
     """Draw the statistics as one PNG figure at ``path`` (temporary file, then a rename).
 
     Needs matplotlib: ``pip install 'prmsynth[plot]'``; without it raises
-    :class:`PlotUnavailableError` saying so.
+    `PlotUnavailableError` saying so.
     """
     require_matplotlib()
     import tempfile

@@ -1,0 +1,59 @@
+"""Every error a user of prmsynth can catch, in one place.
+
+- [`InputError`][prmsynth.InputError]: bad input or options, located (file,
+  line, field); the command line exits 2 and writes nothing.
+- [`LLMError`][prmsynth.LLMError]: a model request failed;
+  [`BackendUnavailable`][prmsynth.BackendUnavailable]: the model cannot serve
+  at all, so the run stops (finished work stays on disk).
+- [`ExportError`][prmsynth.ExportError]: an export could not be made (a record
+  failed its schema, or settings that do not fit the format).
+- [`TreeInvariantError`][prmsynth.TreeInvariantError]: a reasoning tree, or
+  its serialized form, breaks a structural rule.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class InputError(ValueError):
+    """Bad input, located: the message names the file, line and field.
+
+    >>> str(InputError("seeds.jsonl", "missing field", line=3, field="problem"))
+    "seeds.jsonl:3: field 'problem': missing field"
+    >>> str(InputError("--limit", "must be >= 1, got 0"))
+    '--limit: must be >= 1, got 0'
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        message: str,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path, self.line, self.field, self.message = str(path), line, field, message
+        location = self.path if line is None else f"{self.path}:{line}"
+        where = f" field {field!r}:" if field is not None else ""
+        super().__init__(f"{location}:{where} {message}")
+
+
+class LLMError(RuntimeError):
+    """An LLM request failed (the message never contains the API key)."""
+
+
+class BackendUnavailable(LLMError):
+    """The run's model cannot serve at all: it cannot start, or its process died.
+
+    Unlike a failed request, this stops the whole run (it would fail every
+    question the same way); the message names the cause and the fix.
+    """
+
+
+class ExportError(ValueError):
+    """An export could not be made (a record failed its schema, or a bad setting)."""
+
+
+class TreeInvariantError(ValueError):
+    """A reasoning tree (or its serialized form) breaks a structural rule."""
