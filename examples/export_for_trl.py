@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import json
 import tempfile
-from pathlib import Path
 
-from prmsynth import ExportSettings, LLMStepGenerator, Pipeline, Question, export_file
-from prmsynth.run._folder import run_to_directory
+from prmsynth import (
+    ExportSettings,
+    LLMStepGenerator,
+    Pipeline,
+    Question,
+    RunFolder,
+    export_file,
+)
 from prmsynth.testing import ScriptedLLM
 
 
@@ -26,15 +31,17 @@ def script(request):
 
 
 def main() -> None:
-    folder = Path(tempfile.mkdtemp(prefix="prmsynth-example-"))
+    folder = RunFolder(tempfile.mkdtemp(prefix="prmsynth-example-"))
     pipeline = Pipeline(generator=LLMStepGenerator(llm=ScriptedLLM(script)))
     questions = [
         Question(id=f"q{i}", text=f"What is 2 + 3? (variant {i})", reference_answer="5")
         for i in range(3)
     ]
-    run_to_directory(pipeline, questions, folder, run_info={"model": "scripted"}, log=None)
-    manifest = export_file(folder / "trees.jsonl", "trl", folder / "trl.jsonl", ExportSettings())
-    first = json.loads((folder / "trl.jsonl").read_text().splitlines()[0])
+    summary = folder.run(pipeline, questions, run_info={"model": "scripted"})
+    print(f"{summary['kept']} kept, {summary['skipped']} skipped")
+    out = folder.path / "trl.jsonl"
+    manifest = export_file(folder.path / "trees.jsonl", "trl", out, ExportSettings())
+    first = json.loads(out.read_text().splitlines()[0])
     print(json.dumps(first, indent=1)[:400])
     print(manifest["counts"])
 

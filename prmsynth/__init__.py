@@ -24,9 +24,11 @@ from prmsynth._errors import (
 )
 from prmsynth._interfaces import (
     LLM,
+    LabelResult,
     NoEvolution,
     QuestionEvolver,
     SearchPolicy,
+    SearchResult,
     StepCritic,
     StepGenerator,
     StepVerifier,
@@ -44,6 +46,7 @@ from prmsynth._values import (
     Step,
     Verdict,
 )
+from prmsynth._version import __version__ as __version__
 from prmsynth.export._serialize import (
     dpo_records,
     flat_record,
@@ -64,10 +67,8 @@ from prmsynth.search._generation import (
 )
 from prmsynth.search._policies import (
     BestOfN,
-    LabelResult,
     MathShepherd,
     OmegaPRM,
-    SearchResult,
     SearchRun,
 )
 
@@ -91,6 +92,7 @@ if TYPE_CHECKING:  # for type checkers and the API docs; at run time see __getat
     from prmsynth.llm._client import DEFAULT_MODEL, LiteLLMClient
     from prmsynth.llm._ratelimit import RequestLimiter
     from prmsynth.llm._router import RouterLLM
+    from prmsynth.run._folder import RunFolder
     from prmsynth.verify._critic import LLMCritic
     from prmsynth.verify._judge import LLMJudgeVerifier
     from prmsynth.verify._math import (
@@ -99,8 +101,9 @@ if TYPE_CHECKING:  # for type checkers and the API docs; at run time see __getat
         MathAnswerVerifier,
         extract_answer,
     )
+    from prmsynth.view._html import render_html, write_html
+    from prmsynth.view._stats import collect_stats, format_table, plot_stats
 
-__version__ = "0.1.0"
 
 _LAZY = {
     "LiteLLMClient": "prmsynth.llm._client",
@@ -126,6 +129,12 @@ _LAZY = {
     "EvolutionReport": "prmsynth.evolve._evolver",
     "Rejection": "prmsynth.evolve._evolver",
     "extract_answer": "prmsynth.verify._math",
+    "RunFolder": "prmsynth.run._folder",
+    "write_html": "prmsynth.view._html",
+    "render_html": "prmsynth.view._html",
+    "collect_stats": "prmsynth.view._stats",
+    "format_table": "prmsynth.view._stats",
+    "plot_stats": "prmsynth.view._stats",
 }
 
 
@@ -180,6 +189,7 @@ __all__ = [
     "RequestLimiter",
     "Rollout",
     "RouterLLM",
+    "RunFolder",
     "SamplingSettings",
     "SearchPolicy",
     "SearchResult",
@@ -192,16 +202,20 @@ __all__ = [
     "Threshold",
     "TreeInvariantError",
     "Verdict",
+    "collect_stats",
     "derive_seed",
     "dpo_records",
     "export_file",
     "export_records",
     "extract_answer",
     "flat_record",
+    "format_table",
     "load_questions",
     "load_schema",
+    "plot_stats",
     "read_tree_file",
     "reference_from_answer",
+    "render_html",
     "sft_records",
     "split_on_blank_lines",
     "split_on_lines",
@@ -210,4 +224,5 @@ __all__ = [
     "tree_to_dict",
     "validate_file",
     "validate_record",
+    "write_html",
 ]

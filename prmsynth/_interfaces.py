@@ -11,14 +11,65 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
+import attrs
+
+from prmsynth._tree import ReasoningTree
 from prmsynth._values import Critique, LLMResponse, Question, Verdict
 
-if TYPE_CHECKING:
-    from prmsynth.search._policies import LabelResult, SearchResult
-
 Message = Mapping[str, str]
+
+
+SearchStatus = Literal["kept", "skipped", "failed"]
+
+
+@attrs.frozen(kw_only=True)
+class SearchResult:
+    """The outcome of searching one question: the whole tree and what it cost.
+
+    ``status`` is ``"kept"`` (the tree is training data), ``"skipped"`` (the
+    question teaches a PRM nothing, ``reason`` says why) or ``"failed"`` (an
+    error, ``reason`` holds it).
+    """
+
+    tree: ReasoningTree
+    status: SearchStatus
+    reason: str | None = None
+    n_completions: int = 0
+    n_selections: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    @property
+    def question(self) -> Question:
+        return self.tree.question
+
+
+@attrs.frozen(kw_only=True)
+class LabelResult:
+    """Step labels for one given solution.
+
+    ``step_values[i]`` is the MC value of the prefix ending with step i (None
+    where it was not estimated); ``first_error`` is the 0-based index of the
+    first step judged wrong by the first-error rule, -1 if none.  A row the
+    [`Pipeline`][prmsynth.Pipeline] could not label has ``status``
+    ``"failed"``, the error in ``reason`` and no values (``first_error`` and
+    ``final_verdict`` None).  ``critique`` is the pipeline critic's verdict on
+    the whole solution, when it has one.
+    """
+
+    tree: ReasoningTree
+    step_values: list[float | None]
+    first_error: int | None
+    final_verdict: Verdict | None
+    n_completions: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    status: Literal["labelled", "failed"] = "labelled"
+    reason: str | None = None
+    critique: Critique | None = None
 
 
 @runtime_checkable

@@ -77,3 +77,28 @@ def test_label_cli_on_the_embedded_model(tmp_path):
     assert labelled[0]["step_values"][-1] == 1.0  # the correct final answer is exact
     assert labelled[1]["step_values"][-1] == 0.0
     assert not (tmp_path / "out.jsonl.partial").exists()
+
+
+def test_a_row_that_fails_becomes_a_failed_row_and_the_others_are_labelled(tmp_path, monkeypatch):
+    from prmsynth.testing import FakeOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local0123456789")
+
+    def responder(request):
+        if "Poison" in request.prompt:
+            raise RuntimeError("no reply for this one")
+        return "So the answer is \\boxed{4}."
+
+    source = tmp_path / "in.jsonl"
+    rows = [ROW, {**ROW, "id": "r2", "problem": "Poison: what is 2 + 2?"}]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "out.jsonl"
+    with FakeOpenAIServer(responder=responder) as server:
+        argv = ["label", str(source), "--out", str(out), "--model", "openai/fake"]
+        status = main([*argv, "--api-base", server.url, "--max-attempts", "1"])
+    assert status == 0  # one failed row does not fail the run
+    labelled = {row["id"]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert labelled["r1"]["status"] == "labelled" and labelled["r1"]["first_error"] == -1
+    failed = labelled["r2"]
+    assert failed["status"] == "failed" and failed["reason"]
+    assert failed["first_error"] is None and failed["step_values"] == [None, None]

@@ -14,13 +14,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import random
+import re
 import shutil
+import string
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -29,7 +34,8 @@ from prmsynth import Question, ReasoningTree, Rollout, Verdict, read_tree_file
 from prmsynth.cli._view import add_parsers, run_view
 from prmsynth.export._serialize import tree_to_dict
 from prmsynth.run._folder import run_to_directory
-from prmsynth.view._html import compact_question, render_html, write_html
+from prmsynth.view import _html
+from prmsynth.view._html import _PAGE_FIELDS, compact_question, render_html, write_html
 
 from .test_pipeline import QUESTIONS, scripted_pipeline
 
@@ -300,6 +306,115 @@ def test_three_thousand_questions_make_a_page_of_reasonable_size(tmp_path, capsy
     assert size < 40e6
     data = embedded_data((tmp_path / "view.html").read_text(encoding="utf-8"))
     assert sum(1 for q in data["questions"] if q["f"]) > 1000
+
+
+# -- the page's files: prmsynth/view/assets (no browser) ---------------------------------
+
+ASSETS = resources.files("prmsynth.view").joinpath("assets")
+
+
+def asset_text(name: str) -> str:
+    return ASSETS.joinpath(name).read_text(encoding="utf-8")
+
+
+def inline_element(page: str, start_tag: str, end_tag: str) -> str:
+    start = page.index(start_tag) + len(start_tag)
+    return page[start : page.index(end_tag, start)]
+
+
+class _TagNesting(HTMLParser):
+    """The page template's tags, checked to close in the order they open."""
+
+    VOID = frozenset({"meta", "input", "br", "img", "link", "hr"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.open or self.open[-1] != tag:
+            self.problems.append(f"</{tag}> at line {self.getpos()[0]}, open: {self.open}")
+        else:
+            self.open.pop()
+
+
+def test_viewer_script_is_valid_javascript(tmp_path):
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not on PATH: viewer.js is not parsed (node --check)")
+    script = tmp_path / "viewer.js"
+    script.write_text(asset_text("viewer.js"), encoding="utf-8")
+    done = subprocess.run(
+        [node, "--check", str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_style_sheet_braces_balance_and_the_template_tags_nest():
+    style = re.sub(r"/\*.*?\*/", "", asset_text("viewer.css"), flags=re.S)
+    depth = 0
+    for character in style:
+        depth += {"{": 1, "}": -1}.get(character, 0)
+        assert depth >= 0, "a } closes nothing in viewer.css"
+    assert depth == 0, "a { is never closed in viewer.css"
+    nesting = _TagNesting()
+    nesting.feed(asset_text("page.html"))
+    nesting.close()
+    assert nesting.problems == [] and nesting.open == []
+
+
+def test_page_template_has_exactly_the_placeholders_render_html_fills():
+    found = {"named": set(), "braced": set(), "escaped": set(), "invalid": set()}
+    for match in string.Template.pattern.finditer(asset_text("page.html")):
+        for kind, value in match.groupdict().items():
+            if value is not None:
+                found[kind].add(value)
+    assert found["escaped"] == found["invalid"] == found["braced"] == set()
+    assert found["named"] == _PAGE_FIELDS
+    page = render_html([], title="t")
+    assert not [field for field in _PAGE_FIELDS if f"${field}" in page]
+    page = render_html([], title="$title ${csp} $$")
+    assert "<title>$title ${csp} $$</title>" in page  # filled once, never rescanned
+
+
+def test_page_inlines_the_assets_verbatim_and_allows_only_them_by_hash():
+    page = render_html([], title="t")
+    script, style = asset_text("viewer.js"), asset_text("viewer.css")
+    assert inline_element(page, "<script>", "</script>") == script
+    assert inline_element(page, "<style>", "</style>") == style
+    assert page.count("<script") == 2 and page.count("<style") == 1  # the data, the script
+
+    def sha256(text: str) -> str:
+        digest = hashlib.sha256(text.encode("utf-8")).digest()
+        return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+    csp = inline_element(page, '<meta http-equiv="Content-Security-Policy" content="', '"')
+    assert csp == (
+        f"default-src 'none'; script-src {sha256(script)}; style-src {sha256(style)}; "
+        "base-uri 'none'; form-action 'none'"
+    )
+
+
+def test_assets_cannot_close_their_inline_element():
+    assert "</script" not in asset_text("viewer.js").lower()
+    assert "<!--" not in asset_text("viewer.js")
+    assert "</style" not in asset_text("viewer.css").lower()
+
+
+def test_an_asset_that_would_close_its_element_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "viewer.js").write_text('var s = "</SCRIPT>";\n', encoding="utf-8")
+    (tmp_path / "assets" / "viewer.css").write_text("a { color: red; }\n", encoding="utf-8")
+    monkeypatch.setattr(_html.resources, "files", lambda package: tmp_path)
+    read = _html._asset.__wrapped__  # not the cached reader: the real assets stay cached
+    assert read("viewer.css") == "a { color: red; }\n"
+    with pytest.raises(RuntimeError, match=re.escape("viewer.js must not contain '</script'")):
+        read("viewer.js")
 
 
 # -- the page in a real browser ------------------------------------------------------------

@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prmsynth._io import write_jsonl
 from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
 
 if TYPE_CHECKING:
@@ -221,33 +221,12 @@ def rejects_path_for(out_path: str | os.PathLike) -> Path:
     return path.with_name(f"{path.stem}.rejects.jsonl")
 
 
-def _write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    """Write beside the target and rename, so a half-written file never has the final name."""
-    import json
-    import tempfile
-
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-
-
 def write_report(report: EvolutionReport, out_path: str | os.PathLike) -> Path:
     """Write the questions to ``out_path`` and the rejects beside it; returns the rejects path."""
     out_path = Path(out_path)
     rejects_path = rejects_path_for(out_path)
-    _write_jsonl_atomic(out_path, (question_record(q) for q in report.questions))
-    _write_jsonl_atomic(rejects_path, (rejection.to_dict() for rejection in report.rejects))
+    write_jsonl(out_path, (question_record(q) for q in report.questions))
+    write_jsonl(rejects_path, (rejection.to_dict() for rejection in report.rejects))
     return rejects_path
 
 

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from prmsynth._io import append_line, write_jsonl
 from prmsynth._seeds import InputError, iter_json_records, reference_from_answer
 from prmsynth._values import Question
 from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+
+if TYPE_CHECKING:
+    from prmsynth._interfaces import LabelResult
+    from prmsynth.run._pipeline import Pipeline
 
 REQUIRED_FIELDS = ("id", "problem", "steps", "answer")
 
@@ -109,12 +113,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from prmsynth._values import SamplingSettings, SearchSettings
     from prmsynth.cli._common import critic_from_args, first_error_rule_from_args, quiet_litellm
-    from prmsynth.export._serialize import append_line
     from prmsynth.llm._backend import backend_settings_from_args, build_llm, check_backend
     from prmsynth.llm._client import DEFAULT_MODEL, BackendUnavailable
+    from prmsynth.run._pipeline import Pipeline
     from prmsynth.search._generation import LLMStepGenerator
     from prmsynth.search._policies import POLICIES
-    from prmsynth.verify._math import MathAnswerVerifier
 
     try:
         try:
@@ -143,13 +146,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"prmsynth label: error: {error}", file=sys.stderr)
         return EXIT_INPUT
 
-    policy = POLICIES[args.policy](settings=settings, first_error_rule=rule)
-    generator = LLMStepGenerator(
-        llm=llm,
-        sampling=sampling,
-        prefix_mode="assistant" if model == DEFAULT_MODEL else "user",
+    pipeline = Pipeline(
+        generator=LLMStepGenerator(
+            llm=llm,
+            sampling=sampling,
+            prefix_mode="assistant" if model == DEFAULT_MODEL else "user",
+        ),
+        policy=POLICIES[args.policy](settings=settings, first_error_rule=rule),
+        critic=critic,
+        # More rows in flight than request slots keeps the backend busy.
+        concurrency=2 * backend.concurrency,
     )
-    verifier = MathAnswerVerifier()
+    verifier = pipeline.verifier
     out.parent.mkdir(parents=True, exist_ok=True)
     # Finished rows go to a .partial file as they complete, so a crash keeps
     # them; the final file appears, in input order, only when every row is done.
@@ -157,30 +165,12 @@ def run(args: argparse.Namespace) -> int:
     results: dict[int, dict[str, Any]] = {}
 
     async def label_all() -> None:
-        # More rows in flight than request slots keeps the backend busy.
-        semaphore = asyncio.Semaphore(2 * backend.concurrency)
+        semaphore = asyncio.Semaphore(pipeline.concurrency)
 
         async def one(index: int, record: dict, question: Question, steps: Sequence[str]) -> None:
             async with semaphore:
-                labels = await policy.label(question, steps, generator=generator, verifier=verifier)
-                critique = None if critic is None else await critic.critique(question, steps)
-            row = {
-                **record,
-                "step_values": labels.step_values,
-                "first_error": labels.first_error,
-                "n_completions": labels.n_completions,
-                "final_answer_correct": labels.final_verdict.correct,
-                "first_error_rule": policy.rule.name,
-            }
-            if critique is not None:
-                row["critic_model"] = args.judge_model
-                row["critic_first_error"] = critique.first_error
-                row["critic_agrees"] = (
-                    None
-                    if critique.first_error is None
-                    else critique.first_error == labels.first_error
-                )
-            results[index] = row
+                labels = await pipeline.label_solution(question, steps)
+            results[index] = row = label_row(record, labels, pipeline, args.judge_model)
             append_line(partial_file, row)
 
         await asyncio.gather(*(one(i, *row) for i, row in enumerate(rows)))
@@ -198,17 +188,43 @@ def run(args: argparse.Namespace) -> int:
             verifier.close()
             if cache is not None:
                 cache.close()
-    temporary = out.with_name(f".{out.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as file:
-        for index in range(len(rows)):
-            file.write(json.dumps(results[index], ensure_ascii=False) + "\n")
-    os.replace(temporary, out)
+    write_jsonl(out, (results[index] for index in range(len(rows))))
     partial.unlink()
     spent = sum(row["n_completions"] for row in results.values())
-    with_error = sum(row["first_error"] >= 0 for row in results.values())
+    with_error = sum((row["first_error"] or -1) >= 0 for row in results.values())
+    failed = sum(row["status"] == "failed" for row in results.values())
     print(
-        f"labelled {len(rows)} solutions with {args.policy} (K={args.num_completions}): "
-        f"{with_error} with a first error, {spent} completions -> {out}",
+        f"labelled {len(rows) - failed} solutions with {args.policy} (K={args.num_completions}): "
+        f"{with_error} with a first error, {failed} failed, {spent} completions -> {out}",
         file=sys.stderr,
     )
-    return EXIT_OK
+    return EXIT_OK if failed < max(1, len(rows)) else EXIT_FAILURE
+
+
+def label_row(
+    record: dict[str, Any], labels: LabelResult, pipeline: Pipeline, judge_model: str | None
+) -> dict[str, Any]:
+    """The output row of one input row: the input, the labels, and the critic's verdict."""
+    row = {
+        **record,
+        "status": labels.status,
+        "step_values": labels.step_values,
+        "first_error": labels.first_error,
+        "n_completions": labels.n_completions,
+        "final_answer_correct": None
+        if labels.final_verdict is None
+        else labels.final_verdict.correct,
+        "first_error_rule": pipeline.policy.rule.name,
+    }
+    if labels.status == "failed":
+        row["reason"] = labels.reason
+    if judge_model is not None:
+        critique = labels.critique
+        row["critic_model"] = judge_model
+        row["critic_first_error"] = None if critique is None else critique.first_error
+        row["critic_agrees"] = (
+            None
+            if critique is None or critique.first_error is None or labels.first_error is None
+            else critique.first_error == labels.first_error
+        )
+    return row

@@ -27,7 +27,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from prmsynth import __version__
+    from prmsynth._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="prmsynth",

@@ -107,9 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
     import attrs
 
-    from prmsynth import __version__
     from prmsynth._seeds import InputError, load_questions_from_args
     from prmsynth._values import SamplingSettings, SearchSettings
+    from prmsynth._version import __version__
     from prmsynth.cli import _evolve as _evolve_cli
     from prmsynth.cli._common import (
         critic_from_args,

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from prmsynth._errors import InputError
+from prmsynth._io import atomic_file, dumps_line
 from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
 
 
@@ -87,9 +88,6 @@ def _read_rows(path: str, fields: list[str], optional_fields: list[str]) -> list
 
 def run(args: argparse.Namespace) -> int:
     """Run ``verify-answers`` with parsed ``args``; return 0, or 2 on bad input."""
-    import json
-    import os
-    import tempfile
     from pathlib import Path
 
     from prmsynth.verify._math import MathAnswerVerifier
@@ -108,48 +106,31 @@ def run(args: argparse.Namespace) -> int:
 
     counts = {"correct": 0, "incorrect": 0, "unparseable": 0}
     verifier = MathAnswerVerifier(timeout=args.timeout)
-    temporary_path = None
+
+    def write_rows(handle: Any) -> None:
+        for row in rows:
+            finish_reason = row.get(args.finish_reason_field) if args.finish_reason_field else None
+            verdict = verifier.verify(
+                str(row[args.response_field]),
+                str(row[args.reference_field]),
+                finish_reason=finish_reason,
+            )
+            counts[verdict.status] += 1
+            handle.write(dumps_line(dict(row, correct=verdict.correct, verdict=verdict.status)))
+
     try:
         if out_path is None:
-            handle = sys.stdout
+            write_rows(sys.stdout)
+            sys.stdout.flush()
         else:
-            # Written beside the target and renamed at the end, so a
-            # half-written file never carries the final name.
-            descriptor, temporary_path = tempfile.mkstemp(
-                prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent
-            )
-            handle = os.fdopen(descriptor, "w", encoding="utf-8")
-        try:
-            for row in rows:
-                finish_reason = (
-                    row.get(args.finish_reason_field) if args.finish_reason_field else None
-                )
-                verdict = verifier.verify(
-                    str(row[args.response_field]),
-                    str(row[args.reference_field]),
-                    finish_reason=finish_reason,
-                )
-                counts[verdict.status] += 1
-                output = dict(row, correct=verdict.correct, verdict=verdict.status)
-                handle.write(json.dumps(output, ensure_ascii=False) + "\n")
-        finally:
-            if handle is not sys.stdout:
-                handle.close()
-            else:
-                handle.flush()
-        if temporary_path is not None:
-            os.replace(temporary_path, out_path)
-            temporary_path = None
+            # A half-written file never carries the final name.
+            with atomic_file(out_path) as handle:
+                write_rows(handle)
     except OSError as error:
         print(f"prmsynth verify-answers: cannot write output: {error}", file=sys.stderr)
         return EXIT_INPUT
     finally:
         verifier.close()
-        if temporary_path is not None:
-            try:
-                os.unlink(temporary_path)
-            except OSError:
-                pass
 
     total = sum(counts.values())
     print(

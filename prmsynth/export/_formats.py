@@ -43,7 +43,6 @@ import json
 import os
 import random
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -52,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from prmsynth._errors import ExportError, InputError
+from prmsynth._io import atomic_files, dumps_line, numbered_lines, write_json
 from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth.export._serialize import (
     STEP_SEPARATOR,
@@ -61,7 +61,6 @@ from prmsynth.export._serialize import (
     sft_records,
     tree_from_dict,
     tree_to_dict,
-    write_json_atomic,
 )
 
 if TYPE_CHECKING:
@@ -939,7 +938,7 @@ def validate_file(path: str | os.PathLike, format: str) -> list[str]:
     """
     _check_format(format)
     errors = []
-    for line_number, line in _read_lines(path):
+    for line_number, line in numbered_lines(path):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
@@ -952,23 +951,6 @@ def validate_file(path: str | os.PathLike, format: str) -> list[str]:
 
 
 # -- reading trees -------------------------------------------------------------------
-
-
-def _read_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """The non-blank lines of a text file, numbered from 1, with readable errors."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield line_number, line
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a folder, not a file") from None
-    except PermissionError:
-        raise InputError(path, "cannot be read: permission denied") from None
-    except UnicodeDecodeError as error:
-        raise InputError(path, f"not UTF-8 text: {error}") from None
 
 
 def read_trees(path: str | os.PathLike) -> Iterator[ReasoningTree]:
@@ -985,7 +967,7 @@ def read_trees(path: str | os.PathLike) -> Iterator[ReasoningTree]:
     ...
     prmsynth._errors.InputError: ...trees.jsonl:1: $: 'question' is a required property
     """
-    for line_number, line in _read_lines(path):
+    for line_number, line in numbered_lines(path):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
@@ -1037,38 +1019,6 @@ def _label_balance(examples: Sequence[_Example], format: str) -> dict[str, int] 
     }
 
 
-# Characters that str.splitlines() and some editors take for line ends but JSON
-# leaves unescaped: escaped, so that every reader sees one record per line.
-_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
-
-def _dumps_line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS) + "\n"
-
-
-def _write_jsonl_files(files: dict[Path, list[dict[str, Any]]]) -> None:
-    """Write each file beside its target and rename them all at the end."""
-    temporary: dict[Path, str] = {}
-    try:
-        for path, records in files.items():
-            descriptor, temporary[path] = tempfile.mkstemp(
-                prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-            )
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                for record in records:
-                    handle.write(_dumps_line(record))
-                handle.flush()
-                os.fsync(handle.fileno())
-        for path in files:
-            os.replace(temporary.pop(path), path)
-    finally:
-        for leftover in temporary.values():
-            try:
-                os.unlink(leftover)
-            except OSError:
-                pass
-
-
 def _resolve_source(
     source: str | os.PathLike | Iterable[str | os.PathLike] | Iterable[ReasoningTree],
 ) -> tuple[list[str], Iterable[ReasoningTree]]:
@@ -1115,7 +1065,7 @@ def export_file(
     >>> manifest["files"]["all"]["records"], out.read_text().count("\\n")
     (1, 1)
     """
-    from prmsynth import __version__
+    from prmsynth._version import __version__
 
     settings = settings or ExportSettings()
     _check_format(format)
@@ -1140,12 +1090,10 @@ def export_file(
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise ExportError(f"{len(problems)} schema errors, nothing written: {shown}{more}")
 
-    _write_jsonl_files(
-        {
-            targets[part]: [example.record for example in examples]
-            for part, examples in parts.items()
-        }
-    )
+    # Every file is renamed into place only once all are written.
+    with atomic_files([targets[part] for part in parts]) as handles:
+        for handle, examples in zip(handles, parts.values(), strict=True):
+            handle.writelines(dumps_line(example.record) for example in examples)
     written = sum(len(examples) for examples in parts.values())
     manifest = {
         "format": format,
@@ -1177,5 +1125,5 @@ def export_file(
             for part, examples in parts.items()
         },
     }
-    write_json_atomic(manifest_path(out_path), manifest)
+    write_json(manifest_path(out_path), manifest)
     return manifest

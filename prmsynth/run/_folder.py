@@ -18,31 +18,29 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
 
+from prmsynth._interfaces import SearchResult
+from prmsynth._io import append_line, read_appended_jsonl, write_json, write_jsonl
 from prmsynth._seeds import InputError
 from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth._values import Question
 from prmsynth.export._formats import validate_record
 from prmsynth.export._serialize import (
-    append_line,
     dpo_records,
-    dumps_line,
     flat_record,
     result_to_tree_record,
     sft_records,
     tree_from_dict,
-    write_json_atomic,
 )
 from prmsynth.run._pipeline import Pipeline
 from prmsynth.run._progress import Progress
 from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT
-from prmsynth.search._policies import SearchResult
 
 PRIMARY_FILES = ("trees.jsonl", "skipped.jsonl")
 DERIVED_FILES = ("flat.jsonl", "sft.jsonl", "dpo.jsonl")
@@ -97,34 +95,6 @@ def select_shard(questions: Sequence[Question], index: int, count: int) -> list[
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def read_complete_lines(path: Path, *, repair: bool) -> list[dict[str, Any]]:
-    """The JSON lines of ``path``; a torn last line (a crash mid-write) is cut off.
-
-    With ``repair`` the file itself is truncated to its last complete line.
-    """
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    records = []
-    good_end = 0
-    position = 0
-    while position < len(data):
-        newline = data.find(b"\n", position)
-        if newline == -1:
-            break  # no newline: the write of this line never finished
-        line = data[position:newline]
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-        position = good_end = newline + 1
-    if repair and good_end != len(data):
-        with open(path, "r+b") as file:
-            file.truncate(good_end)
-    return records
 
 
 @attrs.define
@@ -269,14 +239,14 @@ def prepare_output_directory(
                 "run with the same settings to resume, or pass --overwrite to start over",
             )
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(settings_path, run_info)
-    tree_records = read_complete_lines(out_dir / "trees.jsonl", repair=True)
+    write_json(settings_path, run_info)
+    tree_records = read_appended_jsonl(out_dir / "trees.jsonl", repair=True)
     skipped_records = [
         record
-        for record in read_complete_lines(out_dir / "skipped.jsonl", repair=True)
+        for record in read_appended_jsonl(out_dir / "skipped.jsonl", repair=True)
         if record.get("status") == "skipped"  # failed questions run again
     ]
-    _rewrite(out_dir / "skipped.jsonl", skipped_records)
+    write_jsonl(out_dir / "skipped.jsonl", skipped_records)
     trees = []
     seen: set[str] = set()
     unique_records = []
@@ -290,7 +260,7 @@ def prepare_output_directory(
             trees.append(tree)
             unique_records.append(record)
     if len(unique_records) != len(tree_records):
-        _rewrite(out_dir / "trees.jsonl", unique_records)
+        write_jsonl(out_dir / "trees.jsonl", unique_records)
     skipped_records = [r for r in skipped_records if r["question_id"] not in seen]
     seen.update(record["question_id"] for record in skipped_records)
     return _Folder(
@@ -299,16 +269,6 @@ def prepare_output_directory(
         tree_records=unique_records,
         skipped_records=skipped_records,
     )
-
-
-def _rewrite(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as file:
-        for record in records:
-            file.write(dumps_line(record))
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 def derived_records(tree: ReasoningTree, system_prompt: str) -> dict[str, list[dict[str, Any]]]:
@@ -329,7 +289,7 @@ def rebuild_derived_files(
         for name, records in derived_records(tree, system_prompt).items():
             per_file[name].extend(records)
     for name, records in per_file.items():
-        _rewrite(out_dir / name, records)
+        write_jsonl(out_dir / name, records)
 
 
 @attrs.frozen(kw_only=True)
@@ -405,7 +365,7 @@ def run_to_directory(
     remaining = [question for question in questions if question.id not in folder.finished]
     summary: dict[str, Any] = {"complete": False, "started_at": _now(), **run_info}
     summary_path = out_dir / SUMMARY_FILE
-    write_json_atomic(summary_path, {**summary, **tally.as_dict()})
+    write_json(summary_path, {**summary, **tally.as_dict()})
     progress = Progress(total=len(questions), stream=log, interval=progress_interval)
     progress.update(tally)
     files = {name: open(out_dir / name, "a", encoding="utf-8") for name in OUTPUT_FILES}
@@ -487,7 +447,7 @@ def run_to_directory(
         )
         if error is not None:
             summary["error"] = f"{type(error).__name__}: {error}"
-        write_json_atomic(summary_path, summary)
+        write_json(summary_path, summary)
     return summary
 
 
@@ -518,7 +478,7 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
         summary_path = source / SUMMARY_FILE
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         complete = complete and bool(summary.get("complete"))
-        for line, record in enumerate(read_complete_lines(source / "trees.jsonl", repair=False), 1):
+        for line, record in enumerate(read_appended_jsonl(source / "trees.jsonl", repair=False), 1):
             if record["question_id"] in seen:
                 continue
             try:
@@ -527,15 +487,15 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
                 raise InputError(source / "trees.jsonl", str(error), line=line) from None
             seen.add(record["question_id"])
             tree_records.append(record)
-        for record in read_complete_lines(source / "skipped.jsonl", repair=False):
+        for record in read_appended_jsonl(source / "skipped.jsonl", repair=False):
             if record["question_id"] not in seen and record.get("status") == "skipped":
                 seen.add(record["question_id"])
                 skipped_records.append(record)
     info = {key: value for key, value in infos[0].items() if key != "shard"}
     info["merged_from"] = [str(source) for source in sources]
-    write_json_atomic(out_dir / SETTINGS_FILE, info)
-    _rewrite(out_dir / "trees.jsonl", tree_records)
-    _rewrite(out_dir / "skipped.jsonl", skipped_records)
+    write_json(out_dir / SETTINGS_FILE, info)
+    write_jsonl(out_dir / "trees.jsonl", tree_records)
+    write_jsonl(out_dir / "skipped.jsonl", skipped_records)
     rebuild_derived_files(out_dir, trees, info.get("system_prompt", DEFAULT_SYSTEM_PROMPT))
     summary = {
         **info,
@@ -546,5 +506,95 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
         "cost_usd": sum(r.get("cost", 0.0) for r in (*tree_records, *skipped_records)),
         "finished_at": _now(),
     }
-    write_json_atomic(out_dir / SUMMARY_FILE, summary)
+    write_json(out_dir / SUMMARY_FILE, summary)
     return summary
+
+
+@attrs.frozen
+class RunFolder:
+    """A durable run folder: what ``prmsynth run`` writes, from Python.
+
+    One line per finished question in ``trees.jsonl`` (kept) or
+    ``skipped.jsonl`` (skipped or failed, with the reason), the derived
+    ``flat.jsonl``, ``sft.jsonl`` and ``dpo.jsonl``, the settings in
+    ``run.json`` and the counts in ``summary.json``.  [`run`][prmsynth.RunFolder.run]
+    resumes what the folder holds: a crash keeps every finished question and
+    the same call continues; a folder run with other settings is refused.
+
+    >>> import tempfile
+    >>> from prmsynth import LLMStepGenerator, Pipeline, Question, SearchSettings, OmegaPRM
+    >>> from prmsynth.testing import ScriptedLLM
+    >>> llm = ScriptedLLM(lambda request: "2 + 3 = 5.\\n\\nThe answer is \\\\boxed{5}.")
+    >>> pipeline = Pipeline(generator=LLMStepGenerator(llm=llm),
+    ...                     policy=OmegaPRM(settings=SearchSettings(screen_rollouts=2)))
+    >>> folder = RunFolder(tempfile.mkdtemp())
+    >>> summary = folder.run(pipeline, [Question(id="q1", text="2 + 3?", reference_answer="5")])
+    >>> summary["complete"], summary["skipped_by_reason"], folder.summary()["questions_done"]
+    (True, {'all_correct': 1}, 1)
+    >>> [record["reason"] for record in folder.skipped()]
+    ['all_correct']
+    >>> pipeline.verifier.close()
+    """
+
+    path: Path = attrs.field(converter=Path)
+
+    def run(
+        self,
+        pipeline: Pipeline,
+        questions: Sequence[Question],
+        *,
+        run_info: dict[str, Any] | None = None,
+        overwrite: bool = False,
+        max_completions: int | None = None,
+        max_cost: float | None = None,
+        log: TextIO | None = None,
+        on_result: Callable[[SearchResult], None] | None = None,
+    ) -> dict[str, Any]:
+        """Search ``questions`` into the folder, resuming it; returns the summary.
+
+        ``run_info`` is recorded in ``run.json``; its settings (model,
+        sampling, search, ...) must match the folder's on resume unless
+        ``overwrite``.  ``max_completions`` / ``max_cost`` stop starting
+        questions once reached.  ``log`` gets progress lines (None: quiet).
+        """
+        return run_to_directory(
+            pipeline,
+            questions,
+            self.path,
+            run_info=dict(run_info or {}),
+            overwrite=overwrite,
+            budget=Budget(max_completions=max_completions, max_cost=max_cost),
+            log=log,
+            on_result=on_result,
+        )
+
+    def merge(self, shards: Sequence[str | os.PathLike]) -> dict[str, Any]:
+        """Join the folders of a sharded run into this (empty or new) folder;
+        returns the merged summary."""
+        return merge_directories([Path(shard) for shard in shards], self.path)
+
+    def trees(self) -> Iterator[ReasoningTree]:
+        """The kept trees, in the order they finished."""
+        for record in read_appended_jsonl(self.path / "trees.jsonl", repair=False):
+            yield tree_from_dict(record)
+
+    def skipped(self) -> list[dict[str, Any]]:
+        """The skipped and failed questions' records (``status``, ``reason``, costs)."""
+        return read_appended_jsonl(self.path / "skipped.jsonl", repair=False)
+
+    def settings(self) -> dict[str, Any] | None:
+        """``run.json``: the settings the folder was run with (None before a run)."""
+        return _read_json(self.path / SETTINGS_FILE)
+
+    def summary(self) -> dict[str, Any] | None:
+        """``summary.json``: counts, costs and whether every question is done."""
+        return _read_json(self.path / SUMMARY_FILE)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise InputError(path, f"cannot be read as JSON: {error}") from None

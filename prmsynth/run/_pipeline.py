@@ -8,20 +8,22 @@ from typing import Any
 
 import attrs
 
+from prmsynth._errors import BackendUnavailable
 from prmsynth._interfaces import (
     LLM,
+    LabelResult,
     NoEvolution,
     QuestionEvolver,
     SearchPolicy,
+    SearchResult,
     StepCritic,
     StepGenerator,
     StepVerifier,
 )
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import Question, SamplingSettings, SearchSettings
-from prmsynth.llm._client import BackendUnavailable
 from prmsynth.search._generation import LLMStepGenerator
-from prmsynth.search._policies import OmegaPRM, SearchResult
+from prmsynth.search._policies import OmegaPRM
 
 
 def _default_verifier() -> StepVerifier:
@@ -121,6 +123,33 @@ class Pipeline:
         except Exception as error:  # one bad question must not end a long run
             return SearchResult(
                 tree=ReasoningTree(question),
+                status="failed",
+                reason=f"{type(error).__name__}: {error}",
+            )
+
+    async def label_solution(self, question: Question, steps: Sequence[str]) -> LabelResult:
+        """Label one given solution (``prmsynth label``): the policy's step
+        values and first error, and the critic's verdict when there is a critic.
+
+        An error becomes a ``failed`` result with its reason, as in
+        [`search_question`][prmsynth.Pipeline.search_question]; only
+        [`BackendUnavailable`][prmsynth.BackendUnavailable] is raised.
+        """
+        try:
+            result = await self.policy.label(
+                question, steps, generator=self.generator, verifier=self.verifier
+            )
+            if self.critic is not None:
+                result = attrs.evolve(result, critique=await self.critic.critique(question, steps))
+            return result
+        except BackendUnavailable:
+            raise
+        except Exception as error:  # one bad row must not end a long labelling run
+            return LabelResult(
+                tree=ReasoningTree(question),
+                step_values=[None] * len(steps),
+                first_error=None,
+                final_verdict=None,
                 status="failed",
                 reason=f"{type(error).__name__}: {error}",
             )

@@ -19,60 +19,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import attrs
 
-from prmsynth._interfaces import SearchPolicy, StepGenerator, StepVerifier
+from prmsynth._interfaces import (
+    LabelResult,
+    SearchPolicy,
+    SearchResult,
+    SearchStatus,
+    StepGenerator,
+    StepVerifier,
+)
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import Question, Rollout, SearchSettings, Verdict
 from prmsynth.search._first_error import Evidence, FirstErrorRule, RelativeDrop, Threshold
 
-SearchStatus = Literal["kept", "skipped", "failed"]
-
 #: Extra sampling rounds for completions that were cut off or had no answer.
 UNUSABLE_RETRIES = 2
-
-
-@attrs.frozen(kw_only=True)
-class SearchResult:
-    """The outcome of searching one question: the whole tree and what it cost.
-
-    ``status`` is ``"kept"`` (the tree is training data), ``"skipped"`` (the
-    question teaches a PRM nothing, ``reason`` says why) or ``"failed"`` (an
-    error, ``reason`` holds it).
-    """
-
-    tree: ReasoningTree
-    status: SearchStatus
-    reason: str | None = None
-    n_completions: int = 0
-    n_selections: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-
-    @property
-    def question(self) -> Question:
-        return self.tree.question
-
-
-@attrs.frozen(kw_only=True)
-class LabelResult:
-    """Step labels for one given solution.
-
-    ``step_values[i]`` is the MC value of the prefix ending with step i (None
-    where it was not estimated); ``first_error`` is the 0-based index of the
-    first step judged wrong by the first-error rule, -1 if none.
-    """
-
-    tree: ReasoningTree
-    step_values: list[float | None]
-    first_error: int
-    final_verdict: Verdict
-    n_completions: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 def rollout_length(rollout: Rollout) -> int:

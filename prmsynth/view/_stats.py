@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from prmsynth._io import atomic_file
 from prmsynth._seeds import InputError
 from prmsynth._tree import ReasoningTree
 
@@ -444,7 +445,6 @@ def plot_stats(stats: dict[str, Any], path: str | os.PathLike) -> None:
     `PlotUnavailableError` saying so.
     """
     require_matplotlib()
-    import tempfile
 
     import matplotlib
 
@@ -521,14 +521,5 @@ def plot_stats(stats: dict[str, Any], path: str | os.PathLike) -> None:
     ax.set_title(f"Solutions, tokens and cost (from {tokens['source']})")
 
     path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=path.suffix or ".png", dir=path.parent
-    )
-    os.close(descriptor)
-    try:
-        figure.savefig(temporary, format="png", dpi=100)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, binary=True) as file:
+        figure.savefig(file, format="png", dpi=100)

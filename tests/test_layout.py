@@ -1,0 +1,100 @@
+"""The package layout is the architecture: each layer imports only the layers below it,
+and no two modules import each other, however lazily."""
+
+from __future__ import annotations
+
+import ast
+
+import networkx as nx
+import pytest
+
+from .conftest import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "prmsynth"
+
+#: Bottom to top.  A module may import its own layer's modules and any lower layer.
+LAYERS = (
+    ("prmsynth._version", "prmsynth._errors"),
+    ("prmsynth._values", "prmsynth._io"),
+    ("prmsynth._tree",),
+    ("prmsynth._interfaces", "prmsynth._seeds"),
+    ("prmsynth.llm",),
+    ("prmsynth.verify",),
+    ("prmsynth.search",),
+    ("prmsynth.evolve",),
+    ("prmsynth.export",),
+    ("prmsynth.run",),
+    ("prmsynth.view",),
+    ("prmsynth.cli",),
+)
+#: Beside the stack: test doubles import only the core; nothing in the library imports them.
+ASIDE = {"prmsynth.testing": 3}
+
+
+def module_name(path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> int:
+    if module in ASIDE or any(module.startswith(name + ".") for name in ASIDE):
+        return ASIDE[next(n for n in ASIDE if module == n or module.startswith(n + "."))]
+    for rank, names in enumerate(LAYERS):
+        if any(module == name or module.startswith(name + ".") for name in names):
+            return rank
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+
+
+def imported_modules(path) -> set[str]:
+    """Every prmsynth module ``path`` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == "prmsynth":
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "prmsynth")
+    return found
+
+
+MODULES = {
+    module_name(path): path
+    for path in sorted(PACKAGE.rglob("*.py"))
+    if module_name(path) not in ("prmsynth", "prmsynth.__main__")  # the public face
+}
+
+
+def import_graph() -> nx.DiGraph:
+    graph = nx.DiGraph()
+    for module, path in MODULES.items():
+        graph.add_node(module)
+        for target in imported_modules(path):
+            if target != module and target in MODULES:
+                graph.add_edge(module, target)
+            elif target == "prmsynth":
+                graph.add_edge(module, "prmsynth")
+    return graph
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_a_module_imports_nothing_above_its_layer(module):
+    upward = [
+        target
+        for target in imported_modules(MODULES[module])
+        if target == "prmsynth" or layer_of(target) > layer_of(module)
+    ]
+    assert upward == [], f"{module} (layer {layer_of(module)}) imports up: {upward}"
+
+
+def test_no_two_modules_import_each_other():
+    assert list(nx.simple_cycles(import_graph())) == []
+
+
+def test_the_library_never_imports_the_command_line_or_the_test_doubles():
+    for module, path in MODULES.items():
+        if module.startswith(("prmsynth.cli", "prmsynth.testing")):
+            continue
+        assert not any(
+            target.startswith(("prmsynth.cli", "prmsynth.testing"))
+            for target in imported_modules(path)
+        ), module
