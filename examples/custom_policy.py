@@ -1,7 +1,9 @@
-"""Extension point: a search policy of your own, built on SearchRun.
+"""Extension points: a search policy and a first-error rule of your own.
 
-This policy screens a question, then estimates only the first step of every
-incorrect screening solution (a cheap signal of where solutions go wrong).
+The policy screens a question, then estimates only the first step of every
+incorrect screening solution (a cheap signal of where solutions go wrong): one
+class, one method (`expand`).  The rule calls a step wrong when its MC value
+falls below half the question's: one class, one method (`first_error`).
 
     python examples/custom_policy.py
 """
@@ -9,35 +11,38 @@ incorrect screening solution (a cheap signal of where solutions go wrong).
 from __future__ import annotations
 
 from prmsynth import (
+    Evidence,
+    FirstErrorRule,
     LLMStepGenerator,
+    MonteCarloPolicy,
+    OmegaPRM,
     Pipeline,
     Question,
-    ReasoningTree,
-    SearchPolicy,
-    SearchRun,
-    SearchSettings,
 )
 from prmsynth.testing import ScriptedLLM, ScriptedRequest
 
 
-class FirstStepsOnly(SearchPolicy):
-    def __init__(self, settings: SearchSettings | None = None) -> None:
-        self.settings = settings or SearchSettings()
-
-    async def search(self, question, *, generator, verifier):
-        run = SearchRun(
-            tree=ReasoningTree(question),
-            settings=self.settings,
-            generator=generator,
-            verifier=verifier,
-        )
-        if (reason := await run.screen()) is not None:
-            return run.result("skipped", reason)
+class FirstStepsOnly(MonteCarloPolicy):
+    async def expand(self, run):
         for rollout in run.tree[run.tree.root]["incorrect_rollouts"]:
             if rollout.steps:
                 first = run.tree.add_step(run.tree.root, rollout.steps[0])
                 await run.estimate(first, grow=False)
-        return run.result("kept")
+
+
+class HalfOfTheQuestion(FirstErrorRule):
+    """Wrong: the first step whose MC value is below half of the question's own."""
+
+    name = "half-of-question"
+    num_branches = 4  # completions per prefix (the default samples every prefix once)
+
+    def first_error(self, evidence: Evidence) -> int:
+        baseline = evidence.mc_value(-1) or 0.0
+        for index in range(evidence.n_steps):
+            value = evidence.mc_value(index)
+            if value is not None and value < baseline / 2:
+                return index
+        return -1
 
 
 def script(request: ScriptedRequest) -> str:
@@ -50,15 +55,23 @@ def script(request: ScriptedRequest) -> str:
 
 
 def main() -> None:
-    pipeline = Pipeline(
-        generator=LLMStepGenerator(llm=ScriptedLLM(script)), policy=FirstStepsOnly()
-    )
-    [result] = pipeline.run([Question(id="q", text="What is 2 + 4?", reference_answer="6")])
-    pipeline.verifier.close()
+    question = Question(id="q", text="What is 2 + 4?", reference_answer="6")
+    generator = LLMStepGenerator(llm=ScriptedLLM(script))
+    pipeline = Pipeline(generator=generator, policy=FirstStepsOnly())
+    [result] = pipeline.run([question])
     tree = result.tree
     for node in tree.children(tree.root):
         print(f"{tree[node]['text']!r}: MC {tree.mc_value(node)}")
     print(f"{result.n_completions} completions")
+    pipeline.verifier.close()
+
+    pipeline = Pipeline(generator=generator, policy=OmegaPRM(first_error_rule=HalfOfTheQuestion()))
+    [result] = pipeline.run([question])
+    pipeline.verifier.close()
+    wrong = [node for node in result.tree.nodes() if result.tree[node]["label"] is False]
+    print(
+        f"first errors named by {HalfOfTheQuestion.name}:", [result.tree[n]["text"] for n in wrong]
+    )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,9 @@ from prmsynth.search._generation import (
 from prmsynth.search._policies import (
     BestOfN,
     MathShepherd,
+    MonteCarloPolicy,
     OmegaPRM,
+    OmegaPRMRun,
     SearchRun,
 )
 
@@ -178,8 +180,10 @@ __all__ = [
     "LiteLLMClient",
     "MathAnswerVerifier",
     "MathShepherd",
+    "MonteCarloPolicy",
     "NoEvolution",
     "OmegaPRM",
+    "OmegaPRMRun",
     "Pipeline",
     "Question",
     "QuestionEvolver",

@@ -240,15 +240,15 @@ def test_same_script_gives_the_same_tree():
 
 
 def test_priority_is_computed_at_selection_time():
+    from prmsynth import OmegaPRMRun
     from prmsynth._tree import ReasoningTree
     from prmsynth._values import Rollout
-    from prmsynth.search._policies import SearchRun as _SearchRun
     from prmsynth.search._policies import _Candidate
 
     tree = ReasoningTree(QUESTION)
     a, b = tree.add_step(tree.root, "a"), tree.add_step(tree.root, "b")
     rollout = Rollout(text="x", steps=("x",), verdict=Verdict(status="incorrect"), n_tokens=10)
-    run = _SearchRun(tree=tree, settings=SearchSettings(), generator=None, verifier=None)
+    run = OmegaPRMRun(tree=tree, settings=SearchSettings(), generator=None, verifier=None)
     run.pool = [_Candidate(node=a, rollout=rollout), _Candidate(node=b, rollout=rollout)]
     tree.record_rollouts(a, [rollout])  # a: MC 0
     tree.record_rollouts(
@@ -271,7 +271,7 @@ def test_rollout_length_prefers_tokens():
 
 # -- the other policies, the first-error rule and labelling given solutions ----------------------
 
-from prmsynth import BestOfN, MathShepherd, Pipeline, SearchPolicy, SearchRun  # noqa: E402
+from prmsynth import BestOfN, MathShepherd, MonteCarloPolicy, Pipeline  # noqa: E402
 
 
 def test_math_shepherd_estimates_every_prefix_of_every_solution(math_verifier):
@@ -376,22 +376,13 @@ def test_label_prompts_carry_the_given_prefix_verbatim(math_verifier):
 
 
 def test_a_user_written_policy_plugs_into_the_pipeline():
-    class FirstStepsOnly(SearchPolicy):
+    class FirstStepsOnly(MonteCarloPolicy):
         """Screens, then estimates the first step of every screening solution."""
 
-        async def search(self, question, *, generator, verifier):
-            run = SearchRun(
-                tree=__import__("prmsynth").ReasoningTree(question),
-                settings=SearchSettings(),
-                generator=generator,
-                verifier=verifier,
-            )
-            if (reason := await run.screen()) is not None:
-                return run.result("skipped", reason)
+        async def expand(self, run):
             for rollout in run.tree[run.tree.root]["incorrect_rollouts"]:
                 first = run.tree.add_step(run.tree.root, rollout.steps[0])
                 await run.estimate(first, grow=False)
-            return run.result("kept")
 
     pipeline = Pipeline(
         generator=LLMStepGenerator(llm=ScriptedLLM(planted_script(GOOD, BAD))),

@@ -17,8 +17,10 @@ and its first-error rule.  They differ in *where* they estimate:
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import attrs
 
@@ -66,7 +68,6 @@ class SearchRun:
     settings: SearchSettings
     generator: StepGenerator
     verifier: StepVerifier
-    pool: list[_Candidate] = attrs.Factory(list)
     n_completions: int = 0
     n_selections: int = 0
     prompt_tokens: int = 0
@@ -120,30 +121,26 @@ class SearchRun:
         return last
 
     def absorb(self, node: int, rollouts: Sequence[Rollout]) -> None:
-        """Record rollouts at ``node``; grow the tree and the pool from them (OmegaPRM)."""
+        """Record rollouts at ``node`` and, unless its step is wrong (nothing
+        below a wrong step is worth learning from), `grow` from them."""
         self.tree.record_rollouts(node, rollouts)
         if self.is_error(node):
-            return  # a wrong step: nothing below it to learn from
+            return
         self.grow(node, rollouts)
 
     def grow(self, node: int, rollouts: Sequence[Rollout]) -> None:
-        """Add ``node``'s correct rollouts to the tree and, while its MC value is
-        below 1, its incorrect ones to the candidate pool."""
-        mc_value = self.tree.mc_value(node)
+        """Add ``node``'s correct rollouts to the tree as solutions.  A policy's
+        run class extends it (OmegaPRM's also queues the incorrect ones)."""
         for rollout in rollouts:
-            if not rollout.steps or not rollout.usable:
-                continue
-            if rollout.correct:
+            if rollout.steps and rollout.usable and rollout.correct:
                 self.add_solution(node, rollout)
-            elif mc_value is not None and mc_value < 1.0:
-                self.pool.append(_Candidate(node=node, rollout=rollout))
 
     async def estimate(self, node: int, *, grow: bool = True) -> float | None:
         """Monte Carlo estimate at ``node``; None when the budget is spent.
 
         A finished solution's value is exact and a node estimated before (a
         shared prefix) is reused, neither costs completions.  With ``grow``
-        the rollouts also grow the tree and the candidate pool.
+        the rollouts also `grow` the tree (and OmegaPRM's candidate pool).
         """
         data = self.tree[node]
         if data["terminal"] or data["n_rollouts"] >= self.settings.num_branches:
@@ -187,28 +184,6 @@ class SearchRun:
         if n_correct == 0:
             return "none_correct"
         return None
-
-    def priority(self, candidate: _Candidate, total_visits: int) -> float:
-        """OmegaPRM's ``Q + U`` for a candidate, from the tree as it is now."""
-        settings = self.settings
-        mc_value = self.tree.mc_value(candidate.node) or 0.0
-        quality = settings.alpha ** (1.0 - mc_value) * settings.beta ** (
-            rollout_length(candidate.rollout) / settings.length_scale
-        )
-        visits = self.tree[candidate.node]["visits"]
-        exploration = settings.exploration * math.sqrt(total_visits) / (1 + visits)
-        return quality + exploration
-
-    def select(self) -> _Candidate:
-        """Pop the candidate with the highest priority, computed now (not when inserted)."""
-        total_visits = self.tree.total_visits()
-        best = max(
-            range(len(self.pool)),
-            key=lambda index: (self.priority(self.pool[index], total_visits), -index),
-        )
-        candidate = self.pool.pop(best)
-        self.tree.increment_visits(candidate.node)
-        return candidate
 
     async def binary_search(
         self, anchor: int, steps: Sequence[str], verdict: Verdict, *, grow: bool = True
@@ -326,11 +301,38 @@ class SearchRun:
 
 
 @attrs.frozen(kw_only=True)
-class _SettingsPolicy(SearchPolicy):
+class MonteCarloPolicy(SearchPolicy):
+    """The base of the Monte Carlo search policies: screen, then `expand`.
+
+    [`search`][prmsynth.SearchPolicy.search] starts a [`SearchRun`][prmsynth.SearchRun]
+    (the shared estimator: sampling, estimation, screening, budgets, the
+    first-error search), screens the question, and hands the run to
+    `expand`, the one method a subclass writes.  ``label`` locates the
+    first error of a given solution with `rule`.
+
+    >>> import asyncio
+    >>> from prmsynth import FunctionVerifier, LLMStepGenerator, Question
+    >>> from prmsynth.testing import ScriptedLLM
+    >>> class FirstStepsOnly(MonteCarloPolicy):
+    ...     async def expand(self, run):
+    ...         for rollout in run.tree[run.tree.root]["incorrect_rollouts"]:
+    ...             await run.estimate(run.tree.add_step(run.tree.root, rollout.steps[0]))
+    >>> replies = ["Add.\\n\\nSo 4.", "Guess.\\n\\nSo 5."]
+    >>> llm = ScriptedLLM(lambda request: replies[request.sample_index % 2])
+    >>> ends_right = FunctionVerifier(lambda response, answer: response.endswith(answer + "."))
+    >>> question = Question(id="q", text="2 + 2?", reference_answer="4")
+    >>> result = asyncio.run(FirstStepsOnly().search(
+    ...     question, generator=LLMStepGenerator(llm=llm), verifier=ends_right))
+    >>> result.status, result.n_completions  # 16 to screen, 4 for the one wrong first step
+    ('kept', 20)
+    """
+
     settings: SearchSettings = attrs.field(factory=SearchSettings)
     #: Where a solution first goes wrong; None: [`RelativeDrop`][prmsynth.RelativeDrop],
     #: or the threshold rule when ``settings.first_error_threshold`` is above 0.
     first_error_rule: FirstErrorRule | None = None
+    #: The run class `start` makes (a subclass of [`SearchRun`][prmsynth.SearchRun]).
+    run_class: ClassVar[type[SearchRun]] = SearchRun
 
     @property
     def rule(self) -> FirstErrorRule:
@@ -347,12 +349,47 @@ class _SettingsPolicy(SearchPolicy):
     def start(
         self, question: Question, generator: StepGenerator, verifier: StepVerifier
     ) -> SearchRun:
-        return SearchRun(
+        """A fresh run (``run_class``) for ``question``, with an empty tree."""
+        return self.run_class(
             tree=ReasoningTree(question),
             settings=self.settings,
             generator=generator,
             verifier=verifier,
         )
+
+    async def search(
+        self,
+        question: Question,
+        *,
+        generator: StepGenerator,
+        verifier: StepVerifier,
+    ) -> SearchResult:
+        run = self.start(question, generator, verifier)
+        reason = await run.screen()
+        if reason is not None:
+            return run.result("skipped", reason)
+        await self.expand(run)
+        return run.result("kept")
+
+    @abc.abstractmethod
+    async def expand(self, run: SearchRun) -> None:
+        """Grow the screened ``run``: estimate prefixes, add solutions, locate
+        first errors, within ``run``'s budget (`SearchRun.budget_left`)."""
+
+    async def label(
+        self,
+        question: Question,
+        steps: Sequence[str],
+        *,
+        generator: StepGenerator,
+        verifier: StepVerifier,
+    ) -> LabelResult:
+        """Locate the first wrong step of a given solution with `rule`."""
+        run, chain, verdict = await self._given_solution(question, steps, generator, verifier)
+        first_error = await run.locate_first_error(
+            self.rule, run.tree.root, steps, verdict, grow=False
+        )
+        return run.label_result(chain, verdict, first_error=first_error)
 
     async def _given_solution(
         self,
@@ -374,8 +411,49 @@ class _SettingsPolicy(SearchPolicy):
         return run, chain, verdict
 
 
+@attrs.define(kw_only=True)
+class OmegaPRMRun(SearchRun):
+    """OmegaPRM's state on top of the shared estimator: the candidate pool of
+    incorrect rollouts and the ``Q + U`` selection over it."""
+
+    pool: list[_Candidate] = attrs.Factory(list)
+
+    def grow(self, node: int, rollouts: Sequence[Rollout]) -> None:
+        """The correct rollouts join the tree; while ``node``'s MC value is
+        below 1, the incorrect ones join the candidate pool."""
+        super().grow(node, rollouts)
+        mc_value = self.tree.mc_value(node)
+        if mc_value is None or mc_value >= 1.0:
+            return
+        for rollout in rollouts:
+            if rollout.steps and rollout.usable and not rollout.correct:
+                self.pool.append(_Candidate(node=node, rollout=rollout))
+
+    def priority(self, candidate: _Candidate, total_visits: int) -> float:
+        """OmegaPRM's ``Q + U`` for a candidate, from the tree as it is now."""
+        settings = self.settings
+        mc_value = self.tree.mc_value(candidate.node) or 0.0
+        quality = settings.alpha ** (1.0 - mc_value) * settings.beta ** (
+            rollout_length(candidate.rollout) / settings.length_scale
+        )
+        visits = self.tree[candidate.node]["visits"]
+        exploration = settings.exploration * math.sqrt(total_visits) / (1 + visits)
+        return quality + exploration
+
+    def select(self) -> _Candidate:
+        """Pop the candidate with the highest priority, computed now (not when inserted)."""
+        total_visits = self.tree.total_visits()
+        best = max(
+            range(len(self.pool)),
+            key=lambda index: (self.priority(self.pool[index], total_visits), -index),
+        )
+        candidate = self.pool.pop(best)
+        self.tree.increment_visits(candidate.node)
+        return candidate
+
+
 @attrs.frozen(kw_only=True)
-class OmegaPRM(_SettingsPolicy):
+class OmegaPRM(MonteCarloPolicy):
     """OmegaPRM-style Monte Carlo tree search with binary search for the first error.
 
     1. Screening: sample ``screen_rollouts`` solutions; skip the question when
@@ -389,47 +467,28 @@ class OmegaPRM(_SettingsPolicy):
     4. Stop after ``max_search`` selections or ``max_branches`` completions
        (checked before every estimation, so at most one estimation over).
 
-    Subclass it, or write a [`SearchPolicy`][prmsynth.SearchPolicy] of your own on
-    top of [`SearchRun`][prmsynth.SearchRun] (see ``docs/policies.md``).
+    Subclass it, or write a [`MonteCarloPolicy`][prmsynth.MonteCarloPolicy] of
+    your own (see ``docs/policies.md``).
     """
 
-    async def search(
-        self,
-        question: Question,
-        *,
-        generator: StepGenerator,
-        verifier: StepVerifier,
-    ) -> SearchResult:
-        run = self.start(question, generator, verifier)
-        reason = await run.screen()
-        if reason is not None:
-            return run.result("skipped", reason)
+    run_class: ClassVar[type[SearchRun]] = OmegaPRMRun
+
+    async def expand(self, run: SearchRun) -> None:
+        """Select candidates by ``Q + U`` and locate each one's first error."""
+        if not isinstance(run, OmegaPRMRun):
+            raise TypeError(
+                f"OmegaPRM needs an OmegaPRMRun (its run_class), got {type(run).__name__}"
+            )
         while run.pool and run.n_selections < self.settings.max_search and run.budget_left:
             candidate = run.select()
             run.n_selections += 1
             await run.locate_first_error(
                 self.rule, candidate.node, candidate.rollout.steps, candidate.rollout.verdict
             )
-        return run.result("kept")
-
-    async def label(
-        self,
-        question: Question,
-        steps: Sequence[str],
-        *,
-        generator: StepGenerator,
-        verifier: StepVerifier,
-    ) -> LabelResult:
-        """Search a given solution for its first wrong step with `rule`."""
-        run, chain, verdict = await self._given_solution(question, steps, generator, verifier)
-        first_error = await run.locate_first_error(
-            self.rule, run.tree.root, steps, verdict, grow=False
-        )
-        return run.label_result(chain, verdict, first_error=first_error)
 
 
 @attrs.frozen(kw_only=True)
-class MathShepherd(_SettingsPolicy):
+class MathShepherd(MonteCarloPolicy):
     """Math-Shepherd per-step estimation: every prefix of every solution is estimated.
 
     After screening, each distinct screening solution (in order) gets
@@ -439,17 +498,8 @@ class MathShepherd(_SettingsPolicy):
     the number of steps, which is what [`OmegaPRM`][prmsynth.OmegaPRM] avoids.
     """
 
-    async def search(
-        self,
-        question: Question,
-        *,
-        generator: StepGenerator,
-        verifier: StepVerifier,
-    ) -> SearchResult:
-        run = self.start(question, generator, verifier)
-        reason = await run.screen()
-        if reason is not None:
-            return run.result("skipped", reason)
+    async def expand(self, run: SearchRun) -> None:
+        """Estimate every prefix of every screening solution, in order."""
         root = run.tree[run.tree.root]
         for rollout in (*root["correct_rollouts"], *root["incorrect_rollouts"]):
             last = run.add_solution(run.tree.root, rollout)
@@ -457,8 +507,7 @@ class MathShepherd(_SettingsPolicy):
                 continue
             for node in run.tree.path(last)[1:]:
                 if await run.estimate(node, grow=False) is None:
-                    return run.result("kept")
-        return run.result("kept")
+                    return
 
     async def label(
         self,
@@ -478,7 +527,7 @@ class MathShepherd(_SettingsPolicy):
 
 
 @attrs.frozen(kw_only=True)
-class BestOfN(_SettingsPolicy):
+class BestOfN(MonteCarloPolicy):
     """Independent solutions only: ``screen_rollouts`` samples, no step estimation.
 
     The cheapest baseline: each solution joins the tree with its final
@@ -494,13 +543,17 @@ class BestOfN(_SettingsPolicy):
     ) -> SearchResult:
         run = self.start(question, generator, verifier)
         reason = await run.screen()
-        root = run.tree[run.tree.root]
-        for rollout in root["incorrect_rollouts"]:
-            run.add_solution(run.tree.root, rollout)  # correct ones joined while screening
+        await self.expand(run)  # skipped or not, the solutions are the data
         return run.result("kept" if reason is None else "skipped", reason)
 
+    async def expand(self, run: SearchRun) -> None:
+        """The incorrect screening solutions join the tree (the correct ones
+        joined it while screening)."""
+        for rollout in run.tree[run.tree.root]["incorrect_rollouts"]:
+            run.add_solution(run.tree.root, rollout)
 
-POLICIES: dict[str, type[_SettingsPolicy]] = {
+
+POLICIES: dict[str, type[MonteCarloPolicy]] = {
     "omegaprm": OmegaPRM,
     "math-shepherd": MathShepherd,
     "best-of-n": BestOfN,
