@@ -18,6 +18,7 @@ from prmsynth import (
     OmegaPRM,
     Pipeline,
     Question,
+    RunFolder,
     SearchSettings,
     load_questions,
 )
@@ -839,55 +840,57 @@ def test_cli_evolve_on_the_embedded_model(tmp_path, capsys):
     assert "1 attempted" in capsys.readouterr().err
 
 
-def test_evolve_for_run_writes_the_folder_and_reads_it_back_on_resume(tmp_path, equivalence):
+def evolving_pipeline(script, equivalence, settings):
+    llm = ScriptedLLM(script)
+    return Pipeline(
+        generator=LLMStepGenerator(llm=llm),
+        policy=OmegaPRM(settings=SearchSettings(screen_rollouts=2)),
+        evolver=EvolveInstruct(llm=llm, settings=settings, equivalence=equivalence),
+    )
+
+
+def test_a_run_folder_evolves_through_the_pipeline_once_and_reads_it_back_on_resume(
+    tmp_path, equivalence
+):
     calls = []
 
     def script(request):
         calls.append(request)
         if is_answer_request(request):
             return boxed("11")
-        return HARDER
+        if "Rewrite" in request.prompt or "rewrite" in request.prompt:
+            return HARDER
+        return boxed("7")
 
     settings = EvolutionSettings(n_answer_samples=2)
-    questions, stats = _evolve_cli.evolve_for_run(
-        settings, [SEED], ScriptedLLM(script), tmp_path, equivalence=equivalence
-    )
+    folder = RunFolder(tmp_path)
+    run_info = {"evolution": settings.to_dict()}
+    folder.run(evolving_pipeline(script, equivalence, settings), [SEED], run_info=run_info)
+    questions = load_questions(tmp_path / "evolved.jsonl")
     assert [q.id for q in questions] == ["s1", "s1.r1.0"]
-    assert stats["answered"] == 1
-    assert (tmp_path / "evolved.jsonl").exists()
     assert (tmp_path / "evolved.rejects.jsonl").read_text() == ""
+    summary = folder.summary()
+    assert summary["questions_total"] == 2  # the search saw the evolved set
     n_calls = len(calls)
 
-    resumed, resumed_stats = _evolve_cli.evolve_for_run(
-        settings, [SEED], ScriptedLLM(script), tmp_path, equivalence=equivalence
+    resumed = folder.run(
+        evolving_pipeline(script, equivalence, settings), [SEED], run_info=run_info
     )
-    assert len(calls) == n_calls  # nothing evolved again
-    assert resumed_stats is None
-    assert [(q.id, q.text, q.reference_answer, q.source, q.answer_source) for q in resumed] == [
-        ("s1", SEED.text, "7", "seed", "seed"),
-        ("s1.r1.0", HARDER, "11", "evolved", "majority_vote"),
-    ]
-    assert resumed[1].metadata == questions[1].metadata
+    assert len(calls) == n_calls  # nothing evolved (or searched) again
+    assert resumed["questions_total"] == 2 and resumed["complete"]
 
 
-def test_evolve_for_run_refuses_a_folder_of_another_run_before_any_call(tmp_path, equivalence):
+def test_a_run_folder_of_other_settings_is_refused_before_any_evolution(tmp_path, equivalence):
     (tmp_path / "run.json").write_text("{}")
+    (tmp_path / "trees.jsonl").write_text("")
 
     def script(request):
         pytest.fail("no LLM call expected")
 
-    with pytest.raises(InputError, match=r"holds a run without evolved\.jsonl"):
-        _evolve_cli.evolve_for_run(
-            EvolutionSettings(), [SEED], ScriptedLLM(script), tmp_path, equivalence=equivalence
+    settings = EvolutionSettings(n_answer_samples=2)
+    with pytest.raises(InputError, match=r"other settings \(.*evolution\)"):
+        RunFolder(tmp_path).run(
+            evolving_pipeline(script, equivalence, settings),
+            [SEED],
+            run_info={"evolution": settings.to_dict()},
         )
-    questions, _ = _evolve_cli.evolve_for_run(
-        EvolutionSettings(n_answer_samples=2),
-        [SEED],
-        ScriptedLLM(
-            make_script(lambda parent, request: HARDER, lambda question, index: boxed("11"))
-        ),
-        tmp_path,
-        overwrite=True,
-        equivalence=equivalence,
-    )
-    assert len(questions) == 2

@@ -110,3 +110,25 @@ def judge_info(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.judge_model is None:
         return None
     return {"model": args.judge_model, "api_base": args.judge_api_base}
+
+
+def open_backend(args: argparse.Namespace, backend: BackendSettings) -> tuple[Any, str, Any, Any]:
+    """The opening of every command that calls a model: ``(llm, model, cache, critic)``.
+
+    litellm is quieted, the backend (and the critic of ``--judge-model``, if
+    the command has one) must answer one minimal request, then the LLM is
+    built with its cache.  Raises [`BackendUnavailable`][prmsynth.BackendUnavailable]
+    before anything is written when a model cannot serve.
+    """
+    from prmsynth.llm._backend import build_llm, check_backend
+
+    quiet_litellm()
+    check_backend(backend)
+    llm, model, cache = build_llm(backend)
+    try:
+        critic = critic_from_args(args, backend, cache) if hasattr(args, "judge_model") else None
+    except BaseException:
+        if cache is not None:
+            cache.close()
+        raise
+    return llm, model, cache, critic

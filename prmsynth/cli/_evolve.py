@@ -12,18 +12,15 @@ parser stays cheap.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prmsynth._io import write_jsonl
 from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
 
 if TYPE_CHECKING:
     from prmsynth._interfaces import LLM, QuestionEvolver
-    from prmsynth._values import Question
-    from prmsynth.evolve._evolver import EvolutionReport, EvolutionSettings
+    from prmsynth.evolve._evolver import EvolutionSettings
 
 
 # Defaults, repeated here so that building the parser imports nothing heavy;
@@ -33,8 +30,6 @@ DEFAULT_N_ANSWER_SAMPLES = 8
 DEFAULT_AGREEMENT_THRESHOLD = 0.5
 DEFAULT_MUTATION_MAX_TOKENS = 384
 DEFAULT_ANSWER_MAX_TOKENS = 512
-#: What ``prmsynth run --evolve-rounds N`` writes into its folder (and the rejects beside it).
-EVOLVED_FILE = "evolved.jsonl"
 
 
 def _add_vote_options(parser: argparse.ArgumentParser) -> None:
@@ -201,133 +196,14 @@ def evolver_from_args(
     return EvolveInstruct(llm=llm, settings=settings, equivalence=equivalence)
 
 
-def question_record(question: Question) -> dict[str, Any]:
-    """One output line: what ``load_questions`` reads, then source, answer source and lineage."""
-    record: dict[str, Any] = {
-        "id": question.id,
-        "problem": question.text,
-        "final_answer": question.reference_answer,
-        "source": question.source,
-        "answer_source": question.answer_source,
-    }
-    for key, value in question.metadata.items():
-        record.setdefault(key, value)
-    return record
-
-
-def rejects_path_for(out_path: str | os.PathLike) -> Path:
-    """``questions.jsonl`` -> ``questions.rejects.jsonl``, in the same folder."""
-    path = Path(out_path)
-    return path.with_name(f"{path.stem}.rejects.jsonl")
-
-
-def write_report(report: EvolutionReport, out_path: str | os.PathLike) -> Path:
-    """Write the questions to ``out_path`` and the rejects beside it; returns the rejects path."""
-    out_path = Path(out_path)
-    rejects_path = rejects_path_for(out_path)
-    write_jsonl(out_path, (question_record(q) for q in report.questions))
-    write_jsonl(rejects_path, (rejection.to_dict() for rejection in report.rejects))
-    return rejects_path
-
-
-def load_evolved_questions(path: str | os.PathLike) -> list[Question]:
-    """Read a file written by ``prmsynth evolve`` back, with sources, lineage and vote.
-
-    The rows are checked by [`load_questions`][prmsynth.load_questions] (so errors are
-    located the same way); ``source``, ``answer_source`` and the other
-    fields of each row come back as the question's metadata.
-    """
-    import attrs
-
-    from prmsynth._seeds import iter_json_records, load_questions
-
-    questions = load_questions(path)
-    records = [record for _, record in iter_json_records(path)]
-    restored = []
-    for question, record in zip(questions, records, strict=True):
-        metadata = {
-            key: value
-            for key, value in record.items()
-            if key not in ("id", "idx", "problem", "final_answer", "source", "answer_source")
-        }
-        restored.append(
-            attrs.evolve(
-                question,
-                source=str(record.get("source", question.source)),
-                answer_source=str(record.get("answer_source", question.answer_source)),
-                metadata=metadata,
-            )
-        )
-    return restored
-
-
-def evolve_for_run(
-    settings: EvolutionSettings,
-    questions: list[Question],
-    llm: LLM,
-    out_dir: str | os.PathLike,
-    *,
-    overwrite: bool = False,
-    equivalence: Any = None,
-    log: Any = None,
-) -> tuple[list[Question], dict[str, Any] | None]:
-    """The evolution stage of ``prmsynth run --evolve-rounds N``: the questions to search.
-
-    Evolves ``questions`` and writes ``evolved.jsonl`` and
-    ``evolved.rejects.jsonl`` into ``out_dir`` before the search starts.  A
-    folder that already holds ``evolved.jsonl`` is a run being resumed: its
-    questions are read back instead (the run's settings check then confirms
-    that the evolution settings match), and the stats returned are None.  A
-    folder holding a run without ``evolved.jsonl`` is refused unless
-    ``overwrite``, before any LLM call.  Raises [`InputError`][prmsynth.InputError].
-    """
-    import asyncio
-
-    from prmsynth._seeds import InputError
-    from prmsynth.evolve._evolver import EvolveInstruct, format_stats
-    from prmsynth.run._folder import OUTPUT_FILES, SETTINGS_FILE, SUMMARY_FILE
-
-    out_dir = Path(out_dir)
-    path = out_dir / EVOLVED_FILE
-    if not overwrite and path.exists():
-        return load_evolved_questions(path), None
-    earlier = [n for n in (*OUTPUT_FILES, SUMMARY_FILE, SETTINGS_FILE) if (out_dir / n).exists()]
-    if earlier and not overwrite:
-        raise InputError(
-            out_dir,
-            f"holds a run without {EVOLVED_FILE} ({', '.join(earlier)}); "
-            "choose another --out or pass --overwrite to start over",
-        )
-    parts: dict[str, Any] = {} if equivalence is None else {"equivalence": equivalence}
-
-    def progress(line: str) -> None:
-        if log is not None:
-            print(f"evolve: {line}", file=log, flush=True)
-
-    evolver = EvolveInstruct(llm=llm, settings=settings, progress=progress, **parts)
-    try:
-        report = asyncio.run(evolver.evolve_with_report(questions))
-    finally:
-        if equivalence is None:
-            evolver.close()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        rejects_path = write_report(report, path)
-    except OSError as error:
-        raise InputError(path, f"cannot write: {error}") from None
-    if log is not None:
-        print(f"evolve: {format_stats(report.stats)} -> {path} ({rejects_path.name})", file=log)
-    return report.questions, report.stats
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``evolve`` with parsed ``args``; 0 on success, 2 on bad input, 1 if every call failed."""
     import asyncio
     import time
 
     from prmsynth._seeds import InputError, load_questions_from_args
-    from prmsynth.cli._common import quiet_litellm
-    from prmsynth.llm._backend import backend_settings_from_args, build_llm, check_backend
+    from prmsynth.cli._common import open_backend
+    from prmsynth.llm._backend import backend_settings_from_args
     from prmsynth.llm._client import BackendUnavailable
 
     try:
@@ -356,14 +232,13 @@ def run(args: argparse.Namespace) -> int:
             )
         except ValueError as error:
             raise InputError("options", str(error)) from None
-        quiet_litellm()
-        check_backend(backend)
-        llm, _, cache = build_llm(backend)
+        llm, _, cache, _ = open_backend(args, backend)
     except (InputError, BackendUnavailable) as error:
         print(f"prmsynth evolve: error: {error}", file=sys.stderr)
         return EXIT_INPUT
 
     from prmsynth.evolve._evolver import EvolveInstruct, format_stats
+    from prmsynth.evolve._files import write_report
 
     log = None if args.quiet else sys.stderr
 

@@ -112,8 +112,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from prmsynth._values import SamplingSettings, SearchSettings
-    from prmsynth.cli._common import critic_from_args, first_error_rule_from_args, quiet_litellm
-    from prmsynth.llm._backend import backend_settings_from_args, build_llm, check_backend
+    from prmsynth.cli._common import first_error_rule_from_args, open_backend
+    from prmsynth.llm._backend import backend_settings_from_args
     from prmsynth.llm._client import DEFAULT_MODEL, BackendUnavailable
     from prmsynth.run._pipeline import Pipeline
     from prmsynth.search._generation import LLMStepGenerator
@@ -138,10 +138,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("options", str(error)) from None
         rule = first_error_rule_from_args(args, args.num_completions)
         rows = read_label_rows(args.input)
-        quiet_litellm()
-        check_backend(backend)
-        llm, model, cache = build_llm(backend)
-        critic = critic_from_args(args, backend, cache)
+        llm, model, cache, critic = open_backend(args, backend)
     except (InputError, BackendUnavailable) as error:
         print(f"prmsynth label: error: {error}", file=sys.stderr)
         return EXIT_INPUT

@@ -107,22 +107,24 @@ def run(args: argparse.Namespace) -> int:
 
     import attrs
 
+    from prmsynth._interfaces import NoEvolution
     from prmsynth._seeds import InputError, load_questions_from_args
     from prmsynth._values import SamplingSettings, SearchSettings
     from prmsynth._version import __version__
     from prmsynth.cli import _evolve as _evolve_cli
     from prmsynth.cli._common import (
-        critic_from_args,
         first_error_rule_from_args,
         judge_info,
-        quiet_litellm,
+        open_backend,
     )
-    from prmsynth.llm._backend import backend_settings_from_args, build_llm, check_backend
+    from prmsynth.evolve._evolver import EvolveInstruct
+    from prmsynth.llm._backend import backend_settings_from_args
     from prmsynth.llm._client import DEFAULT_MODEL, BackendUnavailable
     from prmsynth.run._folder import Budget, file_sha256, run_to_directory, select_shard
     from prmsynth.run._pipeline import Pipeline
     from prmsynth.search._generation import LLMStepGenerator
     from prmsynth.search._policies import POLICIES
+    from prmsynth.verify._math import MathAnswerVerifier
 
     cache = None
     checked = False
@@ -154,11 +156,21 @@ def run(args: argparse.Namespace) -> int:
         if shard is not None:
             questions = select_shard(questions, *shard)
         # Before anything is written: a backend that cannot serve stops here.
-        quiet_litellm()
-        check_backend(backend)
-        llm, model, cache = build_llm(backend)
-        critic = critic_from_args(args, backend, cache)
+        llm, model, cache, critic = open_backend(args, backend)
         checked = True
+        log = None if args.quiet else sys.stderr
+        verifier = MathAnswerVerifier()
+        evolver = NoEvolution()
+        if evolution is not None:
+
+            def progress(line: str) -> None:
+                if log is not None:
+                    print(f"evolve: {line}", file=log, flush=True)
+
+            # One equivalence worker for the evolver's votes and the verifier.
+            evolver = EvolveInstruct(
+                llm=llm, settings=evolution, equivalence=verifier.equivalence, progress=progress
+            )
         pipeline = Pipeline(
             generator=LLMStepGenerator(
                 llm=llm,
@@ -166,7 +178,9 @@ def run(args: argparse.Namespace) -> int:
                 # The embedded model continues a prefilled reply; chat APIs get it quoted.
                 prefix_mode="assistant" if model == DEFAULT_MODEL else "user",
             ),
+            verifier=verifier,
             policy=POLICIES[args.policy](settings=search, first_error_rule=rule),
+            evolver=evolver,
             critic=critic,
             # More questions in flight than request slots keeps the backend saturated.
             concurrency=2 * backend.concurrency,
@@ -189,21 +203,6 @@ def run(args: argparse.Namespace) -> int:
             "limit": args.limit,
             "shard": args.shard,
         }
-        log = None if args.quiet else sys.stderr
-        if evolution is not None:
-            # Evolve before the search (and read the evolved questions back on
-            # resume), so totals, shards and resume see the evolved set.
-            questions, _ = _evolve_cli.evolve_for_run(
-                evolution,
-                questions,
-                pipeline.generator.llm,
-                Path(args.out),
-                overwrite=args.overwrite,
-                equivalence=getattr(pipeline.verifier, "equivalence", None),
-                log=log,
-            )
-            if shard is not None:
-                questions = select_shard(questions, *shard)
         summary = run_to_directory(
             pipeline,
             questions,
@@ -212,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             budget=Budget(max_completions=args.max_completions, max_cost=args.max_cost),
             log=log,
+            shard=shard,
         )
     except InputError as error:
         print(f"prmsynth run: error: {error}", file=sys.stderr)

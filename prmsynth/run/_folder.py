@@ -25,11 +25,17 @@ from typing import Any, TextIO
 
 import attrs
 
-from prmsynth._interfaces import SearchResult
+from prmsynth._interfaces import NoEvolution, SearchResult
 from prmsynth._io import append_line, read_appended_jsonl, write_json, write_jsonl
 from prmsynth._seeds import InputError
 from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth._values import Question
+from prmsynth.evolve._files import (
+    EVOLVED_FILE,
+    load_evolved_questions,
+    rejects_path_for,
+    write_evolved,
+)
 from prmsynth.export._formats import validate_record
 from prmsynth.export._serialize import (
     dpo_records,
@@ -198,8 +204,53 @@ class _Folder:
 
 
 def _clear(out_dir: Path) -> None:
-    for name in (*OUTPUT_FILES, SETTINGS_FILE, SUMMARY_FILE):
-        (out_dir / name).unlink(missing_ok=True)
+    evolved = out_dir / EVOLVED_FILE
+    for path in (
+        *(out_dir / name for name in (*OUTPUT_FILES, SETTINGS_FILE, SUMMARY_FILE)),
+        evolved,
+        rejects_path_for(evolved),
+    ):
+        path.unlink(missing_ok=True)
+
+
+def questions_to_search(
+    pipeline: Pipeline,
+    seeds: Sequence[Question],
+    out_dir: Path,
+    *,
+    shard: tuple[int, int] | None = None,
+    log: TextIO | None = None,
+) -> list[Question]:
+    """The questions a run searches: ``pipeline.evolver``'s, evolved once.
+
+    The evolved set is written to ``evolved.jsonl`` (its rejects beside it)
+    before the search starts and read back on resume, so a resumed run
+    searches the same questions and pays for no evolution twice.  With
+    ``shard`` only that shard of them (by a stable hash of the id).
+    """
+    if isinstance(pipeline.evolver, NoEvolution):
+        questions = list(seeds)
+    else:
+        path = out_dir / EVOLVED_FILE
+        if path.exists():
+            questions = load_evolved_questions(path)
+        else:
+            questions, rejects = asyncio.run(_evolve(pipeline.evolver, seeds))
+            write_evolved(path, questions, rejects)
+            if log is not None:
+                print(
+                    f"evolve: {len(questions)} questions, {len(rejects)} rejected -> {path}",
+                    file=log,
+                )
+    return questions if shard is None else select_shard(questions, *shard)
+
+
+async def _evolve(evolver: Any, seeds: Sequence[Question]) -> tuple[list[Question], list[Any]]:
+    # Evolve-Instruct reports its rejects too; any other evolver only its questions.
+    if hasattr(evolver, "evolve_with_report"):
+        report = await evolver.evolve_with_report(seeds)
+        return list(report.questions), list(report.rejects)
+    return list(await evolver.evolve(seeds)), []
 
 
 def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -322,8 +373,10 @@ def run_to_directory(
     log: TextIO | None = sys.stderr,
     progress_interval: float = 10.0,
     on_result: Callable[[SearchResult], None] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Search ``questions`` into ``out_dir``, resuming what the folder already holds.
+    """Evolve (with ``pipeline.evolver``) and search ``questions`` into
+    ``out_dir``, resuming what the folder already holds.
 
     Each finished question is one appended line in ``trees.jsonl`` or
     ``skipped.jsonl``, so a crash (SIGKILL included) keeps every finished
@@ -337,6 +390,7 @@ def run_to_directory(
     run_info = {**run_info, "system_prompt": system_prompt}
     folder = prepare_output_directory(out_dir, run_info, overwrite=overwrite)
     rebuild_derived_files(out_dir, folder.trees, system_prompt)
+    questions = questions_to_search(pipeline, questions, out_dir, shard=shard, log=log)
 
     tally = _Tally()
     for tree, record in zip(folder.trees, folder.tree_records, strict=True):
@@ -391,7 +445,7 @@ def run_to_directory(
         return reason is not None
 
     async def consume() -> None:
-        async for result in pipeline.astream(remaining, stop_when=should_stop):
+        async for result in pipeline.astream(remaining, stop_when=should_stop, evolve=False):
             problems = schema_problems(result) if result.status == "kept" else []
             if problems:
                 # Nothing that fails its schema is written; the question is
@@ -549,13 +603,17 @@ class RunFolder:
         max_cost: float | None = None,
         log: TextIO | None = None,
         on_result: Callable[[SearchResult], None] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> dict[str, Any]:
-        """Search ``questions`` into the folder, resuming it; returns the summary.
+        """Evolve (``pipeline.evolver``, kept in ``evolved.jsonl``) and search
+        ``questions`` into the folder, resuming it; returns the summary.
 
         ``run_info`` is recorded in ``run.json``; its settings (model,
         sampling, search, ...) must match the folder's on resume unless
         ``overwrite``.  ``max_completions`` / ``max_cost`` stop starting
         questions once reached.  ``log`` gets progress lines (None: quiet).
+        ``shard=(i, n)`` searches only shard ``i`` of ``n`` (join them with
+        [`merge`][prmsynth.RunFolder.merge]).
         """
         return run_to_directory(
             pipeline,
@@ -566,6 +624,7 @@ class RunFolder:
             budget=Budget(max_completions=max_completions, max_cost=max_cost),
             log=log,
             on_result=on_result,
+            shard=shard,
         )
 
     def merge(self, shards: Sequence[str | os.PathLike]) -> dict[str, Any]:

@@ -159,14 +159,17 @@ class Pipeline:
         questions: Sequence[Question],
         *,
         stop_when: Callable[[], bool] | None = None,
+        evolve: bool = True,
     ) -> AsyncIterator[SearchResult]:
         """Evolve, then search up to ``concurrency`` questions at once; yield
         each result as soon as its question is done.
 
         ``stop_when`` is asked before each question starts; once it says
         True no further question starts (those running finish and are yielded).
+        ``evolve=False``: the questions were evolved already (a run folder
+        evolves once and keeps the result).
         """
-        evolved = await self.evolver.evolve(questions)
+        evolved = await self.evolver.evolve(questions) if evolve else list(questions)
         pending = iter(evolved)
         # A fixed set of workers pulls questions and hands results over one
         # at a time, so memory holds the questions in flight, not every
