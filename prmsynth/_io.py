@@ -159,15 +159,43 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
             raise InputError(path, f"bad JSON: {error.msg}", line=number) from None
 
 
-def read_appended_jsonl(path: str | os.PathLike, *, repair: bool) -> list[Any]:
-    """The records of an append-only JSONL file prmsynth writes (a run's
-    ``trees.jsonl``), for resuming it.
+def iter_appended_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each line of an append-only JSONL file
+    prmsynth writes (a run's ``trees.jsonl``), streamed: safe on a file a
+    running (or killed) run is still writing.
 
-    A torn last line (no newline: a crash mid-write) is cut off; with
-    ``repair`` the file itself is truncated to its last complete line.  A
-    line that is not JSON anywhere else raises
-    [`InputError`][prmsynth.InputError]: cutting the file there would drop
-    every finished record after it.
+    A torn last line (no newline after it: a crash mid-write) is left out.
+    A line that is not JSON anywhere else raises
+    [`InputError`][prmsynth.InputError]: stopping there would drop every
+    finished record after it.
+    """
+    try:
+        file = open(path, "rb")  # closed by the with below
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, not a file") from None
+    except OSError as error:
+        raise InputError(path, f"cannot be read: {error.strerror or error}") from None
+    with file:
+        for number, raw in enumerate(file, start=1):
+            if not raw.endswith(b"\n"):
+                return  # the line being written when the run stopped
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise InputError(path, "not UTF-8 text", line=number) from None
+            except json.JSONDecodeError as error:
+                raise InputError(path, f"bad JSON: {error.msg}", line=number) from None
+            yield number, record
+
+
+def read_appended_jsonl(path: str | os.PathLike, *, repair: bool) -> list[Any]:
+    """Every record of an append-only JSONL file (see
+    [`iter_appended_jsonl`][prmsynth._io.iter_appended_jsonl]), for resuming it;
+    with ``repair`` a torn last line is cut from the file itself.
 
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "trees.jsonl"
@@ -178,19 +206,23 @@ def read_appended_jsonl(path: str | os.PathLike, *, repair: bool) -> list[Any]:
     path = Path(path)
     if not path.exists():
         return []
-    data = path.read_bytes()
-    complete, _, torn = data.rpartition(b"\n")
-    records = []
-    for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InputError(
-                path, f"not a JSON line ({error}); move the file aside or fix the line", line=number
-            ) from None
-    if repair and torn:
+    records = [record for _, record in iter_appended_jsonl(path)]
+    if repair:
         with open(path, "r+b") as file:
-            file.truncate(len(data) - len(torn))
+            end = _end_of_last_line(file)
+            if end != file.seek(0, os.SEEK_END):
+                file.truncate(end)
     return records
+
+
+def _end_of_last_line(file: IO[bytes]) -> int:
+    """The offset just after the last newline of a binary file (0 when none)."""
+    position = file.seek(0, os.SEEK_END)
+    while position > 0:
+        start = max(0, position - (1 << 16))
+        file.seek(start)
+        newline = file.read(position - start).rfind(b"\n")
+        if newline != -1:
+            return start + newline + 1
+        position = start
+    return 0

@@ -71,7 +71,7 @@ def test_a_torn_last_line_is_cut_and_the_file_repaired(tmp_path):
 def test_a_corrupt_line_in_the_middle_is_an_error_not_the_end_of_the_file(tmp_path):
     path = tmp_path / "trees.jsonl"
     path.write_text('{"a": 1}\nnot json\n{"a": 3}\n')
-    with pytest.raises(InputError, match=r"trees.jsonl:2: not a JSON line"):
+    with pytest.raises(InputError, match=r"trees.jsonl:2: bad JSON"):
         read_appended_jsonl(path, repair=True)
     assert path.read_text() == '{"a": 1}\nnot json\n{"a": 3}\n'  # nothing cut away
 

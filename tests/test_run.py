@@ -264,3 +264,14 @@ def test_every_line_a_run_writes_validates_against_its_schema(tmp_path):
         ("dpo.jsonl", "dpo"),
     ):
         assert validate_file(tmp_path / name, format) == [], name
+
+
+def test_a_corrupt_line_inside_trees_jsonl_stops_the_resume_and_loses_nothing(tmp_path):
+    run(tmp_path, QUESTIONS[:3])
+    trees = tmp_path / "trees.jsonl"
+    lines = trees.read_text().splitlines(keepends=True)
+    lines[1] = '{"question_id": "1", "trunc\n'  # a damaged line with finished work after it
+    trees.write_text("".join(lines))
+    with pytest.raises(InputError, match=r"trees.jsonl:2: bad JSON"):
+        run(tmp_path, QUESTIONS[:3])
+    assert trees.read_text() == "".join(lines)  # nothing cut away, nothing rewritten

@@ -42,7 +42,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from prmsynth._io import atomic_file
+from prmsynth._io import atomic_file, iter_appended_jsonl
 from prmsynth._seeds import InputError
 from prmsynth._tree import ReasoningTree
 
@@ -300,35 +300,12 @@ def render_html(
 
 
 def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, record)`` for every JSON object line of ``path``.
-
-    A last line without its newline that does not parse is the line a
-    running (or killed) run was writing: it is left out.  Any other bad line
-    raises [`InputError`][prmsynth.InputError] naming the file and line.
-    """
-    try:
-        file = open(path, "rb")  # closed by the with below
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a folder, not a file") from None
-    except OSError as error:
-        raise InputError(path, f"cannot be read: {error.strerror or error}") from None
-    with file:
-        for number, raw in enumerate(file, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise InputError(path, "not UTF-8 text", line=number) from None
-            except json.JSONDecodeError as error:
-                if not raw.endswith(b"\n"):
-                    return  # a torn last line (no newline after it)
-                raise InputError(path, f"bad JSON: {error.msg}", line=number) from None
-            if not isinstance(record, dict):
-                raise InputError(path, "expected a JSON object", line=number)
-            yield number, record
+    """``(line number, record)`` for every JSON object line of a run's file,
+    streamed; a torn last line (a run still writing, or killed) is left out."""
+    for number, record in iter_appended_jsonl(path):
+        if not isinstance(record, dict):
+            raise InputError(path, "expected a JSON object", line=number)
+        yield number, record
 
 
 def _read_tree_records(path: Path) -> Iterator[dict[str, Any]]:
