@@ -15,8 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from prmsynth import ExactMatchVerifier, LLMStepGenerator, Pipeline, Question
-from prmsynth.run._folder import run_to_directory
+from prmsynth import ExactMatchVerifier, LLMStepGenerator, Pipeline, Question, RunFolder
 from prmsynth.testing import ScriptedLLM
 
 
@@ -71,13 +70,8 @@ def main() -> None:
             pipeline.generator.llm.requests.clear()
             sample(result)
 
-        summary = run_to_directory(
-            pipeline,
-            questions,
-            Path(folder),
-            run_info={"model": "scripted"},
-            log=None,
-            on_result=sample_and_forget,
+        summary = RunFolder(folder).run(
+            pipeline, questions, run_info={"model": "scripted"}, on_result=sample_and_forget
         )
         size = sum(f.stat().st_size for f in Path(folder).iterdir()) / 2**20
     print(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from prmsynth import ReasoningTree, tree_from_dict, tree_to_dict
-from prmsynth.export._formats import ExportSettings
+from prmsynth import ExportSettings, ReasoningTree, tree_from_dict, tree_to_dict
 
 from .strategies import trees
 

@@ -10,7 +10,10 @@ import attrs
 import pytest
 
 from prmsynth import (
+    CachedLLM,
     Completion,
+    CompletionCache,
+    LiteLLMClient,
     LLMResponse,
     LLMStepGenerator,
     OmegaPRM,
@@ -20,8 +23,7 @@ from prmsynth import (
     SearchSettings,
     tree_to_dict,
 )
-from prmsynth.llm._cache import CachedLLM, CompletionCache, request_fingerprint, sample_key
-from prmsynth.llm._client import LiteLLMClient
+from prmsynth.llm._cache import request_fingerprint, sample_key
 from prmsynth.testing import FakeOpenAIServer, FaultRates, ScriptedLLM
 
 SECRET = "sk-cache-secret-42"

@@ -13,6 +13,8 @@ import pytest
 
 from prmsynth import (
     Completion,
+    EvolutionSettings,
+    EvolveInstruct,
     InputError,
     LLMStepGenerator,
     OmegaPRM,
@@ -28,8 +30,6 @@ from prmsynth.evolve._evolver import (
     ELIMINATION_REASONS,
     PROMPT_VERSION,
     REJECTION_REASONS,
-    EvolutionSettings,
-    EvolveInstruct,
     token_jaccard,
 )
 from prmsynth.testing import ScriptedLLM, ScriptedRequest

@@ -12,36 +12,36 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from prmsynth import (
+    FORMATS,
+    ExportError,
+    ExportSettings,
     Question,
     ReasoningTree,
     Rollout,
+    SearchResult,
     Verdict,
     dpo_records,
+    export_file,
+    export_records,
     flat_record,
+    load_schema,
     sft_records,
     tree_from_dict,
     tree_to_dict,
+    validate_file,
+    validate_record,
 )
 from prmsynth.cli._export import add_parsers, run_export, run_validate
 from prmsynth.export._formats import (
-    FORMATS,
     STEP_TAG,
-    ExportError,
-    ExportSettings,
-    export_file,
-    export_records,
     label_path,
-    load_schema,
     manifest_path,
     math_shepherd_record,
     parse_math_shepherd,
     question_split,
     read_trees,
-    validate_file,
-    validate_record,
 )
 from prmsynth.export._serialize import result_to_tree_record
-from prmsynth.search._policies import SearchResult
 
 from .export_strategies import export_settings, forests
 from .strategies import trees

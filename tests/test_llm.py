@@ -14,16 +14,22 @@ from types import MappingProxyType
 
 import pytest
 
-from prmsynth import LiteLLMClient, Pipeline, Question, SamplingSettings, SearchSettings
+from prmsynth import (
+    LiteLLMClient,
+    LLMError,
+    Pipeline,
+    Question,
+    RequestLimiter,
+    SamplingSettings,
+    SearchSettings,
+)
 from prmsynth.llm._client import (
     REFILL_ROUNDS,
-    LLMError,
     _split_tokens,
     import_litellm,
     is_retryable,
     retry_after_seconds,
 )
-from prmsynth.llm._ratelimit import RequestLimiter
 from prmsynth.testing import FakeOpenAIServer, FaultRates
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 3?"}]

@@ -39,7 +39,8 @@ def test_chatml_prompt_continues_a_trailing_assistant_message():
 
 def _acompletion(**kwargs):
     """A user's own call: litellm.acompletion with the embedded provider registered."""
-    from prmsynth.llm._client import DEFAULT_MODEL, import_litellm
+    from prmsynth import DEFAULT_MODEL
+    from prmsynth.llm._client import import_litellm
     from prmsynth.llm._local import ensure_registered
 
     litellm = import_litellm()
@@ -85,7 +86,8 @@ def test_local_model_seed_reproduces_the_batch_and_another_seed_changes_it():
 @needs_local_model
 @pytest.mark.local_model
 def test_local_model_samples_do_not_depend_on_other_requests_in_flight():
-    from prmsynth.llm._client import DEFAULT_MODEL, import_litellm
+    from prmsynth import DEFAULT_MODEL
+    from prmsynth.llm._client import import_litellm
     from prmsynth.llm._local import ensure_registered
 
     litellm = import_litellm()

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from prmsynth.llm._ratelimit import RequestLimiter, estimate_prompt_tokens
+from prmsynth import RequestLimiter
+from prmsynth.llm._ratelimit import estimate_prompt_tokens
 
 
 def test_concurrency_is_bounded_and_first_come_first_served():

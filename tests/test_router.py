@@ -8,10 +8,9 @@ import time
 
 import pytest
 
-from prmsynth import InputError
-from prmsynth.llm._client import LLMError, import_litellm
-from prmsynth.llm._ratelimit import RequestLimiter
-from prmsynth.llm._router import RouterLLM, load_router_config
+from prmsynth import InputError, LLMError, RequestLimiter, RouterLLM
+from prmsynth.llm._client import import_litellm
+from prmsynth.llm._router import load_router_config
 from prmsynth.testing import FakeOpenAIServer, FaultRates
 
 SECRET_A = "sk-router-secret-a"

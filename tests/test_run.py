@@ -13,9 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prmsynth import Question, read_tree_file
-from prmsynth._seeds import InputError
-from prmsynth.run._folder import Budget, merge_directories, run_to_directory, select_shard
+from prmsynth import InputError, Question, RunFolder, read_tree_file
+from prmsynth.run._folder import select_shard
 
 from .test_pipeline import QUESTIONS, scripted_pipeline
 
@@ -28,9 +27,8 @@ def read_jsonl(path):
 
 def run(tmp_path, questions=QUESTIONS, **options):
     options.setdefault("run_info", INFO)
-    options.setdefault("log", None)
     pipeline = options.pop("pipeline", None) or scripted_pipeline()
-    return run_to_directory(pipeline, questions, tmp_path, **options)
+    return RunFolder(tmp_path).run(pipeline, questions, **options)
 
 
 def ids_in(path):
@@ -148,9 +146,7 @@ def test_failed_questions_run_again_on_resume(tmp_path):
 
 
 def test_a_completion_budget_stops_the_run_cleanly(tmp_path):
-    summary = run(
-        tmp_path, pipeline=scripted_pipeline(concurrency=1), budget=Budget(max_completions=30)
-    )
+    summary = run(tmp_path, pipeline=scripted_pipeline(concurrency=1), max_completions=30)
     assert summary["stopped_by"] == "max_completions"
     assert summary["complete"] is False
     done = summary["questions_done"]
@@ -171,17 +167,18 @@ def test_merge_joins_shard_folders(tmp_path):
     for index in range(2):
         run(
             tmp_path / f"s{index}",
-            select_shard(QUESTIONS, index, 2),
+            QUESTIONS,
             run_info={**INFO, "shard": f"{index}/2"},
+            shard=(index, 2),
         )
-    summary = merge_directories([tmp_path / "s0", tmp_path / "s1"], tmp_path / "all")
+    summary = RunFolder(tmp_path / "all").merge([tmp_path / "s0", tmp_path / "s1"])
     assert summary["complete"] is True and summary["kept"] == len(QUESTIONS)
     assert sorted(ids_in(tmp_path / "all" / "trees.jsonl")) == sorted(q.id for q in QUESTIONS)
     assert len(read_jsonl(tmp_path / "all" / "flat.jsonl")) == len(QUESTIONS)
     (tmp_path / "odd").mkdir()
     run(tmp_path / "odd", QUESTIONS[:1], run_info={**INFO, "model": "other"})
     with pytest.raises(InputError, match="other settings"):
-        merge_directories([tmp_path / "s0", tmp_path / "odd"], tmp_path / "bad")
+        RunFolder(tmp_path / "bad").merge([tmp_path / "s0", tmp_path / "odd"])
 
 
 SLOW_RUN = textwrap.dedent(
@@ -189,7 +186,7 @@ SLOW_RUN = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from prmsynth import LLMStepGenerator, Pipeline, Question
-    from prmsynth.run._folder import run_to_directory
+    from prmsynth import RunFolder
     from prmsynth.testing import ScriptedLLM
     sys.path.insert(0, sys.argv[2])
     from tests.test_search import BAD, GOOD, BoxedVerifier, planted_script
@@ -204,7 +201,7 @@ SLOW_RUN = textwrap.dedent(
     pipeline = Pipeline(generator=LLMStepGenerator(llm=SlowLLM(script)),
                         verifier=BoxedVerifier(), concurrency=3)
     questions = [Question(id=str(i), text=f"Planted {i}", reference_answer="5") for i in range(30)]
-    run_to_directory(pipeline, questions, Path(sys.argv[1]), run_info={"model": "slow"}, log=None)
+    RunFolder(sys.argv[1]).run(pipeline, questions, run_info={"model": "slow"})
     """
 )
 

@@ -240,9 +240,7 @@ def test_same_script_gives_the_same_tree():
 
 
 def test_priority_is_computed_at_selection_time():
-    from prmsynth import OmegaPRMRun
-    from prmsynth._tree import ReasoningTree
-    from prmsynth._values import Rollout
+    from prmsynth import OmegaPRMRun, ReasoningTree, Rollout
     from prmsynth.search._policies import _Candidate
 
     tree = ReasoningTree(QUESTION)
@@ -262,7 +260,7 @@ def test_priority_is_computed_at_selection_time():
 
 
 def test_rollout_length_prefers_tokens():
-    from prmsynth._values import Rollout
+    from prmsynth import Rollout
 
     verdict = Verdict(status="incorrect")
     assert rollout_length(Rollout(text="a b c", steps=(), verdict=verdict, n_tokens=7)) == 7

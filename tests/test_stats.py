@@ -11,18 +11,21 @@ import sys
 import pytest
 
 from prmsynth import (
+    ExportSettings,
     LLMStepGenerator,
     OmegaPRM,
     Pipeline,
     Question,
     SearchPolicy,
+    collect_stats,
+    export_records,
+    format_table,
     read_tree_file,
 )
 from prmsynth.cli._view import add_parsers, run_stats
-from prmsynth.export._formats import ExportSettings, export_records
 from prmsynth.run._folder import run_to_directory
 from prmsynth.testing import ScriptedLLM
-from prmsynth.view._stats import LABEL_THRESHOLDS, collect_stats, format_table, histogram_bin
+from prmsynth.view._stats import LABEL_THRESHOLDS, histogram_bin
 
 from .test_pipeline import QUESTIONS
 from .test_search import BAD, GOOD, BoxedVerifier, planted_script, solution

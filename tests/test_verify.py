@@ -15,15 +15,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prmsynth._values import Verdict
-from prmsynth.cli._verify import add_parsers, run
-from prmsynth.verify._math import (
-    EquivalenceCheckError,
+from prmsynth import (
     ExactMatchVerifier,
     FunctionVerifier,
     MathAnswerVerifier,
-    MathEquivalence,
+    Verdict,
     extract_answer,
+)
+from prmsynth.cli._verify import add_parsers, run
+from prmsynth.verify._math import (
+    EquivalenceCheckError,
+    MathEquivalence,
     fast_equivalent,
     normalize_answer,
 )

@@ -30,12 +30,20 @@ from pathlib import Path
 
 import pytest
 
-from prmsynth import Question, ReasoningTree, Rollout, Verdict, read_tree_file
+from prmsynth import (
+    Question,
+    ReasoningTree,
+    Rollout,
+    RunFolder,
+    Verdict,
+    read_tree_file,
+    render_html,
+    tree_to_dict,
+    write_html,
+)
 from prmsynth.cli._view import add_parsers, run_view
-from prmsynth.export._serialize import tree_to_dict
-from prmsynth.run._folder import run_to_directory
 from prmsynth.view import _html
-from prmsynth.view._html import _PAGE_FIELDS, compact_question, render_html, write_html
+from prmsynth.view._html import _PAGE_FIELDS, compact_question
 
 from .test_pipeline import QUESTIONS, scripted_pipeline
 
@@ -134,12 +142,8 @@ def run_folder(tmp_path_factory) -> Path:
         *QUESTIONS,
         Question(id="hostile", text=HOSTILE_TEXT + " What is 2 + 3?", reference_answer="5"),
     ]
-    run_to_directory(
-        scripted_pipeline(),
-        questions,
-        folder,
-        run_info={"model": "fake", "sampling": {"seed": 0}},
-        log=None,
+    RunFolder(folder).run(
+        scripted_pipeline(), questions, run_info={"model": "fake", "sampling": {"seed": 0}}
     )
     with open(folder / "skipped.jsonl", "a", encoding="utf-8") as file:
         file.write(
