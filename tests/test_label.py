@@ -58,7 +58,7 @@ def test_label_cli_on_the_embedded_model(tmp_path):
             str(out),
             "--policy",
             "math-shepherd",
-            "--num-completions",
+            "--num-branches",
             "2",
             "--max-tokens",
             "48",
@@ -102,3 +102,23 @@ def test_a_row_that_fails_becomes_a_failed_row_and_the_others_are_labelled(tmp_p
     failed = labelled["r2"]
     assert failed["status"] == "failed" and failed["reason"]
     assert failed["first_error"] is None and failed["step_values"] == [None, None]
+
+
+def test_label_takes_the_same_option_names_as_run_and_its_first_names_still_work():
+    from prmsynth.cli import build_parser
+
+    parser = build_parser()
+    new = parser.parse_args(["label", "in.jsonl", "--out", "o", "--num-branches", "3"])
+    old = parser.parse_args(
+        [
+            "label",
+            "in.jsonl",
+            "--out",
+            "o",
+            "--num-completions",
+            "3",
+            "--max-completions-per-row",
+            "9",
+        ]
+    )
+    assert new.num_branches == old.num_branches == 3 and old.max_branches == 9

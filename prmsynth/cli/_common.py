@@ -39,6 +39,37 @@ def quiet_litellm() -> None:
         logger.addFilter(_not_loop_notice)
 
 
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The model and its sampling: ``--model``, ``--api-base``, ``--temperature``,
+    ``--top-p``, ``--max-tokens``, ``--seed`` (run and label)."""
+    from prmsynth._values import SamplingSettings
+
+    sampling = SamplingSettings()
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="litellm model string (default: the embedded SmolLM2-135M-Instruct, "
+        "prmsynth/smollm2-135m-instruct)",
+    )
+    parser.add_argument("--api-base", default=None, help="base URL of the model's API")
+    parser.add_argument("--temperature", type=float, default=sampling.temperature)
+    parser.add_argument("--top-p", type=float, default=sampling.top_p)
+    parser.add_argument("--max-tokens", type=int, default=sampling.max_tokens)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="sampling seed (where the backend honours one)"
+    )
+
+
+def sampling_from_args(args: argparse.Namespace) -> Any:
+    """The [`SamplingSettings`][prmsynth.SamplingSettings] of ``add_model_options``
+    (raises ValueError on a bad value)."""
+    from prmsynth._values import SamplingSettings
+
+    return SamplingSettings(
+        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed
+    )
+
+
 def add_first_error_options(parser: argparse.ArgumentParser) -> None:
     """``--first-error-rule`` and ``--first-error-threshold``, for run and label."""
     parser.add_argument(

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 from prmsynth._io import append_line, write_jsonl
 from prmsynth._seeds import InputError, iter_json_records, reference_from_answer
 from prmsynth._values import Question
-from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from prmsynth.cli._common import (
+    EXIT_FAILURE,
+    EXIT_INPUT,
+    EXIT_OK,
+    add_first_error_options,
+    add_judge_options,
+    add_model_options,
+)
 
 if TYPE_CHECKING:
     from prmsynth._interfaces import LabelResult
@@ -69,9 +76,6 @@ def read_label_rows(path: str | os.PathLike) -> list[tuple[dict[str, Any], Quest
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    from prmsynth._values import SamplingSettings
-
-    sampling = SamplingSettings()
     parser = subparsers.add_parser(
         "label",
         help="estimate step values and the first wrong step of solutions you already have",
@@ -86,24 +90,24 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output JSONL")
     parser.add_argument("--policy", choices=("omegaprm", "math-shepherd"), default="omegaprm")
     parser.add_argument(
-        "--num-completions", type=int, default=8, help="completions per estimated prefix (K)"
+        "--num-branches",
+        "--num-completions",  # its first name, kept working
+        type=int,
+        default=8,
+        dest="num_branches",
+        help="completions per estimated prefix (K)",
     )
-    from prmsynth.cli._common import add_first_error_options, add_judge_options
-
     add_first_error_options(parser)
     add_judge_options(parser)
     parser.add_argument(
-        "--max-completions-per-row",
+        "--max-branches",
+        "--max-completions-per-row",  # its first name, kept working
         type=int,
         default=None,
-        help="stop estimating a row after this many completions",
+        dest="max_branches",
+        help="completions per row in total (default: no limit)",
     )
-    parser.add_argument("--model", default=None, help="litellm model string (default: embedded)")
-    parser.add_argument("--api-base", default=None)
-    parser.add_argument("--temperature", type=float, default=sampling.temperature)
-    parser.add_argument("--top-p", type=float, default=sampling.top_p)
-    parser.add_argument("--max-tokens", type=int, default=sampling.max_tokens)
-    parser.add_argument("--seed", type=int, default=0)
+    add_model_options(parser)
     from prmsynth.llm._backend import add_backend_options
 
     add_backend_options(parser, default_cache="OUT.cache.sqlite")
@@ -111,8 +115,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prmsynth._values import SamplingSettings, SearchSettings
-    from prmsynth.cli._common import first_error_rule_from_args, open_backend
+    from prmsynth._values import SearchSettings
+    from prmsynth.cli._common import first_error_rule_from_args, open_backend, sampling_from_args
     from prmsynth.llm._backend import backend_settings_from_args
     from prmsynth.llm._client import DEFAULT_MODEL, BackendUnavailable
     from prmsynth.run._pipeline import Pipeline
@@ -121,22 +125,17 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         try:
-            sampling = SamplingSettings(
-                temperature=args.temperature,
-                top_p=args.top_p,
-                max_tokens=args.max_tokens,
-                seed=args.seed,
-            )
+            sampling = sampling_from_args(args)
             settings = SearchSettings(
-                num_branches=args.num_completions,
-                max_branches=args.max_completions_per_row or 2**62,
+                num_branches=args.num_branches,
+                max_branches=args.max_branches or 2**62,
                 first_error_threshold=args.first_error_threshold,
             )
             out = Path(args.out)
             backend = backend_settings_from_args(args, out.with_name(out.name + ".cache.sqlite"))
         except ValueError as error:
             raise InputError("options", str(error)) from None
-        rule = first_error_rule_from_args(args, args.num_completions)
+        rule = first_error_rule_from_args(args, args.num_branches)
         rows = read_label_rows(args.input)
         llm, model, cache, critic = open_backend(args, backend)
     except (InputError, BackendUnavailable) as error:
@@ -191,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     with_error = sum((row["first_error"] or -1) >= 0 for row in results.values())
     failed = sum(row["status"] == "failed" for row in results.values())
     print(
-        f"labelled {len(rows) - failed} solutions with {args.policy} (K={args.num_completions}): "
+        f"labelled {len(rows) - failed} solutions with {args.policy} (K={args.num_branches}): "
         f"{with_error} with a first error, {failed} failed, {spent} completions -> {out}",
         file=sys.stderr,
     )

@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from prmsynth.cli._common import (
+    EXIT_FAILURE,
+    EXIT_INPUT,
+    EXIT_OK,
+    add_first_error_options,
+    add_judge_options,
+    add_model_options,
+)
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    from prmsynth._values import SamplingSettings, SearchSettings
+    from prmsynth._values import SearchSettings
 
-    sampling, search = SamplingSettings(), SearchSettings()
+    search = SearchSettings()
     parser = subparsers.add_parser(
         "run",
         help="search step-by-step solutions for seed questions and write trees and records",
@@ -30,16 +37,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="field(s) holding the question text; several, comma-separated, are joined",
     )
     parser.add_argument("--answer-column", default="final_answer", help="field holding the answer")
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="litellm model string (default: the embedded SmolLM2-135M-Instruct, "
-        "prmsynth/smollm2-135m-instruct)",
-    )
-    parser.add_argument("--api-base", default=None, help="base URL of the model's API")
-    parser.add_argument("--temperature", type=float, default=sampling.temperature)
-    parser.add_argument("--top-p", type=float, default=sampling.top_p)
-    parser.add_argument("--max-tokens", type=int, default=sampling.max_tokens)
+    add_model_options(parser)
     parser.add_argument(
         "--screen-rollouts",
         type=int,
@@ -70,13 +68,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         default="omegaprm",
         help="search policy",
     )
-    from prmsynth.cli._common import add_first_error_options, add_judge_options
 
     add_first_error_options(parser)
     add_judge_options(parser)
-    parser.add_argument(
-        "--seed", type=int, default=0, help="sampling seed (where the backend honours one)"
-    )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N questions")
     from prmsynth.llm._backend import add_backend_options
 
@@ -109,13 +103,14 @@ def run(args: argparse.Namespace) -> int:
 
     from prmsynth._interfaces import NoEvolution
     from prmsynth._seeds import InputError, load_questions_from_args
-    from prmsynth._values import SamplingSettings, SearchSettings
+    from prmsynth._values import SearchSettings
     from prmsynth._version import __version__
     from prmsynth.cli import _evolve as _evolve_cli
     from prmsynth.cli._common import (
         first_error_rule_from_args,
         judge_info,
         open_backend,
+        sampling_from_args,
     )
     from prmsynth.evolve._evolver import EvolveInstruct
     from prmsynth.llm._backend import backend_settings_from_args
@@ -133,12 +128,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--limit", f"must be >= 1, got {args.limit}")
         shard = _parse_shard(args.shard)
         try:
-            sampling = SamplingSettings(
-                temperature=args.temperature,
-                top_p=args.top_p,
-                max_tokens=args.max_tokens,
-                seed=args.seed,
-            )
+            sampling = sampling_from_args(args)
             search = SearchSettings(
                 screen_rollouts=args.screen_rollouts,
                 num_branches=args.num_branches,
