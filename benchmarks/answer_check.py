@@ -12,6 +12,12 @@ repository root):
   (``\\dfrac``, ``\\text{ units}``, ``\\left(``, thousands separators,
   ``x =``, decimals) and in non-equivalent ways (perturbed numbers, flipped
   interval ends, flipped signs), each checked in both directions.
+* MATH500 answers as models state them: each gold answer boxed and then
+  restated in a "Final Answer:" line, in a concluding "Therefore/Thus ..."
+  sentence, or alone on the last line (all correct), and the same with a
+  close wrong answer (incorrect); plus responses that never commit to the
+  answer: a hedge ("could it be X? wait, let me reconsider") or a rejection
+  ("so X is not a solution"), which must not count as correct.
 
 Compared: (a) prmsynth's MathAnswerVerifier, (b) plain math-verify
 ``verify(parse(gold), parse(response))``, (c) exact match of the last boxed
@@ -38,8 +44,8 @@ from pathlib import Path
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPOSITORY_ROOT.parent / "shared" / "data"
 
-# (response, reference, expected correct)
-Case = tuple[str, str, bool]
+# (response, reference, expected correct, class of the case)
+Case = tuple[str, str, bool, str]
 
 
 # ---------------------------------------------------------------------------
@@ -62,7 +68,8 @@ def processbench_cases(data: Path) -> list[Case]:
         gold = gold_by_question.get(item["problem"].strip())
         if gold is None:
             continue  # not found in GSM8K test; should not happen
-        cases.append(("\n\n".join(item["steps"]), gold, bool(item["final_answer_correct"])))
+        correct = bool(item["final_answer_correct"])
+        cases.append(("\n\n".join(item["steps"]), gold, correct, "gsm8k solution"))
     return cases
 
 
@@ -155,8 +162,52 @@ def math500_rewrites(data: Path) -> list[Case]:
 
     cases = []
     for rewrite, gold, expected in pairs:
-        cases.append((f"So the answer is $\\boxed{{{rewrite}}}$.", gold, expected))
-        cases.append((f"So the answer is $\\boxed{{{gold}}}$.", rewrite, expected))
+        kind = "equivalent rewrite" if expected else "different rewrite"
+        cases.append((f"So the answer is $\\boxed{{{rewrite}}}$.", gold, expected, kind))
+        cases.append((f"So the answer is $\\boxed{{{gold}}}$.", rewrite, expected, kind))
+    return cases
+
+
+WORK = "We simplify the expression step by step.\n\nCollecting the terms gives the result.\n\n"
+
+
+def math500_prose(data: Path) -> list[Case]:
+    """MATH500 gold answers stated the ways models state them, committed or not."""
+    with open(data / "math500" / "test.jsonl", encoding="utf-8") as handle:
+        golds = [json.loads(line)["answer"].strip() for line in handle]
+    cases: list[Case] = []
+    for gold in golds:
+        wrong = _perturb_last_number(gold)
+        for answer, expected in ((gold, True), (wrong, False)):
+            if answer is None or (answer == gold and not expected):
+                continue
+            sign = "" if expected else " (wrong)"
+            cases += [
+                (
+                    f"{WORK}The answer is $\\boxed{{{answer}}}$.\n\nFinal Answer: The final "
+                    f"answer is ${answer}$. I hope it is correct.",
+                    gold,
+                    expected,
+                    "boxed, then restated" + sign,
+                ),
+                (
+                    f"{WORK}Therefore, the answer is \\({answer}\\).",
+                    gold,
+                    expected,
+                    "therefore" + sign,
+                ),
+                (f"{WORK}Thus, the value we want is ${answer}$.", gold, expected, "thus" + sign),
+                (f"{WORK}${answer}$", gold, expected, "last line alone" + sign),
+            ]
+        cases += [
+            (
+                f"{WORK}Could it be ${gold}$? Hmm, wait, let me reconsider the second step.",
+                gold,
+                False,
+                "hedged, no answer",
+            ),
+            (f"{WORK}So ${gold}$ is not a solution.", gold, False, "rejected, no answer"),
+        ]
     return cases
 
 
@@ -209,34 +260,34 @@ def make_math_verify() -> Callable[[str, str], bool]:
 
 def measure(check: Callable[[str, str], bool], cases: list[Case]) -> dict:
     check(*cases[0][:2])  # warm-up, untimed: imports and caches
-    right = false_positives = false_negatives = 0
+    outcomes: dict[str, list[int]] = {}  # class -> [right, false positives, false negatives]
     worst = 0.0
     started = time.perf_counter()
-    for response, reference, expected in cases:
+    for response, reference, expected, kind in cases:
         begin = time.perf_counter()
         try:
             predicted = bool(check(response, reference))
         except Exception:  # a crash counts as "not correct"
             predicted = False
         worst = max(worst, time.perf_counter() - begin)
-        if predicted == expected:
-            right += 1
-        elif predicted:
-            false_positives += 1
-        else:
-            false_negatives += 1
+        tally = outcomes.setdefault(kind, [0, 0, 0])
+        tally[0 if predicted == expected else 1 if predicted else 2] += 1
     elapsed = time.perf_counter() - started
+    right, false_positives, false_negatives = (
+        sum(t[i] for t in outcomes.values()) for i in range(3)
+    )
     return {
         "accuracy": right / len(cases),
         "false_positives": false_positives,
         "false_negatives": false_negatives,
         "checks_per_second": len(cases) / elapsed,
         "worst_ms": worst * 1000,
+        "by_class": outcomes,
     }
 
 
 def print_table(title: str, cases: list[Case], results: dict[str, dict]) -> None:
-    positives = sum(expected for _, _, expected in cases)
+    positives = sum(expected for _, _, expected, _ in cases)
     print(f"\n{title}: {len(cases)} checks ({positives} correct, {len(cases) - positives} not)")
     header = f"{'method':<36} {'accuracy':>8} {'FP':>5} {'FN':>5} {'checks/s':>9} {'worst ms':>9}"
     print(header)
@@ -247,6 +298,16 @@ def print_table(title: str, cases: list[Case], results: dict[str, dict]) -> None
             f"{result['false_negatives']:>5} {result['checks_per_second']:>9.0f} "
             f"{result['worst_ms']:>9.1f}"
         )
+    kinds = sorted({kind for *_, kind in cases})
+    if len(kinds) > 1:
+        names = list(results)[:2]  # prmsynth and math-verify, side by side
+        print(f"\n  {'class':<34} " + "  ".join(f"{n[:3]} right/FP/FN" for n in names))
+        for kind in kinds:
+            cells = [
+                "{:>6}/{:>3}/{:>3}".format(*results[name]["by_class"].get(kind, [0, 0, 0]))
+                for name in names
+            ]
+            print(f"  {kind:<34} " + "      ".join(cells))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         for title, cases in (
             ("ProcessBench GSM8K (human labels)", processbench_cases(args.data)),
             ("MATH500 answer rewrites (both directions)", math500_rewrites(args.data)),
+            ("MATH500 answers as models state them", math500_prose(args.data)),
         ):
             results = {name: measure(check, cases) for name, check in methods.items()}
             print_table(title, cases, results)

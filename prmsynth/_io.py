@@ -130,22 +130,34 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
         handle.write("\n")
 
 
-def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """The non-blank lines of a text file, numbered from 1; a file that cannot
-    be read raises [`InputError`][prmsynth.InputError] naming it."""
+@contextlib.contextmanager
+def _open_for_reading(path: str | os.PathLike, mode: str) -> Iterator[IO]:
+    """Open ``path``; a file that cannot be opened or decoded raises
+    [`InputError`][prmsynth.InputError] naming it."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield number, line
+        file = open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
     except FileNotFoundError:
         raise InputError(path, "no such file") from None
     except IsADirectoryError:
         raise InputError(path, "is a folder, not a file") from None
     except PermissionError:
         raise InputError(path, "cannot be read: permission denied") from None
-    except UnicodeDecodeError as error:
-        raise InputError(path, f"not UTF-8 text: {error}") from None
+    except OSError as error:
+        raise InputError(path, f"cannot be read: {error.strerror or error}") from None
+    with file:
+        try:
+            yield file
+        except UnicodeDecodeError as error:
+            raise InputError(path, f"not UTF-8 text: {error}") from None
+
+
+def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of a text file, numbered from 1; a file that cannot
+    be read raises [`InputError`][prmsynth.InputError] naming it."""
+    with _open_for_reading(path, "r") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, line
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
@@ -164,31 +176,26 @@ def iter_appended_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     prmsynth writes (a run's ``trees.jsonl``), streamed: safe on a file a
     running (or killed) run is still writing.
 
-    A torn last line (no newline after it: a crash mid-write) is left out.
-    A line that is not JSON anywhere else raises
-    [`InputError`][prmsynth.InputError]: stopping there would drop every
-    finished record after it.
+    A last line without its newline is kept when it is whole JSON and left
+    out when it is not (the line a crash cut off).  A line that is not JSON
+    anywhere else raises [`InputError`][prmsynth.InputError]: stopping there
+    would drop every finished record after it.
     """
-    try:
-        file = open(path, "rb")  # closed by the with below
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a folder, not a file") from None
-    except OSError as error:
-        raise InputError(path, f"cannot be read: {error.strerror or error}") from None
-    with file:
+    with _open_for_reading(path, "rb") as file:
         for number, raw in enumerate(file, start=1):
-            if not raw.endswith(b"\n"):
-                return  # the line being written when the run stopped
             if not raw.strip():
                 continue
             try:
                 record = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise InputError(path, "not UTF-8 text", line=number) from None
-            except json.JSONDecodeError as error:
-                raise InputError(path, f"bad JSON: {error.msg}", line=number) from None
+            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                if not raw.endswith(b"\n"):
+                    return  # the line being written when the run stopped
+                reason = (
+                    "not UTF-8 text"
+                    if isinstance(error, UnicodeDecodeError)
+                    else (f"bad JSON: {error.msg}")
+                )
+                raise InputError(path, reason, line=number) from None
             yield number, record
 
 
@@ -210,8 +217,15 @@ def read_appended_jsonl(path: str | os.PathLike, *, repair: bool) -> list[Any]:
     if repair:
         with open(path, "r+b") as file:
             end = _end_of_last_line(file)
-            if end != file.seek(0, os.SEEK_END):
-                file.truncate(end)
+            size = file.seek(0, os.SEEK_END)
+            if end != size:
+                file.seek(end)
+                try:
+                    json.loads(file.read())
+                except ValueError:
+                    file.truncate(end)  # a torn line: cut it
+                else:
+                    file.write(b"\n")  # a whole record that only lacks its newline
     return records
 
 

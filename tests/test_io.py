@@ -15,6 +15,7 @@ from prmsynth import InputError
 from prmsynth._io import (
     atomic_file,
     dumps_line,
+    iter_appended_jsonl,
     read_appended_jsonl,
     read_jsonl,
     write_json,
@@ -81,3 +82,11 @@ def test_a_bad_line_of_any_jsonl_file_is_located(tmp_path):
     path.write_text('{"a": 1}\n\n{oops\n')
     with pytest.raises(InputError, match=r"rows.jsonl:3: bad JSON"):
         list(read_jsonl(path))
+
+
+def test_a_whole_last_record_without_its_newline_is_kept_and_completed(tmp_path):
+    path = tmp_path / "trees.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}')
+    assert [record for _, record in iter_appended_jsonl(path)] == [{"a": 1}, {"a": 2}]
+    assert read_appended_jsonl(path, repair=True) == [{"a": 1}, {"a": 2}]
+    assert path.read_text() == '{"a": 1}\n{"a": 2}\n'

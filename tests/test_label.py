@@ -5,6 +5,7 @@ import json
 import pytest
 
 from prmsynth.cli import main
+from prmsynth.search._policies import UNUSABLE_RETRIES
 
 from .test_local import needs_local_model
 
@@ -71,7 +72,8 @@ def test_label_cli_on_the_embedded_model(tmp_path):
     assert [row["id"] for row in labelled] == ["r1", "r2"]
     for row in labelled:
         assert len(row["step_values"]) == len(row["steps"])
-        assert row["n_completions"] == 2  # K completions for the one non-final prefix
+        # K completions for the one non-final prefix, and those without an answer resampled
+        assert 2 <= row["n_completions"] <= 2 * (1 + UNUSABLE_RETRIES)
         assert row["first_error"] in (-1, 0, 1)
         assert all(v is None or 0.0 <= v <= 1.0 for v in row["step_values"])
     assert labelled[0]["step_values"][-1] == 1.0  # the correct final answer is exact
@@ -122,3 +124,26 @@ def test_label_takes_the_same_option_names_as_run_and_its_first_names_still_work
         ]
     )
     assert new.num_branches == old.num_branches == 3 and old.max_branches == 9
+
+
+def test_an_out_path_that_is_a_folder_exits_2_before_any_work(tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(ROW) + "\n")
+    assert main(["label", str(source), "--out", str(tmp_path)]) == 2
+    assert "is a folder; --out names a file" in capsys.readouterr().err
+
+
+def test_the_summary_counts_a_first_error_at_step_0(tmp_path, capsys, monkeypatch):
+    from prmsynth.testing import FakeOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local0123456789")
+    source = tmp_path / "in.jsonl"
+    row = {**ROW, "steps": ["2 + 2 = 5.", "The answer is \\boxed{5}."]}
+    source.write_text(json.dumps(row) + "\n")
+    out = tmp_path / "out.jsonl"
+    with FakeOpenAIServer(responder=lambda request: "So the answer is \\boxed{5}.") as server:
+        argv = ["label", str(source), "--out", str(out), "--model", "openai/fake"]
+        assert main([*argv, "--api-base", server.url, "--first-error-rule", "mc-zero"]) == 0
+    [labelled] = map(json.loads, out.read_text().splitlines())
+    assert labelled["first_error"] == 0
+    assert "1 with a first error" in capsys.readouterr().err

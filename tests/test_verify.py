@@ -205,11 +205,6 @@ def test_unparseable_reference(verifier):
         ("#### 1,234", "1,234"),
         ("Step 1: 2 + 2 = 4.\nSo she has **4 apples** in the end.", "4"),
         ("Some work.\nAnswer: 17", "17"),
-        ("3 + 4 = 7, and 7 * 2 = 14 cookies.", "14"),
-        ("It drops from 3 to -2.", "-2"),
-        ("Subtract: 10-3 = 7", "7"),
-        ("The total is 1,500 dollars.", "1,500"),
-        ("unclosed \\boxed{5 so 6", "6"),
         # real SmolLM2 outputs: the number the phrase opens with, or the result after "="
         ("So, the answer is 42, which is the result of 6 multiplied by itself 7 times.", "42"),
         ("The answer is 12 x 3 = 36 apples.", "36"),
@@ -227,8 +222,47 @@ def test_extract_answer_finds_nothing(text):
 
 
 def test_extract_answer_reads_only_the_tail():
-    text = "\\boxed{1}" + "x" * 20_000 + " so 2"
+    text = "\\boxed{1}" + "x" * 20_000 + "\nThe answer is 2."
     assert extract_answer(text) == "2"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a number in passing is not an answer the response commits to
+        "3 + 4 = 7, and 7 * 2 = 14 cookies.",
+        "It drops from 3 to -2.",
+        "Subtract: 10-3 = 7, then we add the rest",
+        "unclosed \\boxed{5 so 6",
+        # hedged or rejected: no commitment
+        "6*7 = 42. Hmm, wait, let me reconsider",
+        "So a = 3 and b = 4 is not a solution.",
+        "Could the answer be $12$?",
+        "Therefore, if x = 4, the area might be 16.",
+    ],
+)
+def test_a_response_that_commits_to_no_answer_has_none(text):
+    assert extract_answer(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        (
+            "Therefore, the volume of the cone is \\(\\frac{4\\pi}{3}\\) cubic units.",
+            "\\frac{4\\pi}{3}",
+        ),
+        ("Thus, the domain is \\(\\left(-\\infty, 2\\right]\\).", "\\left(-\\infty, 2\\right]"),
+        ("Hence $\\sin \\angle ABC = \\frac{3}{5}$.", "\\sin \\angle ABC = \\frac{3}{5}"),
+        ("So she has 5 apples left.", "5"),
+        ("We add them.\n\n$\\frac{10}{9}$", "\\frac{10}{9}"),
+        ("The interval is below.\n\n$[0,1)$", "[0,1)"),
+        ("Multiply the two.\n\n6 * 7 = 42", "42"),
+        ("\\boxed{7}\n\nFinal Answer: The final answer is $7$. I hope it is correct.", "7"),
+    ],
+)
+def test_committed_answers_in_prose_are_read(text, answer):
+    assert extract_answer(text) == answer
 
 
 def test_truncated_completion_is_unparseable(verifier):

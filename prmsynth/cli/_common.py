@@ -123,7 +123,7 @@ def add_judge_options(parser: argparse.ArgumentParser) -> None:
 def critic_from_args(args: argparse.Namespace, backend: BackendSettings, cache: Any) -> Any:
     """The critic ``--judge-model`` names, checked and sharing the run's cache; None without.
 
-    Raises [`BackendUnavailable`][prmsynth.llm._client.BackendUnavailable] when it cannot serve.
+    Raises [`BackendUnavailable`][prmsynth.BackendUnavailable] when it cannot serve.
     """
     from prmsynth.llm._backend import build_llm, check_backend, judge_backend
     from prmsynth.verify._critic import LLMCritic

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from prmsynth._values import SearchSettings
     from prmsynth.cli._common import first_error_rule_from_args, open_backend, sampling_from_args
     from prmsynth.llm._backend import backend_settings_from_args
-    from prmsynth.llm._client import DEFAULT_MODEL, BackendUnavailable
+    from prmsynth.llm._client import BackendUnavailable
     from prmsynth.run._pipeline import Pipeline
     from prmsynth.search._generation import LLMStepGenerator
     from prmsynth.search._policies import POLICIES
@@ -135,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
             backend = backend_settings_from_args(args, out.with_name(out.name + ".cache.sqlite"))
         except ValueError as error:
             raise InputError("options", str(error)) from None
+        if out.is_dir():
+            raise InputError(out, "is a folder; --out names a file")
         rule = first_error_rule_from_args(args, args.num_branches)
         rows = read_label_rows(args.input)
         llm, model, cache, critic = open_backend(args, backend)
@@ -143,11 +145,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INPUT
 
     pipeline = Pipeline(
-        generator=LLMStepGenerator(
-            llm=llm,
-            sampling=sampling,
-            prefix_mode="assistant" if model == DEFAULT_MODEL else "user",
-        ),
+        generator=LLMStepGenerator.for_model(llm, model, sampling=sampling),
         policy=POLICIES[args.policy](settings=settings, first_error_rule=rule),
         critic=critic,
         # More rows in flight than request slots keeps the backend busy.
@@ -187,7 +185,9 @@ def run(args: argparse.Namespace) -> int:
     write_jsonl(out, (results[index] for index in range(len(rows))))
     partial.unlink()
     spent = sum(row["n_completions"] for row in results.values())
-    with_error = sum((row["first_error"] or -1) >= 0 for row in results.values())
+    with_error = sum(
+        (row["first_error"] is not None and row["first_error"] >= 0) for row in results.values()
+    )
     failed = sum(row["status"] == "failed" for row in results.values())
     print(
         f"labelled {len(rows) - failed} solutions with {args.policy} (K={args.num_branches}): "

@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from prmsynth.evolve._evolver import EvolveInstruct
     from prmsynth.llm._backend import backend_settings_from_args
-    from prmsynth.llm._client import DEFAULT_MODEL, BackendUnavailable
-    from prmsynth.run._folder import Budget, file_sha256, run_to_directory, select_shard
+    from prmsynth.llm._client import BackendUnavailable
+    from prmsynth.run._folder import Budget, file_sha256, run_to_directory
     from prmsynth.run._pipeline import Pipeline
     from prmsynth.search._generation import LLMStepGenerator
     from prmsynth.search._policies import POLICIES
@@ -143,8 +143,6 @@ def run(args: argparse.Namespace) -> int:
         evolution = _evolve_cli.evolution_settings_from_args(args)
         questions = load_questions_from_args(args)
         fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
-        if shard is not None:
-            questions = select_shard(questions, *shard)
         # Before anything is written: a backend that cannot serve stops here.
         llm, model, cache, critic = open_backend(args, backend)
         checked = True
@@ -162,12 +160,7 @@ def run(args: argparse.Namespace) -> int:
                 llm=llm, settings=evolution, equivalence=verifier.equivalence, progress=progress
             )
         pipeline = Pipeline(
-            generator=LLMStepGenerator(
-                llm=llm,
-                sampling=sampling,
-                # The embedded model continues a prefilled reply; chat APIs get it quoted.
-                prefix_mode="assistant" if model == DEFAULT_MODEL else "user",
-            ),
+            generator=LLMStepGenerator.for_model(llm, model, sampling=sampling),
             verifier=verifier,
             policy=POLICIES[args.policy](settings=search, first_error_rule=rule),
             evolver=evolver,

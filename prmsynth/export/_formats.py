@@ -51,7 +51,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from prmsynth._errors import ExportError, InputError
-from prmsynth._io import atomic_files, dumps_line, numbered_lines, write_json
+from prmsynth._io import (
+    atomic_files,
+    dumps_line,
+    iter_appended_jsonl,
+    numbered_lines,
+    write_json,
+)
 from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth.export._serialize import (
     STEP_SEPARATOR,
@@ -134,7 +140,7 @@ class ExportSettings:
     to the validation file; no question is on both sides.  ``system_prompt``:
     the system message of the chat formats (default: the generator's).
     ``consensus``: keep only the solutions where a critic's first error (see
-    [`StepCritic`][prmsynth._interfaces.StepCritic], stored by a run with a critic)
+    [`StepCritic`][prmsynth.StepCritic], stored by a run with a critic)
     agrees with the labels, on the steps exported; solutions no critic read
     are left out too.  Labelled formats only.
 
@@ -967,11 +973,7 @@ def read_trees(path: str | os.PathLike) -> Iterator[ReasoningTree]:
     ...
     prmsynth._errors.InputError: ...trees.jsonl:1: $: 'question' is a required property
     """
-    for line_number, line in numbered_lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputError(path, f"bad JSON: {error.msg}", line=line_number) from None
+    for line_number, record in iter_appended_jsonl(path):
         problems = validate_record(record, "tree")
         if problems:
             raise InputError(path, problems[0], line=line_number)

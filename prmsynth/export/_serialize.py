@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prmsynth._interfaces import SearchResult
-from prmsynth._io import read_jsonl
+from prmsynth._io import iter_appended_jsonl
 from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth._values import Question, Rollout
 
@@ -214,7 +214,7 @@ def dpo_records(tree: ReasoningTree, *, system_prompt: str) -> list[dict[str, An
 
 
 def read_tree_file(path: str | os.PathLike) -> Iterator[ReasoningTree]:
-    """Load every tree of a ``trees.jsonl`` file (a bad line raises
-    [`InputError`][prmsynth.InputError] naming it)."""
-    for _, record in read_jsonl(path):
+    """Load every tree of a ``trees.jsonl`` file, even one a run is still
+    writing (a bad line raises [`InputError`][prmsynth.InputError] naming it)."""
+    for _, record in iter_appended_jsonl(path):
         yield tree_from_dict(record)

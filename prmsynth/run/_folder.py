@@ -226,23 +226,21 @@ def questions_to_search(
     The evolved set is written to ``evolved.jsonl`` (its rejects beside it)
     before the search starts and read back on resume, so a resumed run
     searches the same questions and pays for no evolution twice.  With
-    ``shard`` only that shard of them (by a stable hash of the id).
+    ``shard`` only that shard of the seeds (by a stable hash of the id) is
+    evolved and searched, so every evolved question belongs to its seed's shard.
     """
+    if shard is not None:
+        seeds = select_shard(seeds, *shard)
     if isinstance(pipeline.evolver, NoEvolution):
-        questions = list(seeds)
-    else:
-        path = out_dir / EVOLVED_FILE
-        if path.exists():
-            questions = load_evolved_questions(path)
-        else:
-            questions, rejects = asyncio.run(_evolve(pipeline.evolver, seeds))
-            write_evolved(path, questions, rejects)
-            if log is not None:
-                print(
-                    f"evolve: {len(questions)} questions, {len(rejects)} rejected -> {path}",
-                    file=log,
-                )
-    return questions if shard is None else select_shard(questions, *shard)
+        return list(seeds)
+    path = out_dir / EVOLVED_FILE
+    if path.exists():
+        return load_evolved_questions(path)
+    questions, rejects = asyncio.run(_evolve(pipeline.evolver, seeds))
+    write_evolved(path, questions, rejects)
+    if log is not None:
+        print(f"evolve: {len(questions)} questions, {len(rejects)} rejected -> {path}", file=log)
+    return questions
 
 
 async def _evolve(evolver: Any, seeds: Sequence[Question]) -> tuple[list[Question], list[Any]]:

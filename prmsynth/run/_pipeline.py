@@ -42,7 +42,7 @@ class Pipeline:
     """Evolver, generator, verifier and search policy, composed.
 
     Any of the four can be replaced by your own implementation.  An optional
-    ``critic`` ([`StepCritic`][prmsynth._interfaces.StepCritic]) reads every solution of
+    ``critic`` ([`StepCritic`][prmsynth.StepCritic]) reads every solution of
     each kept tree and stores where it sees the first error beside the Monte
     Carlo labels, for exports with ``consensus``.  Build one
     around a litellm model string with `from_model`, or pass parts:
@@ -94,11 +94,7 @@ class Pipeline:
             api_key=api_key,
             options=dict(llm_options or {}),
         )
-        generator = LLMStepGenerator(
-            llm=llm,
-            sampling=sampling or SamplingSettings(),
-            prefix_mode="assistant" if (model or DEFAULT_MODEL) == DEFAULT_MODEL else "user",
-        )
+        generator = LLMStepGenerator.for_model(llm, model, sampling=sampling)
         if search is not None:
             parts.setdefault("policy", OmegaPRM(settings=search))
         return cls(generator=generator, **parts)

@@ -167,6 +167,23 @@ class LLMStepGenerator(StepGenerator):
     )
     splitter: StepSplitter = split_on_blank_lines
 
+    @classmethod
+    def for_model(
+        cls, llm: LLM, model: str | None, *, sampling: SamplingSettings | None = None
+    ) -> LLMStepGenerator:
+        """A generator for ``llm`` serving the litellm model string ``model``: the
+        embedded model (``model`` None or the default) continues a prefilled
+        reply; a chat API gets the partial solution quoted in the user message.
+
+        >>> from prmsynth.testing import ScriptedLLM
+        >>> LLMStepGenerator.for_model(ScriptedLLM(lambda r: ""), None).prefix_mode
+        'assistant'
+        """
+        from prmsynth.llm._client import DEFAULT_MODEL
+
+        prefix_mode = "assistant" if (model or DEFAULT_MODEL) == DEFAULT_MODEL else "user"
+        return cls(llm=llm, sampling=sampling or SamplingSettings(), prefix_mode=prefix_mode)
+
     def messages(self, question: Question, prefix: Sequence[str]) -> list[dict[str, str]]:
         """The chat messages that ask for a continuation of ``prefix``."""
         messages = [{"role": "system", "content": self.system_prompt}]

@@ -91,7 +91,7 @@ class LLMCritic(StepCritic):
     decoding by default, with room for the critic to reason before it
     answers.  A reply cut off at ``max_tokens``, without a readable index, or
     a failed request gives no verdict; only
-    [`BackendUnavailable`][prmsynth.llm._client.BackendUnavailable] is raised.
+    [`BackendUnavailable`][prmsynth.BackendUnavailable] is raised.
 
     >>> import asyncio
     >>> from prmsynth import Question

@@ -177,15 +177,85 @@ def _phrase_answer(rest: str) -> str | None:
     return answer or None
 
 
+# Words that take back or withhold an answer: a sentence holding one commits to nothing.
+_HEDGE = re.compile(
+    r"\?|\b(?:not|no|never|isn't|aren't|wasn't|doesn't|cannot|can't|wait|hmm|reconsider|"
+    r"maybe|perhaps|might|could|unless|if|whether|check|suppose|assume|mistake|wrong)\b",
+    re.IGNORECASE,
+)
+# A concluding sentence: "Therefore, the area is X", "Thus $x = 3$", "So the total is X".
+_CONCLUSION = re.compile(
+    r"^(?:therefore|thus|hence|so|consequently|finally|in conclusion|in total|altogether|"
+    r"this gives|we get|we find|we conclude that)\b[,:]?\s*",
+    re.IGNORECASE,
+)
+_COPULA = re.compile(r"\s(?:is|are|equals|was|be)\s|=|:\s", re.IGNORECASE)
+# A formula in $...$, $$...$$, \(...\) or \[...\]; an escaped dollar (\$5) is text.
+_MATH_SPAN = re.compile(
+    r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL
+)
+# Prose words (3+ letters) outside LaTeX commands and math spans.
+_PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+
+
+def _sentences(line: str) -> list[str]:
+    """The sentences of one line (a period ends one only when a space or the end follows)."""
+    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$])", line.strip())
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _outside_math(text: str) -> str:
+    return _MATH_SPAN.sub(" ", text)
+
+
+def _concluding_answer(sentence: str) -> str | None:
+    """The answer a concluding sentence commits to, or None."""
+    opening = _CONCLUSION.match(sentence)
+    if not opening or _HEDGE.search(_outside_math(sentence)):
+        return None
+    rest = sentence[opening.end() :]
+    spans = [
+        next(group for group in match.groups() if group) for match in _MATH_SPAN.finditer(rest)
+    ]
+    if spans:
+        # "Thus $x = 3$" / "the volume is \(\frac{4\pi}{3}\) cubic units": the last formula.
+        return _strip_math_wrappers(spans[-1]) or None
+    copulas = list(_COPULA.finditer(rest))
+    if copulas:
+        return _phrase_answer(rest[copulas[-1].end() :])
+    # "So she has 5 apples left": a conclusion with one number commits to it.
+    numbers = _NUMBER.findall(rest)
+    return numbers[0] if len(numbers) == 1 else None
+
+
+def _answer_line(line: str) -> str | None:
+    """A last line that is nothing but the answer (a formula or a number), or None."""
+    stripped = _strip_math_wrappers(line)
+    if not stripped or _HEDGE.search(_outside_math(line)):
+        return None
+    if "=" in stripped and not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", stripped)):
+        # "6 * 7 = 42" as the last line: the computation's result is the answer.
+        return stripped.rsplit("=", 1)[1].strip() or None
+    if _PROSE_WORD.search(_outside_math(line)) or _PROSE_WORD.search(
+        re.sub(r"\\[A-Za-z]+\s*\{[^{}]*\}|\\[A-Za-z]+", " ", stripped)
+    ):
+        return None
+    return stripped
+
+
 def extract_answer(text: str) -> str | None:
-    """Read the final answer out of a model's response, or None when there is none.
+    """Read the final answer a response commits to, or None when it commits to none.
 
     In order of preference: the last ``\\boxed{...}`` or ``\\fbox{...}`` (nested
     braces are matched by a scan), the last "The answer is X" / "Final Answer:
     X" / "the final answer is X", the GSM8K marker ``#### X``, a bold
-    ``**X**`` or an ``Answer: X`` on the last line, and finally the last number
-    in the text.  Surrounding ``$...$`` and trailing periods are removed.
-    Only the last 10,000 characters are read.
+    ``**X**`` or an ``Answer: X`` on the last line, a concluding sentence
+    ("Therefore/Thus/So ... is X"), and a last line that is nothing but the
+    answer.  A number buried in prose is no answer, and neither is a sentence
+    that hedges or rejects ("could it be 4?", "4 is not a solution"): such a
+    response is ``unparseable``, never scored against the reference.
+    Surrounding ``$...$`` and trailing periods are removed.  Only the last
+    10,000 characters are read.
 
     >>> extract_answer("so \\\\boxed{\\\\frac{1}{2}}")
     '\\\\frac{1}{2}'
@@ -193,9 +263,13 @@ def extract_answer(text: str) -> str | None:
     '42'
     >>> extract_answer("She pays 3 * 24 = 72 dollars.\\n#### 72")
     '72'
-    >>> extract_answer("3 + 4 = 7 apples in all.")
-    '7'
-    >>> extract_answer("I do not know.") is None
+    >>> extract_answer("Thus, the domain is \\\\(\\\\left(-\\\\infty, 2\\\\right]\\\\).")
+    '\\\\left(-\\\\infty, 2\\\\right]'
+    >>> extract_answer("Adding them up:\\n\\n$\\\\frac{10}{9}$")
+    '\\\\frac{10}{9}'
+    >>> extract_answer("6*7 = 42. Hmm, wait, let me reconsider.") is None
+    True
+    >>> extract_answer("So a = 3 and b = 4 is not a solution.") is None
     True
     """
     if not isinstance(text, str):
@@ -210,6 +284,9 @@ def extract_answer(text: str) -> str | None:
 
     phrases = list(_ANSWER_PHRASE.finditer(text))
     for match in reversed(phrases):
+        sentence = re.split(r"\.(?:\s|$)", text[match.start() :].split("\n", 1)[0], maxsplit=1)[0]
+        if _HEDGE.search(_outside_math(sentence)):
+            continue  # "the answer is not 4"
         answer = _phrase_answer(text[match.end() :])
         if answer:
             return answer
@@ -221,27 +298,29 @@ def extract_answer(text: str) -> str | None:
             return answer
 
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    if lines:
-        last_line = lines[-1]
-        answer_line = _ANSWER_LINE.match(last_line)
-        if answer_line:
-            answer = _phrase_answer(answer_line.group(1))
-            if answer:
-                return answer
-        bold = [
-            match.group(1)
-            for match in _BOLD.finditer(last_line)
-            if any(character.isdigit() for character in match.group(1))
-        ]
-        if bold:
-            answer = _phrase_answer(bold[-1])
-            if answer:
-                return answer
-
-    numbers = _NUMBER.findall(text)
-    if numbers:
-        return numbers[-1]
-    return None
+    if not lines:
+        return None
+    last_line = lines[-1]
+    answer_line = _ANSWER_LINE.match(last_line)
+    if answer_line:
+        answer = _phrase_answer(answer_line.group(1))
+        if answer:
+            return answer
+    bold = [
+        match.group(1)
+        for match in _BOLD.finditer(last_line)
+        if any(character.isdigit() for character in match.group(1))
+    ]
+    if bold:
+        answer = _phrase_answer(bold[-1])
+        if answer:
+            return answer
+    sentences = _sentences(last_line)
+    if sentences:
+        answer = _concluding_answer(sentences[-1])
+        if answer:
+            return answer
+    return _answer_line(last_line)
 
 
 # ---------------------------------------------------------------------------
@@ -859,6 +938,25 @@ def answers_equivalent(
 # Verifiers
 # ---------------------------------------------------------------------------
 
+
+def value_side(answer: str, reference: str) -> str:
+    """The value an answer states, as the reference needs it: ``\\sin A = \\frac35``
+    against the reference ``\\frac35`` is ``\\frac35``; against an equation
+    (``x^2 + y^2 = 25``) the whole equation is compared.
+
+    >>> value_side("AB = 2\\\\sqrt{5}", "2\\\\sqrt5")
+    '2\\\\sqrt{5}'
+    >>> value_side("5x - 7y + 4 = 0", "5x-7y+4=0")
+    '5x - 7y + 4 = 0'
+    """
+    if "=" in reference or answer.count("=") == 0:
+        return answer
+    if any(symbol in answer for symbol in _RELATIONS):
+        return answer
+    value = answer.rsplit("=", 1)[1].strip()
+    return value or answer
+
+
 _TRUNCATED = Verdict(status="unparseable", reason="truncated: the completion hit the token limit")
 _NO_ANSWER = Verdict(status="unparseable", reason="no answer found")
 
@@ -908,6 +1006,7 @@ class MathAnswerVerifier(StepVerifier):
             )
         if extracted is None or not str(extracted).strip():
             return _NO_ANSWER
+        extracted = value_side(str(extracted), reference)
         try:
             equivalent = self.equivalence(extracted, reference, timeout=self.timeout)
         except EquivalenceCheckError as error:
