@@ -619,3 +619,78 @@ def test_worker_runs_under_a_memory_limit(verifier):
     limits = Path(f"/proc/{pool._process.pid}/limits").read_text()
     line = next(line for line in limits.splitlines() if line.startswith("Max address space"))
     assert line.split()[3] == str(2 * 1024**3)
+
+
+# -- invariants: notation never changes a verdict; no commitment, no credit ------------------
+
+
+@st.composite
+def gold_and_notations(draw) -> tuple[str, list[str]]:
+    """A gold answer in MATH's own notation and the ways a model may write the same value."""
+    kind = draw(st.sampled_from(["integer", "fraction", "decimal", "interval", "tuple", "percent"]))
+    a, b = draw(st.integers(1, 999)), draw(st.integers(2, 999))
+    if kind == "integer":
+        n = draw(st.integers(0, 10**7))
+        gold = f"{n:,}".replace(",", ",\\!")
+        return gold, [
+            str(n),
+            f"{n:,}",
+            f"{n:,}".replace(",", "\\,"),
+            f"x = {n}",
+            f"{n} \\text{{ units}}",
+        ]
+    if kind == "fraction":
+        gold = f"\\frac{{{a}}}{{{b}}}"
+        return gold, [f"\\dfrac{{{a}}}{{{b}}}", f"\\tfrac{{{a}}}{{{b}}}", f"{a}/{b}", gold]
+    if kind == "decimal":
+        gold = f"{a}.{b:03d}"
+        return gold, [gold, f"{gold} \\text{{ cm}}", f"\\${gold}"]
+    if kind == "interval":
+        gold = f"\\left( -{a}, {b} \\right]"
+        return gold, [f"(-{a}, {b}]", f"(-{a},{b}]", f"\\left(-{a},{b}\\right]"]
+    if kind == "tuple":
+        gold = f"({a}, {b})"
+        return gold, [f"\\left({a},{b}\\right)", f"({a},\\,{b})", gold]
+    gold = f"{a}\\%"
+    return gold, [f"{a}", f"{a}%", f"{a} \\%"]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(gold_and_notations(), st.sampled_from(["boxed", "phrase", "therefore", "last line"]))
+def test_a_gold_answer_verifies_against_itself_in_every_notation(verifier, case, form):
+    gold, notations = case
+    for written in [gold, *notations]:
+        response = {
+            "boxed": f"Adding up.\n\nThe answer is $\\boxed{{{written}}}$.",
+            "phrase": f"Adding up.\n\nThe answer is ${written}$.",
+            "therefore": f"Adding up.\n\nTherefore, the result is ${written}$.",
+            "last line": f"Adding up.\n\n${written}$",
+        }[form]
+        verdict = verifier.verify(response, gold)
+        assert verdict.status == "correct", (response, gold, verdict)
+
+
+_PROSE = st.sampled_from(
+    [
+        "We have {n} apples and {m} pears.",
+        "Each box holds {n} items, and {m} boxes are left over.",
+        "First compute {n} + {m}.",
+        "The table lists {n} rows.",
+        "Could it be {n}?",
+        "Wait, {n} does not work here.",
+        "So {n} is not a solution.",
+        "Hmm, maybe {n}, let me reconsider.",
+    ]
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(_PROSE, min_size=1, max_size=4), st.integers(0, 99), st.integers(0, 99))
+def test_a_response_that_commits_to_no_answer_is_never_correct(verifier, sentences, n, m):
+    response = " ".join(sentence.format(n=n, m=m) for sentence in sentences)
+    for gold in (str(n), str(m)):
+        assert verifier.verify(response, gold).status != "correct", response

@@ -154,6 +154,8 @@ def _phrase_answer(rest: str) -> str | None:
     for opening, closing in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if line.startswith(opening):
             end = line.find(closing, len(opening))
+            while end > 0 and closing == "$" and line[end - 1] == "\\":
+                end = line.find(closing, end + 1)  # \$ is a dollar sign, not the closing $
             if end != -1:
                 return line[len(opening) : end]
     # The sentence ends at a period followed by a space (not a decimal point).
@@ -333,7 +335,11 @@ _REMOVED_TOKENS = (
     (re.compile(r"\\left\b"), ""),
     (re.compile(r"\\right\s*(?=[)\]}|.]|\\[}|])"), ""),
     (re.compile(r"\\right\b"), ""),
-    (re.compile(r"\\[!,;:]|\\ |~"), " "),
+    # Thousands written 1,\!234,\!500 or 1\,000: the thin spaces go, the digits join.
+    (re.compile(r"\\!"), ""),
+    (re.compile(r"(?<=\d)\\,(?=\d{3}(?!\d))"), ""),
+    # Spacing commands; the row break \\ of a matrix is kept.
+    (re.compile(r"(?<!\\)\\[,;:]|(?<!\\)\\ |~"), " "),
     (re.compile(r"\\displaystyle\b"), ""),
     # Degrees: 90^\circ, 90^{\circ}, 90°.
     (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ\b|\\circ\b|°|\\degree\b"), ""),
@@ -365,10 +371,11 @@ _BASED_NUMERAL = re.compile(r"(?P<digits>[0-9][0-9A-Za-z]*)_\{?(?P<base>\d{1,2})
 _CHOICE_LETTER = re.compile(r"^\(?\s*(?P<letter>[A-Z])\s*\)?$")
 _RELATIONS = ("<", ">", "\\le", "\\ge", "\\ne", "\\approx", "\\equiv")
 _LONE_VARIABLE = re.compile(r"^(?:[A-Za-z](?:_\{?\w+\}?)?|\\[A-Za-z]+)$")
-_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,])")
+_LONE_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _COMMAND_BEFORE_LETTER = re.compile(r"(\\[A-Za-z]+)\s+(?=[A-Za-z0-9])")
 _INTEGER = re.compile(r"[-+]?\d+")
 _DECIMAL = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+)")
+_SLASH_ENTRY = re.compile(r"(?<![\w}])(?P<top>\d+)/(?P<bottom>\d+)(?![\w{])")
 _SLASH_FRACTION = re.compile(r"(?P<sign>[-+]?)\(?(?P<top>\d+)\)?/\(?(?P<bottom>\d+)\)?")
 _LATEX_FRACTION = re.compile(
     r"(?P<sign>[-+]?)\\frac(?:\{(?P<top>[-+]?\d+(?:\.\d+)?)\}|(?P<top_digit>\d))"
@@ -449,8 +456,14 @@ def normalize_answer(answer: str) -> str:
     answer = _drop_units(answer)
     # Thousands separators are only taken out before spaces are, so that the
     # list "2, 345" is not read as 2345.
-    answer = _THOUSANDS.sub(lambda match: match.group(0).replace(",", ""), answer)
+    # Only a lone number has thousands separators: in (1,100) or {2,345} the comma
+    # separates entries.
+    if _LONE_THOUSANDS.fullmatch(answer.strip()):
+        answer = answer.replace(",", "")
     answer = _collapse_spaces(answer.strip())
+    if "\\begin{" in answer:
+        # Matrix entries: -2/5 and -\frac{2}{5} are one spelling.
+        answer = _SLASH_ENTRY.sub(r"\\frac{\g<top>}{\g<bottom>}", answer)
     choice = _CHOICE_LETTER.match(answer)
     if choice:
         return choice.group("letter")
@@ -907,7 +920,10 @@ def _normalize_for_math_verify(answer: str) -> str:
         answer = pattern.sub(replacement, answer)
     answer = _drop_units(answer.strip())
     answer = _right_hand_side(answer)
-    answer = _THOUSANDS.sub(lambda match: match.group(0).replace(",", ""), answer)
+    # Only a lone number has thousands separators: in (1,100) or {2,345} the comma
+    # separates entries.
+    if _LONE_THOUSANDS.fullmatch(answer.strip()):
+        answer = answer.replace(",", "")
     choice = _CHOICE_LETTER.match(answer.strip())
     if choice:
         return choice.group("letter")
