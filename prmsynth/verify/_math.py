@@ -75,7 +75,14 @@ _ANSWER_PHRASE = re.compile(
 )
 _GSM8K_ANSWER = re.compile(r"####\s*([^\n]+)")
 _BOLD = re.compile(r"\*\*([^*\n]+?)\*\*")
-_ANSWER_LINE = re.compile(r"^\W*(?:final\s+)?answer\s*[:\uff1a]\s*(.+)$", re.IGNORECASE)
+_ANSWER_LINE = re.compile(
+    r"^\W*(?:final\s+)?answer\s*(?:[:\uff1a]|(?=\$|\\\(|\\\[))\s*(.+)$", re.IGNORECASE
+)
+# "Answer" and a displayed formula that ends the response: "Answer \[ 9 \]" over lines.
+_ANSWER_DISPLAY = re.compile(
+    r"(?:^|\n)\W*(?:final\s+)?answer\s*:?\s*(\\\[.+?\\\]|\$\$.+?\$\$)\s*\.?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
 # A number: thousands-separated or plain digits, decimals, a simple fraction.
 # The sign is only taken when no word or closing bracket precedes it, so that
 # "3-5" yields "5" and "= -2" yields "-2".
@@ -107,21 +114,48 @@ def _matching_brace(text: str, open_index: int) -> int | None:
     return None
 
 
-def _last_boxed(text: str) -> str | None:
-    """Content of the last complete ``\\boxed{...}`` or ``\\fbox{...}``."""
+def _boxes(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, content)`` of the last complete ``\\boxed{...}`` /
+    ``\\fbox{...}`` commands, in text order."""
+    found = []
     # Only the last few candidates: an unclosed \boxed{ costs a scan to the end.
-    for match in list(_BOX_COMMAND.finditer(text))[-MAX_BOX_CANDIDATES:][::-1]:
+    for match in list(_BOX_COMMAND.finditer(text))[-MAX_BOX_CANDIDATES:]:
         rest = text[match.end() :]
         stripped = rest.lstrip(" ")
         if stripped.startswith("{"):
             open_index = match.end() + len(rest) - len(stripped)
             closing = _matching_brace(text, open_index)
             if closing is not None:
-                return text[open_index + 1 : closing]
+                found.append((match.start(), closing + 1, text[open_index + 1 : closing]))
         elif rest.startswith(" ") and stripped:
             # "\boxed 5": the argument is the next token.
-            return re.match(r"[^\s$]*", stripped).group(0)
-    return None
+            token = re.match(r"[^\s$]*", stripped).group(0)
+            end = match.end() + len(rest) - len(stripped) + len(token)
+            found.append((match.start(), end, token))
+    return found
+
+
+# What may stand between two boxes that together give one answer: "\boxed{2} and \boxed{6}".
+_BOX_JOINER = re.compile(
+    r"[\s,;$]*(?:(?:\\q?quad|\\text\{\s*(?:and|or)\s*\}|\band\b|\bor\b|[,;$])[\s,;$]*)*"
+)
+
+
+def _final_boxed(text: str) -> tuple[str, int] | None:
+    """The final boxed answer and where it ends; boxes joined only by ``and``,
+    commas or spacing are one answer with several parts (``2, 6``)."""
+    boxes = _boxes(text)
+    if not boxes:
+        return None
+    start, end, content = boxes[-1]
+    parts = [content]
+    for previous_start, previous_end, previous in reversed(boxes[:-1]):
+        if not _BOX_JOINER.fullmatch(text[previous_end:start]):
+            break
+        parts.insert(0, previous)
+        start = previous_start
+    parts = [_strip_math_wrappers(part) for part in parts]
+    return ", ".join(part for part in parts if part), end
 
 
 def _strip_math_wrappers(answer: str) -> str:
@@ -278,18 +312,24 @@ def extract_answer(text: str) -> str | None:
         return None
     text = text[-EXTRACTION_WINDOW:]
 
-    boxed = _last_boxed(text)
+    phrases = list(_ANSWER_PHRASE.finditer(text))
+    boxed = _final_boxed(text)
     if boxed is not None:
-        answer = _strip_math_wrappers(boxed)
+        answer, boxed_end = boxed
+        # A "final answer" stated after the last box overrides a box in the working.
+        later = [m for m in phrases if m.start() >= boxed_end and "final" in m.group(0).lower()]
+        if later:
+            stated = _phrase_answer(text[later[-1].end() :])
+            if _meaningful(stated):
+                return stated
         if answer:
             return answer
 
-    phrases = list(_ANSWER_PHRASE.finditer(text))
     for match in reversed(phrases):
         sentence = re.split(r"\.(?:\s|$)", text[match.start() :].split("\n", 1)[0], maxsplit=1)[0]
         if _HEDGE.search(_outside_math(sentence)):
             continue  # "the answer is not 4"
-        answer = _phrase_answer(text[match.end() :])
+        answer = _stated_answer(text[match.end() :])
         if answer:
             return answer
 
@@ -303,9 +343,12 @@ def extract_answer(text: str) -> str | None:
     if not lines:
         return None
     last_line = lines[-1]
+    display = _ANSWER_DISPLAY.search(text)
+    if display:
+        return _meaningful(_strip_math_wrappers(display.group(1)))
     answer_line = _ANSWER_LINE.match(last_line)
     if answer_line:
-        answer = _phrase_answer(answer_line.group(1))
+        answer = _stated_answer(answer_line.group(1))
         if answer:
             return answer
     bold = [
@@ -319,10 +362,60 @@ def extract_answer(text: str) -> str | None:
             return answer
     sentences = _sentences(last_line)
     if sentences:
-        answer = _concluding_answer(sentences[-1])
-        if answer:
+        answer = _concluding_answer(sentences[-1]) or _declared_answer(sentences[-1])
+        if _meaningful(answer):
             return answer
-    return _answer_line(last_line)
+    return _meaningful(_answer_line(last_line))
+
+
+def _declared_answer(sentence: str) -> str | None:
+    """ "The identity matrix is $M$." / "Here is a zero matrix: $M$": a last
+    sentence that ends by declaring one formula, without a hedge."""
+    sentence = sentence.rstrip(" .")
+    spans = list(_MATH_SPAN.finditer(sentence))
+    if not spans or spans[-1].end() != len(sentence) or _HEDGE.search(_outside_math(sentence)):
+        return None
+    # Formulas blanked out (same length): an "=" inside one is no copula of the sentence.
+    masked = _MATH_SPAN.sub(lambda match: " " * len(match.group(0)), sentence)
+    copulas = list(_COPULA.finditer(masked[: spans[-1].start()] + " "))
+    if not copulas or masked[copulas[-1].end() : spans[-1].start()].strip():
+        return None  # words between the "is" and the formula: not a plain declaration
+    return _strip_math_wrappers(next(g for g in spans[-1].groups() if g)) or None
+
+
+def _stated_answer(rest: str) -> str | None:
+    """The answer stated after "The answer is" / "Final Answer:": the phrase's
+    first sentence, or in "Final Answer: The largest $n$ is 34" what its last
+    "is" states."""
+    line = rest.lstrip(" \t*").split("\n", 1)[0]
+    sentence = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
+    prose = _outside_math(sentence)
+    opens_with_answer = _LEADING_NUMBER.match(sentence) or sentence.lstrip().startswith(
+        ("$", "\\(", "\\[", "\\boxed")
+    )
+    if not opens_with_answer and _COPULA.search(prose) and _PROSE_WORD.search(prose):
+        return _meaningful(_phrase_answer(_outside_math_tail(sentence)))
+    return _meaningful(_phrase_answer(rest))
+
+
+def _meaningful(answer: str | None) -> str | None:
+    """``answer`` unless it is only delimiters or punctuation (``$``, ``\\]``)."""
+    if answer is None or not re.search(
+        r"[A-Za-z0-9]", answer.replace("\\]", "").replace("\\)", "")
+    ):
+        return None
+    return answer
+
+
+def _outside_math_tail(stated: str) -> str:
+    """What follows the last "is" / "=" of a stated answer, outside any formula."""
+    for copula in reversed(list(_COPULA.finditer(stated))):
+        if (
+            not _MATH_SPAN.search(stated[: copula.start()] + "$")
+            or stated[: copula.start()].count("$") % 2 == 0
+        ):
+            return stated[copula.end() :]
+    return stated
 
 
 # ---------------------------------------------------------------------------
@@ -336,6 +429,7 @@ _REMOVED_TOKENS = (
     (re.compile(r"\\right\s*(?=[)\]}|.]|\\[}|])"), ""),
     (re.compile(r"\\right\b"), ""),
     # Thousands written 1,\!234,\!500 or 1\,000: the thin spaces go, the digits join.
+    (re.compile(r",\\!\s*(?=\d{3})"), ","),
     (re.compile(r"\\!"), ""),
     (re.compile(r"(?<=\d)\\,(?=\d{3}(?!\d))"), ""),
     # Spacing commands; the row break \\ of a matrix is kept.
