@@ -239,6 +239,7 @@ def test_extract_answer_reads_only_the_tail():
         "So a = 3 and b = 4 is not a solution.",
         "Could the answer be $12$?",
         "Therefore, if x = 4, the area might be 16.",
+        "Work.\n\n$x$ and $y$ are both odd",
     ],
 )
 def test_a_response_that_commits_to_no_answer_has_none(text):
@@ -258,6 +259,13 @@ def test_a_response_that_commits_to_no_answer_has_none(text):
         ("We add them.\n\n$\\frac{10}{9}$", "\\frac{10}{9}"),
         ("The interval is below.\n\n$[0,1)$", "[0,1)"),
         ("Multiply the two.\n\n6 * 7 = 42", "42"),
+        ("Counting the cases.\n\n$odd$", "odd"),
+        ("The share grows by a quarter.\n\n28 percent", "28\\%"),
+        ("The identity matrix is $I_2$.", "I_2"),
+        ("Therefore, there are 12 sequences. I hope it is correct. <|im_start|>user", "12"),
+        ("\\boxed{(2, 2)} \\quad\\text{and}\\quad \\boxed{(6, 2)}", "(2, 2), (6, 2)"),
+        ("We get \\boxed{255} here.\n\nThe final answer is $10,455$.", "10,455"),
+        ("Final Answer: The largest $n$ is 34.", "34"),
         ("\\boxed{7}\n\nFinal Answer: The final answer is $7$. I hope it is correct.", "7"),
     ],
 )

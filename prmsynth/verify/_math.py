@@ -216,8 +216,14 @@ def _phrase_answer(rest: str) -> str | None:
 # Words that take back or withhold an answer: a sentence holding one commits to nothing.
 _HEDGE = re.compile(
     r"\?|\b(?:not|no|never|isn't|aren't|wasn't|doesn't|cannot|can't|wait|hmm|reconsider|"
-    r"maybe|perhaps|might|could|unless|if|whether|check|suppose|assume|mistake|wrong)\b",
+    r"maybe|perhaps|might|could (?:it|this|that) be|unless|if|whether|check|suppose|assume|"
+    r"mistake|wrong)\b",
     re.IGNORECASE,
+)
+_PERCENT_WORD = re.compile(r"(?<=[\d$])\s*(?:percent|per cent|pct)\.?\s*$", re.IGNORECASE)
+# What may trail the answer and says nothing: chat-template tokens, a sign-off.
+_SIGN_OFF = re.compile(
+    r"(?:\s*(?:<\|[a-z_]+\|>\w*|</s>|I hope (?:it|this) is correct\.?))+\s*$", re.IGNORECASE
 )
 # A concluding sentence: "Therefore, the area is X", "Thus $x = 3$", "So the total is X".
 _CONCLUSION = re.compile(
@@ -236,7 +242,8 @@ _PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
 
 def _sentences(line: str) -> list[str]:
     """The sentences of one line (a period ends one only when a space or the end follows)."""
-    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$])", line.strip())
+    # A sentence may end inside a closing $ or $$: "... \\geq 2.$$ Therefore, ..."
+    parts = re.split(r"(?:(?<=[.!?])|(?<=[.!?]\$)|(?<=[.!?]\$\$))\s+(?=[A-Z\\$])", line.strip())
     return [part.strip() for part in parts if part.strip()]
 
 
@@ -266,9 +273,14 @@ def _concluding_answer(sentence: str) -> str | None:
 
 def _answer_line(line: str) -> str | None:
     """A last line that is nothing but the answer (a formula or a number), or None."""
+    # "28 percent" / "$28$ pct": the word is the percent sign.
+    line = _PERCENT_WORD.sub("\\%", line)
     stripped = _strip_math_wrappers(line)
     if not stripped or _HEDGE.search(_outside_math(line)):
         return None
+    spans = list(_MATH_SPAN.finditer(line.strip().rstrip(".")))
+    if len(spans) == 1 and spans[0].group(0) == line.strip().rstrip("."):
+        return stripped  # all of it set as math ($odd$): the writer's answer, words and all
     if "=" in stripped and not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", stripped)):
         # "6 * 7 = 42" as the last line: the computation's result is the answer.
         return stripped.rsplit("=", 1)[1].strip() or None
@@ -310,7 +322,7 @@ def extract_answer(text: str) -> str | None:
     """
     if not isinstance(text, str):
         return None
-    text = text[-EXTRACTION_WINDOW:]
+    text = _SIGN_OFF.sub("", text[-EXTRACTION_WINDOW:])
 
     phrases = list(_ANSWER_PHRASE.finditer(text))
     boxed = _final_boxed(text)
