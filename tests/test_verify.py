@@ -702,3 +702,13 @@ def test_a_response_that_commits_to_no_answer_is_never_correct(verifier, sentenc
     response = " ".join(sentence.format(n=n, m=m) for sentence in sentences)
     for gold in (str(n), str(m)):
         assert verifier.verify(response, gold).status != "correct", response
+
+
+@given(st.integers(1, 10**6), st.integers(2, 10**6), st.integers(6, 16))
+def test_a_long_decimal_matches_the_fraction_it_rounds_and_a_short_one_must_be_exact(a, b, places):
+    exact = Fraction(a, b)
+    scaled = round(exact * 10**places)  # the decimal with `places` places, rounded
+    rounded = f"{scaled // 10**places}.{scaled % 10**places:0{places}d}"
+    assert fast_equivalent(rounded, f"\\frac{{{a}}}{{{b}}}") is True
+    short = f"{float(exact):.2f}"
+    assert fast_equivalent(short, f"\\frac{{{a}}}{{{b}}}") is (Fraction(short) == exact)

@@ -447,6 +447,7 @@ _REMOVED_TOKENS = (
     # Spacing commands; the row break \\ of a matrix is kept.
     (re.compile(r"(?<!\\)\\[,;:]|(?<!\\)\\ |~"), " "),
     (re.compile(r"\\displaystyle\b"), ""),
+    (re.compile(r"!="), r"\\neq "),
     # Degrees: 90^\circ, 90^{\circ}, 90°.
     (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ\b|\\circ\b|°|\\degree\b"), ""),
     (re.compile(r"\\%|%"), ""),
@@ -639,8 +640,9 @@ def fast_equivalent(extracted: str, reference: str) -> bool | None:
 
     True when the normalized spellings agree (see `normalize_answer`);
     True or False when both are plain numbers (compared exactly, so
-    ``0.5 == 1/2 == \\frac{1}{2}``) or numerals in a base (``2516_8``); None
-    when only a symbolic check can tell.
+    ``0.5 == 1/2 == \\frac{1}{2}``; a decimal of six or more places also
+    matches the fraction it rounds or cuts, ``0.083333 == 1/12``) or
+    numerals in a base (``2516_8``); None when only a symbolic check can tell.
 
     >>> fast_equivalent("\\\\dfrac{3}{4}", "0.75")
     True
@@ -665,8 +667,27 @@ def fast_equivalent(extracted: str, reference: str) -> bool | None:
     left_value = _as_fraction(left)
     right_value = _as_fraction(right)
     if left_value is not None and right_value is not None:
-        return left_value == right_value
+        return (
+            left_value == right_value
+            or _rounds_to(left, right_value)
+            or (_rounds_to(right, left_value))
+        )
     return None
+
+
+#: Decimal places from which a decimal counts as the rounded value of a fraction.
+MIN_ROUNDED_PLACES = 6
+
+
+def _rounds_to(decimal: str, exact: Fraction) -> bool:
+    """Whether ``decimal`` (six or more places) is ``exact`` rounded or cut at its last place:
+    ``0.0833333333333333`` is 1/12; ``0.33`` is not 1/3 (too few places to tell)."""
+    if not _DECIMAL.fullmatch(decimal):
+        return False
+    places = len(decimal.split(".", 1)[1])
+    if places < MIN_ROUNDED_PLACES:
+        return False
+    return abs(Fraction(decimal) - exact) < Fraction(1, 10**places)
 
 
 def _exponent_depth(text: str) -> int:
@@ -1073,7 +1094,7 @@ def value_side(answer: str, reference: str) -> str:
     """
     if "=" in reference or answer.count("=") == 0:
         return answer
-    if any(symbol in answer for symbol in _RELATIONS):
+    if "!=" in answer or any(symbol in answer for symbol in _RELATIONS):
         return answer
     value = answer.rsplit("=", 1)[1].strip()
     return value or answer
