@@ -86,7 +86,9 @@ if TYPE_CHECKING:  # for type checkers and the API docs; at run time see __getat
         ExportSettings,
         export_file,
         export_records,
+        label_path,
         load_schema,
+        parse_math_shepherd,
         validate_file,
         validate_record,
     )
@@ -106,7 +108,6 @@ if TYPE_CHECKING:  # for type checkers and the API docs; at run time see __getat
     from prmsynth.view._html import render_html, write_html
     from prmsynth.view._stats import collect_stats, format_table, plot_stats
 
-
 _LAZY = {
     "LiteLLMClient": "prmsynth.llm._client",
     "RequestLimiter": "prmsynth.llm._ratelimit",
@@ -123,6 +124,8 @@ _LAZY = {
     "ExportSettings": "prmsynth.export._formats",
     "export_file": "prmsynth.export._formats",
     "export_records": "prmsynth.export._formats",
+    "label_path": "prmsynth.export._formats",
+    "parse_math_shepherd": "prmsynth.export._formats",
     "validate_file": "prmsynth.export._formats",
     "validate_record": "prmsynth.export._formats",
     "load_schema": "prmsynth.export._formats",
@@ -214,8 +217,10 @@ __all__ = [
     "extract_answer",
     "flat_record",
     "format_table",
+    "label_path",
     "load_questions",
     "load_schema",
+    "parse_math_shepherd",
     "plot_stats",
     "read_tree_file",
     "reference_from_answer",

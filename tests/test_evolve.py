@@ -764,26 +764,23 @@ def test_cli_defaults_match_the_settings():
     assert _evolve_cli.DEFAULT_ANSWER_MAX_TOKENS == settings.answer_max_tokens
 
 
-def test_run_options_build_an_evolver_only_for_rounds_above_zero(equivalence):
+def test_run_options_give_evolution_settings_only_for_rounds_above_zero():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed", type=int, default=0)
     _evolve_cli.add_evolve_options(parser)
-    llm = ScriptedLLM(lambda request: "")
-    assert _evolve_cli.evolver_from_args(parser.parse_args([]), llm) is None
+    assert _evolve_cli.evolution_settings_from_args(parser.parse_args([])) is None
     args = parser.parse_args(
         ["--evolve-rounds", "2", "--evolve-per-seed", "3", "--n-answer-samples", "5", "--seed", "4"]
     )
-    evolver = _evolve_cli.evolver_from_args(args, llm, equivalence=equivalence)
-    assert isinstance(evolver, EvolveInstruct)
-    assert evolver.equivalence is equivalence
-    assert (evolver.settings.rounds, evolver.settings.per_seed) == (2, 3)
-    assert (evolver.settings.n_answer_samples, evolver.settings.seed) == (5, 4)
+    settings = _evolve_cli.evolution_settings_from_args(args)
+    assert (settings.rounds, settings.per_seed) == (2, 3)
+    assert (settings.n_answer_samples, settings.seed) == (5, 4)
     with pytest.raises(InputError, match="agreement_threshold"):
-        _evolve_cli.evolver_from_args(
-            parser.parse_args(["--evolve-rounds", "1", "--agreement-threshold", "0"]), llm
+        _evolve_cli.evolution_settings_from_args(
+            parser.parse_args(["--evolve-rounds", "1", "--agreement-threshold", "0"])
         )
     with pytest.raises(InputError, match="--evolve-rounds"):
-        _evolve_cli.evolver_from_args(parser.parse_args(["--evolve-rounds", "-2"]), llm)
+        _evolve_cli.evolution_settings_from_args(parser.parse_args(["--evolve-rounds", "-2"]))
 
 
 # -- the embedded model ---------------------------------------------------------

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
 
 if TYPE_CHECKING:
-    from prmsynth._interfaces import LLM, QuestionEvolver
     from prmsynth.evolve._evolver import EvolutionSettings
 
 
@@ -174,26 +173,6 @@ def evolution_settings_from_args(args: argparse.Namespace) -> EvolutionSettings 
         agreement_threshold=args.agreement_threshold,
         seed=getattr(args, "seed", 0) or 0,
     )
-
-
-def evolver_from_args(
-    args: argparse.Namespace, llm: LLM, *, equivalence: Any = None
-) -> QuestionEvolver | None:
-    """An ``EvolveInstruct`` for ``run --evolve-rounds N``, or None for 0.
-
-    ``equivalence`` (for example the run's ``MathAnswerVerifier().equivalence``)
-    shares one worker process with the verifier; by default the evolver
-    starts its own, which its ``close()`` ends.  Raises
-    [`InputError`][prmsynth.InputError] on bad option values.
-    """
-    from prmsynth.evolve._evolver import EvolveInstruct
-
-    settings = evolution_settings_from_args(args)
-    if settings is None:
-        return None
-    if equivalence is None:
-        return EvolveInstruct(llm=llm, settings=settings)
-    return EvolveInstruct(llm=llm, settings=settings, equivalence=equivalence)
 
 
 def run(args: argparse.Namespace) -> int:
