@@ -14,16 +14,9 @@ class Terminal(io.StringIO):
 def tally(done: int, failed: int = 0) -> _Tally:
     counts = _Tally()
     for index in range(done):
-        counts.add(
-            question_id=str(index),
-            status="failed" if index < failed else "kept",
-            reason=None,
-            n_completions=10,
-            prompt_tokens=5,
-            completion_tokens=20,
-            cost=0.01,
-            verdicts={},
-        )
+        line = {"question_id": str(index), "reason": None, "n_completions": 10}
+        line.update(prompt_tokens=5, completion_tokens=20, cost=0.01)
+        counts.add(line, status="failed" if index < failed else "kept", verdicts={})
     return counts
 
 

@@ -118,27 +118,19 @@ class _Tally:
     cost: float = 0.0
     resumed: int = 0
 
-    def add(
-        self,
-        *,
-        question_id: str,
-        status: str,
-        reason: str | None,
-        n_completions: int,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cost: float,
-        verdicts: dict[str, int],
-    ) -> None:
+    def add(self, record: dict[str, Any], *, status: str, verdicts: dict[str, int]) -> None:
+        """Count one finished question from the line written for it (a tree
+        line or a skipped line: both carry the id, reason and costs)."""
+        reason = record.get("reason")
         self.status[status] += 1
         if status == "skipped":
             self.skip_reasons[reason or "unknown"] += 1
         elif status == "failed":
-            self.failures.append({"question_id": question_id, "reason": reason or ""})
-        self.n_completions += n_completions
-        self.prompt_tokens += prompt_tokens
-        self.completion_tokens += completion_tokens
-        self.cost += cost
+            self.failures.append({"question_id": record["question_id"], "reason": reason or ""})
+        self.n_completions += record.get("n_completions", 0)
+        self.prompt_tokens += record.get("prompt_tokens", 0)
+        self.completion_tokens += record.get("completion_tokens", 0)
+        self.cost += record.get("cost", 0.0)
         self.verdicts.update(verdicts)
 
     @property
@@ -392,27 +384,9 @@ def run_to_directory(
 
     tally = _Tally()
     for tree, record in zip(folder.trees, folder.tree_records, strict=True):
-        tally.add(
-            question_id=tree.question.id,
-            status="kept",
-            reason=None,
-            n_completions=record.get("n_completions", 0),
-            prompt_tokens=record.get("prompt_tokens", 0),
-            completion_tokens=record.get("completion_tokens", 0),
-            cost=record.get("cost", 0.0),
-            verdicts=_verdict_counts(tree),
-        )
+        tally.add(record, status="kept", verdicts=_verdict_counts(tree))
     for record in folder.skipped_records:
-        tally.add(
-            question_id=record["question_id"],
-            status="skipped",
-            reason=record.get("reason"),
-            n_completions=record.get("n_completions", 0),
-            prompt_tokens=record.get("prompt_tokens", 0),
-            completion_tokens=record.get("completion_tokens", 0),
-            cost=record.get("cost", 0.0),
-            verdicts=record.get("rollout_verdicts", {}),
-        )
+        tally.add(record, status="skipped", verdicts=record.get("rollout_verdicts", {}))
     tally.resumed = tally.done
     remaining = [question for question in questions if question.id not in folder.finished]
     summary: dict[str, Any] = {"complete": False, "started_at": _now(), **run_info}
@@ -453,22 +427,15 @@ def run_to_directory(
                 )
             if result.status == "kept":
                 # The tree line is the question's commit; derived lines follow.
-                write("trees.jsonl", result_to_tree_record(result))
+                line = result_to_tree_record(result)
+                write("trees.jsonl", line)
                 for name, records in derived_records(result.tree, system_prompt).items():
                     for record in records:
                         write(name, record)
             else:
-                write("skipped.jsonl", _skipped_record(result))
-            tally.add(
-                question_id=result.question.id,
-                status=result.status,
-                reason=result.reason,
-                n_completions=result.n_completions,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                cost=result.cost,
-                verdicts=_verdict_counts(result.tree),
-            )
+                line = _skipped_record(result)
+                write("skipped.jsonl", line)
+            tally.add(line, status=result.status, verdicts=_verdict_counts(result.tree))
             progress.update(tally, result)
             if on_result is not None:
                 on_result(result)
