@@ -39,12 +39,11 @@ def quiet_litellm() -> None:
         logger.addFilter(_not_loop_notice)
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """The model and its sampling: ``--model``, ``--api-base``, ``--temperature``,
-    ``--top-p``, ``--max-tokens``, ``--seed`` (run and label)."""
+def add_model_options(parser: argparse.ArgumentParser, *, sampling: bool = True) -> None:
+    """The model: ``--model``, ``--api-base``; with ``sampling`` also
+    ``--temperature``, ``--top-p``, ``--max-tokens``, ``--seed`` (run and label)."""
     from prmsynth._values import SamplingSettings
 
-    sampling = SamplingSettings()
     parser.add_argument(
         "--model",
         default=None,
@@ -52,9 +51,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "prmsynth/smollm2-135m-instruct)",
     )
     parser.add_argument("--api-base", default=None, help="base URL of the model's API")
-    parser.add_argument("--temperature", type=float, default=sampling.temperature)
-    parser.add_argument("--top-p", type=float, default=sampling.top_p)
-    parser.add_argument("--max-tokens", type=int, default=sampling.max_tokens)
+    if not sampling:
+        return
+    defaults = SamplingSettings()
+    parser.add_argument("--temperature", type=float, default=defaults.temperature)
+    parser.add_argument("--top-p", type=float, default=defaults.top_p)
+    parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
     parser.add_argument(
         "--seed", type=int, default=0, help="sampling seed (where the backend honours one)"
     )

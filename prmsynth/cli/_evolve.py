@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, add_model_options
 
 if TYPE_CHECKING:
     from prmsynth.evolve._evolver import EvolutionSettings
@@ -90,13 +90,7 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
         default="final_answer",
         help="field holding the answer (default: final_answer)",
     )
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="litellm model string (default: the embedded SmolLM2-135M-Instruct, "
-        "prmsynth/smollm2-135m-instruct)",
-    )
-    parser.add_argument("--api-base", default=None, help="base URL of the model's API")
+    add_model_options(parser, sampling=False)
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the random choices and of the LLM samples"
     )
