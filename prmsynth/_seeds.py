@@ -93,6 +93,24 @@ def _line_of(text: str, position: int) -> int:
     return text.count("\n", 0, position) + 1
 
 
+def iter_json_objects(
+    path: str | os.PathLike, required: Sequence[str] = ()
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line, object)`` for each JSON object of ``path`` (any layout
+    [`load_questions`][prmsynth.load_questions] reads); a value that is not an
+    object, or lacks a ``required`` field, raises
+    [`InputError`][prmsynth.InputError] naming the file, line and field."""
+    for line, record in iter_json_records(path):
+        if not isinstance(record, dict):
+            raise InputError(
+                path, f"expected a JSON object, got {type(record).__name__}", line=line
+            )
+        for field in required:
+            if field not in record:
+                raise InputError(path, "missing field", line=line, field=field)
+        yield line, record
+
+
 def load_questions(
     path: str | os.PathLike,
     *,
@@ -115,13 +133,9 @@ def load_questions(
     """
     questions: list[Question] = []
     seen_ids: dict[str, int] = {}
-    for index, (line, record) in enumerate(iter_json_records(path), start=1):
+    for index, (line, record) in enumerate(iter_json_objects(path), start=1):
         if limit is not None and len(questions) >= limit:
             break
-        if not isinstance(record, dict):
-            raise InputError(
-                path, f"expected a JSON object, got {type(record).__name__}", line=line
-            )
         parts = []
         for field in question_fields:
             parts.append(_required_text(record, field, path, line))

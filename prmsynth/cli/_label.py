@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prmsynth._io import append_line, write_jsonl
-from prmsynth._seeds import InputError, iter_json_records, reference_from_answer
+from prmsynth._seeds import InputError, iter_json_objects, reference_from_answer
 from prmsynth._values import Question
 from prmsynth.cli._common import (
     EXIT_FAILURE,
@@ -41,12 +41,7 @@ def read_label_rows(path: str | os.PathLike) -> list[tuple[dict[str, Any], Quest
     """Read and check every row before any work starts."""
     rows = []
     seen: dict[str, int] = {}
-    for line, record in iter_json_records(path):
-        if not isinstance(record, dict):
-            raise InputError(path, "expected a JSON object", line=line)
-        for field in REQUIRED_FIELDS:
-            if field not in record:
-                raise InputError(path, "missing field", line=line, field=field)
+    for line, record in iter_json_objects(path, REQUIRED_FIELDS):
         steps = record["steps"]
         if (
             not isinstance(steps, list)

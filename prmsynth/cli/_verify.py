@@ -66,15 +66,11 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
 
 def _read_rows(path: str, fields: list[str], optional_fields: list[str]) -> list[dict]:
     """Parse and validate every row before any output is written."""
-    from prmsynth._seeds import iter_json_records
+    from prmsynth._seeds import iter_json_objects
 
     rows = []
-    for line, row in iter_json_records(path):
-        if not isinstance(row, dict):
-            raise InputError(path, "expected a JSON object", line=line)
+    for line, row in iter_json_objects(path, fields):
         for field in fields:
-            if field not in row:
-                raise InputError(path, "missing field", line=line, field=field)
             value = row[field]
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise InputError(path, "must be a string or a number", line=line, field=field)
