@@ -20,6 +20,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -29,16 +30,22 @@ from prmsynth._errors import InputError
 
 # Characters that str.splitlines() and some editors take for line ends but JSON
 # leaves unescaped: escaped, so that every reader sees one record per line.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 def dumps_line(record: Any) -> str:
-    """One JSON line, newline included: UTF-8 text, line-break characters escaped.
+    """One JSON line, newline included: UTF-8 text, line-break characters escaped,
+    and a lone surrogate (``"\\ud800"``, which UTF-8 cannot hold) kept as its
+    JSON escape, so one odd character never stops a run.
 
     >>> dumps_line({"text": "a\\u2028b", "é": 1})
     '{"text": "a\\\\u2028b", "é": 1}\\n'
+    >>> dumps_line(["\\ud800"])
+    '["\\\\ud800"]\\n'
     """
-    return json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS) + "\n"
+    text = json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS)
+    return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group(0)):04x}", text) + "\n"
 
 
 def append_line(file: IO[str], record: Any) -> None:

@@ -194,7 +194,7 @@ def test_no_api_key_is_stored(tmp_path):
         assert SECRET.encode() not in file.read_bytes()
     with sqlite3.connect(path) as connection:
         models = {row[0] for row in connection.execute("SELECT model FROM completions")}
-    assert models == {"openai/fake"}
+    assert models == {f'openai/fake {{"api_base": "{server.url}"}}'}
 
 
 @attrs.define
@@ -260,3 +260,26 @@ def test_a_cached_pipeline_rerun_spends_nothing_and_gives_the_same_trees(tmp_pat
     assert [r.status for r in again] == [r.status for r in first]
     assert "kept" in [r.status for r in first]
     assert [tree_to_dict(r.tree) for r in again] == [tree_to_dict(r.tree) for r in first]
+
+
+def test_two_servers_behind_one_model_name_never_share_answers(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    with (
+        FakeOpenAIServer(responder=lambda request: "The answer is \\boxed{1}.") as right,
+        FakeOpenAIServer(responder=lambda request: "The answer is \\boxed{2}.") as wrong,
+        CompletionCache(path) as cache,
+    ):
+        first = asyncio.run(CachedLLM(llm=fake_client(right), cache=cache).complete(prompt(1)))
+        second = asyncio.run(CachedLLM(llm=fake_client(wrong), cache=cache).complete(prompt(1)))
+        requests = wrong.requests
+    assert requests == 1  # the second server was asked, not answered from the first's cache
+    assert first.completions[0].text != second.completions[0].text
+
+
+def test_call_options_that_change_the_model_key_the_cache_but_secrets_never_do():
+    plain = LiteLLMClient(model="openai/m")
+    assert plain.cache_identity() == "openai/m"  # caches of earlier runs stay valid
+    with_options = LiteLLMClient(model="openai/m", options={"extra_body": {"lora": "ckpt-2"}})
+    assert "ckpt-2" in with_options.cache_identity()
+    keyed = LiteLLMClient(model="openai/m", options={"api_key": "sk-secret123456789"})
+    assert "sk-secret" not in keyed.cache_identity()

@@ -90,3 +90,10 @@ def test_a_whole_last_record_without_its_newline_is_kept_and_completed(tmp_path)
     assert [record for _, record in iter_appended_jsonl(path)] == [{"a": 1}, {"a": 2}]
     assert read_appended_jsonl(path, repair=True) == [{"a": 1}, {"a": 2}]
     assert path.read_text() == '{"a": 1}\n{"a": 2}\n'
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=())))
+def test_any_text_even_a_lone_surrogate_is_written_as_utf8_and_reads_back(text):
+    line = dumps_line({"text": text})
+    line.encode("utf-8")  # never raises
+    assert json.loads(line) == {"text": text}

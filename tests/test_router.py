@@ -216,3 +216,12 @@ def test_importing_the_llm_layer_does_not_import_litellm():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_the_cache_keys_a_router_by_its_deployments_never_by_their_keys(tmp_path):
+    with FakeOpenAIServer() as a, FakeOpenAIServer() as b:
+        one = RouterLLM.from_config(write_yaml_config(tmp_path / "one.yaml", [a]), **FAST)
+        two = RouterLLM.from_config(write_yaml_config(tmp_path / "two.yaml", [b]), **FAST)
+    assert one.model == two.model and one.cache_identity() != two.cache_identity()
+    assert a.url in one.cache_identity()
+    assert not any(secret in one.cache_identity() for secret in one.secrets)

@@ -272,3 +272,10 @@ def test_a_corrupt_line_inside_trees_jsonl_stops_the_resume_and_loses_nothing(tm
     with pytest.raises(InputError, match=r"trees.jsonl:2: bad JSON"):
         run(tmp_path, QUESTIONS[:3])
     assert trees.read_text() == "".join(lines)  # nothing cut away, nothing rewritten
+
+
+def test_a_question_with_a_lone_surrogate_is_searched_and_written(tmp_path):
+    odd = Question(id="odd", text="Planted question \ud800", reference_answer="5")
+    summary = run(tmp_path, [odd, *QUESTIONS[:1]])
+    assert summary["complete"] is True
+    assert {tree.question.text for tree in read_tree_file(tmp_path / "trees.jsonl")} >= {odd.text}

@@ -107,7 +107,9 @@ def sample_key(fingerprint: str, sample_index: int) -> str:
     >>> key == hashlib.sha256(b'["m",[],0.7,0.95,8,1,0]').hexdigest()
     True
     """
-    return hashlib.sha256(f"{fingerprint},{int(sample_index)}]".encode()).hexdigest()
+    # surrogatepass: a lone surrogate in a prompt keys its own entry instead of failing.
+    key = f"{fingerprint},{int(sample_index)}]".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(key).hexdigest()
 
 
 def _switch_to_wal(connection: sqlite3.Connection, path: Path, wait: float = 60.0) -> None:
@@ -231,6 +233,9 @@ class CompletionCache:
 
 
 def _default_model_name(llm: object) -> str:
+    identity = getattr(llm, "cache_identity", None)
+    if callable(identity):
+        return identity()  # the model, its server and options: never another server's answers
     model = getattr(llm, "model", None)
     return model if isinstance(model, str) else f"{type(llm).__module__}.{type(llm).__qualname__}"
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import math
 import os
@@ -68,6 +69,14 @@ def import_litellm() -> ModuleType:
     import litellm
 
     return litellm
+
+
+_SECRET_NAME = re.compile(r"key|token|secret|password|credential|authorization", re.IGNORECASE)
+
+
+def without_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` less every entry whose name says it holds a secret."""
+    return {name: value for name, value in options.items() if not _SECRET_NAME.search(name)}
 
 
 def backend_failure(error: BaseException) -> BackendUnavailable | None:
@@ -264,6 +273,27 @@ class RetryingLLM:
 
     def _endpoint_kwargs(self) -> dict[str, Any]:
         return {}
+
+    def _served_by(self) -> dict[str, Any]:
+        """What, besides the model string, decides which model answers (no secrets)."""
+        return {}
+
+    def cache_identity(self) -> str:
+        """What a completion cache keys this backend's answers by: the model
+        string, plus the server, deployments and call options when there are
+        any, so that two servers behind one model name never share answers.
+        Secrets (keys, tokens) are left out.
+
+        >>> LiteLLMClient(model="openai/m").cache_identity()
+        'openai/m'
+        >>> client = LiteLLMClient(model="openai/m", api_base="http://a:8000/v1", api_key="sk-x")
+        >>> client.cache_identity()
+        'openai/m {"api_base": "http://a:8000/v1"}'
+        """
+        served = {**self._served_by(), **without_secrets(self.options)}
+        if not served:
+            return self.model
+        return f"{self.model} {json.dumps(served, sort_keys=True, default=str)}"
 
     @property
     def _local(self) -> bool:
@@ -466,6 +496,9 @@ class LiteLLMClient(RetryingLLM):
 
     def _secrets(self) -> tuple[str, ...]:
         return (self.api_key,) if self.api_key else ()
+
+    def _served_by(self) -> dict[str, Any]:
+        return {"api_base": self.api_base} if self.api_base else {}
 
     def _endpoint_kwargs(self) -> dict[str, Any]:
         endpoint: dict[str, Any] = {}

@@ -41,7 +41,7 @@ from typing import Any
 import attrs
 
 from prmsynth._errors import InputError
-from prmsynth.llm._client import RetryingLLM, import_litellm
+from prmsynth.llm._client import RetryingLLM, import_litellm, without_secrets
 
 #: Router settings prmsynth owns: retries are its own (see the module doc).
 _FORCED_SETTINGS = {"num_retries": 0, "retry_after": 0}
@@ -131,6 +131,8 @@ class RouterLLM(RetryingLLM):
 
     router: Any = attrs.field(repr=False, eq=False)
     secrets: tuple[str, ...] = attrs.field(default=(), repr=False, eq=False)
+    #: The deployments behind ``model`` (their ``litellm_params`` less secrets), for the cache.
+    deployments: tuple[Mapping[str, Any], ...] = attrs.field(default=(), repr=False, eq=False)
 
     @classmethod
     def from_config(
@@ -158,12 +160,21 @@ class RouterLLM(RetryingLLM):
         litellm = import_litellm()
         router_settings = {**config["router_settings"], **_FORCED_SETTINGS}
         router = litellm.Router(model_list=config["model_list"], **router_settings)
+        deployments = tuple(
+            without_secrets(deployment["litellm_params"])
+            for deployment in config["model_list"]
+            if deployment["model_name"] == model
+        )
         return cls(
             model=model,
             router=router,
             secrets=_deployment_secrets(config["model_list"]),
+            deployments=deployments,
             **settings,
         )
+
+    def _served_by(self) -> dict[str, Any]:
+        return {"deployments": list(self.deployments)} if self.deployments else {}
 
     @property
     def _local(self) -> bool:
