@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -10,6 +11,9 @@ from typing import Any
 
 from prmsynth._errors import InputError
 from prmsynth._values import Question
+
+#: The longest question text ``load_questions`` accepts by default (characters).
+MAX_QUESTION_CHARS = 20_000
 
 #: Fields of an evolved-questions file (``prmsynth evolve``) kept as metadata.
 LINEAGE_FIELDS = (
@@ -68,6 +72,10 @@ def iter_json_records(path: str | os.PathLike) -> Iterator[tuple[int, object]]:
             value, end = decoder.raw_decode(text, position)
         except json.JSONDecodeError as error:
             raise InputError(path, f"invalid JSON: {error.msg}", line=error.lineno) from None
+        except RecursionError:
+            raise InputError(
+                path, "JSON nested too deeply", line=_line_of(text, position)
+            ) from None
         yield _line_of(text, position), value
         position = _skip_space(text, end)
         if in_array:
@@ -117,13 +125,16 @@ def load_questions(
     question_fields: Sequence[str] = ("problem",),
     answer_field: str = "final_answer",
     limit: int | None = None,
+    max_question_chars: int = MAX_QUESTION_CHARS,
 ) -> list[Question]:
     """Read seed questions with their reference answers.
 
     The question text is the value of ``question_fields`` (joined by a blank
     line when several are named); the id is the record's ``id`` or ``idx``
     when present, else its position.  Every record is checked before any is
-    returned, so a bad file fails before work starts.
+    returned, so a bad file fails before work starts: a question must be text
+    of at most ``max_question_chars`` characters, an answer text or a finite
+    number.
 
     >>> import tempfile, pathlib
     >>> seed = pathlib.Path(tempfile.mkdtemp()) / "seeds.jsonl"
@@ -136,10 +147,17 @@ def load_questions(
     for index, (line, record) in enumerate(iter_json_objects(path), start=1):
         if limit is not None and len(questions) >= limit:
             break
-        parts = []
-        for field in question_fields:
-            parts.append(_required_text(record, field, path, line))
-        answer = reference_from_answer(_required_text(record, answer_field, path, line))
+        parts = [_required_text(record, field, path, line) for field in question_fields]
+        if sum(map(len, parts)) > max_question_chars:
+            raise InputError(
+                path,
+                f"question longer than {max_question_chars:,} characters "
+                "(raise the limit with --max-question-chars)",
+                line=line,
+            )
+        answer = reference_from_answer(
+            _required_text(record, answer_field, path, line, numbers=True)
+        )
         if not answer:
             raise InputError(
                 path, "the answer is empty after '####'", line=line, field=answer_field
@@ -173,19 +191,28 @@ def load_questions_from_args(args: Any) -> list[Question]:
     if not fields:
         raise InputError("--column-names", "names no field")
     questions = load_questions(
-        args.seed_file, question_fields=fields, answer_field=args.answer_column, limit=args.limit
+        args.seed_file,
+        question_fields=fields,
+        answer_field=args.answer_column,
+        limit=args.limit,
+        max_question_chars=getattr(args, "max_question_chars", MAX_QUESTION_CHARS),
     )
     if not questions:
         raise InputError(args.seed_file, "holds no questions")
     return questions
 
 
-def _required_text(record: dict, field: str, path: str | os.PathLike, line: int) -> str:
+def _required_text(
+    record: dict, field: str, path: str | os.PathLike, line: int, *, numbers: bool = False
+) -> str:
     if field not in record:
         raise InputError(path, "missing field", line=line, field=field)
     value = record[field]
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+    allowed = (str, int, float) if numbers else (str,)
+    if isinstance(value, bool) or not isinstance(value, allowed):
         raise InputError(path, f"expected text, got {type(value).__name__}", line=line, field=field)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(path, f"not a finite number: {value}", line=line, field=field)
     text = str(value).strip()
     if not text:
         raise InputError(path, "empty value", line=line, field=field)

@@ -94,3 +94,16 @@ def test_working_server_passes_the_check_and_the_run_completes(
     assert summary["questions_done"] == 3
     # the labelling rule the search used is part of the run's identity
     assert json.loads((out / "run.json").read_text())["first_error_rule"]["name"] == "relative"
+
+
+def test_overwrite_starts_with_an_empty_cache_of_its_own(seeds, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local0123456789")
+    out = tmp_path / "out"
+    with FakeOpenAIServer() as server:
+        argv = ["run", str(seeds), "--out", str(out), "--model", "openai/fake", "--quiet"]
+        argv += ["--api-base", server.url, "--screen-rollouts", "2"]
+        assert main(argv) == 0
+        first = server.requests
+        assert main([*argv, "--overwrite"]) == 0
+        again = server.requests - first
+    assert again == first  # every request sent again, none answered from the old cache

@@ -84,6 +84,13 @@ def test_limit(tmp_path):
             "duplicate id",
         ),
         ('[{"problem": "p", "final_answer": "1"}', 1, None, "not closed"),
+        ('{"problem": "p", "final_answer": NaN}\n', 1, "final_answer", "not a finite number"),
+        ('{"problem": "p", "final_answer": Infinity}\n', 1, "final_answer", "not a finite"),
+        ('{"problem": "p", "final_answer": 1e400}\n', 1, "final_answer", "not a finite number"),
+        ('{"problem": 42, "final_answer": "1"}\n', 1, "problem", "expected text, got int"),
+        ('{"problem": NaN, "final_answer": "1"}\n', 1, "problem", "expected text, got float"),
+        ('{"problem": "p", "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n", 1, None, "too deeply"),
+        ('{"problem": "' + "x" * 20_001 + '", "final_answer": "1"}\n', 1, None, "longer than"),
     ],
 )
 def test_bad_input_names_file_line_and_field(tmp_path, text, line, field, words):

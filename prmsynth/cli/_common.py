@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 #: The exit status of every command: done, failed, bad input (nothing written).
@@ -145,18 +146,25 @@ def judge_info(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"model": args.judge_model, "api_base": args.judge_api_base}
 
 
-def open_backend(args: argparse.Namespace, backend: BackendSettings) -> tuple[Any, str, Any, Any]:
+def open_backend(
+    args: argparse.Namespace, backend: BackendSettings, *, fresh_cache: bool = False
+) -> tuple[Any, str, Any, Any]:
     """The opening of every command that calls a model: ``(llm, model, cache, critic)``.
 
     litellm is quieted, the backend (and the critic of ``--judge-model``, if
     the command has one) must answer one minimal request, then the LLM is
     built with its cache.  Raises [`BackendUnavailable`][prmsynth.BackendUnavailable]
-    before anything is written when a model cannot serve.
+    before anything is written when a model cannot serve.  ``fresh_cache``
+    (``run --overwrite`` on its own folder's cache) empties the cache first,
+    once the backend has answered.
     """
     from prmsynth.llm._backend import build_llm, check_backend
 
     quiet_litellm()
     check_backend(backend)
+    if fresh_cache and backend.cache_path is not None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{backend.cache_path}{suffix}").unlink(missing_ok=True)
     llm, model, cache = build_llm(backend)
     try:
         critic = critic_from_args(args, backend, cache) if hasattr(args, "judge_model") else None

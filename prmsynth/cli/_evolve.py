@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prmsynth._seeds import MAX_QUESTION_CHARS
 from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, add_model_options
 
 if TYPE_CHECKING:
@@ -95,6 +96,12 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="seed of the random choices and of the LLM samples"
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N seeds")
+    parser.add_argument(
+        "--max-question-chars",
+        type=int,
+        default=MAX_QUESTION_CHARS,
+        help="refuse seed questions longer than this (characters)",
+    )
     _add_vote_options(parser)
     parser.add_argument(
         "--mutation-max-tokens",

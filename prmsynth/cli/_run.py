@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from prmsynth._seeds import MAX_QUESTION_CHARS
 from prmsynth.cli._common import (
     EXIT_FAILURE,
     EXIT_INPUT,
@@ -72,6 +73,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     add_first_error_options(parser)
     add_judge_options(parser)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N questions")
+    parser.add_argument(
+        "--max-question-chars",
+        type=int,
+        default=MAX_QUESTION_CHARS,
+        help="refuse seed questions longer than this (characters)",
+    )
     from prmsynth.llm._backend import add_backend_options
 
     add_backend_options(parser, default_cache="OUT/cache.sqlite")
@@ -144,7 +151,11 @@ def run(args: argparse.Namespace) -> int:
         questions = load_questions_from_args(args)
         fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
         # Before anything is written: a backend that cannot serve stops here.
-        llm, model, cache, critic = open_backend(args, backend)
+        # --overwrite starts over: the folder's own cache too (a shared --cache stays).
+        own_cache = backend.cache_path == Path(args.out) / "cache.sqlite"
+        llm, model, cache, critic = open_backend(
+            args, backend, fresh_cache=args.overwrite and own_cache
+        )
         checked = True
         log = None if args.quiet else sys.stderr
         verifier = MathAnswerVerifier()
