@@ -279,3 +279,16 @@ def test_a_question_with_a_lone_surrogate_is_searched_and_written(tmp_path):
     summary = run(tmp_path, [odd, *QUESTIONS[:1]])
     assert summary["complete"] is True
     assert {tree.question.text for tree in read_tree_file(tmp_path / "trees.jsonl")} >= {odd.text}
+
+
+def test_merge_is_complete_only_with_every_shard_present_and_finished(tmp_path):
+    for index in range(3):
+        folder = tmp_path / f"s{index}"
+        run(folder, QUESTIONS, run_info={**INFO, "shard": f"{index}/3"}, shard=(index, 3))
+    partial = RunFolder(tmp_path / "two").merge([tmp_path / "s0", tmp_path / "s2"])
+    assert partial["complete"] is False and partial["missing_shards"] == ["1/3"]
+    summary = json.loads((tmp_path / "s2" / "summary.json").read_text())
+    (tmp_path / "s2" / "summary.json").write_text(json.dumps({**summary, "complete": False}))
+    unfinished = RunFolder(tmp_path / "all").merge([tmp_path / f"s{i}" for i in range(3)])
+    assert unfinished["complete"] is False and unfinished["missing_shards"] == []
+    assert unfinished["incomplete_shards"] == [str(tmp_path / "s2")]

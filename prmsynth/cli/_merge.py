@@ -35,4 +35,8 @@ def run(args: argparse.Namespace) -> int:
         f"{summary['skipped']} skipped, complete: {summary['complete']} -> {args.out}",
         file=sys.stderr,
     )
+    if summary["missing_shards"]:
+        print(f"missing shards: {', '.join(summary['missing_shards'])}", file=sys.stderr)
+    if summary["incomplete_shards"]:
+        print(f"unfinished: {', '.join(summary['incomplete_shards'])}", file=sys.stderr)
     return EXIT_OK

@@ -470,6 +470,16 @@ def run_to_directory(
     return summary
 
 
+def _missing_shards(infos: Sequence[dict[str, Any]]) -> list[str]:
+    """The shards ``"I/N"`` of a sharded run that none of the folders holds."""
+    shards = [info.get("shard") for info in infos]
+    counts = {shard.split("/")[1] for shard in shards if isinstance(shard, str) and "/" in shard}
+    if len(counts) != 1:
+        return []  # not sharded (or shards of different splits: refused by the settings check)
+    count = int(counts.pop())
+    return [f"{index}/{count}" for index in range(count) if f"{index}/{count}" not in shards]
+
+
 def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
     """Join the output folders of several shards into ``out_dir``.
 
@@ -478,10 +488,10 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
     """
     infos = []
     for source in sources:
-        path = source / SETTINGS_FILE
-        if not path.exists():
+        info = _read_json(source / SETTINGS_FILE)
+        if info is None:
             raise InputError(source, f"has no {SETTINGS_FILE}: not a prmsynth run folder")
-        infos.append(json.loads(path.read_text(encoding="utf-8")))
+        infos.append(info)
     for source, info in zip(sources[1:], infos[1:], strict=True):
         differences = _identity_differences(infos[0], info)
         if differences:
@@ -492,11 +502,11 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
     if any((out_dir / name).exists() for name in (*OUTPUT_FILES, SETTINGS_FILE)):
         raise InputError(out_dir, "already holds a run; merge into an empty folder")
     seen: set[str] = set()
-    trees, tree_records, skipped_records, complete = [], [], [], True
+    trees, tree_records, skipped_records = [], [], []
+    incomplete = []
     for source in sources:
-        summary_path = source / SUMMARY_FILE
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        complete = complete and bool(summary.get("complete"))
+        if not (_read_json(source / SUMMARY_FILE) or {}).get("complete"):
+            incomplete.append(str(source))
         for line, record in enumerate(read_appended_jsonl(source / "trees.jsonl", repair=False), 1):
             if record["question_id"] in seen:
                 continue
@@ -516,9 +526,13 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
     write_jsonl(out_dir / "trees.jsonl", tree_records)
     write_jsonl(out_dir / "skipped.jsonl", skipped_records)
     rebuild_derived_files(out_dir, trees, info.get("system_prompt", DEFAULT_SYSTEM_PROMPT))
+    missing = _missing_shards(infos)
     summary = {
         **info,
-        "complete": complete,
+        # Complete only with every shard present and every one of them complete.
+        "complete": not incomplete and not missing,
+        "incomplete_shards": incomplete,
+        "missing_shards": missing,
         "kept": len(tree_records),
         "skipped": len(skipped_records),
         "completions": sum(r.get("n_completions", 0) for r in (*tree_records, *skipped_records)),
