@@ -240,6 +240,11 @@ def test_extract_answer_reads_only_the_tail():
         "Could the answer be $12$?",
         "Therefore, if x = 4, the area might be 16.",
         "Work.\n\n$x$ and $y$ are both odd",
+        "\\boxed{",
+        "x \\boxed{}",
+        "$a$ $b$",
+        "\\(" * 5000,
+        "Answer " + "\\[" * 3000,
     ],
 )
 def test_a_response_that_commits_to_no_answer_has_none(text):

@@ -472,12 +472,18 @@ def run_to_directory(
 
 def _missing_shards(infos: Sequence[dict[str, Any]]) -> list[str]:
     """The shards ``"I/N"`` of a sharded run that none of the folders holds."""
-    shards = [info.get("shard") for info in infos]
-    counts = {shard.split("/")[1] for shard in shards if isinstance(shard, str) and "/" in shard}
+    shards = set()
+    for info in infos:
+        try:
+            index, count = (int(part) for part in str(info.get("shard")).split("/"))
+        except ValueError:
+            return []  # not sharded
+        shards.add((index, count))
+    counts = {count for _, count in shards}
     if len(counts) != 1:
-        return []  # not sharded (or shards of different splits: refused by the settings check)
-    count = int(counts.pop())
-    return [f"{index}/{count}" for index in range(count) if f"{index}/{count}" not in shards]
+        return []  # shards of different splits
+    count = counts.pop()
+    return [f"{index}/{count}" for index in range(count) if (index, count) not in shards]
 
 
 def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:

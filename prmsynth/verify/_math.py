@@ -223,7 +223,7 @@ _HEDGE = re.compile(
 _PERCENT_WORD = re.compile(r"(?<=[\d$])\s*(?:percent|per cent|pct)\.?\s*$", re.IGNORECASE)
 # What may trail the answer and says nothing: chat-template tokens, a sign-off.
 _SIGN_OFF = re.compile(
-    r"(?:\s*(?:<\|[a-z_]+\|>\w*|</s>|I hope (?:it|this) is correct\.?))+\s*$", re.IGNORECASE
+    r"(?:<\|[a-z_]+\|>\w*|</s>|I hope (?:it|this) is correct\.?)$", re.IGNORECASE
 )
 # A concluding sentence: "Therefore, the area is X", "Thus $x = 3$", "So the total is X".
 _CONCLUSION = re.compile(
@@ -233,8 +233,12 @@ _CONCLUSION = re.compile(
 )
 _COPULA = re.compile(r"\s(?:is|are|equals|was|be)\s|=|:\s", re.IGNORECASE)
 # A formula in $...$, $$...$$, \(...\) or \[...\]; an escaped dollar (\$5) is text.
+# A body never runs past the next opener or closer, so an unclosed "\(" costs a
+# scan to the next delimiter, not to the end of the text (linear, not quadratic).
 _MATH_SPAN = re.compile(
-    r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL
+    r"\$\$([^$]+?)\$\$|(?<!\\)\$([^$]+?)(?<!\\)\$"
+    r"|\\\(((?:(?!\\[()]).)+?)\\\)|\\\[((?:(?!\\[\[\]]).)+?)\\\]",
+    re.DOTALL,
 )
 # Prose words (3+ letters) outside LaTeX commands and math spans.
 _PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
@@ -278,8 +282,12 @@ def _answer_line(line: str) -> str | None:
     stripped = _strip_math_wrappers(line)
     if not stripped or _HEDGE.search(_outside_math(line)):
         return None
+    if _BOX_COMMAND.search(line) or stripped.count("{") != stripped.count("}"):
+        return None  # a box that did not close, or a stray brace: no answer
     spans = list(_MATH_SPAN.finditer(line.strip().rstrip(".")))
-    if len(spans) == 1 and spans[0].group(0) == line.strip().rstrip("."):
+    if len(spans) > 1:
+        return None  # "$a$ $b$": two formulas, no one answer
+    if spans and spans[0].group(0) == line.strip().rstrip("."):
         return stripped  # all of it set as math ($odd$): the writer's answer, words and all
     if "=" in stripped and not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", stripped)):
         # "6 * 7 = 42" as the last line: the computation's result is the answer.
@@ -322,7 +330,12 @@ def extract_answer(text: str) -> str | None:
     """
     if not isinstance(text, str):
         return None
-    text = _SIGN_OFF.sub("", text[-EXTRACTION_WINDOW:])
+    text = text[-EXTRACTION_WINDOW:].rstrip()
+    for _ in range(8):  # a few trailing tokens at most; anchored at the end, so cheap
+        sign_off = _SIGN_OFF.search(text, max(0, len(text) - 64))
+        if sign_off is None:
+            break
+        text = text[: sign_off.start()].rstrip()
 
     phrases = list(_ANSWER_PHRASE.finditer(text))
     boxed = _final_boxed(text)
@@ -337,11 +350,11 @@ def extract_answer(text: str) -> str | None:
         if answer:
             return answer
 
-    for match in reversed(phrases):
-        sentence = re.split(r"\.(?:\s|$)", text[match.start() :].split("\n", 1)[0], maxsplit=1)[0]
-        if _HEDGE.search(_outside_math(sentence)):
+    for match in reversed(phrases[-MAX_BOX_CANDIDATES:]):
+        line = text[match.start() :].split("\n", 1)[0]
+        if _HEDGE.search(_outside_math(_first_sentence(line))):
             continue  # "the answer is not 4"
-        answer = _stated_answer(text[match.end() :])
+        answer = _stated_answer(line[match.end() - match.start() :])
         if answer:
             return answer
 
@@ -395,12 +408,17 @@ def _declared_answer(sentence: str) -> str | None:
     return _strip_math_wrappers(next(g for g in spans[-1].groups() if g)) or None
 
 
+def _first_sentence(line: str) -> str:
+    """Up to the first period that ends a sentence (not a decimal point)."""
+    return re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
+
+
 def _stated_answer(rest: str) -> str | None:
     """The answer stated after "The answer is" / "Final Answer:": the phrase's
     first sentence, or in "Final Answer: The largest $n$ is 34" what its last
     "is" states."""
     line = rest.lstrip(" \t*").split("\n", 1)[0]
-    sentence = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
+    sentence = _first_sentence(line)
     prose = _outside_math(sentence)
     opens_with_answer = _LEADING_NUMBER.match(sentence) or sentence.lstrip().startswith(
         ("$", "\\(", "\\[", "\\boxed")
