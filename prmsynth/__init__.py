@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from prmsynth._errors import (
     BackendUnavailable,
+    BudgetExhausted,
     ExportError,
     InputError,
     LLMError,
@@ -159,6 +160,7 @@ __all__ = [
     "LLM",
     "BackendUnavailable",
     "BestOfN",
+    "BudgetExhausted",
     "CachedLLM",
     "Completion",
     "CompletionCache",

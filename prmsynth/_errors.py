@@ -5,6 +5,8 @@
 - [`LLMError`][prmsynth.LLMError]: a model request failed;
   [`BackendUnavailable`][prmsynth.BackendUnavailable]: the model cannot serve
   at all, so the run stops (finished work stays on disk).
+- [`BudgetExhausted`][prmsynth.BudgetExhausted]: a request that would take the
+  run past its budget was not sent.
 - [`ExportError`][prmsynth.ExportError]: an export could not be made (a record
   failed its schema, or settings that do not fit the format).
 - [`TreeInvariantError`][prmsynth.TreeInvariantError]: a reasoning tree, or
@@ -49,6 +51,12 @@ class BackendUnavailable(LLMError):
     Unlike a failed request, this stops the whole run (it would fail every
     question the same way); the message names the cause and the fix.
     """
+
+
+class BudgetExhausted(RuntimeError):
+    """A request was not sent: it would take the run past ``max_completions`` or
+    ``max_cost``.  The question it belongs to is left unfinished (a resumed run
+    with a larger budget searches it again)."""
 
 
 class ExportError(ValueError):

@@ -236,6 +236,47 @@ def read_appended_jsonl(path: str | os.PathLike, *, repair: bool) -> list[Any]:
     return records
 
 
+def set_aside_corrupt_lines(path: str | os.PathLike) -> list[str]:
+    """Move the corrupt whole lines of an append-only JSONL file into
+    ``<name>.corrupt.jsonl`` beside it; returns a description of each.
+
+    A line damaged in the middle of ``trees.jsonl`` (a disk error, a stray
+    edit) must not cost the records after it: they stay, the bad line is kept
+    aside (as text, with its line number) for inspection, and only its record
+    is lost, so a resumed run redoes just that question.  A torn last line is
+    left for [`read_appended_jsonl`][prmsynth._io.read_appended_jsonl] to cut.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    problems: list[tuple[int, str, bytes]] = []
+    with open(path, "rb") as file:
+        for number, raw in enumerate(file, start=1):
+            if not raw.strip() or not raw.endswith(b"\n"):
+                continue
+            try:
+                json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                problems.append((number, "not UTF-8 text", raw))
+            except json.JSONDecodeError as error:
+                problems.append((number, f"bad JSON: {error.msg}", raw))
+    if not problems:
+        return []
+    aside = path.with_name(path.stem + ".corrupt" + path.suffix)
+    with open(aside, "a", encoding="utf-8") as file:
+        for number, reason, raw in problems:
+            text = raw.decode("utf-8", errors="replace").rstrip("\n")
+            append_line(file, {"file": path.name, "line": number, "reason": reason, "text": text})
+    bad = {number for number, _, _ in problems}
+    with open(path, "rb") as source, atomic_file(path, binary=True) as target:
+        for number, raw in enumerate(source, start=1):
+            if number not in bad:
+                target.write(raw)
+    return [
+        f"{path}:{number}: {reason}; set aside in {aside.name}" for number, reason, _ in problems
+    ]
+
+
 def _end_of_last_line(file: IO[bytes]) -> int:
     """The offset just after the last newline of a binary file (0 when none)."""
     position = file.seek(0, os.SEEK_END)
@@ -247,3 +288,60 @@ def _end_of_last_line(file: IO[bytes]) -> int:
             return start + newline + 1
         position = start
     return 0
+
+
+#: The lock file a run (or merge) holds in its folder while it writes there.
+LOCK_FILE = ".prmsynth.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive OS lock on ``folder`` (created if missing) for the block.
+
+    Two runs writing one folder would interleave and lose records, so a second
+    one is refused with [`InputError`][prmsynth.InputError] naming the holder's
+    process id.  The lock is the OS's (``flock``; ``msvcrt.locking`` on
+    Windows): it is released when the holder exits, killed or not, so a crash
+    never leaves a stale lock behind.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    file = open(path, "a+", encoding="utf-8")  # held for the block
+    try:
+        if not _try_lock(file):
+            file.seek(0)
+            holder = file.read().strip() or "unknown"
+            raise InputError(
+                folder,
+                f"is in use by another prmsynth process (pid {holder}); wait for it to "
+                "finish, or choose another --out",
+            )
+        file.seek(0)
+        file.truncate()
+        file.write(str(os.getpid()))
+        file.flush()
+        yield
+    finally:
+        file.close()  # closing releases the lock
+
+
+def _try_lock(file: IO[str]) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            file.seek(0)
+            msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # a file system without locks (some network mounts): do not refuse
+    return True

@@ -91,10 +91,18 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "--shard", default=None, metavar="I/N", help="run only shard I (0-based) of N"
     )
     parser.add_argument(
-        "--max-completions", type=int, default=None, help="stop starting questions after this"
+        "--max-completions",
+        type=int,
+        default=None,
+        help="hard limit on completions: no request is sent past it; unfinished questions "
+        "run again on resume",
     )
     parser.add_argument(
-        "--max-cost", type=float, default=None, help="stop starting questions after this (USD)"
+        "--max-cost",
+        type=float,
+        default=None,
+        help="hard limit in USD: each request reserves its estimated cost before it is sent, "
+        "so the run goes over by at most what requests in flight cost beyond the estimate",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     from prmsynth.cli import _evolve
@@ -122,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     from prmsynth.evolve._evolver import EvolveInstruct
     from prmsynth.llm._backend import backend_settings_from_args
     from prmsynth.llm._client import BackendUnavailable
-    from prmsynth.run._folder import Budget, file_sha256, run_to_directory
+    from prmsynth.run._budget import Budget
+    from prmsynth.run._folder import file_sha256, run_to_directory
     from prmsynth.run._pipeline import Pipeline
     from prmsynth.search._generation import LLMStepGenerator
     from prmsynth.search._policies import POLICIES

@@ -25,8 +25,16 @@ from typing import Any, TextIO
 
 import attrs
 
+from prmsynth._errors import BudgetExhausted
 from prmsynth._interfaces import NoEvolution, SearchResult
-from prmsynth._io import append_line, read_appended_jsonl, write_json, write_jsonl
+from prmsynth._io import (
+    append_line,
+    folder_lock,
+    read_appended_jsonl,
+    set_aside_corrupt_lines,
+    write_json,
+    write_jsonl,
+)
 from prmsynth._seeds import InputError
 from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth._values import Question
@@ -44,6 +52,7 @@ from prmsynth.export._serialize import (
     sft_records,
     tree_from_dict,
 )
+from prmsynth.run._budget import Budget, BudgetedGenerator, Ledger
 from prmsynth.run._pipeline import Pipeline
 from prmsynth.run._progress import Progress
 from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT
@@ -193,6 +202,8 @@ class _Folder:
     trees: list[ReasoningTree]
     tree_records: list[dict[str, Any]]
     skipped_records: list[dict[str, Any]]
+    #: The corrupt lines set aside on resume, described.
+    set_aside: list[str] = attrs.Factory(list)
 
 
 def _clear(out_dir: Path) -> None:
@@ -281,6 +292,10 @@ def prepare_output_directory(
             )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(settings_path, run_info)
+    set_aside = [
+        *set_aside_corrupt_lines(out_dir / "trees.jsonl"),
+        *set_aside_corrupt_lines(out_dir / "skipped.jsonl"),
+    ]
     tree_records = read_appended_jsonl(out_dir / "trees.jsonl", repair=True)
     skipped_records = [
         record
@@ -309,6 +324,7 @@ def prepare_output_directory(
         trees=trees,
         tree_records=unique_records,
         skipped_records=skipped_records,
+        set_aside=set_aside,
     )
 
 
@@ -333,25 +349,6 @@ def rebuild_derived_files(
         write_jsonl(out_dir / name, records)
 
 
-@attrs.frozen(kw_only=True)
-class Budget:
-    """Run-wide limits; the run stops starting questions once one is reached.
-
-    Questions already in flight finish and are kept, so a run may go over by
-    at most what those questions spend.
-    """
-
-    max_completions: int | None = None
-    max_cost: float | None = None
-
-    def reached(self, tally: _Tally) -> str | None:
-        if self.max_completions is not None and tally.n_completions >= self.max_completions:
-            return "max_completions"
-        if self.max_cost is not None and tally.cost >= self.max_cost:
-            return "max_cost"
-        return None
-
-
 def run_to_directory(
     pipeline: Pipeline,
     questions: Sequence[Question],
@@ -359,7 +356,7 @@ def run_to_directory(
     *,
     run_info: dict[str, Any],
     overwrite: bool = False,
-    budget: Budget = Budget(),
+    budget: Budget | None = None,
     log: TextIO | None = sys.stderr,
     progress_interval: float = 10.0,
     on_result: Callable[[SearchResult], None] | None = None,
@@ -375,10 +372,41 @@ def run_to_directory(
     done.  Raises [`InputError`][prmsynth.InputError] when the folder holds a run with other
     settings (unless ``overwrite``).
     """
+    with folder_lock(out_dir):
+        return _run_locked(
+            pipeline,
+            questions,
+            out_dir,
+            run_info=run_info,
+            overwrite=overwrite,
+            budget=budget or Budget(),
+            log=log,
+            progress_interval=progress_interval,
+            on_result=on_result,
+            shard=shard,
+        )
+
+
+def _run_locked(
+    pipeline: Pipeline,
+    questions: Sequence[Question],
+    out_dir: Path,
+    *,
+    run_info: dict[str, Any],
+    overwrite: bool,
+    budget: Budget,
+    log: TextIO | None,
+    progress_interval: float,
+    on_result: Callable[[SearchResult], None] | None,
+    shard: tuple[int, int] | None,
+) -> dict[str, Any]:
     started = time.monotonic()
     system_prompt = getattr(pipeline.generator, "system_prompt", DEFAULT_SYSTEM_PROMPT)
     run_info = {**run_info, "system_prompt": system_prompt}
     folder = prepare_output_directory(out_dir, run_info, overwrite=overwrite)
+    for problem in folder.set_aside:
+        if log is not None:
+            print(f"warning: {problem}; its question runs again", file=log)
     rebuild_derived_files(out_dir, folder.trees, system_prompt)
     questions = questions_to_search(pipeline, questions, out_dir, shard=shard, log=log)
 
@@ -389,7 +417,15 @@ def run_to_directory(
         tally.add(record, status="skipped", verdicts=record.get("rollout_verdicts", {}))
     tally.resumed = tally.done
     remaining = [question for question in questions if question.id not in folder.finished]
+    ledger = Ledger(budget=budget, spent_completions=tally.n_completions, spent_cost=tally.cost)
+    if budget.limited:
+        # Every request reserves its share before it is sent (see run._budget).
+        pipeline = attrs.evolve(
+            pipeline, generator=BudgetedGenerator(generator=pipeline.generator, ledger=ledger)
+        )
     summary: dict[str, Any] = {"complete": False, "started_at": _now(), **run_info}
+    if folder.set_aside:
+        summary["lines_set_aside"] = folder.set_aside
     summary_path = out_dir / SUMMARY_FILE
     write_json(summary_path, {**summary, **tally.as_dict()})
     progress = Progress(total=len(questions), stream=log, interval=progress_interval)
@@ -411,13 +447,27 @@ def run_to_directory(
     stop_reason: list[str] = []
 
     def should_stop() -> bool:
-        reason = budget.reached(tally)
+        reason = ledger.exhausted
+        if (
+            budget.max_completions is not None
+            and ledger.spent_completions >= budget.max_completions
+        ):
+            reason = reason or "max_completions"
+        if budget.max_cost is not None and ledger.spent_cost >= budget.max_cost:
+            reason = reason or "max_cost"
         if reason and not stop_reason:
             stop_reason.append(reason)
         return reason is not None
 
     async def consume() -> None:
         async for result in pipeline.astream(remaining, stop_when=should_stop, evolve=False):
+            if result.status == "failed" and ledger.exhausted is not None:
+                if (result.reason or "").startswith(BudgetExhausted.__name__):
+                    # Stopped by the budget, not failed: nothing is written, and a
+                    # resumed run searches the question again.
+                    should_stop()
+                    progress.update(tally, result)
+                    continue
             problems = schema_problems(result) if result.status == "kept" else []
             if problems:
                 # Nothing that fails its schema is written; the question is
@@ -453,6 +503,10 @@ def run_to_directory(
         progress.close(tally)
         not_done = len(questions) - tally.done
         summary.update(tally.as_dict())
+        if budget.limited:
+            # What questions left unfinished by the budget spent counts too.
+            summary["completions"] = ledger.spent_completions
+            summary["cost_usd"] = round(ledger.spent_cost, 6)
         summary.update(
             complete=error is None
             and not stop_reason
@@ -595,8 +649,10 @@ class RunFolder:
 
         ``run_info`` is recorded in ``run.json``; its settings (model,
         sampling, search, ...) must match the folder's on resume unless
-        ``overwrite``.  ``max_completions`` / ``max_cost`` stop starting
-        questions once reached.  ``log`` gets progress lines (None: quiet).
+        ``overwrite``.  ``max_completions`` / ``max_cost`` (US dollars) are
+        hard: every request reserves its share before it is sent, and a
+        question the budget cannot finish is left for a resumed run.
+        ``log`` gets progress lines (None: quiet).
         ``shard=(i, n)`` searches only shard ``i`` of ``n`` (join them with
         [`merge`][prmsynth.RunFolder.merge]).
         """
