@@ -7,6 +7,7 @@ import asyncio
 import json
 import pickle
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -390,6 +391,37 @@ def test_timed_out_check_is_incorrect_and_the_worker_recovers(verifier):
     assert finishes_within(lambda: equivalence("\\sqrt{4}", "2", timeout=30.0)) is True
 
 
+def test_a_pathological_check_costs_its_own_timeout_not_everyone_s():
+    import threading
+
+    finished: list[str] = []
+
+    def check(name, extracted, reference, timeout):
+        try:
+            equivalence(extracted, reference, timeout=timeout)
+        except EquivalenceCheckError:
+            pass
+        finished.append(name)
+
+    with MathEquivalence(processes=2) as equivalence:
+        equivalence("\\sqrt{4}", "2", timeout=60.0)  # one worker warm
+        slow = threading.Thread(target=check, args=("slow", "5", "10^{10^{10}}", 20.0))
+        slow.start()
+        time.sleep(0.2)  # the slow check holds the warm worker
+        check("fast", "\\sqrt{9}", "3", 60.0)
+        assert equivalence._pool.n_running == 2
+        assert finished == ["fast"]  # done while the other check still runs
+        equivalence.close()  # ends the hung worker too
+        slow.join(30)
+    assert finished == ["fast", "slow"]
+
+
+def test_the_checker_pool_has_one_process_per_core_by_default():
+    from prmsynth.verify._math import default_checker_processes
+
+    assert MathEquivalence()._pool.size == default_checker_processes() >= 1
+
+
 def test_timed_out_check_gives_incorrect_verdict():
     slow = MathAnswerVerifier(timeout=0.5)
     try:
@@ -682,8 +714,8 @@ def test_cli_missing_file(tmp_path, capsys):
 @pytest.mark.skipif(not Path("/proc/self/limits").exists(), reason="needs Linux /proc")
 def test_worker_runs_under_a_memory_limit(verifier):
     assert verifier.verify(boxed("\\sqrt{25}"), "5").correct  # a symbolic check: worker up
-    pool = verifier.equivalence._pool
-    limits = Path(f"/proc/{pool._process.pid}/limits").read_text()
+    worker = next(worker for worker in verifier.equivalence._pool._workers if worker.running)
+    limits = Path(f"/proc/{worker._process.pid}/limits").read_text()
     line = next(line for line in limits.splitlines() if line.startswith("Max address space"))
     assert line.split()[3] == str(2 * 1024**3)
 

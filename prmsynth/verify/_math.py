@@ -1080,10 +1080,10 @@ def _end_process(process: Any, connection: Any) -> None:
                 pass  # killed but not yet reaped; nothing more to do
 
 
-class _WorkerPool:
+class _Worker:
     """One math-verify worker process, started lazily and replaced after a timeout.
 
-    Thread-safe: a lock serializes the checks.  ``close()`` ends the worker;
+    Thread-safe: a lock serializes its checks.  ``close()`` ends the process;
     the next check starts a new one.  Pickling keeps only the settings.
     """
 
@@ -1205,6 +1205,77 @@ class _WorkerPool:
             self._stop()
 
 
+def default_checker_processes() -> int:
+    """One checker process per core this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+class _WorkerPool:
+    """Up to ``size`` math-verify worker processes (default: one per core).
+
+    A check takes an idle worker, so checks from different threads run in
+    parallel and a pathological answer costs only its own worker its timeout.
+    Workers start on demand, the most recently used first, so a light load
+    keeps one process.  Thread-safe; pickling keeps only the settings.
+    """
+
+    def __init__(
+        self,
+        memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
+        startup_timeout: float = 120.0,
+        size: int | None = None,
+    ):
+        import queue
+
+        self.memory_limit = memory_limit
+        self.startup_timeout = startup_timeout
+        self.size = size or default_checker_processes()
+        self._workers = [
+            _Worker(memory_limit=memory_limit, startup_timeout=startup_timeout)
+            for _ in range(self.size)
+        ]
+        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        for worker in reversed(self._workers):
+            self._idle.put(worker)
+
+    def __getstate__(self) -> dict:
+        return {
+            "memory_limit": self.memory_limit,
+            "startup_timeout": self.startup_timeout,
+            "size": self.size,
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    @property
+    def running(self) -> bool:
+        """Whether any worker process is alive now."""
+        return any(worker.running for worker in self._workers)
+
+    @property
+    def n_running(self) -> int:
+        return sum(worker.running for worker in self._workers)
+
+    def check(self, extracted: str, reference: str, timeout: float) -> bool | None:
+        """math-verify's verdict on the two answers; raises EquivalenceCheckError."""
+        worker = self._idle.get()
+        try:
+            return worker.check(extracted, reference, timeout)
+        finally:
+            self._idle.put(worker)
+
+    def close(self) -> None:
+        """End every worker process; a later check starts a new one."""
+        for worker in self._workers:
+            worker.close()
+
+
 @attrs.frozen(kw_only=True, eq=False)
 class MathEquivalence:
     """Equivalence of two math answers: exact fast path, then math-verify in a worker.
@@ -1213,12 +1284,14 @@ class MathEquivalence:
     False, or None when the reference itself does not parse.  Plain numbers
     and spellings that normalize alike are decided in-process (see
     `fast_equivalent`); the rest (expressions, tuples, intervals,
-    sets) goes to math-verify in one worker process, which is killed when a
-    check overruns ``timeout`` and replaced on the next call.  The worker
-    runs under a memory limit (``memory_limit`` bytes, None for none).
+    sets) goes to math-verify in worker processes (``processes`` of them at
+    most, default one per core, started as concurrent checks need them); a
+    worker is killed when its check overruns ``timeout`` and replaced on the
+    next call, so one pathological answer costs only its own check.  Workers
+    run under a memory limit (``memory_limit`` bytes, None for none).
     Absurd answers (longer than 1,000 characters, exponent towers deeper than
     2) are refused before sympy.  Checks that cannot complete raise
-    `EquivalenceCheckError`.  Thread-safe; ``close()`` ends the worker.
+    `EquivalenceCheckError`.  Thread-safe; ``close()`` ends the workers.
 
     >>> equivalence = MathEquivalence()
     >>> equivalence("\\\\frac{1}{2}", "0.5", timeout=2.0)
@@ -1227,11 +1300,12 @@ class MathEquivalence:
     """
 
     memory_limit: int | None = DEFAULT_MEMORY_LIMIT
+    processes: int | None = None
     _pool: _WorkerPool = attrs.field(init=False, repr=False)
 
     @_pool.default
     def _make_pool(self) -> _WorkerPool:
-        return _WorkerPool(memory_limit=self.memory_limit)
+        return _WorkerPool(memory_limit=self.memory_limit, size=self.processes)
 
     def __call__(
         self, extracted: str, reference: str, *, timeout: float = DEFAULT_TIMEOUT
