@@ -16,6 +16,38 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
+
+# Key-shaped tokens a provider may echo back in an error ("Incorrect API key
+# provided: sk-...", "Authorization: Bearer ...", Hugging Face "hf_...").
+_KEY_PATTERN = re.compile(
+    r"(?i)(bearer\s+)[^\s'\",]+|\b(?:sk|pk|rk)-[A-Za-z0-9_\-*]{6,}|\bhf_[A-Za-z0-9]{16,}"
+)
+# Environment variables that hold credentials, by the names providers use.
+_SECRET_NAME = re.compile(r"(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
+
+
+def secrets_in_environment() -> tuple[str, ...]:
+    """The values of credential-like environment variables (``OPENAI_API_KEY``,
+    ``HF_TOKEN``, ...), longest first; short values are not treated as secrets."""
+    values = {
+        value for name, value in os.environ.items() if _SECRET_NAME.search(name) and len(value) >= 8
+    }
+    return tuple(sorted(values, key=len, reverse=True))
+
+
+def redact_secrets(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` without ``secrets``, credential values from the environment and
+    key-shaped tokens (``sk-...``, ``Bearer ...``), each replaced by ``***``.
+
+    >>> redact_secrets("Incorrect API key provided: sk-abc123456789. Bearer xyz")
+    'Incorrect API key provided: ***. Bearer ***'
+    """
+    for secret in (*secrets, *secrets_in_environment()):
+        if secret and secret in text:
+            text = text.replace(secret, "***")
+    return _KEY_PATTERN.sub(lambda match: (match.group(1) or "") + "***", text)
 
 
 class InputError(ValueError):

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from prmsynth._errors import InputError
+from prmsynth._errors import InputError, secrets_in_environment
 
 # Characters that str.splitlines() and some editors take for line ends but JSON
 # leaves unescaped: escaped, so that every reader sees one record per line.
@@ -44,8 +44,17 @@ def dumps_line(record: Any) -> str:
     >>> dumps_line(["\\ud800"])
     '["\\\\ud800"]\\n'
     """
-    text = json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS)
+    text = _without_secrets(json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS))
     return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group(0)):04x}", text) + "\n"
+
+
+def _without_secrets(text: str) -> str:
+    # The last line of defence: a credential from the environment never
+    # reaches a file, whatever put it into a record.
+    for secret in secrets_in_environment():
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
 
 
 def append_line(file: IO[str], record: Any) -> None:
@@ -133,8 +142,7 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write one indented JSON document, atomically."""
     with atomic_file(path) as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
+        handle.write(_without_secrets(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 
 
 @contextlib.contextmanager

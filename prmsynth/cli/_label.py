@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prmsynth._errors import redact_secrets
 from prmsynth._io import append_line, write_jsonl
 from prmsynth._seeds import InputError, iter_json_objects, reference_from_answer
 from prmsynth._values import Question
@@ -208,7 +209,7 @@ def label_row(
         "first_error_rule": pipeline.policy.rule.name,
     }
     if labels.status == "failed":
-        row["reason"] = labels.reason
+        row["reason"] = None if labels.reason is None else redact_secrets(labels.reason)
     if judge_model is not None:
         critique = labels.critique
         row["critic_model"] = judge_model

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from prmsynth.cli._common import EXIT_INPUT
 
@@ -40,6 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _RedactingStream:
+    """stderr with credentials taken out of every write: an error a provider
+    echoes with the key in it never reaches a terminal or a log file."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from prmsynth._errors import redact_secrets
+
+        return self._stream.write(redact_secrets(text))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``prmsynth`` console script."""
     parser = build_parser()
@@ -48,7 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return EXIT_INPUT
-    return handler(args)
+    stderr = sys.stderr
+    sys.stderr = _RedactingStream(stderr)  # the application's stream, restored below
+    try:
+        return handler(args)
+    finally:
+        sys.stderr = stderr
 
 
 if __name__ == "__main__":

@@ -338,7 +338,10 @@ class Rejection:
     root_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        from prmsynth._errors import redact_secrets
+
+        # The detail may quote a failed request's error, and errors may echo keys.
+        return {**attrs.asdict(self), "detail": redact_secrets(self.detail)}
 
 
 @attrs.frozen(kw_only=True)

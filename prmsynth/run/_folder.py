@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import attrs
 
-from prmsynth._errors import BudgetExhausted
+from prmsynth._errors import BudgetExhausted, redact_secrets
 from prmsynth._interfaces import NoEvolution, SearchResult
 from prmsynth._io import (
     append_line,
@@ -183,7 +183,7 @@ def _skipped_record(result: SearchResult) -> dict[str, Any]:
         "question_id": result.question.id,
         "question": result.question.text,
         "status": result.status,
-        "reason": result.reason,
+        "reason": None if result.reason is None else redact_secrets(result.reason),
         "n_correct": root["n_correct"],
         "n_rollouts": root["n_rollouts"],
         "n_completions": result.n_completions,
@@ -519,7 +519,7 @@ def _run_locked(
             wall_seconds=round(time.monotonic() - started, 3),
         )
         if error is not None:
-            summary["error"] = f"{type(error).__name__}: {error}"
+            summary["error"] = redact_secrets(f"{type(error).__name__}: {error}")
         write_json(summary_path, summary)
     return summary
 
