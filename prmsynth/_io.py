@@ -17,11 +17,10 @@ Every file prmsynth writes goes through here, so that they all agree:
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -68,16 +67,21 @@ def append_line(file: IO[str], record: Any) -> None:
     os.fsync(file.fileno())
 
 
-@functools.cache
-def _new_file_mode() -> int:
-    # The umask can only be read by setting it; /proc shows it without that race.
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o644
+def _create_beside(target: Path) -> tuple[int, str]:
+    """Create an empty temporary file beside ``target``: ``(descriptor, name)``.
+
+    Created as ``open()`` creates a file, with mode ``0o666`` less the umask
+    applied by the kernel: ``tempfile.mkstemp`` makes owner-only files, and
+    reading the umask to fix that up afterwards races with other threads.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_BINARY", 0)  # no newline translation on Windows
+    while True:
+        name = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue  # a name another writer holds; draw another
 
 
 @contextlib.contextmanager
@@ -97,11 +101,8 @@ def atomic_files(paths: Sequence[str | os.PathLike], *, binary: bool = False) ->
     handles: list[IO] = []
     try:
         for target in targets:
-            descriptor, name = tempfile.mkstemp(
-                prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-            )
+            descriptor, name = _create_beside(target)
             temporary.append(name)
-            os.chmod(name, _new_file_mode())
             if binary:
                 handles.append(os.fdopen(descriptor, "wb"))
             else:

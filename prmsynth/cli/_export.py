@@ -111,6 +111,13 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
         default=None,
         help="system message of the chat formats (default: the generator's)",
     )
+    export.add_argument(
+        "--generator",
+        default=None,
+        metavar="NAME",
+        help="processbench: the model that wrote the solutions (default: the model in the "
+        "run.json beside TREES, named as ProcessBench names models: the part after the last /)",
+    )
 
     validate = subparsers.add_parser(
         "validate",
@@ -144,7 +151,34 @@ def _settings(args: argparse.Namespace) -> Any:
     }
     if args.system_prompt is not None:
         options["system_prompt"] = args.system_prompt
+    options["generator"] = args.generator or run_generator(args.trees)
     return ExportSettings(**options)
+
+
+def run_generator(trees: list[str]) -> str | None:
+    """The model the runs that wrote ``trees`` used, as ProcessBench names a
+    generator (the model string after its last ``/``); None when no ``run.json``
+    beside them says, or they disagree.
+
+    >>> import json, pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "run.json").write_text(json.dumps({"model": "hosted_vllm/Qwen/Qwen2.5-7B"}))
+    >>> run_generator([str(folder / "trees.jsonl")])
+    'Qwen2.5-7B'
+    """
+    from pathlib import Path
+
+    from prmsynth._errors import InputError
+    from prmsynth.run._folder import RunFolder
+
+    names = set()
+    for path in trees:
+        try:
+            model = (RunFolder(Path(path).parent).settings() or {}).get("model")
+        except InputError:
+            model = None  # provenance only: an unreadable run.json leaves it unknown
+        names.add(model.rsplit("/", 1)[-1] if isinstance(model, str) and model else None)
+    return names.pop() if len(names) == 1 else None
 
 
 def run_export(args: argparse.Namespace) -> int:
