@@ -100,7 +100,7 @@ def backend_failure(error: BaseException) -> BackendUnavailable | None:
 
 def _redact(text: str, secrets: str | Iterable[str | None] | None) -> str:
     """``text`` without the given secrets, credentials from the environment and
-    key-shaped tokens (see [`redact_secrets`][prmsynth._errors.redact_secrets]).
+    key-shaped tokens (see `redact_secrets`).
 
     >>> _redact("Incorrect API key provided: sk-abc123456789. Bearer xyz", None)
     'Incorrect API key provided: ***. Bearer ***'

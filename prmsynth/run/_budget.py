@@ -36,7 +36,7 @@ class Budget:
 
 @attrs.define(kw_only=True)
 class Ledger:
-    """What a run has spent and reserved against its [`Budget`][prmsynth.run._budget.Budget].
+    """What a run has spent and reserved against its `Budget`.
 
     Used from one event loop, so no lock: a reservation and its check happen
     without an ``await`` between them.  A request's cost is unknown until it
