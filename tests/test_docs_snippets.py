@@ -297,6 +297,8 @@ def _close(namespace: dict) -> None:
 def test_snippet_runs(snippet, workdir, server):
     if "plot_stats(" in snippet.source and importlib.util.find_spec("matplotlib") is None:
         pytest.skip("plot_stats needs matplotlib (the plot extra)")
+    if "import datasets" in snippet.source and importlib.util.find_spec("datasets") is None:
+        pytest.skip("this snippet needs datasets (the hf extra)")
     code = snippet.code()
     if LOCAL_SERVER in snippet.source:  # the tutorial's vLLM server is the fake one
         source = "\n" * snippet.line + snippet.source.replace(LOCAL_SERVER, server.url)
