@@ -127,7 +127,7 @@ def _questions(
         question_id = str(record.get("id", record.get("idx", index)))
         if question_id in seen_ids:
             raise row.error(f"duplicate id {question_id!r} (first on {seen_ids[question_id]})")
-        seen_ids[question_id] = f"line {row.line}" if row.line is not None else f"row {row.row}"
+        seen_ids[question_id] = row.where
         yield Question(
             id=question_id,
             text="\n\n".join(parts),

@@ -65,6 +65,11 @@ class Row:
     line: int | None = None
     row: int | None = None
 
+    @property
+    def where(self) -> str:
+        """``"line 3"`` or ``"row 2"``, for messages that point back at this row."""
+        return f"line {self.line}" if self.line is not None else f"row {self.row}"
+
     def error(self, message: str, *, field: str | None = None) -> InputError:
         """An [`InputError`][prmsynth.InputError] located at this row."""
         return InputError(self.source, message, line=self.line, row=self.row, field=field)

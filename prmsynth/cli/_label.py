@@ -66,7 +66,7 @@ def read_label_rows(
         row_id = str(record["id"])
         if row_id in seen:
             raise row.error(f"duplicate id {row_id!r} (first on {seen[row_id]})")
-        seen[row_id] = f"line {row.line}" if row.line is not None else f"row {row.row}"
+        seen[row_id] = row.where
         question = Question(id=row_id, text=record["problem"].strip(), reference_answer=reference)
         rows.append((record, question, [step.strip() for step in steps]))
     return rows
