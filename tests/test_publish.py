@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -129,9 +130,13 @@ def test_push_creates_the_dataset_and_uploads_the_dry_run_folder(
     argv = ["push", str(run_dir), "me/prm-data", "--private"]
     assert main([*argv, "--dry-run", "--folder", str(dry)]) == 0
     capsys.readouterr()
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    hub_env.setattr(tempfile, "tempdir", str(temporary))
     with FakeHub() as hub:
         hub_env.setenv("HF_ENDPOINT", hub.url)
         assert main(argv) == 0
+    assert list(temporary.iterdir()) == []  # the upload was assembled there, then removed
     output = capsys.readouterr()
     assert f"{hub.url}/datasets/me/prm-data" in output.err
     created = next(r for r in hub.requests if r.path == "/api/repos/create")
