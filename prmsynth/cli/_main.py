@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from prmsynth.cli._common import EXIT_INPUT
 
@@ -24,6 +25,7 @@ COMMAND_MODULES = (
     "prmsynth.cli._export",
     "prmsynth.cli._verify",
     "prmsynth.cli._view",
+    "prmsynth.cli._push",
 )
 
 
@@ -41,20 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _RedactingStream:
-    """stderr with credentials taken out of every write: an error a provider
-    echoes with the key in it never reaches a terminal or a log file."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        from prmsynth._errors import redact_secrets
-
-        return self._stream.write(redact_secrets(text))
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._stream, name)
+from typing import Any, TextIO
 
 
 def main(argv: Sequence[str] | None = None) -> int:

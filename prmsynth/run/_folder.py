@@ -77,18 +77,13 @@ IDENTITY_KEYS = (
     "judge",
     "system_prompt",
     "seed_file_sha256",
+    "seed_subset",
+    "seed_split",
+    "seed_revision",
     "question_fields",
     "answer_field",
     "evolution",
 )
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard_of(question_id: str, count: int) -> int:
