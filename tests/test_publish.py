@@ -54,6 +54,10 @@ def hub_env(tmp_path, monkeypatch):
     monkeypatch.setattr(
         huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"), raising=False
     )
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: another test that
+    # imported it offline must not turn the loopback Hub off for this one.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False, raising=False)
     return monkeypatch
 
 
