@@ -11,6 +11,8 @@
   failed its schema, or settings that do not fit the format).
 - [`TreeInvariantError`][prmsynth.TreeInvariantError]: a reasoning tree, or
   its serialized form, breaks a structural rule.
+- [`PublishError`][prmsynth.PublishError]: the Hugging Face Hub refused an
+  upload or could not be reached.
 """
 
 from __future__ import annotations
@@ -51,10 +53,14 @@ def redact_secrets(text: str, secrets: Iterable[str | None] = ()) -> str:
 
 
 class InputError(ValueError):
-    """Bad input, located: the message names the file, line and field.
+    """Bad input, located: the message names the file (or other source), the
+    line of a text file or the row of a table (counted from 0, as
+    ``dataset[row]``), and the field.
 
     >>> str(InputError("seeds.jsonl", "missing field", line=3, field="problem"))
     "seeds.jsonl:3: field 'problem': missing field"
+    >>> str(InputError("seeds.parquet", "empty value", row=0, field="problem"))
+    "seeds.parquet, row 0: field 'problem': empty value"
     >>> str(InputError("--limit", "must be >= 1, got 0"))
     '--limit: must be >= 1, got 0'
     """
@@ -66,9 +72,13 @@ class InputError(ValueError):
         *,
         line: int | None = None,
         field: str | None = None,
+        row: int | None = None,
     ) -> None:
         self.path, self.line, self.field, self.message = str(path), line, field, message
+        self.row = row
         location = self.path if line is None else f"{self.path}:{line}"
+        if row is not None:
+            location = f"{location}, row {row}"
         where = f" field {field!r}:" if field is not None else ""
         super().__init__(f"{location}:{where} {message}")
 
@@ -97,3 +107,8 @@ class ExportError(ValueError):
 
 class TreeInvariantError(ValueError):
     """A reasoning tree (or its serialized form) breaks a structural rule."""
+
+
+class PublishError(RuntimeError):
+    """The Hugging Face Hub refused an upload or could not be reached (the
+    message never contains the token)."""

@@ -362,6 +362,8 @@ def _close(namespace: dict) -> None:
 def test_snippet_runs(snippet, workdir, server):
     if "plot_stats(" in snippet.source and importlib.util.find_spec("matplotlib") is None:
         pytest.skip("plot_stats needs matplotlib (the plot extra)")
+    if "import datasets" in snippet.source and importlib.util.find_spec("datasets") is None:
+        pytest.skip("this snippet needs datasets (the hf extra)")
     code = snippet.code()
     if snippet.skip is not None:
         pytest.skip(snippet.skip)

@@ -27,8 +27,9 @@ from prmsynth._errors import InputError, redact_secrets
 
 #: The formats ``--config`` reads, by file suffix.
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
-#: Options every command has that say how it reports, not what it does; a
-#: written config leaves them out (a config may still set them).
+#: Options every command has that say how it reports and where its options came
+#: from, not what it does: a written config or command line leaves them out (a
+#: config may still set the first three).
 REPORTING_OPTIONS = ("config", "verbose", "quiet", "log_file")
 #: Options whose values are paths: a written config holds them absolute when they exist.
 PATH_OPTIONS = ("seed_file", "out", "cache", "router_config", "input", "trees", "folders")

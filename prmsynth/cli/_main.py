@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import shlex
 import sys
 import textwrap
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from prmsynth.cli._common import EXIT_CODES, EXIT_INPUT, EXIT_INTERRUPTED
+from prmsynth.cli._config import REPORTING_OPTIONS
 
 #: The command modules, in the order ``--help`` lists their commands.
 COMMAND_MODULES = (
@@ -27,6 +29,7 @@ COMMAND_MODULES = (
     "prmsynth.cli._export",
     "prmsynth.cli._verify",
     "prmsynth.cli._view",
+    "prmsynth.cli._push",
 )
 
 
@@ -113,6 +116,41 @@ class _RedactingStream:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._stream, name)
+
+
+def command_line(args: argparse.Namespace, *, leave_out: Sequence[str] = ()) -> str:
+    """The command that parses to ``args``, as one shell line: the command's
+    arguments, then each option whose value is not its default (the options
+    named in ``leave_out`` aside), so a run can record how to repeat it.
+
+    >>> args = build_parser().parse_args(["export", "t.jsonl", "--format", "trl", "--out", "x y"])
+    >>> command_line(args)
+    "prmsynth export t.jsonl --format trl --out 'x y'"
+    """
+    command = command_parsers(build_parser())[args.command]
+    # How the command reports (-v, --log-file) and where its options came from
+    # (--config) do not change what it does.
+    leave_out = (*leave_out, *REPORTING_OPTIONS)
+    words: list[Any] = command.prog.split()
+    options: list[Any] = []
+    for action in command._actions:
+        if action.default == argparse.SUPPRESS or action.dest in leave_out:
+            continue
+        value = getattr(args, action.dest, None)
+        if not action.option_strings:
+            words.extend(value if isinstance(value, list) else [value])
+            continue
+        if value == action.default:
+            continue
+        flag = next((name for name in action.option_strings if name.startswith("--")), None)
+        flag = flag or action.option_strings[0]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            options.append(flag if value else "--no-" + flag[2:])
+        elif action.nargs == 0:  # store_true and the like
+            options.append(flag)
+        else:
+            options.extend([flag, *(value if isinstance(value, list) else [value])])
+    return shlex.join(str(word) for word in [*words, *options])
 
 
 def _command_and_config(

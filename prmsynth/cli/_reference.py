@@ -77,7 +77,10 @@ def _table(actions: Iterable[argparse.Action], prog: str) -> list[str]:
     for action in actions:
         if action.dest == "help":
             continue
-        lines.append(f"| {_names(action)} | {_default(action)} | {_help(action, prog)} |")
+        description = _help(action, prog)
+        if not action.option_strings:  # what a config file calls it
+            description += f" (config key: `{action.dest.replace('_', '-')}`)"
+        lines.append(f"| {_names(action)} | {_default(action)} | {description} |")
     return lines
 
 

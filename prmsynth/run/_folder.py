@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -81,18 +81,13 @@ IDENTITY_KEYS = (
     "judge",
     "system_prompt",
     "seed_file_sha256",
+    "seed_subset",
+    "seed_split",
+    "seed_revision",
     "question_fields",
     "answer_field",
     "evolution",
 )
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard_of(question_id: str, count: int) -> int:
@@ -227,14 +222,17 @@ def questions_to_search(
     *,
     shard: tuple[int, int] | None = None,
     log: TextIO | None = None,
-) -> list[Question]:
+) -> list[Question] | _EvolutionStream:
     """The questions a run searches: ``pipeline.evolver``'s, evolved once.
 
-    The evolved set is written to ``evolved.jsonl`` (its rejects beside it)
-    before the search starts and read back on resume, so a resumed run
-    searches the same questions and pays for no evolution twice.  With
-    ``shard`` only that shard of the seeds (by a stable hash of the id) is
-    evolved and searched, so every evolved question belongs to its seed's shard.
+    Without an evolver, or when the folder holds ``evolved.jsonl`` from an
+    earlier run, a list.  Otherwise an `_EvolutionStream`
+    that yields each question as evolution accepts it, so the search starts
+    while evolution goes on; at its end the evolved set is written to
+    ``evolved.jsonl`` (rejects beside it) and read back on resume, so a
+    resumed run searches the same questions and pays for no evolution twice.
+    With ``shard`` only that shard of the seeds (by a stable hash of the id)
+    is evolved and searched, so every evolved question belongs to its seed's shard.
     """
     if shard is not None:
         seeds = select_shard(seeds, *shard)
@@ -243,19 +241,63 @@ def questions_to_search(
     path = out_dir / EVOLVED_FILE
     if path.exists():
         return load_evolved_questions(path)
-    questions, rejects = asyncio.run(_evolve(pipeline.evolver, seeds))
-    write_evolved(path, questions, rejects)
-    if log is not None:
-        print(f"evolve: {len(questions)} questions, {len(rejects)} rejected -> {path}", file=log)
-    return questions
+    return _EvolutionStream(evolver=pipeline.evolver, seeds=list(seeds), path=path, log=log)
 
 
-async def _evolve(evolver: Any, seeds: Sequence[Question]) -> tuple[list[Question], list[Any]]:
-    # Evolve-Instruct reports its rejects too; any other evolver only its questions.
-    if hasattr(evolver, "evolve_with_report"):
-        report = await evolver.evolve_with_report(seeds)
-        return list(report.questions), list(report.rejects)
-    return list(await evolver.evolve(seeds)), []
+async def _unfinished(
+    questions: AsyncIterable[Question], finished: set[str]
+) -> AsyncIterator[Question]:
+    async for question in questions:
+        if question.id not in finished:
+            yield question
+
+
+@attrs.define(kw_only=True)
+class _EvolutionStream:
+    """Evolved questions as they are accepted, then ``evolved.jsonl`` written."""
+
+    evolver: Any
+    seeds: list[Question]
+    path: Path
+    log: TextIO | None
+    #: Every question yielded so far (the run's total grows with it).
+    questions: list[Question] = attrs.Factory(list)
+    finished: bool = False
+
+    async def __aiter__(self) -> AsyncIterator[Question]:
+        ready: asyncio.Queue[Question | None] = asyncio.Queue()
+        task = asyncio.ensure_future(self._evolve(ready))
+        try:
+            while (question := await ready.get()) is not None:
+                self.questions.append(question)
+                yield question
+            await task  # its error, if any (a backend gone), ends the run
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def _evolve(self, ready: asyncio.Queue[Question | None]) -> None:
+        try:
+            # Evolve-Instruct hands over each question as its answer vote is won
+            # and reports its rejects; any other evolver gives its questions at the end.
+            if hasattr(self.evolver, "evolve_with_report"):
+                report = await self.evolver.evolve_with_report(
+                    self.seeds, on_question=ready.put_nowait
+                )
+                questions, rejects = list(report.questions), list(report.rejects)
+            else:
+                questions, rejects = list(await self.evolver.evolve(self.seeds)), []
+                for question in questions:
+                    ready.put_nowait(question)
+            write_evolved(self.path, questions, rejects)
+            self.finished = True
+            if self.log is not None:
+                print(
+                    f"evolve: {len(questions)} questions, {len(rejects)} rejected -> {self.path}",
+                    file=self.log,
+                )
+        finally:
+            ready.put_nowait(None)
 
 
 def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -420,7 +462,7 @@ def _run_locked(
         if log is not None:
             print(f"warning: {problem}; its question runs again", file=log)
     rebuild_derived_files(out_dir, folder.trees, system_prompt)
-    questions = questions_to_search(pipeline, questions, out_dir, shard=shard, log=log)
+    to_search = questions_to_search(pipeline, questions, out_dir, shard=shard, log=log)
 
     tally = _Tally()
     for tree, record in zip(folder.trees, folder.tree_records, strict=True):
@@ -428,7 +470,19 @@ def _run_locked(
     for record in folder.skipped_records:
         tally.add(record, status="skipped", verdicts=record.get("rollout_verdicts", {}))
     tally.resumed = tally.done
-    remaining = [question for question in questions if question.id not in folder.finished]
+    remaining: list[Question] | AsyncIterator[Question]
+    if isinstance(to_search, list):
+        remaining = [question for question in to_search if question.id not in folder.finished]
+    else:
+        remaining = _unfinished(to_search, folder.finished)
+
+    def n_questions() -> int:
+        # An evolution stream's total grows as evolution accepts questions.
+        return len(to_search) if isinstance(to_search, list) else len(to_search.questions)
+
+    def all_questions_known() -> bool:
+        return isinstance(to_search, list) or to_search.finished
+
     ledger = Ledger(budget=budget, spent_completions=tally.n_completions, spent_cost=tally.cost)
     if budget.limited:
         # Every request reserves its share before it is sent (see run._budget).
@@ -440,7 +494,7 @@ def _run_locked(
         summary["lines_set_aside"] = folder.set_aside
     summary_path = out_dir / SUMMARY_FILE
     write_json(summary_path, {**summary, **tally.as_dict()})
-    progress = Progress(total=len(questions), stream=log, interval=progress_interval)
+    progress = Progress(total=n_questions(), stream=log, interval=progress_interval)
     progress.update(tally)
     files = {name: open(out_dir / name, "a", encoding="utf-8") for name in OUTPUT_FILES}
 
@@ -499,6 +553,7 @@ def _run_locked(
                 line = _skipped_record(result)
                 write("skipped.jsonl", line)
             tally.add(line, status=result.status, verdicts=_verdict_counts(result.tree))
+            progress.total = n_questions()
             progress.update(tally, result)
             if on_result is not None:
                 on_result(result)
@@ -514,7 +569,8 @@ def _run_locked(
             file.close()
         pipeline.verifier.close()
         progress.close(tally)
-        not_done = len(questions) - tally.done
+        progress.total = n_questions()
+        not_done = n_questions() - tally.done
         summary.update(tally.as_dict())
         if budget.limited:
             # What questions left unfinished by the budget spent counts too.
@@ -524,8 +580,9 @@ def _run_locked(
             complete=error is None
             and not stop_reason
             and tally.status["failed"] == 0
-            and not_done == 0,
-            questions_total=len(questions),
+            and not_done == 0
+            and all_questions_known(),
+            questions_total=n_questions(),
             questions_not_done=not_done,
             stopped_by=stop_reason[0] if stop_reason else None,
             finished_at=_now(),
