@@ -216,6 +216,8 @@ def test_ctrl_c_reports_progress_and_the_resume_command_and_the_folder_resumes(t
             env=environment,
             stderr=subprocess.PIPE,
             text=True,
+            # A shell starts background jobs with SIGINT ignored; the run needs the default.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         skipped = out / "skipped.jsonl"
         deadline = time.monotonic() + 120

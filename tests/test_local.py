@@ -302,3 +302,25 @@ def test_run_whose_model_crashes_stops_with_a_message_keeps_finished_work_and_re
     assert summary["complete"] is True
     assert summary["questions_done"] == 5
     assert summary["questions_resumed"] == kept_before
+
+
+@needs_local_model
+@pytest.mark.local_model
+def test_a_request_given_up_while_the_model_works_breaks_nothing(monkeypatch):
+    import threading
+
+    from prmsynth.llm._local import LocalWorker, check_installed
+
+    crashes = []
+    monkeypatch.setattr(threading, "excepthook", crashes.append)
+    worker = LocalWorker(check_installed(), threads=1)
+    request = {"prompt": "Hi", "n": 1, "max_tokens": 8, "temperature": 0.7, "top_p": 0.95}
+    request.update(seed=1, stop=[])
+    try:
+        given_up = worker.submit(request)
+        assert given_up.cancel()  # Ctrl-C cancels what the run was waiting for
+        # The reader thread goes on (the bound only turns a dead reader into a failure).
+        assert len(worker.submit(request).result(timeout=300)["choices"]) == 1
+    finally:
+        worker.close()
+    assert crashes == []

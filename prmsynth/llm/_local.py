@@ -151,6 +151,23 @@ def crash_message(returncode: int | None, log_tail: str) -> str:
     return message
 
 
+def _settle(
+    future: concurrent.futures.Future[dict[str, Any]],
+    *,
+    reply: dict[str, Any] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """Give a request its reply or error, unless its caller gave up on it (a
+    cancelled request: Ctrl-C, a run that stopped), which nobody waits for."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(reply or {})
+    except concurrent.futures.InvalidStateError:
+        pass
+
+
 class LocalWorker:
     """The llama.cpp worker process: started on first use, many requests in flight.
 
@@ -228,9 +245,9 @@ class LocalWorker:
             if future is None:
                 continue
             if "error" in reply:
-                future.set_exception(RuntimeError(f"embedded model: {reply['error']}"))
+                _settle(future, error=RuntimeError(f"embedded model: {reply['error']}"))
             else:
-                future.set_result(reply)
+                _settle(future, reply=reply)
         returncode = process.wait()
         with self._lock:
             if not self._closing:
@@ -238,7 +255,7 @@ class LocalWorker:
             failure = self._failure or LocalModelCrashed("the embedded model was closed")
             waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
-            future.set_exception(failure)
+            _settle(future, error=failure)
 
     def submit(self, payload: Mapping[str, Any]) -> concurrent.futures.Future[dict[str, Any]]:
         """Send one request; the future gives its reply (``{"choices", "prompt_tokens"}``)."""
