@@ -984,21 +984,25 @@ class _Unsupported(Exception):
 def _compile(schema: Any, compiled: dict[str, _Check]) -> _Check:
     if not isinstance(schema, dict):
         raise _Unsupported(schema)
-    checks: list[_Check] = []
-    for keyword, value in schema.items():
-        if keyword in _ANNOTATIONS:
-            continue
-        checks.append(_compile_keyword(keyword, value, compiled))
+    keywords = {k: v for k, v in schema.items() if k not in _ANNOTATIONS}
+    # The type test first: it admits exact types only, and rules out the most.
+    order = sorted(keywords, key=lambda keyword: keyword != "type")
+    checks = [_compile_keyword(keyword, keywords[keyword], compiled) for keyword in order]
+    if "type" not in keywords:
+        checks.insert(0, lambda instance: type(instance) in _EXACT_TYPES)
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda instance: first(instance) and second(instance)
 
-    def check_schema(instance: Any) -> bool:
-        if type(instance) not in _EXACT_TYPES:
-            return False
+    def check_all(instance: Any) -> bool:
         for check in checks:
             if not check(instance):
                 return False
         return True
 
-    return check_schema
+    return check_all
 
 
 def _compile_keyword(keyword: str, value: Any, compiled: dict[str, _Check]) -> _Check:
@@ -1018,17 +1022,19 @@ def _compile_keyword(keyword: str, value: Any, compiled: dict[str, _Check]) -> _
         allowed = frozenset(values)
         return lambda instance: type(instance) in _ENUM_TYPES and instance in allowed
     if keyword == "required":
-        names = tuple(value)
-        return lambda instance: type(instance) is not dict or all(n in instance for n in names)
+        names = frozenset(value)
+        return lambda instance: type(instance) is not dict or names <= instance.keys()
     if keyword == "properties":
         properties = {name: _compile(sub, compiled) for name, sub in value.items()}
 
         def check_properties(instance: Any) -> bool:
             if type(instance) is not dict:
                 return True
-            return all(
-                check(instance[name]) for name, check in properties.items() if name in instance
-            )
+            for name, value in instance.items():
+                check = properties.get(name)
+                if check is not None and not check(value):
+                    return False
+            return True
 
         return check_properties
     if keyword == "items":
@@ -1042,11 +1048,10 @@ def _compile_keyword(keyword: str, value: Any, compiled: dict[str, _Check]) -> _
     if keyword in ("minimum", "maximum"):
         if type(value) not in (int, float):
             raise _Unsupported(value)
-        low = keyword == "minimum"
         # a NaN compares false both ways: not surely valid
-        return lambda instance: (
-            type(instance) not in (int, float) or (instance >= value if low else instance <= value)
-        )
+        if keyword == "minimum":
+            return lambda instance: type(instance) not in (int, float) or instance >= value
+        return lambda instance: type(instance) not in (int, float) or instance <= value
     if keyword == "anyOf":
         options = [_compile(sub, compiled) for sub in value]
         return lambda instance: any(option(instance) for option in options)
@@ -1245,10 +1250,17 @@ class _OutFile:
     shown: list[str] = attrs.Factory(list)
     _last_question: str | None = None
 
-    def write(self, line: str, question_id: str, has_error: bool | None, steps: Any) -> None:
+    def write(
+        self,
+        line: str,
+        question_id: str,
+        has_error: bool | None,
+        steps: Sequence[int],
+        problems: Sequence[str],
+    ) -> None:
+        """Write one record's line; ``problems`` are its schema errors."""
         self.records += 1
-        messages = validate_record(json.loads(line), self.format)
-        for message in messages:
+        for message in problems:
             self.problems += 1
             if len(self.shown) < _SHOWN_PROBLEMS:
                 self.shown.append(f"{self.path.name}: record {self.records}: {message}")
@@ -1299,7 +1311,12 @@ def _write_balanced(
         }
         for part, example in examples:
             # Two lines per example: what the manifest needs, then the record itself.
-            meta = [example.question_id, example.has_error, example.step_counts]
+            meta = [
+                example.question_id,
+                example.has_error,
+                example.step_counts,
+                validate_record(example.record, files[part].format),
+            ]
             spools[part].write(dumps_line(meta) + dumps_line(example.record))
             counts[part][bool(example.has_error)] += 1
         for part, spool in spools.items():
@@ -1307,9 +1324,9 @@ def _write_balanced(
             spool.seek(0)
             for meta_line in spool:
                 line = next(spool)
-                question_id, has_error, steps = json.loads(meta_line)
+                question_id, has_error, steps, problems = json.loads(meta_line)
                 if keep(has_error):
-                    files[part].write(line, question_id, has_error, steps)
+                    files[part].write(line, question_id, has_error, steps, problems)
                 else:
                     stats["removed_by_balance"] += 1
 
@@ -1421,6 +1438,7 @@ def export_file(
                     example.question_id,
                     example.has_error,
                     example.step_counts,
+                    validate_record(example.record, format),
                 )
         else:
             _write_balanced(examples, files, settings, scratch, stats)
