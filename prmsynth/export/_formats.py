@@ -868,6 +868,9 @@ def export_records(
     ``validation_fraction`` is); with ``"train"`` or ``"validation"`` only the
     records of the questions on that side (balanced within it).  Records are
     not validated here: [`validate_record`][prmsynth.validate_record] does that.
+    Records come out as the trees are read, except with ``balance``, which
+    holds the records of the part until it has counted them (for many trees,
+    [`export_file`][prmsynth.export_file] balances on disk).
 
     >>> from prmsynth import Question, ReasoningTree, Rollout, Verdict
     >>> tree = ReasoningTree(Question(id="q1", text="What is 2 + 3?", reference_answer="5"))
@@ -1030,9 +1033,9 @@ def _compile_keyword(keyword: str, value: Any, compiled: dict[str, _Check]) -> _
         def check_properties(instance: Any) -> bool:
             if type(instance) is not dict:
                 return True
-            for name, value in instance.items():
+            for name, item in instance.items():
                 check = properties.get(name)
-                if check is not None and not check(value):
+                if check is not None and not check(item):
                     return False
             return True
 
@@ -1237,11 +1240,10 @@ class _OutFile:
     """One output file as it is written: its records are counted, checked against
     the schema and tallied for the manifest one at a time, never held."""
 
-    part: str
     path: Path
     format: str
     handle: IO[str]
-    first: Callable[[bytes], bool]  # for the count of questions
+    first: Callable[[bytes], bool]  # True for a question id not met in this file before
     records: int = 0
     questions: int = 0
     with_error: int = 0
@@ -1266,10 +1268,9 @@ class _OutFile:
                 self.shown.append(f"{self.path.name}: record {self.records}: {message}")
         if not self.problems:
             self.handle.write(line)  # after a schema error the files are dropped anyway
-        if question_id != self._last_question:
+        if question_id != self._last_question:  # a question's records come together
             self._last_question = question_id
-            key = f"{self.part}\0{question_id}".encode("utf-8", "surrogatepass")
-            self.questions += self.first(hashlib.sha256(key).digest())
+            self.questions += self.first(question_id.encode("utf-8", "surrogatepass"))
         self.with_error += bool(has_error)
         for index, count in enumerate(steps):
             self.steps[index] += count
@@ -1331,6 +1332,9 @@ def _write_balanced(
                     stats["removed_by_balance"] += 1
 
 
+_SOURCE_TYPES = "source must be a trees.jsonl path, a list of paths, or ReasoningTree objects"
+
+
 def _resolve_source(
     source: str | os.PathLike | Iterable[str | os.PathLike] | Iterable[ReasoningTree],
 ) -> tuple[list[str], Iterator[ReasoningTree]]:
@@ -1363,9 +1367,6 @@ def _resolve_source(
     return [], given()
 
 
-_SOURCE_TYPES = "source must be a trees.jsonl path, a list of paths, or ReasoningTree objects"
-
-
 def export_file(
     source: str | os.PathLike | Iterable[str | os.PathLike] | Iterable[ReasoningTree],
     format: str,
@@ -1374,14 +1375,15 @@ def export_file(
 ) -> dict[str, Any]:
     """Export trees (``trees.jsonl`` paths, or trees) to ``out_path``; return the manifest.
 
-    Trees are read, and records built, checked against ``format``'s schema
-    and written, one at a time, so memory stays flat however many there are;
-    a schema failure raises [`ExportError`][prmsynth.ExportError] and writes
-    nothing.  Each file is written to a temporary file in the same folder and
-    renamed once all are complete, so a file under its final name is always
-    whole.  Balancing takes a second pass over the examples, held back in a
-    scratch folder beside ``out_path`` (removed at the end), as are the record
-    hashes deduplication compares.  With a
+    Trees are read one at a time, and each record is built, checked against
+    ``format``'s schema and written before the next tree is read, so memory
+    stays flat however many there are; a schema failure raises
+    [`ExportError`][prmsynth.ExportError] and writes nothing.  Each file is
+    written to a temporary file in the same folder and renamed once all are
+    complete, so a file under its final name is always whole.  What the
+    passes must remember (the hashes deduplication compares, and with
+    ``balance`` the examples waiting for their class counts) goes to a scratch
+    folder beside ``out_path``, removed at the end.  With a
     ``validation_fraction`` the records go to ``<stem>.train.jsonl`` and
     ``<stem>.validation.jsonl`` instead of ``out_path``.  The manifest (counts,
     label balance, settings, source files, prmsynth version) goes to
@@ -1419,12 +1421,14 @@ def export_file(
             )
         )
         records_seen = stack.enter_context(SeenKeys(scratch / "records.sqlite"))
-        questions_seen = stack.enter_context(SeenKeys(scratch / "questions.sqlite"))
         # Every file is renamed into place only once all are written.
         handles = stack.enter_context(atomic_files(list(targets.values())))
         files = {
             part: _OutFile(
-                part=part, path=path, format=format, handle=handle, first=questions_seen.first
+                path=path,
+                format=format,
+                handle=handle,
+                first=stack.enter_context(SeenKeys(scratch / f"{part}.questions.sqlite")).first,
             )
             for (part, path), handle in zip(targets.items(), handles, strict=True)
         }

@@ -563,7 +563,7 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
                     skipped += 1
                     completions += record.get("n_completions", 0)
                     skipped_costs.append(record.get("cost", 0.0))
-        info = {key: value for key, value in infos[0].items() if key != "shard"}
+    info = {key: value for key, value in infos[0].items() if key != "shard"}
     info["merged_from"] = [str(source) for source in sources]
     write_json(out_dir / SETTINGS_FILE, info)
     missing = _missing_shards(infos)
