@@ -1,17 +1,18 @@
 """Memory of long jobs: exports and merges stay flat in the number of questions, and so does a run.
 
-    python benchmarks/memory.py [--sizes 10000,100000] [--shards 4] [--parallel 2]
+    python benchmarks/memory.py [--sizes 10000,100000] [--jobs trl,sft,merge] [--parallel 2]
     python benchmarks/memory.py run [--questions 10000] [--concurrency 32]
 
 The first form writes synthetic run folders (``--shards`` shards of a run in
 the run-file format: ``run.json``, ``summary.json``, ``trees.jsonl``,
-``skipped.jsonl``), then, for each size, exports them in a few formats and
-merges the shards, each job in a fresh child process, and prints its time
-and peak resident memory (``ru_maxrss``).  Every tree has 3 or 4 solutions of
-4 to 10 steps of about 180 characters, Monte Carlo values from sampled
-completions, first-error labels and verdicts (about 12 kB a line of
-``trees.jsonl``, a little more than half what a real run writes per question,
-for the sake of time).  The second form measures a run instead: resident
+``skipped.jsonl``), then, for each size, runs the jobs, each in a fresh child
+process, and prints its time and peak resident memory (``ru_maxrss``): an
+export to ``trl`` balanced with a 10% validation split, to ``sft`` (and to
+``processbench`` when asked for), and the merge of the shards.  Every tree
+has 3 or 4 solutions of 4 to 10 steps of about 180 characters, Monte Carlo
+values from sampled completions, first-error labels and verdicts (about
+12 kB a line of ``trees.jsonl``, a little more than half what a real run
+writes per question, for the sake of time).  The second form measures a run instead: resident
 memory as 10,000 questions finish, with a scripted fake LLM standing in for
 the backend, so the numbers are prmsynth's own.
 """
@@ -36,13 +37,14 @@ from pathlib import Path
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY_ROOT))
 
-# What an export job runs: (format, ExportSettings options).
+# The jobs: an export (format, ExportSettings options, what the table calls it), or the merge.
 EXPORTS = {
-    "trl, balanced, 10% validation": ("trl", {"balance": "downsample", "validation_fraction": 0.1}),
-    "processbench": ("processbench", {}),
-    "sft": ("sft", {}),
+    "trl": ("trl", {"balance": "downsample", "validation_fraction": 0.1}, "trl, balanced, split"),
+    "processbench": ("processbench", {}, "processbench"),
+    "sft": ("sft", {}, "sft"),
 }
-MERGE = "merge of the shards"
+MERGE = "merge"
+JOBS = {**{name: label for name, (_, _, label) in EXPORTS.items()}, MERGE: "merge of the shards"}
 
 SENTENCES = [
     "Let the unknown number be x, so the statement of the problem becomes an equation in x.",
@@ -103,7 +105,12 @@ def synthetic_tree(index: int, rng: random.Random):
 
 def write_shard(folder: Path, index: int, count: int, first: int, size: int) -> None:
     """Shard ``index`` of ``count``: ``size`` kept questions from number ``first`` on,
-    and one skipped question in fifty, in the files ``prmsynth run --shard`` writes."""
+    and one skipped question in fifty, in the files ``prmsynth run --shard`` writes.
+
+    For the sake of time, 500 trees are built and written through the public
+    API and repeated under new question ids and texts (so no two records are
+    the same), the way ``trees.jsonl`` holds them.
+    """
     from prmsynth import tree_to_dict
     from prmsynth._io import dumps_line
 
@@ -112,18 +119,28 @@ def write_shard(folder: Path, index: int, count: int, first: int, size: int) -> 
     (folder / "run.json").write_text(json.dumps(info))
     (folder / "summary.json").write_text(json.dumps({**info, "complete": True}))
     rng = random.Random(first)
+    pool = [tree_to_dict(synthetic_tree(number, rng)) for number in range(first, first + 500)]
+    costs = {"n_completions": 24, "cost": 0.0012}
     with (
         open(folder / "trees.jsonl", "w", encoding="utf-8") as trees,
         open(folder / "skipped.jsonl", "w", encoding="utf-8") as skipped,
     ):
         for number in range(first, first + size):
-            tree = synthetic_tree(number, rng)
-            costs = {"n_completions": 24, "cost": 0.0012}
-            line = {**tree_to_dict(tree), "status": "kept", "reason": None, **costs}
+            record = pool[number % len(pool)]
+            question = f"Problem {number}: {SENTENCES[number % len(SENTENCES)]} What is x?"
+            line = {
+                **record,
+                "question_id": f"q{number:07d}",
+                "question": question,
+                "reasoning_steps": {**record["reasoning_steps"], "text": question},
+                "status": "kept",
+                "reason": None,
+                **costs,
+            }
             trees.write(dumps_line(line))
             if number % 50 == 0:
-                row = {"question_id": f"s{number}", "status": "skipped", **costs}
-                skipped.write(dumps_line({**row, "reason": "all_correct"}))
+                row = {"question_id": f"s{number}", "status": "skipped", "reason": "all_correct"}
+                skipped.write(dumps_line({**row, **costs}))
 
 
 def write_run(folder: Path, size: int, shards: int) -> list[Path]:
@@ -149,7 +166,7 @@ def child(spec: dict) -> None:
         summary = RunFolder(spec["out"]).merge(shards)
         records = summary["kept"] + summary["skipped"]
     else:
-        format, options = EXPORTS[spec["job"]]
+        format, options, _ = EXPORTS[spec["job"]]
         sources = [folder / "trees.jsonl" for folder in shards]
         out = Path(spec["out"]) / f"{format}.jsonl"
         manifest = export_file(sources, format, out, ExportSettings(**options))
@@ -180,7 +197,10 @@ def run_job(job: str, shards: list[Path], out: Path) -> dict:
 
 def measure_exports(args: argparse.Namespace) -> None:
     sizes = [int(size) for size in args.sizes.split(",")]
-    jobs = [*EXPORTS, MERGE]
+    jobs = args.jobs.split(",")
+    unknown = sorted(set(jobs) - set(JOBS))
+    if unknown:
+        sys.exit(f"unknown jobs {unknown}; choose from {', '.join(JOBS)}")
     work = Path(tempfile.mkdtemp(prefix="prmsynth-memory-", dir=args.workdir))
     results: dict[tuple[int, str], dict] = {}
     try:
@@ -204,7 +224,7 @@ def measure_exports(args: argparse.Namespace) -> None:
                     job = futures[future]
                     result = results[size, job] = future.result()
                     print(
-                        f"  {job}: {result['seconds']:.0f} s, {result['peak_mb']:.0f} MB",
+                        f"  {JOBS[job]}: {result['seconds']:.0f} s, {result['peak_mb']:.0f} MB",
                         file=sys.stderr,
                     )
             shutil.rmtree(work / f"run-{size}")
@@ -217,7 +237,7 @@ def measure_exports(args: argparse.Namespace) -> None:
         for job in jobs:
             result = results[size, job]
             print(
-                f"{size:>8,}  {job:<31} {result['records']:>9,} {result['seconds']:>8.1f} "
+                f"{size:>8,}  {JOBS[job]:<31} {result['records']:>9,} {result['seconds']:>8.1f} "
                 f"{result['peak_mb']:>8.1f} {result['start_mb']:>9.1f}"
             )
     if len(sizes) > 1:
@@ -225,7 +245,7 @@ def measure_exports(args: argparse.Namespace) -> None:
         print(f"\npeak memory at {large:,} trees over peak memory at {small:,}:")
         for job in jobs:
             ratio = results[large, job]["peak_mb"] / results[small, job]["peak_mb"]
-            print(f"  {job:<31} {ratio:.2f}")
+            print(f"  {JOBS[job]:<31} {ratio:.2f}")
 
 
 # -- a run ----------------------------------------------------------------------------
@@ -304,6 +324,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000", help="numbers of trees, comma-separated")
     parser.add_argument("--shards", type=int, default=4, help="shard folders the trees are in")
+    parser.add_argument(
+        "--jobs",
+        default="trl,sft,merge",
+        help=f"what to measure, comma-separated, of: {', '.join(JOBS)}",
+    )
     parser.add_argument("--workdir", default=None, help="where the run folders go (default: temp)")
     parser.add_argument(
         "--parallel", type=int, default=os.cpu_count() or 1, help="jobs measured at once"
