@@ -1351,20 +1351,22 @@ def _resolve_source(
                 yield from read_trees(path)
 
         return [str(Path(path).resolve()) for path in paths], read()
-    if first is not None and not isinstance(first, ReasoningTree):
+    if first is None:
+        return [], iter(())
+    if not isinstance(first, ReasoningTree):
         raise TypeError(_SOURCE_TYPES)
 
-    def given() -> Iterator[ReasoningTree]:
-        # A caller's iterable of trees is read as it is exported, never listed.
-        if first is None:
-            return
-        yield first
-        for item in items:
-            if not isinstance(item, ReasoningTree):
+    def given(head: ReasoningTree, rest: Iterator[Any]) -> Iterator[ReasoningTree]:
+        # A caller's iterable of trees is read as it is exported, never listed
+        # nor held once exported.
+        yield head
+        del head
+        for tree in rest:
+            if not isinstance(tree, ReasoningTree):
                 raise TypeError(_SOURCE_TYPES)
-            yield item
+            yield tree
 
-    return [], given()
+    return [], given(first, items)
 
 
 def export_file(
