@@ -114,57 +114,117 @@ def _as_decimal(answer: str) -> str | None:
     return match.group(1) + text
 
 
+def _top_level_list(answer: str) -> list[str] | None:
+    """The parts of a list answer ("1, 2" or "-3, 5"), None for anything else."""
+    depth, parts, start = 0, [], 0
+    for index, character in enumerate(answer):
+        depth += character in "([{"
+        depth -= character in ")]}"
+        if character == "," and depth == 0:
+            parts.append(answer[start:index].strip())
+            start = index + 1
+    parts.append(answer[start:].strip())
+    return parts if len(parts) > 1 and all(parts) else None
+
+
+# One number, perhaps with thousands separators (58,500 or 10,\!080): not a list.
+_SINGLE_NUMBER = re.compile(r"\\?\$?-?\d{1,3}(?:,(?:\\!)?\s*\d{3})*(?:\.\d+)?|-?\d+(?:\.\d+)?")
+_INTERVAL = re.compile(r"(?P<open>[\[(])(?P<low>[^,()\[\]]+),(?P<high>[^,()\[\]]+)(?P<close>[\])])")
+
+
+def _as_inequality(gold: str) -> str | None:
+    """[a, b) as a \\le x < b (None for tuples and unbounded ends)."""
+    match = _INTERVAL.fullmatch(gold.replace(" ", ""))
+    if not match or (gold.startswith("(") and gold.endswith(")")) or "infty" in gold:
+        return None
+    low_relation = "\\le" if match.group("open") == "[" else "<"
+    high_relation = "\\le" if match.group("close") == "]" else "<"
+    return f"{match.group('low')} {low_relation} x {high_relation} {match.group('high')}"
+
+
 def math500_rewrites(data: Path) -> list[Case]:
-    """Equivalent and non-equivalent rewrites of MATH500 answers, both directions."""
-    pairs: list[tuple[str, str, bool]] = []
+    """Equivalent and non-equivalent rewrites of MATH500 answers, both directions,
+    each labelled with the notation it exercises."""
+    cases: list[Case] = []
     with open(data / "math500" / "test.jsonl", encoding="utf-8") as handle:
         golds = [json.loads(line)["answer"].strip() for line in handle]
-    for gold in golds:
-        plain = not re.search(r"\\text|\\mbox|\\begin|=|\\cup|,", gold)
-        equivalent = []
-        if "\\frac" in gold:
-            equivalent.append(gold.replace("\\frac", "\\dfrac"))
-        if gold.startswith("(") and gold.endswith(")"):
-            equivalent.append("\\left" + gold[:-1] + "\\right)")
-        if plain:
-            equivalent.append(gold + " \\text{ units}")
-            equivalent.append("x = " + gold)
-        thousands = _with_thousands(gold)
-        if thousands:
-            equivalent.append(thousands)
-        decimal = _as_decimal(gold)
-        if decimal:
-            equivalent.append(decimal)
 
-        different = []
-        perturbed = _perturb_last_number(gold)
-        if perturbed is not None and perturbed != gold:
-            different.append(perturbed)
-            if plain:
-                different.append(perturbed + " \\text{ units}")
-                different.append("x = " + perturbed)
-            if "\\frac" in perturbed:
-                different.append(perturbed.replace("\\frac", "\\dfrac"))
-            perturbed_thousands = _with_thousands(perturbed)
-            if perturbed_thousands:
-                different.append(perturbed_thousands)
-        if re.fullmatch(r"[\[(].*[\])]", gold) and "," in gold and "\\cup" not in gold:
-            flipped = gold[:-1] + ("]" if gold.endswith(")") else ")")
-            if gold.startswith("(") and gold.endswith(")"):
-                pass  # a tuple: a changed bracket is a different type, not a check of intervals
-            else:
-                different.append(flipped)
-        if re.fullmatch(r"\d+(?:\.\d+)?", gold) and float(gold) != 0:
-            different.append("-" + gold)
-
-        pairs.extend((rewrite, gold, True) for rewrite in equivalent)
-        pairs.extend((rewrite, gold, False) for rewrite in different)
-
-    cases = []
-    for rewrite, gold, expected in pairs:
-        kind = "equivalent rewrite" if expected else "different rewrite"
+    def both_ways(rewrite: str, gold: str, expected: bool, kind: str) -> None:
+        kind += "" if expected else " (different)"
         cases.append((f"So the answer is $\\boxed{{{rewrite}}}$.", gold, expected, kind))
         cases.append((f"So the answer is $\\boxed{{{gold}}}$.", rewrite, expected, kind))
+
+    for gold in golds:
+        plain = not re.search(r"\\text|\\mbox|\\begin|=|\\cup|,", gold)
+        perturbed = _perturb_last_number(gold)
+        if perturbed == gold:
+            perturbed = None
+        for answer, expected in ((gold, True), (perturbed, False)):
+            if answer is None:
+                continue
+            if "\\frac" in answer:
+                both_ways(answer.replace("\\frac", "\\dfrac"), gold, expected, "dfrac")
+            if plain:
+                both_ways(answer + " \\text{ units}", gold, expected, "text unit")
+                both_ways("x = " + answer, gold, expected, "x = value")
+            thousands = _with_thousands(answer)
+            if thousands:
+                both_ways(thousands, gold, expected, "thousands separator")
+            decimal = _as_decimal(answer)
+            if decimal:
+                both_ways(decimal, gold, expected, "decimal")
+                whole, places = decimal.lstrip("-").split(".")
+                if len(places) == 2 or len(places) > 3 or (len(places) == 3 and len(whole) > 3):
+                    # 2,5 may list two answers and 15,975 group thousands; 15,97 is a decimal.
+                    both_ways(decimal.replace(".", ","), gold, expected, "decimal comma")
+            parts = _top_level_list(answer)
+            if parts and "\\begin" not in answer and not _SINGLE_NUMBER.fullmatch(answer):
+                cases.append(
+                    (
+                        "So the answers are "
+                        + " and ".join(f"$\\boxed{{{part}}}$" for part in parts)
+                        + ".",
+                        gold,
+                        expected,
+                        "list boxed part by part" + ("" if expected else " (different)"),
+                    )
+                )
+            left, _, right = answer.partition("=")
+            if right and not re.fullmatch(r"\s*[A-Za-z]\s*", left) and not left.endswith("\\"):
+                both_ways(
+                    f"2({left.strip()}) = 2({right.strip()})", gold, expected, "equation scaled"
+                )
+        if gold.startswith("(") and gold.endswith(")"):
+            both_ways("\\left" + gold[:-1] + "\\right)", gold, True, "left/right")
+        if perturbed is not None:
+            both_ways(perturbed, gold, False, "changed number")
+        if _INTERVAL.fullmatch(gold.replace(" ", "")) and not gold.startswith("("):
+            flipped = gold[:-1] + ("]" if gold.endswith(")") else ")")
+            both_ways(flipped, gold, False, "interval bracket")
+        inequality = _as_inequality(gold)
+        if inequality:
+            # The reference's form is what the problem asked for: an inequality states
+            # an interval answer, an interval answers an inequality question.
+            cases.append((f"So $\\boxed{{{inequality}}}$.", gold, False, "inequality for interval"))
+            cases.append((f"So $\\boxed{{{gold}}}$.", inequality, True, "interval for inequality"))
+        if re.fullmatch(r"\d+(?:\.\d+)?", gold) and float(gold) != 0:
+            both_ways("-" + gold, gold, False, "sign")
+        if "\\frac" in gold:
+            damaged = gold.replace("\\frac", "\x0crac")  # "\\frac" written unescaped into JSON
+            cases.append((f"The answer is ${damaged}$.", gold, True, "escape-damaged LaTeX"))
+        solution = f"{WORK}Hence the answer is $\\boxed{{{gold}}}$."
+        cases.append(
+            (f"The answer is $\\boxed{{{gold}}}$.", solution, True, "worked-solution gold")
+        )
+        if perturbed is not None:
+            cases.append(
+                (
+                    f"The answer is $\\boxed{{{perturbed}}}$.",
+                    solution,
+                    False,
+                    "worked-solution gold (different)",
+                )
+            )
     return cases
 
 
@@ -208,6 +268,16 @@ def math500_prose(data: Path) -> list[Case]:
             ),
             (f"{WORK}So ${gold}$ is not a solution.", gold, False, "rejected, no answer"),
         ]
+        if wrong is not None and _SINGLE_NUMBER.fullmatch(gold):
+            cases += [
+                (f"{WORK}It is not {wrong}, it is {gold}.", gold, True, "corrected number"),
+                (
+                    f"{WORK}It is not {gold}, it is {wrong}.",
+                    gold,
+                    False,
+                    "corrected number (wrong)",
+                ),
+            ]
     return cases
 
 

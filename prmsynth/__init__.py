@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING
 
 from prmsynth._errors import (
     BackendUnavailable,
+    BudgetExhausted,
     ExportError,
     InputError,
     LLMError,
+    PublishError,
     TreeInvariantError,
 )
 from prmsynth._interfaces import (
@@ -96,6 +98,7 @@ if TYPE_CHECKING:  # for type checkers and the API docs; at run time see __getat
     from prmsynth.llm._client import DEFAULT_MODEL, LiteLLMClient
     from prmsynth.llm._ratelimit import RequestLimiter
     from prmsynth.llm._router import RouterLLM
+    from prmsynth.publish._push import PushReport, push
     from prmsynth.run._folder import RunFolder
     from prmsynth.verify._critic import LLMCritic
     from prmsynth.verify._judge import LLMJudgeVerifier
@@ -135,6 +138,8 @@ _LAZY = {
     "Rejection": "prmsynth.evolve._evolver",
     "extract_answer": "prmsynth.verify._math",
     "RunFolder": "prmsynth.run._folder",
+    "push": "prmsynth.publish._push",
+    "PushReport": "prmsynth.publish._push",
     "write_html": "prmsynth.view._html",
     "render_html": "prmsynth.view._html",
     "collect_stats": "prmsynth.view._stats",
@@ -159,6 +164,7 @@ __all__ = [
     "LLM",
     "BackendUnavailable",
     "BestOfN",
+    "BudgetExhausted",
     "CachedLLM",
     "Completion",
     "CompletionCache",
@@ -188,6 +194,8 @@ __all__ = [
     "OmegaPRM",
     "OmegaPRMRun",
     "Pipeline",
+    "PublishError",
+    "PushReport",
     "Question",
     "QuestionEvolver",
     "ReasoningTree",
@@ -222,6 +230,7 @@ __all__ = [
     "load_schema",
     "parse_math_shepherd",
     "plot_stats",
+    "push",
     "read_tree_file",
     "reference_from_answer",
     "render_html",

@@ -20,17 +20,16 @@ Every file prmsynth writes goes through here, so that they all agree:
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import re
+import secrets
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from prmsynth._errors import InputError
+from prmsynth._errors import InputError, secrets_in_environment
 
 # Characters that str.splitlines() and some editors take for line ends but JSON
 # leaves unescaped: escaped, so that every reader sees one record per line.
@@ -48,8 +47,17 @@ def dumps_line(record: Any) -> str:
     >>> dumps_line(["\\ud800"])
     '["\\\\ud800"]\\n'
     """
-    text = json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS)
+    text = _without_secrets(json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS))
     return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group(0)):04x}", text) + "\n"
+
+
+def _without_secrets(text: str) -> str:
+    # The last line of defence: a credential from the environment never
+    # reaches a file, whatever put it into a record.
+    for secret in secrets_in_environment():
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
 
 
 def append_line(file: IO[str], record: Any) -> None:
@@ -63,16 +71,21 @@ def append_line(file: IO[str], record: Any) -> None:
     os.fsync(file.fileno())
 
 
-@functools.cache
-def _new_file_mode() -> int:
-    # The umask can only be read by setting it; /proc shows it without that race.
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o644
+def _create_beside(target: Path) -> tuple[int, str]:
+    """Create an empty temporary file beside ``target``: ``(descriptor, name)``.
+
+    Created as ``open()`` creates a file, with mode ``0o666`` less the umask
+    applied by the kernel: ``tempfile.mkstemp`` makes owner-only files, and
+    reading the umask to fix that up afterwards races with other threads.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_BINARY", 0)  # no newline translation on Windows
+    while True:
+        name = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue  # a name another writer holds; draw another
 
 
 @contextlib.contextmanager
@@ -92,11 +105,8 @@ def atomic_files(paths: Sequence[str | os.PathLike], *, binary: bool = False) ->
     handles: list[IO] = []
     try:
         for target in targets:
-            descriptor, name = tempfile.mkstemp(
-                prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-            )
+            descriptor, name = _create_beside(target)
             temporary.append(name)
-            os.chmod(name, _new_file_mode())
             if binary:
                 handles.append(os.fdopen(descriptor, "wb"))
             else:
@@ -137,8 +147,7 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write one indented JSON document, atomically."""
     with atomic_file(path) as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
+        handle.write(_without_secrets(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 
 
 @contextlib.contextmanager
@@ -240,6 +249,47 @@ def read_appended_jsonl(path: str | os.PathLike, *, repair: bool) -> list[Any]:
     return records
 
 
+def set_aside_corrupt_lines(path: str | os.PathLike) -> list[str]:
+    """Move the corrupt whole lines of an append-only JSONL file into
+    ``<name>.corrupt.jsonl`` beside it; returns a description of each.
+
+    A line damaged in the middle of ``trees.jsonl`` (a disk error, a stray
+    edit) must not cost the records after it: they stay, the bad line is kept
+    aside (as text, with its line number) for inspection, and only its record
+    is lost, so a resumed run redoes just that question.  A torn last line is
+    left for [`read_appended_jsonl`][prmsynth._io.read_appended_jsonl] to cut.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    problems: list[tuple[int, str, bytes]] = []
+    with open(path, "rb") as file:
+        for number, raw in enumerate(file, start=1):
+            if not raw.strip() or not raw.endswith(b"\n"):
+                continue
+            try:
+                json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                problems.append((number, "not UTF-8 text", raw))
+            except json.JSONDecodeError as error:
+                problems.append((number, f"bad JSON: {error.msg}", raw))
+    if not problems:
+        return []
+    aside = path.with_name(path.stem + ".corrupt" + path.suffix)
+    with open(aside, "a", encoding="utf-8") as file:
+        for number, reason, raw in problems:
+            text = raw.decode("utf-8", errors="replace").rstrip("\n")
+            append_line(file, {"file": path.name, "line": number, "reason": reason, "text": text})
+    bad = {number for number, _, _ in problems}
+    with open(path, "rb") as source, atomic_file(path, binary=True) as target:
+        for number, raw in enumerate(source, start=1):
+            if number not in bad:
+                target.write(raw)
+    return [
+        f"{path}:{number}: {reason}; set aside in {aside.name}" for number, reason, _ in problems
+    ]
+
+
 def _end_of_last_line(file: IO[bytes]) -> int:
     """The offset just after the last newline of a binary file (0 when none)."""
     position = file.seek(0, os.SEEK_END)
@@ -285,3 +335,60 @@ class SeenKeys:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+#: The lock file a run (or merge) holds in its folder while it writes there.
+LOCK_FILE = ".prmsynth.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive OS lock on ``folder`` (created if missing) for the block.
+
+    Two runs writing one folder would interleave and lose records, so a second
+    one is refused with [`InputError`][prmsynth.InputError] naming the holder's
+    process id.  The lock is the OS's (``flock``; ``msvcrt.locking`` on
+    Windows): it is released when the holder exits, killed or not, so a crash
+    never leaves a stale lock behind.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    file = open(path, "a+", encoding="utf-8")  # held for the block
+    try:
+        if not _try_lock(file):
+            file.seek(0)
+            holder = file.read().strip() or "unknown"
+            raise InputError(
+                folder,
+                f"is in use by another prmsynth process (pid {holder}); wait for it to "
+                "finish, or choose another --out",
+            )
+        file.seek(0)
+        file.truncate()
+        file.write(str(os.getpid()))
+        file.flush()
+        yield
+    finally:
+        file.close()  # closing releases the lock
+
+
+def _try_lock(file: IO[str]) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            file.seek(0)
+            msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # a file system without locks (some network mounts): do not refuse
+    return True

@@ -24,7 +24,7 @@ def test_help_imports_neither_litellm_nor_llama_cpp_and_opens_no_socket():
             main(["--help"])
         except SystemExit as exit:
             assert exit.code == 0
-        for name in ("litellm", "llama_cpp", "math_verify", "sympy"):
+        for name in ("litellm", "llama_cpp", "math_verify", "sympy", "datasets", "huggingface_hub", "pyarrow"):
             assert name not in sys.modules, name
         print("ok")
         """

@@ -11,6 +11,12 @@ the local vLLM server the tutorial starts at ``LOCAL_SERVER`` is the fake
 server's address.  Any other connection, or a name lookup of another host,
 fails the test, and the embedded local model is made unavailable, so no
 snippet can fall back to it.
+
+A block that cannot run here (it trains a model with another project's
+trainer and weights from the Hub) is marked by an HTML comment on the line
+before its fence, invisible in the rendered page:
+``<!-- docs-test: skip (REASON) -->``.  It is still compiled and checked for
+private imports, and skipped with its reason.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import re
 import shutil
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +48,7 @@ SEED_FILE = REPO_ROOT / "examples" / "seeds.jsonl"
 LOCAL_SERVER = "http://127.0.0.1:8000/v1"
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+_SKIP = re.compile(r"^\s*<!-- docs-test: skip \((?P<reason>.+)\) -->\s*$")
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class Snippet:
     path: Path
     line: int  # of the opening fence, from 1
     source: str
+    skip: str | None = None  # why the tests do not run it (a docs-test: skip comment)
 
     @property
     def name(self) -> str:
@@ -78,7 +87,9 @@ def python_blocks(path: Path) -> list[Snippet]:
             end += 1
         if language in ("python", "py"):
             body = [line.removeprefix(indent) for line in lines[index + 1 : end]]
-            snippets.append(Snippet(path, index + 1, "\n".join(body) + "\n"))
+            marker = _SKIP.match(lines[index - 1]) if index else None
+            skip = marker["reason"] if marker else None
+            snippets.append(Snippet(path, index + 1, "\n".join(body) + "\n", skip))
         index = end + 1
     return snippets
 
@@ -158,6 +169,22 @@ def test_the_docs_have_snippets():
     assert len(SNIPPETS) >= 15
     assert len({snippet.name for snippet in SNIPPETS}) == len(SNIPPETS)
     assert any(snippet.path.name == "README.md" for snippet in SNIPPETS)
+    # skipping is the exception: most snippets run
+    assert sum(snippet.skip is None for snippet in SNIPPETS) > 2 * sum(
+        snippet.skip is not None for snippet in SNIPPETS
+    )
+
+
+def test_a_skip_comment_before_the_fence_marks_a_snippet_skipped(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- docs-test: skip (needs a GPU) -->\n```python\nimport trl\n```\n\n"
+        "```python\nx = 1\n```\n"
+    )
+    assert [(snippet.source, snippet.skip) for snippet in python_blocks(page)] == [
+        ("import trl\n", "needs a GPU"),
+        ("x = 1\n", None),
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -270,6 +297,15 @@ def run_folder(server, tmp_path_factory):
     return folder / "out"
 
 
+def _hub_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hugging Face libraries offline, as a user without network sets them: ``datasets``
+    otherwise pings the Hub to count a load, even of a local file."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    if "datasets" in sys.modules:  # it read the environment when it was imported
+        monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", True)
+
+
 @pytest.fixture
 def workdir(tmp_path, run_folder, server, monkeypatch):
     """A folder with what the docs assume, as the working directory, offline."""
@@ -278,6 +314,7 @@ def workdir(tmp_path, run_folder, server, monkeypatch):
     (tmp_path / "data").mkdir()
     monkeypatch.chdir(tmp_path)
     _point_models_at(server, monkeypatch)
+    _hub_offline(monkeypatch)
     guard = NetworkGuard()
     guard.install(monkeypatch)
     yield guard
@@ -297,7 +334,11 @@ def _close(namespace: dict) -> None:
 def test_snippet_runs(snippet, workdir, server):
     if "plot_stats(" in snippet.source and importlib.util.find_spec("matplotlib") is None:
         pytest.skip("plot_stats needs matplotlib (the plot extra)")
+    if "import datasets" in snippet.source and importlib.util.find_spec("datasets") is None:
+        pytest.skip("this snippet needs datasets (the hf extra)")
     code = snippet.code()
+    if snippet.skip is not None:
+        pytest.skip(snippet.skip)
     if LOCAL_SERVER in snippet.source:  # the tutorial's vLLM server is the fake one
         source = "\n" * snippet.line + snippet.source.replace(LOCAL_SERVER, server.url)
         code = compile(source, str(snippet.path), "exec")

@@ -877,6 +877,43 @@ def test_a_run_folder_evolves_through_the_pipeline_once_and_reads_it_back_on_res
     assert resumed["questions_total"] == 2 and resumed["complete"]
 
 
+def test_search_starts_on_evolved_questions_while_evolution_goes_on(tmp_path, equivalence):
+    finished_when_round_2_voted: list[int] = []
+
+    def finished() -> int:
+        files = [tmp_path / "trees.jsonl", tmp_path / "skipped.jsonl"]
+        return sum(path.read_text().count("\n") for path in files if path.exists())
+
+    def script(request):
+        if "#First Problem#" in request.last_message:
+            return "Different"
+        if "#Given Problem#" in request.last_message:
+            parent = parent_text(request)
+            return f"{parent} Then she gets {request.seed % 97} extra coins from Ann."
+        return boxed("11") if request.sample_index % 2 else boxed("7")
+
+    class SlowLaterRounds(EvolveInstruct):
+        async def _vote(self, question_id, text, counters):
+            if ".r2." in question_id:
+                await asyncio.sleep(0.5)  # a later round takes a while, as real ones do
+                finished_when_round_2_voted.append(finished())
+            return await super()._vote(question_id, text, counters)
+
+    settings = EvolutionSettings(n_answer_samples=3, agreement_threshold=0.5, rounds=2)
+    llm = ScriptedLLM(script)
+    pipeline = Pipeline(
+        generator=LLMStepGenerator(llm=llm),
+        policy=OmegaPRM(settings=SearchSettings(screen_rollouts=2)),
+        evolver=SlowLaterRounds(llm=llm, settings=settings, equivalence=equivalence),
+    )
+    summary = RunFolder(tmp_path).run(pipeline, [SEED], run_info={"evolution": 2})
+    ids = [q.id for q in load_questions(tmp_path / "evolved.jsonl")]
+    assert ids == ["s1", "s1.r1.0", "s1.r1.0.r2.0"]
+    assert summary["complete"] is True and summary["questions_total"] == 3
+    # The seed and round 1 were searched and written before round 2 had its answer.
+    assert finished_when_round_2_voted == [2]
+
+
 def test_a_run_folder_of_other_settings_is_refused_before_any_evolution(tmp_path, equivalence):
     (tmp_path / "run.json").write_text("{}")
     (tmp_path / "trees.jsonl").write_text("")

@@ -47,7 +47,7 @@ from .export_strategies import export_settings, forests
 from .strategies import trees
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-LABELLED_FORMATS = ("trl", "math-shepherd", "prm800k", "processbench")
+LABELLED_FORMATS = ("trl", "math-shepherd", "prm800k", "processbench", "kto")
 JSONL_FORMATS = FORMATS  # every export is JSON Lines
 
 
@@ -76,6 +76,8 @@ def has_error(record, format: str) -> bool:
         )
     if format == "processbench":
         return record["label"] != -1
+    if format == "kto":
+        return not record["label"]
     raise AssertionError(format)
 
 
@@ -174,12 +176,14 @@ def test_math_shepherd_records_on_the_small_tree():
             "What is 2 + 3 * 4? Step 1: 3 * 4 = 12. +\n"
             "Step 2: 2 + 12 = 14. +\nStep 3: The answer is 14. +"
         ),
+        "value": ["+", "+", "+"],
         "task": "toy.jsonl",
     }
     assert second["label"].endswith(
         "Step 1: 2 + 3 = 5. -\nStep 2: 5 * 4 = 20, so the answer is 20. -"
     )
     assert parse_math_shepherd(second)[2] == [False, False]
+    assert second["value"] == ["-", "-"]
 
 
 def test_math_shepherd_drops_steps_numbered_by_the_model_and_text_with_the_tag():
@@ -200,12 +204,14 @@ def test_math_shepherd_round_trips_the_shared_fixture():
     assert fixture
     ours = records("math-shepherd")[0]
     for record in fixture:
-        assert set(record) == set(ours)
+        # Math-Shepherd's own release has no value list; ours adds it for OpenRLHF
+        assert set(record) == set(ours) - {"value"}
         assert validate_record(record, "math-shepherd") == []
         problem, steps, labels = parse_math_shepherd(record)
         assert len(steps) == len(labels) == record["input"].count(f" {STEP_TAG}")
         # re-encoding what was read gives the fixture back, character for character
-        assert math_shepherd_record(problem, steps, labels, task=record["task"]) == record
+        encoded = math_shepherd_record(problem, steps, labels, task=record["task"])
+        assert encoded == {**record, "value": ["+" if label else "-" for label in labels]}
 
 
 def key_structure(value):
@@ -240,9 +246,10 @@ def test_processbench_records_on_the_small_tree():
     _, node = small_tree()
     problem = "What is 2 + 3 * 4?"
     b_path = ["2 + 3 = 5."]
-    assert records("processbench") == [
+    assert records("processbench", generator="Qwen2.5-7B-Instruct") == [
         {
             "id": f"q1-n{node['a3']}",
+            "generator": "Qwen2.5-7B-Instruct",
             "problem": problem,
             "steps": ["3 * 4 = 12.", "2 + 12 = 14.", "The answer is 14."],
             "label": -1,
@@ -251,6 +258,7 @@ def test_processbench_records_on_the_small_tree():
         # failed completions sampled after the first error are finished wrong solutions
         {
             "id": f"q1-n{node['b1']}-r0",
+            "generator": "Qwen2.5-7B-Instruct",
             "problem": problem,
             "steps": [*b_path, "5 * 4 = 20."],
             "label": 0,
@@ -258,6 +266,7 @@ def test_processbench_records_on_the_small_tree():
         },
         {
             "id": f"q1-n{node['b1']}-r1",
+            "generator": "Qwen2.5-7B-Instruct",
             "problem": problem,
             "steps": [*b_path, "The answer is 20."],
             "label": 0,
@@ -265,6 +274,7 @@ def test_processbench_records_on_the_small_tree():
         },
         {
             "id": f"q1-n{node['b2']}",
+            "generator": "Qwen2.5-7B-Instruct",
             "problem": problem,
             "steps": [*b_path, "5 * 4 = 20, so the answer is 20."],
             "label": 0,
@@ -273,15 +283,17 @@ def test_processbench_records_on_the_small_tree():
     ]
     # c2 ends a finished solution too, but its first step was never sampled from:
     # where its first error is, is unknown, so it is left out.
+    assert {record["generator"] for record in records("processbench")} == {None}
 
 
 def test_processbench_schema_accepts_the_shared_benchmark():
     path = shared_file("processbench", "gsm8k.json")
     items = json.loads(path.read_text(encoding="utf-8"))
-    ours = records("processbench")[0]
+    ours = records("processbench", generator="Qwen2-7B-Instruct")[0]
     for item in items[:50]:
         assert validate_record(item, "processbench") == []
-        assert set(ours) <= set(item)
+        assert set(item) == set(ours)  # the same fields, generator included
+        assert isinstance(item["generator"], str)
 
 
 def test_chat_formats_on_the_small_tree():
@@ -350,6 +362,11 @@ def test_checks_beyond_the_schema():
     assert validate_record(shepherd, "math-shepherd") == [
         "$.label: label differs from input before tag 1"
     ]
+    shepherd = {**shepherd, "label": "Q Step 1: a +", "value": ["-"]}
+    assert validate_record(shepherd, "math-shepherd") == [
+        "$.value: ['-'] is not the marks of label, in step order"
+    ]
+    assert validate_record({**shepherd, "value": ["+"]}, "math-shepherd") == []
     bench = {"id": "x", "problem": "Q", "steps": ["a"], "label": 1, "final_answer_correct": True}
     assert validate_record(bench, "processbench") == ["$.label: 1 is no step index (there are 1)"]
     with pytest.raises(ValueError, match="unknown format"):

@@ -44,7 +44,7 @@ from prmsynth.run._folder import derived_records
 
 from .strategies import trees
 
-LABELLED_FORMATS = ("trl", "math-shepherd", "prm800k", "processbench")
+LABELLED_FORMATS = ("trl", "math-shepherd", "prm800k", "processbench", "kto")
 DERIVED = ("flat.jsonl", "sft.jsonl", "dpo.jsonl")
 
 # A few step texts shared by every question, so that records repeat across
@@ -111,6 +111,8 @@ def error_and_steps(record: dict, format: str) -> tuple[bool, tuple[int, int, in
     if format == "prm800k":
         ratings = Counter(step["completions"][0]["rating"] for step in record["label"]["steps"])
         return ratings[1] < sum(ratings.values()), (ratings[1], ratings[0], ratings[-1])
+    if format == "kto":
+        return not record["label"], (1, 0, 0) if record["label"] else (0, 0, 1)
     first_error, size = record["label"], len(record["steps"])
     positive = size if first_error == -1 else first_error
     return first_error != -1, (positive, 0, size - positive)

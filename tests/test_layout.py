@@ -15,7 +15,7 @@ PACKAGE = REPO_ROOT / "prmsynth"
 #: Bottom to top.  A module may import its own layer's modules and any lower layer.
 LAYERS = (
     ("prmsynth._version", "prmsynth._errors"),
-    ("prmsynth._values", "prmsynth._io"),
+    ("prmsynth._values", "prmsynth._io", "prmsynth._sources"),
     ("prmsynth._tree",),
     ("prmsynth._interfaces", "prmsynth._seeds"),
     ("prmsynth.llm",),
@@ -25,6 +25,7 @@ LAYERS = (
     ("prmsynth.export",),
     ("prmsynth.run",),
     ("prmsynth.view",),
+    ("prmsynth.publish",),
     ("prmsynth.cli",),
 )
 #: Beside the stack: test doubles import only the core; nothing in the library imports them.

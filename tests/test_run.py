@@ -145,15 +145,38 @@ def test_failed_questions_run_again_on_resume(tmp_path):
     assert read_jsonl(tmp_path / "skipped.jsonl") == []
 
 
-def test_a_completion_budget_stops_the_run_cleanly(tmp_path):
-    summary = run(tmp_path, pipeline=scripted_pipeline(concurrency=1), max_completions=30)
-    assert summary["stopped_by"] == "max_completions"
-    assert summary["complete"] is False
+def completions_served(pipeline):
+    return sum(n for _, n in pipeline.generator.llm.requests)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+@pytest.mark.parametrize("max_completions", [10, 50, 130])
+def test_a_completion_budget_is_hard_and_the_rest_runs_on_resume(
+    tmp_path, concurrency, max_completions
+):
+    pipeline = scripted_pipeline(concurrency=concurrency)
+    summary = run(tmp_path, pipeline=pipeline, max_completions=max_completions)
+    # No request is sent past the budget, whatever runs at once.
+    assert completions_served(pipeline) <= max_completions
+    assert summary["completions"] == completions_served(pipeline)
+    assert summary["stopped_by"] == "max_completions" and summary["complete"] is False
     done = summary["questions_done"]
-    assert 1 <= done < len(QUESTIONS) and summary["questions_not_done"] == len(QUESTIONS) - done
+    assert summary["questions_not_done"] == len(QUESTIONS) - done and summary["failed"] == 0
     assert len(read_jsonl(tmp_path / "trees.jsonl")) == done
-    summary = run(tmp_path)  # no budget: the rest runs
+    summary = run(tmp_path)  # no budget: the questions the budget left unfinished run
     assert summary["complete"] is True and summary["questions_done"] == len(QUESTIONS)
+    assert sorted(ids_in(tmp_path / "trees.jsonl")) == sorted(q.id for q in QUESTIONS)
+
+
+def test_screening_stays_within_max_branches(tmp_path):
+    from prmsynth import OmegaPRM, SearchSettings
+
+    settings = SearchSettings(screen_rollouts=16, max_branches=8)
+    pipeline = scripted_pipeline(policy=OmegaPRM(settings=settings), concurrency=1)
+    run(tmp_path, QUESTIONS[:3], pipeline=pipeline)
+    records = read_jsonl(tmp_path / "trees.jsonl") + read_jsonl(tmp_path / "skipped.jsonl")
+    assert [record["n_completions"] <= 8 for record in records] == [True] * 3
+    assert completions_served(pipeline) <= 3 * 8
 
 
 @given(st.lists(st.text(min_size=1, max_size=5), unique=True, max_size=40), st.integers(1, 5))
@@ -206,7 +229,7 @@ SLOW_RUN = textwrap.dedent(
 )
 
 
-def test_sigkill_mid_run_then_rerun_gives_every_question_once(tmp_path):
+def test_a_busy_folder_is_refused_and_a_killed_run_resumes_with_every_question_once(tmp_path):
     from .conftest import REPO_ROOT
 
     script = tmp_path / "slow_run.py"
@@ -220,6 +243,13 @@ def test_sigkill_mid_run_then_rerun_gives_every_question_once(tmp_path):
         if trees.exists() and trees.read_text().count("\n") >= 8:
             break
         time.sleep(0.05)
+    # A second run on the busy folder is refused, and writes nothing there.
+    before = trees.read_bytes()
+    with pytest.raises(
+        InputError, match=f"in use by another prmsynth process \\(pid {process.pid}\\)"
+    ):
+        run(out, run_info={"model": "slow"})
+    assert trees.read_bytes()[: len(before)] == before
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     killed_at = trees.read_text().count("\n")
@@ -263,15 +293,31 @@ def test_every_line_a_run_writes_validates_against_its_schema(tmp_path):
         assert validate_file(tmp_path / name, format) == [], name
 
 
-def test_a_corrupt_line_inside_trees_jsonl_stops_the_resume_and_loses_nothing(tmp_path):
+def test_a_corrupt_line_inside_trees_jsonl_is_set_aside_and_only_its_question_redone(tmp_path):
+    import io
+
     run(tmp_path, QUESTIONS[:3])
     trees = tmp_path / "trees.jsonl"
     lines = trees.read_text().splitlines(keepends=True)
-    lines[1] = '{"question_id": "1", "trunc\n'  # a damaged line with finished work after it
+    damaged = lines[1][:40] + "\n"  # a damaged line with finished work after it
+    lines[1] = damaged
     trees.write_text("".join(lines))
-    with pytest.raises(InputError, match=r"trees.jsonl:2: bad JSON"):
-        run(tmp_path, QUESTIONS[:3])
-    assert trees.read_text() == "".join(lines)  # nothing cut away, nothing rewritten
+    log = io.StringIO()
+    pipeline = scripted_pipeline()
+    summary = run(tmp_path, QUESTIONS[:3], pipeline=pipeline, log=log)
+    assert summary["complete"] is True and summary["questions_resumed"] == 2
+    assert "trees.jsonl:2: bad JSON" in log.getvalue() and "runs again" in log.getvalue()
+    assert summary["lines_set_aside"] and "trees.corrupt.jsonl" in summary["lines_set_aside"][0]
+    [aside] = read_jsonl(tmp_path / "trees.corrupt.jsonl")
+    assert (aside["line"], aside["text"]) == (2, damaged.rstrip("\n"))
+    # The records after the damaged line stay; only question "1" was searched again.
+    assert sorted(ids_in(trees)) == ["0", "1", "2"]
+    for messages, _ in pipeline.generator.llm.requests:
+        assert any(QUESTIONS[1].text in message["content"] for message in messages)
+    assert [line for line in trees.read_text().splitlines(keepends=True)[:2]] == [
+        lines[0],
+        lines[2],
+    ]
 
 
 def test_a_question_with_a_lone_surrogate_is_searched_and_written(tmp_path):
@@ -292,3 +338,37 @@ def test_merge_is_complete_only_with_every_shard_present_and_finished(tmp_path):
     unfinished = RunFolder(tmp_path / "all").merge([tmp_path / f"s{i}" for i in range(3)])
     assert unfinished["complete"] is False and unfinished["missing_shards"] == []
     assert unfinished["incomplete_shards"] == [str(tmp_path / "s2")]
+
+
+def test_a_cost_budget_holds_against_a_priced_model(tmp_path, monkeypatch, capsys):
+    from prmsynth.cli import main
+    from prmsynth.testing import FakeOpenAIServer
+
+    from .test_critic import planted_responder
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local0123456789")
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(
+        "".join(
+            json.dumps({"problem": f"What is 2 + 3? ({i})", "final_answer": "5"}) + "\n"
+            for i in range(30)
+        )
+    )
+    max_cost, concurrency = 0.003, 4
+    out = tmp_path / "out"
+    with FakeOpenAIServer(responder=planted_responder, keep_bodies=True) as server:
+        argv = ["run", str(seeds), "--out", str(out), "--model", "openai/gpt-4o-mini"]
+        argv += ["--api-base", server.url, "--quiet", "--concurrency", str(concurrency)]
+        assert main([*argv, "--max-cost", str(max_cost)]) == 0, capsys.readouterr().err
+        requested = [int(body.get("n") or 1) for body in server.bodies]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_by"] == "max_cost" and summary["complete"] is False
+    assert 0 < summary["questions_done"] < 30
+    # Every completion sent is counted, and the run goes over by at most the
+    # requests in flight when the budget ran out (their cost beyond the estimate).
+    assert summary["completions"] <= sum(requested)
+    per_completion = summary["cost_usd"] / summary["completions"]
+    in_flight = concurrency * max(requested) * per_completion * 1.5
+    assert max_cost <= summary["cost_usd"] + in_flight
+    assert summary["cost_usd"] <= max_cost + in_flight
+    assert in_flight < 0.5 * max_cost  # a bound that means something at this budget

@@ -7,6 +7,7 @@ import asyncio
 import json
 import pickle
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -106,6 +107,18 @@ EQUIVALENT = [
     ("\\15", "15"),
     ("2516_8", "2516_{8}"),
     ("2516", "2516_8"),
+    # A decimal comma where no thousands grouping or list fits.
+    ("1000,99", "1000.99"),
+    ("1,22", "1.22"),
+    ("0,111", "0.111"),
+    # An equation in another form, against an equation.
+    ("y=-\\frac{1}{2}x+\\frac{3}{4}", "2x+4y-3=0"),
+    ("2y = 4x + 6", "y = 2x + 3"),
+    # A member of an interval is the interval.
+    ("x \\in [-2, 7]", "[-2, 7]"),
+    # Two answers joined by "and".
+    ("12 \\text{ and } 13", "12, 13"),
+    ("y_1 = 2x, y_2 = 3x", "2x, 3x"),
 ]
 
 NOT_EQUIVALENT = [
@@ -127,6 +140,10 @@ NOT_EQUIVALENT = [
     ("3.14", "\\pi"),
     ("52_8", "52_9"),
     ("42", "52_8"),
+    # A comma that groups thousands, or may list two answers, is no decimal comma.
+    ("1,000", "1.0"),
+    ("2,5", "2.5"),
+    ("y = -\\frac{1}{2}x + \\frac{5}{4}", "2x+4y-3=0"),
 ]
 
 
@@ -134,6 +151,44 @@ NOT_EQUIVALENT = [
 def test_equivalent_answers_are_correct_both_ways(verifier, left, right):
     assert verifier.verify(boxed(left), right).status == "correct"
     assert verifier.verify(boxed(right), left).status == "correct"
+
+
+def test_an_interval_reference_is_not_answered_by_an_inequality(verifier):
+    # The reference's form is the one the problem asked for (interval notation).
+    assert verifier.verify(boxed("-2 \\le x \\le 7"), "[-2, 7]").status == "incorrect"
+    assert verifier.verify(boxed("[-2, 7]"), "-2 \\le x \\le 7").status == "correct"
+    assert verifier.verify(boxed("(3, \\infty)"), "x > 3").status == "correct"
+    assert verifier.verify(boxed("3 < x"), "x > 3").status == "correct"
+    assert verifier.verify(boxed("x \\ge 3"), "x > 3").status == "incorrect"
+
+
+@pytest.mark.parametrize(
+    ("response", "reference", "status"),
+    [
+        # A worked solution as the reference: its final boxed answer is the gold.
+        ("The answer is $\\boxed{7}$.", "So $x + 1 = 8$ and $\\boxed{7}$ is it.", "correct"),
+        ("The answer is $\\boxed{8}$.", "So $x + 1 = 8$ and $\\boxed{7}$ is it.", "incorrect"),
+        # LaTeX whose backslash an unescaped JSON string ate, on either side.
+        ("The answer is $\x0crac{1}{2}$.", "0.5", "correct"),
+        ("The answer is $0.5$.", "\x0crac{1}{2}", "correct"),
+        ("The answer is $\\\\frac{1}{2}$.", "\\frac12", "correct"),
+        # Boxes for the parts of one answer, linked inside one sentence.
+        (
+            "So $\\boxed{(3, 3)}$ for part (a) and $\\boxed{(1, 1)}$ for part (b).",
+            "(3, 3), (1, 1)",
+            "correct",
+        ),
+        ("$y_1 = \\boxed{2x}$ and $y_2 = \\boxed{3x}$", "y_1 = 2x, y_2 = 3x", "correct"),
+        ("It was \\boxed{3}. Later we found \\boxed{4}.", "4", "correct"),
+        # A rejection corrected in the last sentence commits to the correction.
+        ("It is not 10, it is 1,000.99 dollars.", "1000.99", "correct"),
+        ("The total is not \\$37, it is \\$36.", "36", "correct"),
+        ("It is not 10, maybe it is 12.", "12", "unparseable"),
+        ("It is 12, not 10.", "12", "unparseable"),
+    ],
+)
+def test_answer_classes_from_competition_math(verifier, response, reference, status):
+    assert verifier.verify(response, reference).status == status
 
 
 @pytest.mark.parametrize(("left", "right"), NOT_EQUIVALENT)
@@ -334,6 +389,37 @@ def test_timed_out_check_is_incorrect_and_the_worker_recovers(verifier):
         finishes_within(lambda: equivalence("5", "10^{10^{10}}", timeout=0.5))
     # The next check starts a fresh worker and works.
     assert finishes_within(lambda: equivalence("\\sqrt{4}", "2", timeout=30.0)) is True
+
+
+def test_a_pathological_check_costs_its_own_timeout_not_everyone_s():
+    import threading
+
+    finished: list[str] = []
+
+    def check(name, extracted, reference, timeout):
+        try:
+            equivalence(extracted, reference, timeout=timeout)
+        except EquivalenceCheckError:
+            pass
+        finished.append(name)
+
+    with MathEquivalence(processes=2) as equivalence:
+        equivalence("\\sqrt{4}", "2", timeout=60.0)  # one worker warm
+        slow = threading.Thread(target=check, args=("slow", "5", "10^{10^{10}}", 20.0))
+        slow.start()
+        time.sleep(0.2)  # the slow check holds the warm worker
+        check("fast", "\\sqrt{9}", "3", 60.0)
+        assert equivalence._pool.n_running == 2
+        assert finished == ["fast"]  # done while the other check still runs
+        equivalence.close()  # ends the hung worker too
+        slow.join(30)
+    assert finished == ["fast", "slow"]
+
+
+def test_the_checker_pool_has_one_process_per_core_by_default():
+    from prmsynth.verify._math import default_checker_processes
+
+    assert MathEquivalence()._pool.size == default_checker_processes() >= 1
 
 
 def test_timed_out_check_gives_incorrect_verdict():
@@ -628,8 +714,8 @@ def test_cli_missing_file(tmp_path, capsys):
 @pytest.mark.skipif(not Path("/proc/self/limits").exists(), reason="needs Linux /proc")
 def test_worker_runs_under_a_memory_limit(verifier):
     assert verifier.verify(boxed("\\sqrt{25}"), "5").correct  # a symbolic check: worker up
-    pool = verifier.equivalence._pool
-    limits = Path(f"/proc/{pool._process.pid}/limits").read_text()
+    worker = next(worker for worker in verifier.equivalence._pool._workers if worker.running)
+    limits = Path(f"/proc/{worker._process.pid}/limits").read_text()
     line = next(line for line in limits.splitlines() if line.startswith("Max address space"))
     assert line.split()[3] == str(2 * 1024**3)
 
@@ -654,13 +740,24 @@ def gold_and_notations(draw) -> tuple[str, list[str]]:
         ]
     if kind == "fraction":
         gold = f"\\frac{{{a}}}{{{b}}}"
-        return gold, [f"\\dfrac{{{a}}}{{{b}}}", f"\\tfrac{{{a}}}{{{b}}}", f"{a}/{b}", gold]
+        return gold, [
+            f"\\dfrac{{{a}}}{{{b}}}",
+            f"\\tfrac{{{a}}}{{{b}}}",
+            f"{a}/{b}",
+            gold,
+            f"\x0crac{{{a}}}{{{b}}}",  # \\frac through an unescaped JSON string
+        ]
     if kind == "decimal":
         gold = f"{a}.{b:03d}"
-        return gold, [gold, f"{gold} \\text{{ cm}}", f"\\${gold}"]
+        return gold, [gold, f"{gold} \\text{{ cm}}", f"\\${gold}", f"{a},{b:03d}0"]
     if kind == "interval":
         gold = f"\\left( -{a}, {b} \\right]"
-        return gold, [f"(-{a}, {b}]", f"(-{a},{b}]", f"\\left(-{a},{b}\\right]"]
+        return gold, [
+            f"(-{a}, {b}]",
+            f"(-{a},{b}]",
+            f"\\left(-{a},{b}\\right]",
+            f"x \\in (-{a}, {b}]",
+        ]
     if kind == "tuple":
         gold = f"({a}, {b})"
         return gold, [f"\\left({a},{b}\\right)", f"({a},\\,{b})", gold]

@@ -40,6 +40,63 @@ def quiet_litellm() -> None:
         logger.addFilter(_not_loop_notice)
 
 
+#: What the seed argument of run and evolve reads, for their help.
+SEED_SOURCES = (
+    "seed questions: a JSON file (JSONL, a JSON array, or JSON objects), .csv, .tsv, "
+    ".parquet, a datasets save_to_disk folder, or hf:NAME for a Hugging Face Hub dataset "
+    "(Parquet, folders and the Hub need: pip install 'prmsynth[hf]')"
+)
+
+
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    """``--subset``, ``--split`` and ``--revision``: which part of a Hub dataset
+    (or of a save_to_disk folder) the input is, for every command that reads one."""
+    parser.add_argument(
+        "--subset", default=None, help="the Hub dataset's subset (configuration), e.g. main"
+    )
+    parser.add_argument(
+        "--split",
+        default=None,
+        help="the dataset's split, e.g. test (default: its only split)",
+    )
+    parser.add_argument(
+        "--revision",
+        default=None,
+        help="the Hub dataset's commit, branch or tag (default: the current commit, "
+        "recorded in run.json)",
+    )
+
+
+def add_seed_options(parser: argparse.ArgumentParser) -> None:
+    """The seed questions and their fields, for run and evolve: ``seed_file``,
+    ``--column-names``, ``--answer-column``, the source options, ``--limit``
+    and ``--max-question-chars``."""
+    from prmsynth._seeds import MAX_QUESTION_CHARS
+
+    parser.add_argument("seed_file", metavar="SEEDS", help=SEED_SOURCES)
+    parser.add_argument(
+        "--column-names",
+        default="problem",
+        help="field(s) holding the question text; several, comma-separated, are joined "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--answer-column",
+        default="final_answer",
+        help="field holding the answer (default: %(default)s)",
+    )
+    add_source_options(parser)
+    parser.add_argument(
+        "--limit", type=int, default=None, help="use only the first N seed questions"
+    )
+    parser.add_argument(
+        "--max-question-chars",
+        type=int,
+        default=MAX_QUESTION_CHARS,
+        help="refuse seed questions longer than this (characters) (default: %(default)s)",
+    )
+
+
 def add_model_options(parser: argparse.ArgumentParser, *, sampling: bool = True) -> None:
     """The model: ``--model``, ``--api-base``; with ``sampling`` also
     ``--temperature``, ``--top-p``, ``--max-tokens``, ``--seed`` (run and label)."""

@@ -16,8 +16,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prmsynth._seeds import MAX_QUESTION_CHARS
-from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, add_model_options
+from prmsynth.cli._common import (
+    EXIT_FAILURE,
+    EXIT_INPUT,
+    EXIT_OK,
+    add_model_options,
+    add_seed_options,
+)
 
 if TYPE_CHECKING:
     from prmsynth.evolve._evolver import EvolutionSettings
@@ -65,7 +70,7 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
             "<out>.rejects.jsonl; the counts go to stderr."
         ),
     )
-    parser.add_argument("seed_file", help="seed questions: JSONL, a JSON array, or JSON objects")
+    add_seed_options(parser)
     parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="questions file")
     from prmsynth.llm._backend import add_backend_options
 
@@ -80,27 +85,9 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
         metavar="K",
         help=f"evolutions attempted per seed and round (default: {DEFAULT_PER_SEED})",
     )
-    parser.add_argument(
-        "--column-names",
-        default="problem",
-        help="field(s) holding the question text; several, comma-separated, are joined "
-        "(default: problem)",
-    )
-    parser.add_argument(
-        "--answer-column",
-        default="final_answer",
-        help="field holding the answer (default: final_answer)",
-    )
     add_model_options(parser, sampling=False)
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the random choices and of the LLM samples"
-    )
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N seeds")
-    parser.add_argument(
-        "--max-question-chars",
-        type=int,
-        default=MAX_QUESTION_CHARS,
-        help="refuse seed questions longer than this (characters)",
     )
     _add_vote_options(parser)
     parser.add_argument(

@@ -27,12 +27,8 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
     >>> (args.command, args.format, args.positive_threshold, args.deduplicate)
     ('export', 'trl', 0.0, True)
     """
-    import attrs
+    from prmsynth.export._formats import FORMATS
 
-    from prmsynth.export._formats import FORMATS, ExportSettings
-
-    # The defaults come from ExportSettings, so the two cannot drift apart.
-    defaults = {field.name: field.default for field in attrs.fields(ExportSettings)}
     export = subparsers.add_parser(
         "export",
         help="write trees as training data in one format (trl, math-shepherd, prm800k, ...)",
@@ -54,63 +50,7 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
         help="output file; with --validation-fraction, STEM.train.jsonl and "
         "STEM.validation.jsonl beside it instead",
     )
-    export.add_argument(
-        "--positive-threshold",
-        type=float,
-        default=defaults["positive_threshold"],
-        help="a step whose MC value is above this is positive (0.0: any completion succeeded)",
-    )
-    export.add_argument(
-        "--labels",
-        choices=("search", "mc"),
-        default=defaults["labels"],
-        help="search: the first errors the run's rule named (thresholds label the steps it did "
-        "not judge); mc: MC thresholds alone",
-    )
-    export.add_argument(
-        "--negative-threshold",
-        type=float,
-        default=defaults["negative_threshold"],
-        help="prm800k: a negative step with MC value at most this is rated -1, others 0",
-    )
-    export.add_argument(
-        "--balance",
-        choices=("none", "downsample"),
-        default=defaults["balance"],
-        help="downsample the larger class (solutions with / without an error) in each file",
-    )
-    export.add_argument(
-        "--balance-seed",
-        type=int,
-        default=defaults["balance_seed"],
-        help="seed of the downsampling",
-    )
-    export.add_argument(
-        "--deduplicate",
-        action=argparse.BooleanOptionalAction,
-        default=defaults["deduplicate"],
-        help="write identical records once",
-    )
-    export.add_argument(
-        "--validation-fraction",
-        type=float,
-        default=defaults["validation_fraction"],
-        help="share of questions (by a stable hash of the question id) in the validation file",
-    )
-    export.add_argument(
-        "--split-seed", type=int, default=defaults["split_seed"], help="seed of the question hash"
-    )
-    export.add_argument(
-        "--consensus",
-        action="store_true",
-        help="keep only solutions whose critic verdict (a run with --judge-model) agrees with "
-        "the labels on the first wrong step",
-    )
-    export.add_argument(
-        "--system-prompt",
-        default=None,
-        help="system message of the chat formats (default: the generator's)",
-    )
+    add_export_settings_options(export)
 
     validate = subparsers.add_parser(
         "validate",
@@ -128,7 +68,88 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
     return export, validate
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def add_export_settings_options(
+    parser: argparse.ArgumentParser, *, validation_fraction: float | None = None
+) -> None:
+    """The options of [`ExportSettings`][prmsynth.ExportSettings], with its
+    defaults (``validation_fraction`` overrides that one), for export and push."""
+    import attrs
+
+    from prmsynth.export._formats import ExportSettings
+
+    # The defaults come from ExportSettings, so the two cannot drift apart.
+    defaults = {field.name: field.default for field in attrs.fields(ExportSettings)}
+    if validation_fraction is not None:
+        defaults["validation_fraction"] = validation_fraction
+    parser.add_argument(
+        "--positive-threshold",
+        type=float,
+        default=defaults["positive_threshold"],
+        help="a step whose MC value is above this is positive (0.0: any completion succeeded)",
+    )
+    parser.add_argument(
+        "--labels",
+        choices=("search", "mc"),
+        default=defaults["labels"],
+        help="search: the first errors the run's rule named (thresholds label the steps it did "
+        "not judge); mc: MC thresholds alone",
+    )
+    parser.add_argument(
+        "--negative-threshold",
+        type=float,
+        default=defaults["negative_threshold"],
+        help="prm800k: a negative step with MC value at most this is rated -1, others 0",
+    )
+    parser.add_argument(
+        "--balance",
+        choices=("none", "downsample"),
+        default=defaults["balance"],
+        help="downsample the larger class (solutions with / without an error) in each file",
+    )
+    parser.add_argument(
+        "--balance-seed",
+        type=int,
+        default=defaults["balance_seed"],
+        help="seed of the downsampling",
+    )
+    parser.add_argument(
+        "--deduplicate",
+        action=argparse.BooleanOptionalAction,
+        default=defaults["deduplicate"],
+        help="write identical records once",
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=defaults["validation_fraction"],
+        help="share of questions (by a stable hash of the question id) in the validation file",
+    )
+    parser.add_argument(
+        "--split-seed", type=int, default=defaults["split_seed"], help="seed of the question hash"
+    )
+    parser.add_argument(
+        "--consensus",
+        action="store_true",
+        help="keep only solutions whose critic verdict (a run with --judge-model) agrees with "
+        "the labels on the first wrong step",
+    )
+    parser.add_argument(
+        "--system-prompt",
+        default=None,
+        help="system message of the chat formats (default: the generator's)",
+    )
+    parser.add_argument(
+        "--generator",
+        default=None,
+        metavar="NAME",
+        help="processbench: the model that wrote the solutions (default: the model in the "
+        "run.json beside TREES, named as ProcessBench names models: the part after the last /)",
+    )
+
+
+def export_settings_from_args(args: argparse.Namespace, trees: list[str]) -> Any:
+    """The [`ExportSettings`][prmsynth.ExportSettings] of ``add_export_settings_options``
+    for exports of ``trees`` (raises ValueError on a bad value)."""
     from prmsynth.export._formats import ExportSettings
 
     options: dict[str, Any] = {
@@ -144,7 +165,34 @@ def _settings(args: argparse.Namespace) -> Any:
     }
     if args.system_prompt is not None:
         options["system_prompt"] = args.system_prompt
+    options["generator"] = args.generator or run_generator(trees)
     return ExportSettings(**options)
+
+
+def run_generator(trees: list[str]) -> str | None:
+    """The model the runs that wrote ``trees`` used, as ProcessBench names a
+    generator (the model string after its last ``/``); None when no ``run.json``
+    beside them says, or they disagree.
+
+    >>> import json, pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "run.json").write_text(json.dumps({"model": "hosted_vllm/Qwen/Qwen2.5-7B"}))
+    >>> run_generator([str(folder / "trees.jsonl")])
+    'Qwen2.5-7B'
+    """
+    from pathlib import Path
+
+    from prmsynth._errors import InputError
+    from prmsynth.run._folder import RunFolder
+
+    names = set()
+    for path in trees:
+        try:
+            model = (RunFolder(Path(path).parent).settings() or {}).get("model")
+        except InputError:
+            model = None  # provenance only: an unreadable run.json leaves it unknown
+        names.add(model.rsplit("/", 1)[-1] if isinstance(model, str) and model else None)
+    return names.pop() if len(names) == 1 else None
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -154,7 +202,7 @@ def run_export(args: argparse.Namespace) -> int:
     from prmsynth.export._formats import export_file
 
     try:
-        settings = _settings(args)
+        settings = export_settings_from_args(args, args.trees)
     except ValueError as error:
         print(f"prmsynth export: error: {error}", file=sys.stderr)
         return EXIT_INPUT

@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prmsynth._errors import redact_secrets
 from prmsynth._io import append_line, write_jsonl
-from prmsynth._seeds import InputError, iter_json_objects, reference_from_answer
+from prmsynth._seeds import InputError, reference_from_answer
+from prmsynth._sources import RowSource, iter_rows
 from prmsynth._values import Question
 from prmsynth.cli._common import (
     EXIT_FAILURE,
@@ -28,6 +30,7 @@ from prmsynth.cli._common import (
     add_first_error_options,
     add_judge_options,
     add_model_options,
+    add_source_options,
 )
 
 if TYPE_CHECKING:
@@ -37,34 +40,34 @@ if TYPE_CHECKING:
 REQUIRED_FIELDS = ("id", "problem", "steps", "answer")
 
 
-def read_label_rows(path: str | os.PathLike) -> list[tuple[dict[str, Any], Question, list[str]]]:
-    """Read and check every row before any work starts."""
+def read_label_rows(
+    source: str | os.PathLike | RowSource,
+) -> list[tuple[dict[str, Any], Question, list[str]]]:
+    """Read and check every row (of any source ``load_questions`` reads)
+    before any work starts."""
     rows = []
-    seen: dict[str, int] = {}
-    for line, record in iter_json_objects(path, REQUIRED_FIELDS):
+    seen: dict[str, str] = {}
+    for row in iter_rows(source, required=REQUIRED_FIELDS):
+        record = row.record
         steps = record["steps"]
         if (
             not isinstance(steps, list)
             or not steps
             or not all(isinstance(step, str) and step.strip() for step in steps)
         ):
-            raise InputError(
-                path, "expected a non-empty list of non-empty strings", line=line, field="steps"
-            )
+            raise row.error("expected a non-empty list of non-empty strings", field="steps")
         if not isinstance(record["problem"], str) or not record["problem"].strip():
-            raise InputError(path, "expected non-empty text", line=line, field="problem")
+            raise row.error("expected non-empty text", field="problem")
         answer = record["answer"]
         if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
-            raise InputError(path, "expected text or a number", line=line, field="answer")
+            raise row.error("expected text or a number", field="answer")
         reference = reference_from_answer(str(answer))
         if not reference:
-            raise InputError(path, "empty value", line=line, field="answer")
+            raise row.error("empty value", field="answer")
         row_id = str(record["id"])
         if row_id in seen:
-            raise InputError(
-                path, f"duplicate id {row_id!r} (first on line {seen[row_id]})", line=line
-            )
-        seen[row_id] = line
+            raise row.error(f"duplicate id {row_id!r} (first on {seen[row_id]})")
+        seen[row_id] = row.where
         question = Question(id=row_id, text=record["problem"].strip(), reference_answer=reference)
         rows.append((record, question, [step.strip() for step in steps]))
     return rows
@@ -81,7 +84,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("input", help="JSONL rows with id, problem, steps, answer")
+    parser.add_argument(
+        "input",
+        help="rows with id, problem, steps, answer: a JSON file, .parquet, a datasets "
+        "save_to_disk folder, or hf:NAME (steps a list of strings; not in CSV)",
+    )
+    add_source_options(parser)
     parser.add_argument("--out", required=True, help="output JSONL")
     parser.add_argument("--policy", choices=("omegaprm", "math-shepherd"), default="omegaprm")
     parser.add_argument(
@@ -133,7 +141,11 @@ def run(args: argparse.Namespace) -> int:
         if out.is_dir():
             raise InputError(out, "is a folder; --out names a file")
         rule = first_error_rule_from_args(args, args.num_branches)
-        rows = read_label_rows(args.input)
+        rows = read_label_rows(
+            RowSource(
+                location=args.input, subset=args.subset, split=args.split, revision=args.revision
+            )
+        )
         llm, model, cache, critic = open_backend(args, backend)
     except (InputError, BackendUnavailable) as error:
         print(f"prmsynth label: error: {error}", file=sys.stderr)
@@ -208,7 +220,7 @@ def label_row(
         "first_error_rule": pipeline.policy.rule.name,
     }
     if labels.status == "failed":
-        row["reason"] = labels.reason
+        row["reason"] = None if labels.reason is None else redact_secrets(labels.reason)
     if judge_model is not None:
         critique = labels.critique
         row["critic_model"] = judge_model

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from prmsynth._seeds import MAX_QUESTION_CHARS
 from prmsynth.cli._common import (
     EXIT_FAILURE,
     EXIT_INPUT,
@@ -13,7 +13,11 @@ from prmsynth.cli._common import (
     add_first_error_options,
     add_judge_options,
     add_model_options,
+    add_seed_options,
 )
+
+if TYPE_CHECKING:
+    from prmsynth._sources import RowSource
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -30,14 +34,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("seed_file", help="seed questions: JSONL, a JSON array, or JSON objects")
+    add_seed_options(parser)
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument(
-        "--column-names",
-        default="problem",
-        help="field(s) holding the question text; several, comma-separated, are joined",
-    )
-    parser.add_argument("--answer-column", default="final_answer", help="field holding the answer")
     add_model_options(parser)
     parser.add_argument(
         "--screen-rollouts",
@@ -72,13 +70,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
     add_first_error_options(parser)
     add_judge_options(parser)
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N questions")
-    parser.add_argument(
-        "--max-question-chars",
-        type=int,
-        default=MAX_QUESTION_CHARS,
-        help="refuse seed questions longer than this (characters)",
-    )
     from prmsynth.llm._backend import add_backend_options
 
     add_backend_options(parser, default_cache="OUT/cache.sqlite")
@@ -91,10 +82,18 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "--shard", default=None, metavar="I/N", help="run only shard I (0-based) of N"
     )
     parser.add_argument(
-        "--max-completions", type=int, default=None, help="stop starting questions after this"
+        "--max-completions",
+        type=int,
+        default=None,
+        help="hard limit on completions: no request is sent past it; unfinished questions "
+        "run again on resume",
     )
     parser.add_argument(
-        "--max-cost", type=float, default=None, help="stop starting questions after this (USD)"
+        "--max-cost",
+        type=float,
+        default=None,
+        help="hard limit in USD: each request reserves its estimated cost before it is sent, "
+        "so the run goes over by at most what requests in flight cost beyond the estimate",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     from prmsynth.cli import _evolve
@@ -109,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     import attrs
 
     from prmsynth._interfaces import NoEvolution
-    from prmsynth._seeds import InputError, load_questions_from_args
+    from prmsynth._seeds import InputError, load_questions_from_args, seed_source_from_args
     from prmsynth._values import SearchSettings
     from prmsynth._version import __version__
     from prmsynth.cli import _evolve as _evolve_cli
@@ -119,10 +118,12 @@ def run(args: argparse.Namespace) -> int:
         open_backend,
         sampling_from_args,
     )
+    from prmsynth.cli._main import command_line
     from prmsynth.evolve._evolver import EvolveInstruct
     from prmsynth.llm._backend import backend_settings_from_args
     from prmsynth.llm._client import BackendUnavailable
-    from prmsynth.run._folder import Budget, file_sha256, run_to_directory
+    from prmsynth.run._budget import Budget
+    from prmsynth.run._folder import run_to_directory
     from prmsynth.run._pipeline import Pipeline
     from prmsynth.search._generation import LLMStepGenerator
     from prmsynth.search._policies import POLICIES
@@ -148,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("options", str(error)) from None
         rule = first_error_rule_from_args(args, args.num_branches)
         evolution = _evolve_cli.evolution_settings_from_args(args)
-        questions = load_questions_from_args(args)
+        source = seed_source_from_args(args)
+        questions = load_questions_from_args(args, source)
         fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
         # Before anything is written: a backend that cannot serve stops here.
         # --overwrite starts over: the folder's own cache too (a shared --cache stays).
@@ -181,8 +183,13 @@ def run(args: argparse.Namespace) -> int:
         )
         run_info = {
             "prmsynth_version": __version__,
-            "seed_file": str(Path(args.seed_file).resolve()),
-            "seed_file_sha256": file_sha256(args.seed_file),
+            # Where the seeds came from, pinned: a file by its bytes, a Hub
+            # dataset by its commit, so a resume or a rerun reads the same rows.
+            "seed_file": _seed_location(source),
+            "seed_file_sha256": source.sha256(),
+            "seed_subset": source.subset,
+            "seed_split": source.split,
+            "seed_revision": source.revision,
             "question_fields": fields,
             "answer_field": args.answer_column,
             "model": model,
@@ -196,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
             "evolution": None if evolution is None else evolution.to_dict(),
             "limit": args.limit,
             "shard": args.shard,
+            "command": command_line(args, leave_out=("quiet", "overwrite")),
         }
         summary = run_to_directory(
             pipeline,
@@ -245,3 +253,14 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
     if not (count >= 1 and 0 <= index < count):
         raise InputError("--shard", f"need 0 <= I < N, got {text!r}")
     return index, count
+
+
+def _seed_location(source: RowSource) -> str:
+    """The seed source as run.json records it: a local path made absolute."""
+    from prmsynth._sources import HUB_PREFIX
+
+    local = source.local_path()
+    if local is None:
+        return source.location
+    resolved = str(local.resolve())
+    return HUB_PREFIX + resolved if source.kind == "hub" else resolved

@@ -66,7 +66,7 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
 
 def _read_rows(path: str, fields: list[str], optional_fields: list[str]) -> list[dict]:
     """Parse and validate every row before any output is written."""
-    from prmsynth._seeds import iter_json_objects
+    from prmsynth._sources import iter_json_objects
 
     rows = []
     for line, row in iter_json_objects(path, fields):

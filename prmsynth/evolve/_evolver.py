@@ -338,7 +338,10 @@ class Rejection:
     root_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        from prmsynth._errors import redact_secrets
+
+        # The detail may quote a failed request's error, and errors may echo keys.
+        return {**attrs.asdict(self), "detail": redact_secrets(self.detail)}
 
 
 @attrs.frozen(kw_only=True)
@@ -542,9 +545,34 @@ class EvolveInstruct(QuestionEvolver):
         """The seeds (when ``keep_seeds``) and the evolved questions that earned an answer."""
         return (await self.evolve_with_report(questions)).questions
 
-    async def evolve_with_report(self, questions: Sequence[Question]) -> EvolutionReport:
-        """Evolve ``questions`` and return the survivors, the rejects and the counts."""
+    async def evolve_with_report(
+        self,
+        questions: Sequence[Question],
+        *,
+        on_question: Callable[[Question], object] | None = None,
+    ) -> EvolutionReport:
+        """Evolve ``questions`` and return the survivors, the rejects and the counts.
+
+        ``on_question`` is called with each question as soon as it is ready (the
+        seeds first when ``keep_seeds``, then each evolved question when its
+        answer vote is won), so a search can start on it while evolution goes
+        on.  The report holds the same questions, in a deterministic order.
+        """
         run = _Run.start(self, questions)
+        if on_question is not None and self.settings.keep_seeds:
+            for seed in run.seeds:
+                on_question(seed)
+
+        async def vote(plan: _Plan, text: str) -> _Vote | BaseException:
+            outcome = await self._vote(plan.candidate_id, text, run.counters)
+            if (
+                on_question is not None
+                and isinstance(outcome, _Vote)
+                and outcome.answer is not None
+            ):
+                on_question(run.question_of(plan, text, outcome))
+            return outcome
+
         for round_number in range(1, self.settings.rounds + 1):
             plans = run.plan_round(round_number)  # every random choice before any LLM call
             outcomes = await run.gather(self._mutate(plan, run.counters) for plan in plans)
@@ -555,9 +583,7 @@ class EvolveInstruct(QuestionEvolver):
                 )
                 passed = run.drop_equal(passed, verdicts)
             run.counters.evolved += len(passed)
-            votes = await run.gather(
-                self._vote(plan.candidate_id, text, run.counters) for plan, text in passed
-            )
+            votes = await run.gather(vote(plan, text) for plan, text in passed)
             answered = run.accept(passed, votes)
             if self.progress is not None:
                 self.progress(
@@ -899,29 +925,33 @@ class _Run:
             if vote.answer is None:
                 self.reject(plan, text, "unsolvable", vote.detail)
                 continue
-            question = Question(
-                id=plan.candidate_id,
-                text=text,
-                reference_answer=vote.answer,  # never the parent's answer
-                source="evolved",
-                answer_source="majority_vote",
-                metadata={
-                    "parent_id": plan.parent.id,
-                    "root_id": plan.root_id,
-                    "mutation": plan.mutation,
-                    "round": plan.round,
-                    "prompt_version": self.version,
-                    "answer_votes": vote.votes,
-                    "answer_agreement": vote.agreement,
-                    "n_answer_samples": self.evolver.settings.n_answer_samples,
-                },
-            )
+            question = self.question_of(plan, text, vote)
             self.survivors.append(question)
             self.lineage[plan.root_id].append(question)
             self.counters.answered += 1
             self.counters.by_mutation[plan.mutation]["answered"] += 1
             answered += 1
         return answered
+
+    def question_of(self, plan: _Plan, text: str, vote: _Vote) -> Question:
+        """The question a candidate becomes with the answer its vote earned."""
+        return Question(
+            id=plan.candidate_id,
+            text=text,
+            reference_answer=vote.answer,  # never the parent's answer
+            source="evolved",
+            answer_source="majority_vote",
+            metadata={
+                "parent_id": plan.parent.id,
+                "root_id": plan.root_id,
+                "mutation": plan.mutation,
+                "round": plan.round,
+                "prompt_version": self.version,
+                "answer_votes": vote.votes,
+                "answer_agreement": vote.agreement,
+                "n_answer_samples": self.evolver.settings.n_answer_samples,
+            },
+        )
 
     def report(self) -> EvolutionReport:
         settings = self.evolver.settings

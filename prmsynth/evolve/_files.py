@@ -15,7 +15,8 @@ from typing import Any
 import attrs
 
 from prmsynth._io import write_jsonl
-from prmsynth._seeds import iter_json_records, load_questions
+from prmsynth._seeds import load_questions
+from prmsynth._sources import iter_json_records
 from prmsynth._values import Question
 from prmsynth.evolve._evolver import EvolutionReport, Rejection
 

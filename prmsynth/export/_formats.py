@@ -2,12 +2,13 @@
 
 Reasoning trees are the product, but trainers read files.  This module turns
 trees into the record formats the field uses (TRL stepwise supervision,
-Math-Shepherd, PRM800K, ProcessBench, chat SFT, TRL SFT, DPO pairs) and
+Math-Shepherd, PRM800K, ProcessBench, chat SFT, TRL SFT, DPO pairs, per-step
+KTO, Step-DPO) and
 validates every record against a JSON Schema (Draft 2020-12) shipped in
 ``prmsynth/export/schemas/`` before anything is written.
 
-**The labelling rule** (shared by ``trl``, ``math-shepherd``, ``prm800k`` and
-``processbench``, see `label_path`): a root-to-leaf path is a list of
+**The labelling rule** (shared by ``trl``, ``math-shepherd``, ``prm800k``,
+``processbench``, ``kto`` and ``step-dpo``, see `label_path`): a root-to-leaf path is a list of
 steps, and a step's value is its node's ``mc_value``.
 
 0. A step the search's first-error rule judged (its node's ``label``, set
@@ -90,6 +91,8 @@ FORMATS: tuple[str, ...] = (
     "dpo-trl",
     "dpo-step",
     "dpo-step-trl",
+    "kto",
+    "step-dpo",
 )
 """The format names [`export_records`][prmsynth.export_records],
 [`export_file`][prmsynth.export_file] and [`validate_file`][prmsynth.validate_file] know."""
@@ -102,7 +105,7 @@ _SCHEMA_NAMES = {
 
 # Formats whose examples have a class (an error in the solution or not), so
 # they can be balanced and their label balance reported.
-_LABELLED_FORMATS = frozenset({"trl", "math-shepherd", "prm800k", "processbench"})
+_LABELLED_FORMATS = frozenset({"trl", "math-shepherd", "prm800k", "processbench", "kto"})
 
 STEP_TAG = "ки"
 """Math-Shepherd's step tag: each step of ``input`` ends with ``" ки"``."""
@@ -147,7 +150,9 @@ class ExportSettings:
     ``consensus``: keep only the solutions where a critic's first error (see
     [`StepCritic`][prmsynth.StepCritic], stored by a run with a critic)
     agrees with the labels, on the steps exported; solutions no critic read
-    are left out too.  Labelled formats only.
+    are left out too.  Labelled formats only.  ``generator``: the model that
+    wrote the solutions, as ProcessBench's ``generator`` field names it (None:
+    unknown; ``prmsynth export`` reads it from the ``run.json`` beside the trees).
 
     >>> settings = ExportSettings(positive_threshold=0.5)
     >>> (settings.negative_threshold, settings.deduplicate, settings.balance)
@@ -172,6 +177,9 @@ class ExportSettings:
     split_seed: int = 0
     system_prompt: str = attrs.field(factory=_default_system_prompt)
     consensus: bool = False
+    generator: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.negative_threshold > self.positive_threshold:
@@ -299,9 +307,11 @@ def _strip_step_marker(text: str) -> str:
 
 def math_shepherd_record(
     problem: str, steps: Sequence[str], labels: Sequence[bool], *, task: str
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """A Math-Shepherd record: ``"Step i: ..."`` lines tagged with ``" ки"`` in ``input``,
-    and ``+`` / ``-`` in place of each tag in ``label``.
+    ``+`` / ``-`` in place of each tag in ``label``, and the same marks as a list
+    in ``value`` (what OpenRLHF's process reward dataset reads with
+    ``--label_key value``).
 
     >>> record = math_shepherd_record("What is 2 + 3?", ["2 + 3 = 5.", "So 6."], [True, False],
     ...                               task="toy")
@@ -309,6 +319,8 @@ def math_shepherd_record(
     'What is 2 + 3? Step 1: 2 + 3 = 5. ки\\nStep 2: So 6. ки'
     >>> record["label"]
     'What is 2 + 3? Step 1: 2 + 3 = 5. +\\nStep 2: So 6. -'
+    >>> record["value"]
+    ['+', '-']
     >>> parse_math_shepherd(record) == ("What is 2 + 3?", ["2 + 3 = 5.", "So 6."], [True, False])
     True
     """
@@ -316,10 +328,14 @@ def math_shepherd_record(
         raise ValueError(f"{len(steps)} steps but {len(labels)} labels")
     lines = [f"Step {number}: {step}" for number, step in enumerate(steps, start=1)]
     tagged = "\n".join(f"{line} {STEP_TAG}" for line in lines)
-    marked = "\n".join(
-        f"{line} {'+' if label else '-'}" for line, label in zip(lines, labels, strict=True)
-    )
-    return {"input": f"{problem} {tagged}", "label": f"{problem} {marked}", "task": task}
+    marks = ["+" if label else "-" for label in labels]
+    marked = "\n".join(f"{line} {mark}" for line, mark in zip(lines, marks, strict=True))
+    return {
+        "input": f"{problem} {tagged}",
+        "label": f"{problem} {marked}",
+        "value": marks,
+        "task": task,
+    }
 
 
 def parse_math_shepherd(record: dict[str, Any]) -> tuple[str, list[str], list[bool]]:
@@ -392,6 +408,23 @@ def _chat_prompt(tree: ReasoningTree, settings: ExportSettings) -> list[dict[str
     return [
         {"role": "system", "content": settings.system_prompt},
         {"role": "user", "content": tree.question.text},
+    ]
+
+
+def _continue_prompt(
+    tree: ReasoningTree, settings: ExportSettings, prefix: Sequence[str]
+) -> list[dict[str, str]]:
+    """The messages the default generator asks for the step after ``prefix`` with."""
+    from prmsynth.search._generation import DEFAULT_CONTINUE_TEMPLATE
+
+    if not prefix:
+        return _chat_prompt(tree, settings)
+    content = DEFAULT_CONTINUE_TEMPLATE.format(
+        question=tree.question.text, prefix=STEP_SEPARATOR.join(prefix)
+    )
+    return [
+        {"role": "system", "content": settings.system_prompt},
+        {"role": "user", "content": content},
     ]
 
 
@@ -554,6 +587,7 @@ def _processbench_examples(tree: ReasoningTree, settings: ExportSettings, stats:
                 yield _Example(
                     record={
                         "id": f"{question.id}-n{node}",
+                        "generator": settings.generator,
                         "problem": question.text,
                         "steps": texts,
                         "label": first_error,
@@ -575,6 +609,7 @@ def _processbench_examples(tree: ReasoningTree, settings: ExportSettings, stats:
             yield _Example(
                 record={
                     "id": f"{question.id}-n{node}-r{index}",
+                    "generator": settings.generator,
                     "problem": question.text,
                     "steps": [*texts, *rollout.steps],
                     "label": first_error,
@@ -632,9 +667,6 @@ def _step_pairs(
     tree: ReasoningTree, settings: ExportSettings
 ) -> Iterator[tuple[list[dict[str, str]], str, str]]:
     """(prompt, chosen, rejected): two continuations sampled from the same step prefix."""
-    from prmsynth.search._generation import DEFAULT_CONTINUE_TEMPLATE
-
-    question = tree.question
     for node in tree.nodes():
         if node == tree.root:
             continue  # the root's rollouts are whole solutions: the dpo export has them
@@ -653,14 +685,7 @@ def _step_pairs(
         incorrect = usable(data["incorrect_rollouts"])
         if not correct or not incorrect:
             continue
-        # The prompt the default generator samples continuations with.
-        content = DEFAULT_CONTINUE_TEMPLATE.format(
-            question=question.text, prefix=STEP_SEPARATOR.join(tree.prefix_steps(node))
-        )
-        prompt = [
-            {"role": "system", "content": settings.system_prompt},
-            {"role": "user", "content": content},
-        ]
+        prompt = _continue_prompt(tree, settings, tree.prefix_steps(node))
         for chosen, rejected in zip(correct, incorrect):  # noqa: B905 (pairs run out)
             yield prompt, chosen, rejected
 
@@ -691,6 +716,96 @@ def _dpo_step_trl_examples(tree: ReasoningTree, settings: ExportSettings, stats:
         )
 
 
+def _steps_after_right_prefixes(
+    tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]
+) -> dict[int, LabelledStep]:
+    """Every labelled step whose earlier steps are all positive, by node, in path order.
+
+    A step is judged only where its prefix is right: the first error of a path
+    ends it, since the steps after it continue a wrong prefix and are negative
+    only because of it.  A node on several paths is kept once; its label is the
+    same on every path that labels it (an inherited value is only ever positive).
+    """
+    found: dict[int, LabelledStep] = {}
+    for steps in _labelled_paths(tree, settings, stats):
+        for step in steps:
+            found.setdefault(step.node, step)
+            if step.label is False:
+                break
+    return found
+
+
+def _kto_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    for node, step in _steps_after_right_prefixes(tree, settings, stats).items():
+        yield _Example(
+            record={
+                "prompt": _continue_prompt(tree, settings, tree.prefix_steps(node)[:-1]),
+                "completion": _assistant(step.text),
+                "label": bool(step.label),
+            },
+            question_id=tree.question.id,
+            has_error=not step.label,
+            step_counts=_step_counts([step], three_way=False),
+        )
+
+
+def _finished_continuation(tree: ReasoningTree, node: int, *, correct: bool) -> list[str] | None:
+    """The steps from ``node`` to the end of a finished solution through it whose
+    answer is right (``correct``) or wrong: down the tree to a terminal node, or
+    a completion sampled on the way; the first found in depth-first order."""
+    start = len(tree.path(node)) - 2  # the index of node's own step in a prefix
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        data = tree[current]
+        steps = tree.prefix_steps(current)[start:]
+        if data["terminal"] and data["verdict"] == ("correct" if correct else "incorrect"):
+            return steps
+        for rollout in data["correct_rollouts" if correct else "incorrect_rollouts"]:
+            if rollout.finish_reason != "length" and rollout.steps:
+                return [*steps, *rollout.steps]
+        stack.extend(reversed(tree.children(current)))
+    return None
+
+
+def _step_dpo_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    # Step-DPO pairs two next steps after the same right prefix: one the labels
+    # call right (and that some finished right solution continues), one that is
+    # the first error.  Each first error is used once, the right steps in turn.
+    question = tree.question
+    judged = _steps_after_right_prefixes(tree, settings, stats)
+    siblings: dict[tuple[str, ...], list[int]] = {}
+    for node in judged:
+        siblings.setdefault(tuple(tree.prefix_steps(node)[:-1]), []).append(node)
+    for prefix, children in siblings.items():
+        chosen = []
+        for node in children:
+            if judged[node].label:
+                continuation = _finished_continuation(tree, node, correct=True)
+                if continuation is not None:
+                    chosen.append((node, continuation))
+        rejected = [node for node in children if not judged[node].label]
+        if not chosen:
+            continue
+        for index, node in enumerate(rejected):
+            good, continuation = chosen[index % len(chosen)]
+            wrong = _finished_continuation(tree, node, correct=False) or [judged[node].text]
+            yield _Example(
+                record={
+                    "dataset": question.source,
+                    "prompt": question.text,
+                    "initial_reason_steps": "".join(step + STEP_SEPARATOR for step in prefix),
+                    "chosen": judged[good].text,
+                    "rejected": judged[node].text,
+                    "full_chosen": STEP_SEPARATOR.join(continuation),
+                    "full_rejected": STEP_SEPARATOR.join(wrong),
+                    "answer": question.reference_answer,
+                },
+                question_id=question.id,
+                has_error=None,
+            )
+
+
 _Builder = Callable[[ReasoningTree, ExportSettings, "Counter[str]"], Iterable[_Example]]
 
 _BUILDERS: dict[str, _Builder] = {
@@ -706,6 +821,8 @@ _BUILDERS: dict[str, _Builder] = {
     "dpo-trl": _dpo_trl_examples,
     "dpo-step": _dpo_step_examples,
     "dpo-step-trl": _dpo_step_trl_examples,
+    "kto": _kto_examples,
+    "step-dpo": _step_dpo_examples,
 }
 
 
@@ -1108,9 +1225,13 @@ def _trl_checks(record: dict[str, Any]) -> Iterator[str]:
 
 def _math_shepherd_checks(record: dict[str, Any]) -> Iterator[str]:
     try:
-        parse_math_shepherd(record)
+        _, _, labels = parse_math_shepherd(record)
     except ValueError as error:
         yield f"$.label: {error}"
+        return
+    value = record.get("value")  # absent from Math-Shepherd's own release
+    if value is not None and value != ["+" if label else "-" for label in labels]:
+        yield f"$.value: {value!r} is not the marks of label, in step order"
 
 
 def _processbench_checks(record: dict[str, Any]) -> Iterator[str]:

@@ -37,6 +37,7 @@ makes concurrent writers (many requests of a run, or two processes) safe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -144,6 +145,11 @@ class CompletionCache:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite creates a database 0o644 less the umask, never group-writable even
+        # under umask 002; a file that exists keeps its mode (and its -wal and -shm
+        # files copy it), so create it first as open() would.
+        with contextlib.suppress(FileExistsError):
+            self.path.touch(exist_ok=False)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()  # guards the list of connections, not the database

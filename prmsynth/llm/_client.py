@@ -33,7 +33,7 @@ from typing import Any
 
 import attrs
 
-from prmsynth._errors import BackendUnavailable, LLMError
+from prmsynth._errors import BackendUnavailable, LLMError, redact_secrets
 from prmsynth._values import Completion, LLMResponse
 from prmsynth.llm._ratelimit import RequestLimiter, estimate_prompt_tokens
 
@@ -98,23 +98,16 @@ def backend_failure(error: BaseException) -> BackendUnavailable | None:
     return None
 
 
-# Key-shaped tokens a provider may echo back in an error ("Incorrect API key
-# provided: sk-...", "Authorization: Bearer ..."), whatever the key's source.
-_KEY_PATTERN = re.compile(r"(?i)(bearer\s+)[^\s'\",]+|\b(?:sk|pk|rk)-[A-Za-z0-9_\-*]{6,}")
-
-
 def _redact(text: str, secrets: str | Iterable[str | None] | None) -> str:
-    """``text`` without the given secrets and without key-shaped tokens.
+    """``text`` without the given secrets, credentials from the environment and
+    key-shaped tokens (see `redact_secrets`).
 
     >>> _redact("Incorrect API key provided: sk-abc123456789. Bearer xyz", None)
     'Incorrect API key provided: ***. Bearer ***'
     """
     if isinstance(secrets, str):
         secrets = (secrets,)
-    for secret in secrets or ():
-        if secret and secret in text:
-            text = text.replace(secret, "***")
-    return _KEY_PATTERN.sub(lambda match: (match.group(1) or "") + "***", text)
+    return redact_secrets(text, secrets or ())
 
 
 def _split_tokens(total: int, texts: Sequence[str]) -> list[int | None]:

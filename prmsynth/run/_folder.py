@@ -22,21 +22,24 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, TextIO
 
 import attrs
 
+from prmsynth._errors import BudgetExhausted, redact_secrets
 from prmsynth._interfaces import NoEvolution, SearchResult
 from prmsynth._io import (
     SeenKeys,
     append_line,
     atomic_files,
     dumps_line,
+    folder_lock,
     iter_appended_jsonl,
     read_appended_jsonl,
+    set_aside_corrupt_lines,
     write_json,
     write_jsonl,
 )
@@ -57,6 +60,7 @@ from prmsynth.export._serialize import (
     sft_records,
     tree_from_dict,
 )
+from prmsynth.run._budget import Budget, BudgetedGenerator, Ledger
 from prmsynth.run._pipeline import Pipeline
 from prmsynth.run._progress import Progress
 from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT
@@ -81,18 +85,13 @@ IDENTITY_KEYS = (
     "judge",
     "system_prompt",
     "seed_file_sha256",
+    "seed_subset",
+    "seed_split",
+    "seed_revision",
     "question_fields",
     "answer_field",
     "evolution",
 )
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard_of(question_id: str, count: int) -> int:
@@ -187,7 +186,7 @@ def _skipped_record(result: SearchResult) -> dict[str, Any]:
         "question_id": result.question.id,
         "question": result.question.text,
         "status": result.status,
-        "reason": result.reason,
+        "reason": None if result.reason is None else redact_secrets(result.reason),
         "n_correct": root["n_correct"],
         "n_rollouts": root["n_rollouts"],
         "n_completions": result.n_completions,
@@ -206,6 +205,8 @@ class _Folder:
     trees: list[ReasoningTree]
     tree_records: list[dict[str, Any]]
     skipped_records: list[dict[str, Any]]
+    #: The corrupt lines set aside on resume, described.
+    set_aside: list[str] = attrs.Factory(list)
 
 
 def _clear(out_dir: Path) -> None:
@@ -225,14 +226,17 @@ def questions_to_search(
     *,
     shard: tuple[int, int] | None = None,
     log: TextIO | None = None,
-) -> list[Question]:
+) -> list[Question] | _EvolutionStream:
     """The questions a run searches: ``pipeline.evolver``'s, evolved once.
 
-    The evolved set is written to ``evolved.jsonl`` (its rejects beside it)
-    before the search starts and read back on resume, so a resumed run
-    searches the same questions and pays for no evolution twice.  With
-    ``shard`` only that shard of the seeds (by a stable hash of the id) is
-    evolved and searched, so every evolved question belongs to its seed's shard.
+    Without an evolver, or when the folder holds ``evolved.jsonl`` from an
+    earlier run, a list.  Otherwise an `_EvolutionStream`
+    that yields each question as evolution accepts it, so the search starts
+    while evolution goes on; at its end the evolved set is written to
+    ``evolved.jsonl`` (rejects beside it) and read back on resume, so a
+    resumed run searches the same questions and pays for no evolution twice.
+    With ``shard`` only that shard of the seeds (by a stable hash of the id)
+    is evolved and searched, so every evolved question belongs to its seed's shard.
     """
     if shard is not None:
         seeds = select_shard(seeds, *shard)
@@ -241,19 +245,63 @@ def questions_to_search(
     path = out_dir / EVOLVED_FILE
     if path.exists():
         return load_evolved_questions(path)
-    questions, rejects = asyncio.run(_evolve(pipeline.evolver, seeds))
-    write_evolved(path, questions, rejects)
-    if log is not None:
-        print(f"evolve: {len(questions)} questions, {len(rejects)} rejected -> {path}", file=log)
-    return questions
+    return _EvolutionStream(evolver=pipeline.evolver, seeds=list(seeds), path=path, log=log)
 
 
-async def _evolve(evolver: Any, seeds: Sequence[Question]) -> tuple[list[Question], list[Any]]:
-    # Evolve-Instruct reports its rejects too; any other evolver only its questions.
-    if hasattr(evolver, "evolve_with_report"):
-        report = await evolver.evolve_with_report(seeds)
-        return list(report.questions), list(report.rejects)
-    return list(await evolver.evolve(seeds)), []
+async def _unfinished(
+    questions: AsyncIterable[Question], finished: set[str]
+) -> AsyncIterator[Question]:
+    async for question in questions:
+        if question.id not in finished:
+            yield question
+
+
+@attrs.define(kw_only=True)
+class _EvolutionStream:
+    """Evolved questions as they are accepted, then ``evolved.jsonl`` written."""
+
+    evolver: Any
+    seeds: list[Question]
+    path: Path
+    log: TextIO | None
+    #: Every question yielded so far (the run's total grows with it).
+    questions: list[Question] = attrs.Factory(list)
+    finished: bool = False
+
+    async def __aiter__(self) -> AsyncIterator[Question]:
+        ready: asyncio.Queue[Question | None] = asyncio.Queue()
+        task = asyncio.ensure_future(self._evolve(ready))
+        try:
+            while (question := await ready.get()) is not None:
+                self.questions.append(question)
+                yield question
+            await task  # its error, if any (a backend gone), ends the run
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def _evolve(self, ready: asyncio.Queue[Question | None]) -> None:
+        try:
+            # Evolve-Instruct hands over each question as its answer vote is won
+            # and reports its rejects; any other evolver gives its questions at the end.
+            if hasattr(self.evolver, "evolve_with_report"):
+                report = await self.evolver.evolve_with_report(
+                    self.seeds, on_question=ready.put_nowait
+                )
+                questions, rejects = list(report.questions), list(report.rejects)
+            else:
+                questions, rejects = list(await self.evolver.evolve(self.seeds)), []
+                for question in questions:
+                    ready.put_nowait(question)
+            write_evolved(self.path, questions, rejects)
+            self.finished = True
+            if self.log is not None:
+                print(
+                    f"evolve: {len(questions)} questions, {len(rejects)} rejected -> {self.path}",
+                    file=self.log,
+                )
+        finally:
+            ready.put_nowait(None)
 
 
 def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -294,6 +342,10 @@ def prepare_output_directory(
             )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(settings_path, run_info)
+    set_aside = [
+        *set_aside_corrupt_lines(out_dir / "trees.jsonl"),
+        *set_aside_corrupt_lines(out_dir / "skipped.jsonl"),
+    ]
     tree_records = read_appended_jsonl(out_dir / "trees.jsonl", repair=True)
     skipped_records = [
         record
@@ -322,6 +374,7 @@ def prepare_output_directory(
         trees=trees,
         tree_records=unique_records,
         skipped_records=skipped_records,
+        set_aside=set_aside,
     )
 
 
@@ -350,25 +403,6 @@ def rebuild_derived_files(
             _write_derived(files, tree, system_prompt)
 
 
-@attrs.frozen(kw_only=True)
-class Budget:
-    """Run-wide limits; the run stops starting questions once one is reached.
-
-    Questions already in flight finish and are kept, so a run may go over by
-    at most what those questions spend.
-    """
-
-    max_completions: int | None = None
-    max_cost: float | None = None
-
-    def reached(self, tally: _Tally) -> str | None:
-        if self.max_completions is not None and tally.n_completions >= self.max_completions:
-            return "max_completions"
-        if self.max_cost is not None and tally.cost >= self.max_cost:
-            return "max_cost"
-        return None
-
-
 def run_to_directory(
     pipeline: Pipeline,
     questions: Sequence[Question],
@@ -376,7 +410,7 @@ def run_to_directory(
     *,
     run_info: dict[str, Any],
     overwrite: bool = False,
-    budget: Budget = Budget(),
+    budget: Budget | None = None,
     log: TextIO | None = sys.stderr,
     progress_interval: float = 10.0,
     on_result: Callable[[SearchResult], None] | None = None,
@@ -392,12 +426,43 @@ def run_to_directory(
     done.  Raises [`InputError`][prmsynth.InputError] when the folder holds a run with other
     settings (unless ``overwrite``).
     """
+    with folder_lock(out_dir):
+        return _run_locked(
+            pipeline,
+            questions,
+            out_dir,
+            run_info=run_info,
+            overwrite=overwrite,
+            budget=budget or Budget(),
+            log=log,
+            progress_interval=progress_interval,
+            on_result=on_result,
+            shard=shard,
+        )
+
+
+def _run_locked(
+    pipeline: Pipeline,
+    questions: Sequence[Question],
+    out_dir: Path,
+    *,
+    run_info: dict[str, Any],
+    overwrite: bool,
+    budget: Budget,
+    log: TextIO | None,
+    progress_interval: float,
+    on_result: Callable[[SearchResult], None] | None,
+    shard: tuple[int, int] | None,
+) -> dict[str, Any]:
     started = time.monotonic()
     system_prompt = getattr(pipeline.generator, "system_prompt", DEFAULT_SYSTEM_PROMPT)
     run_info = {**run_info, "system_prompt": system_prompt}
     folder = prepare_output_directory(out_dir, run_info, overwrite=overwrite)
+    for problem in folder.set_aside:
+        if log is not None:
+            print(f"warning: {problem}; its question runs again", file=log)
     rebuild_derived_files(out_dir, folder.trees, system_prompt)
-    questions = questions_to_search(pipeline, questions, out_dir, shard=shard, log=log)
+    to_search = questions_to_search(pipeline, questions, out_dir, shard=shard, log=log)
 
     tally = _Tally()
     for tree, record in zip(folder.trees, folder.tree_records, strict=True):
@@ -405,11 +470,31 @@ def run_to_directory(
     for record in folder.skipped_records:
         tally.add(record, status="skipped", verdicts=record.get("rollout_verdicts", {}))
     tally.resumed = tally.done
-    remaining = [question for question in questions if question.id not in folder.finished]
+    remaining: list[Question] | AsyncIterator[Question]
+    if isinstance(to_search, list):
+        remaining = [question for question in to_search if question.id not in folder.finished]
+    else:
+        remaining = _unfinished(to_search, folder.finished)
+
+    def n_questions() -> int:
+        # An evolution stream's total grows as evolution accepts questions.
+        return len(to_search) if isinstance(to_search, list) else len(to_search.questions)
+
+    def all_questions_known() -> bool:
+        return isinstance(to_search, list) or to_search.finished
+
+    ledger = Ledger(budget=budget, spent_completions=tally.n_completions, spent_cost=tally.cost)
+    if budget.limited:
+        # Every request reserves its share before it is sent (see run._budget).
+        pipeline = attrs.evolve(
+            pipeline, generator=BudgetedGenerator(generator=pipeline.generator, ledger=ledger)
+        )
     summary: dict[str, Any] = {"complete": False, "started_at": _now(), **run_info}
+    if folder.set_aside:
+        summary["lines_set_aside"] = folder.set_aside
     summary_path = out_dir / SUMMARY_FILE
     write_json(summary_path, {**summary, **tally.as_dict()})
-    progress = Progress(total=len(questions), stream=log, interval=progress_interval)
+    progress = Progress(total=n_questions(), stream=log, interval=progress_interval)
     progress.update(tally)
     files = {name: open(out_dir / name, "a", encoding="utf-8") for name in OUTPUT_FILES}
 
@@ -428,13 +513,27 @@ def run_to_directory(
     stop_reason: list[str] = []
 
     def should_stop() -> bool:
-        reason = budget.reached(tally)
+        reason = ledger.exhausted
+        if (
+            budget.max_completions is not None
+            and ledger.spent_completions >= budget.max_completions
+        ):
+            reason = reason or "max_completions"
+        if budget.max_cost is not None and ledger.spent_cost >= budget.max_cost:
+            reason = reason or "max_cost"
         if reason and not stop_reason:
             stop_reason.append(reason)
         return reason is not None
 
     async def consume() -> None:
         async for result in pipeline.astream(remaining, stop_when=should_stop, evolve=False):
+            if result.status == "failed" and ledger.exhausted is not None:
+                if (result.reason or "").startswith(BudgetExhausted.__name__):
+                    # Stopped by the budget, not failed: nothing is written, and a
+                    # resumed run searches the question again.
+                    should_stop()
+                    progress.update(tally, result)
+                    continue
             problems = schema_problems(result) if result.status == "kept" else []
             if problems:
                 # Nothing that fails its schema is written; the question is
@@ -453,6 +552,7 @@ def run_to_directory(
                 line = _skipped_record(result)
                 write("skipped.jsonl", line)
             tally.add(line, status=result.status, verdicts=_verdict_counts(result.tree))
+            progress.total = n_questions()
             progress.update(tally, result)
             if on_result is not None:
                 on_result(result)
@@ -468,21 +568,27 @@ def run_to_directory(
             file.close()
         pipeline.verifier.close()
         progress.close(tally)
-        not_done = len(questions) - tally.done
+        progress.total = n_questions()
+        not_done = n_questions() - tally.done
         summary.update(tally.as_dict())
+        if budget.limited:
+            # What questions left unfinished by the budget spent counts too.
+            summary["completions"] = ledger.spent_completions
+            summary["cost_usd"] = round(ledger.spent_cost, 6)
         summary.update(
             complete=error is None
             and not stop_reason
             and tally.status["failed"] == 0
-            and not_done == 0,
-            questions_total=len(questions),
+            and not_done == 0
+            and all_questions_known(),
+            questions_total=n_questions(),
             questions_not_done=not_done,
             stopped_by=stop_reason[0] if stop_reason else None,
             finished_at=_now(),
             wall_seconds=round(time.monotonic() - started, 3),
         )
         if error is not None:
-            summary["error"] = f"{type(error).__name__}: {error}"
+            summary["error"] = redact_secrets(f"{type(error).__name__}: {error}")
         write_json(summary_path, summary)
     return summary
 
@@ -638,8 +744,10 @@ class RunFolder:
 
         ``run_info`` is recorded in ``run.json``; its settings (model,
         sampling, search, ...) must match the folder's on resume unless
-        ``overwrite``.  ``max_completions`` / ``max_cost`` stop starting
-        questions once reached.  ``log`` gets progress lines (None: quiet).
+        ``overwrite``.  ``max_completions`` / ``max_cost`` (US dollars) are
+        hard: every request reserves its share before it is sent, and a
+        question the budget cannot finish is left for a resumed run.
+        ``log`` gets progress lines (None: quiet).
         ``shard=(i, n)`` searches only shard ``i`` of ``n`` (join them with
         [`merge`][prmsynth.RunFolder.merge]).
         """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -152,7 +152,7 @@ class Pipeline:
 
     async def astream(
         self,
-        questions: Sequence[Question],
+        questions: Sequence[Question] | AsyncIterable[Question],
         *,
         stop_when: Callable[[], bool] | None = None,
         evolve: bool = True,
@@ -163,26 +163,38 @@ class Pipeline:
         ``stop_when`` is asked before each question starts; once it says
         True no further question starts (those running finish and are yielded).
         ``evolve=False``: the questions were evolved already (a run folder
-        evolves once and keeps the result).
+        evolves once and keeps the result).  ``questions`` may also be an
+        async iterable (evolved questions as evolution accepts them): each is
+        searched as soon as it arrives, and it is never evolved again.
         """
-        evolved = await self.evolver.evolve(questions) if evolve else list(questions)
-        pending = iter(evolved)
+        if isinstance(questions, AsyncIterable):
+            source: AsyncIterator[Question] = aiter(questions)
+        else:
+            evolved = await self.evolver.evolve(questions) if evolve else list(questions)
+            source = _as_async_iterator(evolved)
+        taking = asyncio.Lock()  # one worker at a time takes the next question
+
+        async def next_question() -> Question | None:
+            async with taking:
+                return await anext(source, None)
+
         # A fixed set of workers pulls questions and hands results over one
         # at a time, so memory holds the questions in flight, not every
         # finished result of a long run.
-        results: asyncio.Queue[SearchResult | BackendUnavailable | None] = asyncio.Queue(
+        results: asyncio.Queue[SearchResult | Exception | None] = asyncio.Queue(
             maxsize=self.concurrency
         )
 
         async def worker() -> None:
             try:
-                for question in pending:
-                    if stop_when is not None and stop_when():
+                while not (stop_when is not None and stop_when()):
+                    question = await next_question()
+                    if question is None:
                         break
                     # search_question turns errors into results, except a
                     # backend that is gone: that one ends the run.
                     await results.put(await self.search_question(question))
-            except BackendUnavailable as error:
+            except Exception as error:  # a backend gone, or the question source failing
                 await results.put(error)
                 return
             await results.put(None)
@@ -194,7 +206,7 @@ class Pipeline:
                 result = await results.get()
                 if result is None:
                     running -= 1
-                elif isinstance(result, BackendUnavailable):
+                elif isinstance(result, Exception):
                     raise result
                 else:
                     yield result
@@ -212,3 +224,8 @@ class Pipeline:
         results = asyncio.run(collect())
         order = {question.id: index for index, question in enumerate(questions)}
         return sorted(results, key=lambda result: order.get(result.question.id, len(order)))
+
+
+async def _as_async_iterator(questions: Iterable[Question]) -> AsyncIterator[Question]:
+    for question in questions:
+        yield question

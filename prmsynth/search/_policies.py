@@ -171,7 +171,11 @@ class SearchRun:
         or mostly cut off or answerless: ``unusable_rollouts``), or None when
         it is worth searching.
         """
-        rollouts = await self.sample(self.tree.root, self.settings.screen_rollouts)
+        # Screening is part of the question's budget, like every other sample.
+        n = min(self.settings.screen_rollouts, self.settings.max_branches - self.n_completions)
+        if n < 1:
+            return None
+        rollouts = await self.sample(self.tree.root, n)
         self.absorb(self.tree.root, rollouts)
         n_correct = sum(rollout.correct for rollout in rollouts)
         n_usable = sum(rollout.usable for rollout in rollouts)

@@ -93,6 +93,37 @@ _WORD = re.compile(r"[A-Za-z]{3,}")
 _LEADING_NUMBER = re.compile(r"\s*\$?\s*(" + _NUMBER.pattern + r")(?![\w^_{])")
 
 
+# LaTeX whose backslash an escape sequence ate: "\frac" written into JSON or a Python
+# string unescaped arrives as a form feed and "rac".  Only control characters that
+# never occur in text are read so; a tab or carriage return may be one.
+_EATEN_BACKSLASH = re.compile(
+    r"\x0c(?=rac|box)|\x08(?=oxed|egin|eta|inom)|\x07(?=lpha|pprox)|\x0b(?=ec|ee)"
+)
+_EATEN_LETTER = {"\x0c": "f", "\x08": "b", "\x07": "a", "\x0b": "v"}
+# A doubled backslash before a command name is one backslash escaped twice ("\\le");
+# a matrix row break "\\" before an entry is left alone.
+_DOUBLED_BACKSLASH = re.compile(
+    r"(?<!\\)\\\\(?=(?:[dt]?frac|sqrt|le|leq|ge|geq|neq|ne|in|cup|cap|infty|pi|cdot|times|"
+    r"text|mathrm|left|right|boxed|pm|circ|theta|alpha|beta)(?![A-Za-z]))"
+)
+
+
+def repair_escapes(text: str) -> str:
+    """Undo escape damage to LaTeX: a control character where an escape ate a
+    backslash (a form feed and ``rac`` was ``\\frac``), and a doubled backslash
+    before a command name (``\\\\le``).  A matrix row break before an entry stays.
+
+    >>> repair_escapes("\\x0crac{1}{2}")
+    '\\\\frac{1}{2}'
+    >>> repair_escapes("-2 \\\\\\\\le x \\\\\\\\le 7")
+    '-2 \\\\le x \\\\le 7'
+    >>> repair_escapes("1 \\\\\\\\ 2")
+    '1 \\\\\\\\ 2'
+    """
+    text = _EATEN_BACKSLASH.sub(lambda match: "\\" + _EATEN_LETTER[match.group(0)], text)
+    return _DOUBLED_BACKSLASH.sub(lambda match: "\\", text)
+
+
 def _matching_brace(text: str, open_index: int) -> int | None:
     """Index of the ``}`` closing the ``{`` at ``open_index``, or None."""
     depth = 0
@@ -135,10 +166,28 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
     return found
 
 
-# What may stand between two boxes that together give one answer: "\boxed{2} and \boxed{6}".
+# What may stand between two boxes that together give one answer: "\boxed{2} and \boxed{6}",
+# "\boxed{2}, \boxed{6}", "\boxed{2} \quad \boxed{6}"; symbols, but no relation or period.
 _BOX_JOINER = re.compile(
-    r"[\s,;$]*(?:(?:\\q?quad|\\text\{\s*(?:and|or)\s*\}|\band\b|\bor\b|[,;$])[\s,;$]*)*"
+    r"[\s,;$+&|*#~]*(?:(?:\\q?quad|\\text\{\s*(?:and|or)\s*\}|\band\b|\bor\b)[\s,;$+&|*#~]*)*"
 )
+
+
+# A short link inside one sentence: "\boxed{(3, 3)} \text{ for part (a) and } \boxed{(1, 1)}".
+_AND = re.compile(r"\band\b")
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n\s*\n")
+
+
+def _joins_boxes(between: str) -> bool:
+    """Whether two boxes with ``between`` between them state one answer in parts."""
+    if _BOX_JOINER.fullmatch(between):
+        return True
+    return (
+        len(between) <= 60
+        and _AND.search(between) is not None
+        and not _SENTENCE_END.search(between)
+        and not _HEDGE.search(between)
+    )
 
 
 def _final_boxed(text: str) -> tuple[str, int] | None:
@@ -150,12 +199,16 @@ def _final_boxed(text: str) -> tuple[str, int] | None:
     start, end, content = boxes[-1]
     parts = [content]
     for previous_start, previous_end, previous in reversed(boxes[:-1]):
-        if not _BOX_JOINER.fullmatch(text[previous_end:start]):
+        if not _joins_boxes(text[previous_end:start]):
             break
         parts.insert(0, previous)
         start = previous_start
     parts = [_strip_math_wrappers(part) for part in parts]
     return ", ".join(part for part in parts if part), end
+
+
+# Math delimiters, and quotes (escaped ones too) around a quoted answer.
+_WRAPPERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ('\\"', '\\"'), ('"', '"'))
 
 
 def _strip_math_wrappers(answer: str) -> str:
@@ -165,7 +218,7 @@ def _strip_math_wrappers(answer: str) -> str:
         previous = answer
         answer = answer.strip().strip("*").strip()
         answer = answer.rstrip(".,;:").rstrip()
-        for opening, closing in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        for opening, closing in _WRAPPERS:
             if (
                 answer.startswith(opening)
                 and answer.endswith(closing)
@@ -177,6 +230,11 @@ def _strip_math_wrappers(answer: str) -> str:
         if boxed and _matching_brace(answer, answer.index("{")) == len(answer) - 1:
             answer = boxed.group(1)
     return answer.strip()
+
+
+_LISTED_NUMBERS = re.compile(
+    rf"\s*(?:{_NUMBER.pattern})(?:\s*,\s*(?:{_NUMBER.pattern}))*,?\s+and\s+(?:{_NUMBER.pattern})\s*"
+)
 
 
 def _phrase_answer(rest: str) -> str | None:
@@ -195,6 +253,9 @@ def _phrase_answer(rest: str) -> str | None:
     # The sentence ends at a period followed by a space (not a decimal point).
     sentence = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
     answer = _strip_math_wrappers(sentence)
+    listed = answer.replace("$", "")
+    if _LISTED_NUMBERS.fullmatch(listed):
+        return listed.strip()  # "12 and 13": two answers
     if "\\" not in answer:
         # "3 + 4 = 7 apples": the result is what follows the last "=".
         if "=" in answer:
@@ -330,7 +391,7 @@ def extract_answer(text: str) -> str | None:
     """
     if not isinstance(text, str):
         return None
-    text = text[-EXTRACTION_WINDOW:].rstrip()
+    text = repair_escapes(text[-EXTRACTION_WINDOW:]).rstrip()
     for _ in range(8):  # a few trailing tokens at most; anchored at the end, so cheap
         sign_off = _SIGN_OFF.search(text, max(0, len(text) - 64))
         if sign_off is None:
@@ -387,10 +448,39 @@ def extract_answer(text: str) -> str | None:
             return answer
     sentences = _sentences(last_line)
     if sentences:
-        answer = _concluding_answer(sentences[-1]) or _declared_answer(sentences[-1])
+        answer = (
+            _concluding_answer(sentences[-1])
+            or _declared_answer(sentences[-1])
+            or _corrected_answer(sentences[-1])
+        )
         if _meaningful(answer):
             return answer
     return _meaningful(_answer_line(last_line))
+
+
+# Doubt (unlike a plain rejection) withdraws a whole sentence: "maybe it's 12".
+_DOUBT = re.compile(
+    r"\?|\b(?:wait|hmm|reconsider|maybe|perhaps|might|could|unless|if|whether|check|"
+    r"suppose|assume|mistake|wrong)\b",
+    re.IGNORECASE,
+)
+# A number as prose states an amount: 12, \$1,\!250.50, 1,000.99.
+_MONEY = rf"(?:\\?\$\s*)?(?:-?\d{{1,3}}(?:,(?:\\!)?\s*\d{{3}})+(?:\.\d+)?|{_NUMBER.pattern})"
+# "It's not 10, it's 12 dollars" / "not 10 but rather 1,000.99€": a rejection corrected.
+_CORRECTION = re.compile(
+    rf"\b(?:not|isn't|isn’t)\s+(?:{_MONEY}|\S+?)\s*[,;]?\s*(?:but\s+)?"
+    r"(?:it's|it’s|it\s+is|which\s+is|that's|that\s+is|rather|instead)\s*,?\s*"
+    rf"(?P<value>{_MONEY})\s*(?:[€$£¥%]|[A-Za-z]+[²³]?)?\s*[.!]?$",
+    re.IGNORECASE,
+)
+
+
+def _corrected_answer(sentence: str) -> str | None:
+    """The value a last sentence corrects a rejected one to ("it's not 10, it's 12"), or None."""
+    if _DOUBT.search(_outside_math(sentence)):
+        return None
+    correction = _CORRECTION.search(sentence)
+    return correction.group("value") if correction else None
 
 
 def _declared_answer(sentence: str) -> str | None:
@@ -473,6 +563,9 @@ _REMOVED_TOKENS = (
     # A backslash before a digit is a mangled dollar sign (\15 for \$15).
     (re.compile(r"(?<!\\)\\(?=\d)"), ""),
     (re.compile(r"\{,\}"), ","),
+    # "12 \text{ and } 13" / "12 and 13": two answers, a list.
+    (re.compile(r"\s*,?\s*\\(?:text|mbox)\{\s*,?\s*and\s*\}\s*"), ","),
+    (re.compile(r"(?<=[\d})\]])\s*,?\s+and\s+(?=[-\d\\(\[])"), ","),
     # A single upright letter (\mathrm{i}, \mathrm{e}) is just that letter.
     (re.compile(r"\\(?:mathrm|textrm|text)\{([A-Za-z])\}"), r"\1"),
 )
@@ -496,7 +589,7 @@ _BASED_NUMERAL = re.compile(r"(?P<digits>[0-9][0-9A-Za-z]*)_\{?(?P<base>\d{1,2})
 _CHOICE_LETTER = re.compile(r"^\(?\s*(?P<letter>[A-Z])\s*\)?$")
 _RELATIONS = ("<", ">", "\\le", "\\ge", "\\ne", "\\approx", "\\equiv")
 _LONE_VARIABLE = re.compile(r"^(?:[A-Za-z](?:_\{?\w+\}?)?|\\[A-Za-z]+)$")
-_LONE_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_LONE_THOUSANDS = re.compile(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 _COMMAND_BEFORE_LETTER = re.compile(r"(\\[A-Za-z]+)\s+(?=[A-Za-z0-9])")
 _INTEGER = re.compile(r"[-+]?\d+")
 _DECIMAL = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+)")
@@ -532,8 +625,36 @@ def _drop_units(answer: str) -> str:
     return answer
 
 
+def _top_level_parts(answer: str) -> list[str]:
+    """``answer`` split at the commas outside any bracket."""
+    parts, depth, start = [], 0, 0
+    for index, character in enumerate(answer):
+        if character in "([{":
+            depth += 1
+        elif character in ")]}":
+            depth -= 1
+        elif character == "," and depth == 0:
+            parts.append(answer[start:index])
+            start = index + 1
+    parts.append(answer[start:])
+    return parts
+
+
+_MEMBER = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*\\in\s*(?P<set>[(\[\\].*)$", re.DOTALL)
+
+
 def _right_hand_side(answer: str) -> str:
-    """``x = 5`` -> ``5`` when one side of a single equation is a lone variable."""
+    """``x = 5`` -> ``5`` when one side of a single equation is a lone variable;
+    ``y_1 = 2x, y_2 = 3x`` -> ``2x, 3x`` when every part of a list is such an equation."""
+    if answer.count("=") > 1 and "," in answer:
+        parts = _top_level_parts(answer)
+        sides = [_right_hand_side(part) for part in parts]
+        if len(parts) > 1 and all("=" not in side for side in sides):
+            return ", ".join(sides)
+        return answer
+    member = _MEMBER.match(answer)
+    if member:
+        return member.group("set")  # x \in [-2, 7]
     if answer.count("=") != 1 or any(symbol in answer for symbol in _RELATIONS):
         return answer
     left, right = (side.strip() for side in answer.split("="))
@@ -542,6 +663,60 @@ def _right_hand_side(answer: str) -> str:
     if _LONE_VARIABLE.match(right) and left:
         return left
     return answer
+
+
+_LESS = r"<=|=<|<|\\lt\b|\\leq?(?:slant)?\b|≤"
+_GREATER = r">=|=>|>|\\gt\b|\\geq?(?:slant)?\b|≥"
+_VARIABLE = r"[A-Za-z](?:_\{?\w+\}?)?"
+_CHAINED_LESS = re.compile(
+    rf"^(?P<low>[^<>=]+?)\s*(?P<left>{_LESS})\s*{_VARIABLE}\s*(?P<right>{_LESS})\s*(?P<high>[^<>=]+)$"
+)
+_CHAINED_GREATER = re.compile(
+    rf"^(?P<high>[^<>=]+?)\s*(?P<right>{_GREATER})\s*{_VARIABLE}\s*(?P<left>{_GREATER})\s*"
+    r"(?P<low>[^<>=]+)$"
+)
+_ONE_SIDED = re.compile(
+    rf"^(?:{_VARIABLE}\s*(?:(?P<above>{_GREATER})|(?P<below>{_LESS}))\s*(?P<bound>[^<>=]+)"
+    rf"|(?P<bound_first>[^<>=]+?)\s*(?:(?P<below_first>{_GREATER})|(?P<above_first>{_LESS}))\s*"
+    rf"{_VARIABLE})$"
+)
+
+
+def _strict(relation: str) -> bool:
+    return relation in ("<", ">", "\\lt", "\\gt")
+
+
+def _interval_of_inequality(answer: str) -> str:
+    """``-2 \\le x \\le 7`` -> ``[-2,7]``, ``x > 3`` -> ``(3,\\infty)``: an inequality on
+    one variable is the interval it describes; anything else is returned unchanged."""
+    chained = _CHAINED_LESS.match(answer) or _CHAINED_GREATER.match(answer)
+    if chained:
+        low, high = chained.group("low").strip(), chained.group("high").strip()
+        if _LONE_VARIABLE.match(low) or _LONE_VARIABLE.match(high):
+            return answer
+        opening = "(" if _strict(chained.group("left")) else "["
+        closing = ")" if _strict(chained.group("right")) else "]"
+        return f"{opening}{low},{high}{closing}"
+    one_sided = _ONE_SIDED.match(answer)
+    if not one_sided:
+        return answer
+    bound = (one_sided.group("bound") or one_sided.group("bound_first")).strip()
+    if _LONE_VARIABLE.match(bound):
+        return answer  # "a < b": no side is the bound
+    relation = next(
+        group
+        for group in (
+            one_sided.group("above"),
+            one_sided.group("below"),
+            one_sided.group("below_first"),
+            one_sided.group("above_first"),
+        )
+        if group
+    )
+    strict = _strict(relation)
+    if one_sided.group("above") or one_sided.group("above_first"):
+        return ("(" if strict else "[") + bound + ",\\infty)"
+    return "(-\\infty," + bound + (")" if strict else "]")
 
 
 def _collapse_spaces(answer: str) -> str:
@@ -673,6 +848,11 @@ def fast_equivalent(extracted: str, reference: str) -> bool | None:
     right = normalize_answer(reference)
     if not left or not right:
         return None
+    # An inequality reference (x > 3) takes its interval (3, \infty) too; an
+    # interval reference asks for interval notation, so x > 3 does not answer it.
+    interval = _interval_of_inequality(right)
+    if interval != right:
+        left, right = _interval_of_inequality(left), interval
     if left == right:
         return True
     if _is_words(left) and _is_words(right):
@@ -684,6 +864,11 @@ def fast_equivalent(extracted: str, reference: str) -> bool | None:
         return based
     left_value = _as_fraction(left)
     right_value = _as_fraction(right)
+    # 1000,99 against 1000.99: a decimal comma, read only when the other side is one number.
+    if left_value is None and right_value is not None:
+        left_value = _decimal_comma(left)
+    elif right_value is None and left_value is not None:
+        right_value = _decimal_comma(right)
     if left_value is not None and right_value is not None:
         return (
             left_value == right_value
@@ -691,6 +876,23 @@ def fast_equivalent(extracted: str, reference: str) -> bool | None:
             or (_rounds_to(right, left_value))
         )
     return None
+
+
+# A number with one comma that cannot be a thousands separator: 1000,99 / 1,22 / 0,111.
+_DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+")
+
+
+def _decimal_comma(answer: str) -> Fraction | None:
+    """The value of ``answer`` read with a decimal comma, when no other reading
+    fits: ``1,000`` groups thousands and ``2,3`` may list two answers, so both
+    stay None; ``1000,99``, ``1,22`` and ``0,111`` are decimals."""
+    if not _DECIMAL_COMMA.fullmatch(answer) or len(answer) > MAX_FAST_DIGITS:
+        return None
+    whole, decimals = answer.lstrip("+-").split(",")
+    thousands = len(decimals) == 3 and len(whole) <= 3 and not whole.startswith("0")
+    if thousands or len(decimals) == 1:
+        return None
+    return Fraction(answer.replace(",", "."))
 
 
 #: Decimal places from which a decimal counts as the rounded value of a fraction.
@@ -878,10 +1080,10 @@ def _end_process(process: Any, connection: Any) -> None:
                 pass  # killed but not yet reaped; nothing more to do
 
 
-class _WorkerPool:
+class _Worker:
     """One math-verify worker process, started lazily and replaced after a timeout.
 
-    Thread-safe: a lock serializes the checks.  ``close()`` ends the worker;
+    Thread-safe: a lock serializes its checks.  ``close()`` ends the process;
     the next check starts a new one.  Pickling keeps only the settings.
     """
 
@@ -1003,6 +1205,77 @@ class _WorkerPool:
             self._stop()
 
 
+def default_checker_processes() -> int:
+    """One checker process per core this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+class _WorkerPool:
+    """Up to ``size`` math-verify worker processes (default: one per core).
+
+    A check takes an idle worker, so checks from different threads run in
+    parallel and a pathological answer costs only its own worker its timeout.
+    Workers start on demand, the most recently used first, so a light load
+    keeps one process.  Thread-safe; pickling keeps only the settings.
+    """
+
+    def __init__(
+        self,
+        memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
+        startup_timeout: float = 120.0,
+        size: int | None = None,
+    ):
+        import queue
+
+        self.memory_limit = memory_limit
+        self.startup_timeout = startup_timeout
+        self.size = size or default_checker_processes()
+        self._workers = [
+            _Worker(memory_limit=memory_limit, startup_timeout=startup_timeout)
+            for _ in range(self.size)
+        ]
+        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        for worker in reversed(self._workers):
+            self._idle.put(worker)
+
+    def __getstate__(self) -> dict:
+        return {
+            "memory_limit": self.memory_limit,
+            "startup_timeout": self.startup_timeout,
+            "size": self.size,
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    @property
+    def running(self) -> bool:
+        """Whether any worker process is alive now."""
+        return any(worker.running for worker in self._workers)
+
+    @property
+    def n_running(self) -> int:
+        return sum(worker.running for worker in self._workers)
+
+    def check(self, extracted: str, reference: str, timeout: float) -> bool | None:
+        """math-verify's verdict on the two answers; raises EquivalenceCheckError."""
+        worker = self._idle.get()
+        try:
+            return worker.check(extracted, reference, timeout)
+        finally:
+            self._idle.put(worker)
+
+    def close(self) -> None:
+        """End every worker process; a later check starts a new one."""
+        for worker in self._workers:
+            worker.close()
+
+
 @attrs.frozen(kw_only=True, eq=False)
 class MathEquivalence:
     """Equivalence of two math answers: exact fast path, then math-verify in a worker.
@@ -1011,12 +1284,14 @@ class MathEquivalence:
     False, or None when the reference itself does not parse.  Plain numbers
     and spellings that normalize alike are decided in-process (see
     `fast_equivalent`); the rest (expressions, tuples, intervals,
-    sets) goes to math-verify in one worker process, which is killed when a
-    check overruns ``timeout`` and replaced on the next call.  The worker
-    runs under a memory limit (``memory_limit`` bytes, None for none).
+    sets) goes to math-verify in worker processes (``processes`` of them at
+    most, default one per core, started as concurrent checks need them); a
+    worker is killed when its check overruns ``timeout`` and replaced on the
+    next call, so one pathological answer costs only its own check.  Workers
+    run under a memory limit (``memory_limit`` bytes, None for none).
     Absurd answers (longer than 1,000 characters, exponent towers deeper than
     2) are refused before sympy.  Checks that cannot complete raise
-    `EquivalenceCheckError`.  Thread-safe; ``close()`` ends the worker.
+    `EquivalenceCheckError`.  Thread-safe; ``close()`` ends the workers.
 
     >>> equivalence = MathEquivalence()
     >>> equivalence("\\\\frac{1}{2}", "0.5", timeout=2.0)
@@ -1025,11 +1300,12 @@ class MathEquivalence:
     """
 
     memory_limit: int | None = DEFAULT_MEMORY_LIMIT
+    processes: int | None = None
     _pool: _WorkerPool = attrs.field(init=False, repr=False)
 
     @_pool.default
     def _make_pool(self) -> _WorkerPool:
-        return _WorkerPool(memory_limit=self.memory_limit)
+        return _WorkerPool(memory_limit=self.memory_limit, size=self.processes)
 
     def __call__(
         self, extracted: str, reference: str, *, timeout: float = DEFAULT_TIMEOUT
@@ -1042,9 +1318,14 @@ class MathEquivalence:
         decided = fast_equivalent(extracted, reference)
         if decided is not None:
             return decided
-        return self._pool.check(
-            _normalize_for_math_verify(extracted), _normalize_for_math_verify(reference), timeout
-        )
+        reference_value = _normalize_for_math_verify(reference)
+        extracted_value = _normalize_for_math_verify(extracted)
+        if "=" in reference_value or "=" in extracted_value:
+            # Against an equation (2x+4y-3=0) the whole of y = -x/2 + 3/4 is compared;
+            # an equation answer (2y = 4x + 6) against y = 2x + 3 too.
+            reference_value = _normalize_for_math_verify(reference, keep_equation=True)
+            extracted_value = _normalize_for_math_verify(extracted, keep_equation=True)
+        return self._pool.check(extracted_value, reference_value, timeout)
 
     def close(self) -> None:
         """End the worker process; the object stays usable."""
@@ -1057,14 +1338,16 @@ class MathEquivalence:
         self.close()
 
 
-def _normalize_for_math_verify(answer: str) -> str:
+def _normalize_for_math_verify(answer: str, *, keep_equation: bool = False) -> str:
     """The spelling handed to math-verify: normalized, but with spaces kept."""
     answer = _strip_math_wrappers(answer)
     answer = _unwrap_text(answer)
     for pattern, replacement in _REMOVED_TOKENS:
         answer = pattern.sub(replacement, answer)
     answer = _drop_units(answer.strip())
-    answer = _right_hand_side(answer)
+    if not keep_equation:
+        # Inequalities stay relations here: sympy compares -x > -1 with x < 1.
+        answer = _right_hand_side(answer)
     # Only a lone number has thousands separators: in (1,100) or {2,345} the comma
     # separates entries.
     if _LONE_THOUSANDS.fullmatch(answer.strip()):
@@ -1100,6 +1383,24 @@ def answers_equivalent(
 # ---------------------------------------------------------------------------
 
 
+def reference_answer(reference: str) -> str:
+    """The answer a reference states, read as carefully as a response's: escape
+    damage repaired (see `repair_escapes`) and, when the reference is a worked
+    solution, its final boxed answer.
+
+    >>> reference_answer("So the sum lies between $\\\\boxed{12 \\\\text{ and } 13}$.")
+    '12 \\\\text{ and } 13'
+    >>> reference_answer("\\\\frac{1}{2}")
+    '\\\\frac{1}{2}'
+    """
+    reference = repair_escapes(reference)
+    if _BOX_COMMAND.search(reference):
+        boxed = _final_boxed(reference)
+        if boxed is not None and boxed[0]:
+            return boxed[0]
+    return reference
+
+
 def value_side(answer: str, reference: str) -> str:
     """The value an answer states, as the reference needs it: ``\\sin A = \\frac35``
     against the reference ``\\frac35`` is ``\\frac35``; against an equation
@@ -1114,6 +1415,9 @@ def value_side(answer: str, reference: str) -> str:
         return answer
     if "!=" in answer or any(symbol in answer for symbol in _RELATIONS):
         return answer
+    values = _right_hand_side(answer)
+    if "," in answer and "=" not in values:
+        return values  # y_1 = 2x, y_2 = 3x: the value of each part
     value = answer.rsplit("=", 1)[1].strip()
     return value or answer
 
@@ -1157,8 +1461,7 @@ class MathAnswerVerifier(StepVerifier):
         """Check one response against ``reference``; never raises."""
         if finish_reason == "length":
             return _TRUNCATED
-        if not isinstance(reference, str):
-            reference = str(reference)
+        reference = reference_answer(str(reference))
         try:
             extracted = self.extractor(response)
         except Exception as error:  # a verdict, never an exception
@@ -1212,6 +1515,7 @@ class ExactMatchVerifier(StepVerifier):
         if finish_reason == "length":
             return _TRUNCATED
         try:
+            reference = reference_answer(str(reference))
             extracted = self.extractor(response)
             if extracted is None or not str(extracted).strip():
                 return _NO_ANSWER

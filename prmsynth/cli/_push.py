@@ -1,0 +1,111 @@
+"""``prmsynth push OUT REPO_ID``: publish a run's exports as a Hugging Face Hub dataset.
+
+Each ``--formats`` entry becomes one config with train and validation splits,
+exported with the options ``prmsynth export`` takes, beside a dataset card.
+``--dry-run`` writes the folder that would be uploaded and uploads nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+
+
+def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``push`` subcommand to an argparse ``subparsers`` object."""
+    from prmsynth.cli._export import add_export_settings_options
+    from prmsynth.publish._push import DEFAULT_FORMATS, DEFAULT_VALIDATION_FRACTION
+
+    parser = subparsers.add_parser(
+        "push",
+        help="publish a run's exports as a Hugging Face Hub dataset with a dataset card",
+        description=(
+            "Export the run in OUT in each of --formats (one dataset config each, with train "
+            "and validation splits by question), write a dataset card (configs, counts, the "
+            "run's settings, the method and its citations, the commands that reproduce the "
+            "data) and upload them to the Hub dataset REPO_ID. The token comes from HF_TOKEN "
+            "or 'hf auth login' and is never printed or written. Needs: "
+            "pip install 'prmsynth[hf]'."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("out", metavar="OUT", help="the run folder")
+    parser.add_argument("repo_id", metavar="REPO_ID", help="the Hub dataset, e.g. user/my-prm-data")
+    parser.add_argument(
+        "--formats",
+        default=",".join(DEFAULT_FORMATS),
+        help="export formats, comma-separated; each becomes one config",
+    )
+    parser.add_argument(
+        "--private", action="store_true", help="create the repository private (a new one only)"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="write the folder that would be uploaded, print its path, upload nothing",
+    )
+    parser.add_argument(
+        "--folder",
+        default=None,
+        metavar="DIR",
+        help="assemble the upload in DIR, an empty or new folder (default: a temporary one, "
+        "kept with --dry-run)",
+    )
+    parser.add_argument(
+        "--license", default="unknown", help="the dataset card's license id (e.g. apache-2.0)"
+    )
+    add_export_settings_options(parser, validation_fraction=DEFAULT_VALIDATION_FRACTION)
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``push`` with parsed ``args``: 0 when uploaded (or written, with
+    --dry-run), 1 when an export or the upload failed, 2 on bad input."""
+    from prmsynth._errors import ExportError, InputError, PublishError
+    from prmsynth.cli._export import export_settings_from_args
+    from prmsynth.cli._main import command_line
+    from prmsynth.publish._push import push
+
+    formats = [name.strip() for name in args.formats.split(",") if name.strip()]
+    try:
+        try:
+            settings = export_settings_from_args(args, [os.path.join(args.out, "trees.jsonl")])
+        except ValueError as error:
+            raise InputError("options", str(error)) from None
+        report = push(
+            args.out,
+            args.repo_id,
+            formats=formats,
+            settings=settings,
+            private=args.private,
+            dry_run=args.dry_run,
+            folder=args.folder,
+            license=args.license,
+            command=command_line(args, leave_out=("dry_run", "folder")),
+        )
+    except InputError as error:
+        print(f"prmsynth push: error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    except (ExportError, PublishError) as error:
+        print(f"prmsynth push: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as error:
+        print(f"prmsynth push: cannot write: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    counts = "; ".join(
+        f"{config}: " + ", ".join(f"{count} {split}" for split, count in splits.items())
+        for config, splits in report.records.items()
+    )
+    if report.left_out:
+        print(f"left out (no records): {', '.join(report.left_out)}", file=sys.stderr)
+    if report.url is None:
+        print(f"dry run: {counts} -> {report.folder} (nothing uploaded)", file=sys.stderr)
+        print(report.folder)
+    else:
+        print(f"pushed {counts} -> {report.url}", file=sys.stderr)
+    return EXIT_OK

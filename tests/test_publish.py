@@ -1,0 +1,244 @@
+"""``prmsynth push``: a run's exports as a Hub dataset, against a stand-in for the Hub API."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+
+import pytest
+
+from prmsynth import (
+    ExportSettings,
+    PublishError,
+    Question,
+    ReasoningTree,
+    Verdict,
+    export_file,
+    push,
+    tree_to_dict,
+)
+from prmsynth.cli import main
+from prmsynth.testing import FakeOpenAIServer
+
+from .fake_hub import FakeHub
+from .test_docs_snippets import SEED_FILE, responder
+
+yaml = pytest.importorskip("yaml", reason="reading the card's front matter needs PyYAML")
+pytest.importorskip("huggingface_hub", reason="push needs huggingface_hub (the hf extra)")
+
+TOKEN = "hf_prmsynthTestToken0123456789"
+FORMATS = ("trl", "math-shepherd", "dpo-trl")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder as ``prmsynth run`` writes it, from a fake model server."""
+    folder = tmp_path_factory.mktemp("push-run")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-push0123456789")
+        with FakeOpenAIServer(responder=responder, keep_bodies=False) as server:
+            argv = ["run", str(SEED_FILE), "--out", str(folder / "out")]
+            argv += ["--model", "openai/fake", "--api-base", server.url, "--quiet"]
+            assert main(argv) == 0
+    return folder / "out"
+
+
+@pytest.fixture
+def hub_env(tmp_path, monkeypatch):
+    """A token in the environment, and no token file to fall back on."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(
+        huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"), raising=False
+    )
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: another test that
+    # imported it offline must not turn the loopback Hub off for this one.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False, raising=False)
+    return monkeypatch
+
+
+def front_matter(card: str) -> dict:
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n", 2)[1])
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_dry_run_writes_the_folder_that_would_be_uploaded(run_dir, tmp_path, capsys):
+    folder = tmp_path / "upload"
+    argv = ["push", str(run_dir), "me/prm-data", "--dry-run", "--folder", str(folder)]
+    argv += ["--formats", ",".join(FORMATS), "--validation-fraction", "0.5", "--license", "mit"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip() == str(folder)
+
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    header = front_matter(card)
+    assert header["license"] == "mit"
+    assert "process-reward-model" in header["tags"]
+    assert [config["config_name"] for config in header["configs"]] == list(FORMATS)
+    settings = ExportSettings(validation_fraction=0.5)
+    for config in header["configs"]:
+        name = config["config_name"]
+        expected = tmp_path / "expected" / name
+        expected.mkdir(parents=True)
+        manifest = export_file(run_dir / "trees.jsonl", name, expected / f"{name}.jsonl", settings)
+        splits = {entry["split"]: entry["path"] for entry in config["data_files"]}
+        assert set(splits) == {part for part, f in manifest["files"].items() if f["records"]}
+        for split, path in splits.items():
+            # The uploaded records are the export's, split by question the same way.
+            assert read_jsonl(folder / path) == read_jsonl(expected / f"{name}.{split}.jsonl")
+            assert f"| `{name}` |" in card
+    # The method, its citations, and the commands that reproduce the data.
+    for words in ("2406.06592", "2312.08935", "OmegaPRM", "prmsynth run seeds.jsonl"):
+        assert words in card
+    assert "prmsynth push out me/prm-data --license mit --validation-fraction 0.5" in card
+    # The card names no machine: no server address, no local folder.
+    run_info = json.loads((run_dir / "run.json").read_text())
+    assert "127.0.0.1" in run_info["command"]
+    assert "127.0.0.1" not in card
+    assert str(tmp_path) not in card and str(run_dir) not in card
+    assert json.loads((run_dir / "run.json").read_text())["seed_file_sha256"] in card
+
+
+def test_each_config_loads_with_datasets_as_the_hub_would(run_dir, tmp_path):
+    datasets = pytest.importorskip("datasets", reason="loading the configs needs datasets")
+    report = push(run_dir, "me/prm-data", dry_run=True, folder=tmp_path / "upload")
+    assert report.url is None
+    for name, splits in report.records.items():
+        loaded = datasets.load_dataset(str(report.folder), name)
+        assert {split: len(rows) for split, rows in loaded.items()} == splits
+
+
+def test_dry_run_without_a_folder_keeps_a_temporary_one_and_prints_it(run_dir, capsys):
+    assert main(["push", str(run_dir), "me/prm-data", "--dry-run", "--formats", "trl"]) == 0
+    printed = capsys.readouterr().out.strip()
+    try:
+        from pathlib import Path
+
+        assert (Path(printed) / "README.md").is_file()
+        assert (Path(printed) / "trl").is_dir()
+    finally:
+        shutil.rmtree(printed)
+
+
+def test_push_creates_the_dataset_and_uploads_the_dry_run_folder(
+    run_dir, tmp_path, hub_env, capsys
+):
+    dry = tmp_path / "dry"
+    argv = ["push", str(run_dir), "me/prm-data", "--private"]
+    assert main([*argv, "--dry-run", "--folder", str(dry)]) == 0
+    capsys.readouterr()
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    hub_env.setattr(tempfile, "tempdir", str(temporary))
+    with FakeHub() as hub:
+        hub_env.setenv("HF_ENDPOINT", hub.url)
+        assert main(argv) == 0
+    assert list(temporary.iterdir()) == []  # the upload was assembled there, then removed
+    output = capsys.readouterr()
+    assert f"{hub.url}/datasets/me/prm-data" in output.err
+    created = next(r for r in hub.requests if r.path == "/api/repos/create")
+    body = json.loads(created.body)
+    assert (body["organization"], body["name"], body["type"]) == ("me", "prm-data", "dataset")
+    assert body.get("private") is True or body.get("visibility") == "private"
+    expected = {
+        path.relative_to(dry).as_posix(): path.read_bytes()
+        for path in dry.rglob("*")
+        if path.is_file()
+    }
+    assert hub.files == expected
+    # The token goes to the Hub in the Authorization header, and nowhere else.
+    assert all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in hub.requests)
+    assert TOKEN not in output.out + output.err
+    assert not any(TOKEN.encode() in content for content in hub.files.values())
+
+
+def test_a_hub_that_refuses_exits_1_naming_the_dataset(run_dir, hub_env, capsys):
+    with FakeHub(refuse=403) as hub:
+        hub_env.setenv("HF_ENDPOINT", hub.url)
+        assert main(["push", str(run_dir), "me/prm-data", "--formats", "trl"]) == 1
+    error = capsys.readouterr().err
+    assert "me/prm-data: upload failed" in error and "403" in error
+    assert TOKEN not in error
+
+
+def test_push_from_python_raises_publish_error(run_dir, hub_env):
+    with FakeHub(refuse=401) as hub, pytest.raises(PublishError, match="me/prm-data"):
+        push(run_dir, "me/prm-data", formats=["trl"], endpoint=hub.url)
+
+
+def test_no_token_exits_2_before_any_request(run_dir, hub_env, capsys):
+    hub_env.delenv("HF_TOKEN")
+    with FakeHub() as hub:
+        hub_env.setenv("HF_ENDPOINT", hub.url)
+        assert main(["push", str(run_dir), "me/prm-data"]) == 2
+    assert hub.requests == []
+    assert "no Hugging Face token" in capsys.readouterr().err
+
+
+def test_without_huggingface_hub_the_message_says_what_to_install(
+    run_dir, hub_env, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    assert main(["push", str(run_dir), "me/prm-data"]) == 2
+    assert "pip install 'prmsynth[hf]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--formats", "trl,nope"], "unknown format"),
+        (["--validation-fraction", "1.5"], "validation_fraction"),
+    ],
+)
+def test_bad_options_exit_2(run_dir, capsys, extra, words):
+    assert main(["push", str(run_dir), "me/prm-data", "--dry-run", *extra]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_bad_places_exit_2(run_dir, tmp_path, capsys):
+    assert main(["push", str(tmp_path), "me/prm-data", "--dry-run"]) == 2
+    assert "not a prmsynth run folder" in capsys.readouterr().err
+    assert main(["push", str(run_dir), "not a repo", "--dry-run"]) == 2
+    assert "user/name" in capsys.readouterr().err
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "mine.txt").write_text("keep me")
+    argv = ["push", str(run_dir), "me/prm-data", "--dry-run", "--folder", str(tmp_path / "busy")]
+    assert main(argv) == 2
+    assert "empty folder" in capsys.readouterr().err
+    assert (tmp_path / "busy" / "mine.txt").read_text() == "keep me"
+
+
+def test_a_format_without_records_is_left_out_and_the_card_still_loads(tmp_path):
+    tree = ReasoningTree(Question(id="q1", text="What is 2 + 3?", reference_answer="5"))
+    steps = tree.add_steps(tree.root, ["2 + 3 = 5.", "The answer is 5."])
+    tree.mark_terminal(steps[-1], Verdict(status="correct"))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "trees.jsonl").write_text(json.dumps(tree_to_dict(tree)) + "\n")
+    settings = ExportSettings()  # no validation split: one train split
+    report = push(
+        run,
+        "me/tiny",
+        formats=["trl", "dpo-trl"],
+        settings=settings,
+        dry_run=True,
+        folder=tmp_path / "up",
+    )
+    assert report.records == {"trl": {"train": 1}}
+    assert report.left_out == ("dpo-trl",)
+    header = front_matter((tmp_path / "up" / "README.md").read_text())
+    assert header["configs"] == [
+        {
+            "config_name": "trl",
+            "default": True,
+            "data_files": [{"split": "train", "path": "trl/trl.jsonl"}],
+        }
+    ]
+    assert not (tmp_path / "up" / "dpo-trl").exists()
