@@ -359,9 +359,12 @@ def test_the_quick_check_passes_only_records_the_schema_passes(case):
 @given(trees())
 def test_the_quick_check_passes_every_written_record(tree):
     assert _quick_check("tree")(json.loads(dumps_line(tree_to_dict(tree))))
-    for format in (format for format in FORMATS if format != "math-shepherd"):
+    for format in FORMATS:
+        quick = _quick_check(_schema_name(format))
+        if quick is None:
+            continue  # a schema with a keyword the quick check leaves to jsonschema
         for record in export_records([tree], format):
-            assert _quick_check(_schema_name(format))(json.loads(dumps_line(record))), format
+            assert quick(json.loads(dumps_line(record))), format
 
 
 def test_the_quick_check_errs_towards_asking_jsonschema():

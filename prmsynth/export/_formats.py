@@ -1165,6 +1165,11 @@ def _compile_keyword(keyword: str, value: Any, compiled: dict[str, _Check]) -> _
         if keyword == "minItems":
             return lambda instance: type(instance) is not list or len(instance) >= bound
         return lambda instance: type(instance) is not list or len(instance) <= bound
+    if keyword in ("minLength", "maxLength"):
+        bound = int(value)  # JSON Schema counts code points, as len() does
+        if keyword == "minLength":
+            return lambda instance: type(instance) is not str or len(instance) >= bound
+        return lambda instance: type(instance) is not str or len(instance) <= bound
     if keyword in ("minimum", "maximum"):
         if type(value) not in (int, float):
             raise _Unsupported(value)
