@@ -16,7 +16,10 @@ A block that cannot run here (it trains a model with another project's
 trainer and weights from the Hub) is marked by an HTML comment on the line
 before its fence, invisible in the rendered page:
 ``<!-- docs-test: skip (REASON) -->``.  It is still compiled and checked for
-private imports, and skipped with its reason.
+private imports, and skipped with its reason.  A block that runs wherever
+some optional packages are installed says which, the same way:
+``<!-- docs-test: needs trl.experimental.prm gguf -->``; it runs when every
+one of them can be imported and is skipped, naming the missing ones, otherwise.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ LOCAL_SERVER = "http://127.0.0.1:8000/v1"
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _SKIP = re.compile(r"^\s*<!-- docs-test: skip \((?P<reason>.+)\) -->\s*$")
+_NEEDS = re.compile(r"^\s*<!-- docs-test: needs (?P<modules>[\w. ]+?) -->\s*$")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class Snippet:
     line: int  # of the opening fence, from 1
     source: str
     skip: str | None = None  # why the tests do not run it (a docs-test: skip comment)
+    needs: tuple[str, ...] = ()  # modules it runs with (a docs-test: needs comment)
 
     @property
     def name(self) -> str:
@@ -89,7 +94,9 @@ def python_blocks(path: Path) -> list[Snippet]:
             body = [line.removeprefix(indent) for line in lines[index + 1 : end]]
             marker = _SKIP.match(lines[index - 1]) if index else None
             skip = marker["reason"] if marker else None
-            snippets.append(Snippet(path, index + 1, "\n".join(body) + "\n", skip))
+            needed = _NEEDS.match(lines[index - 1]) if index else None
+            needs = tuple(needed["modules"].split()) if needed else ()
+            snippets.append(Snippet(path, index + 1, "\n".join(body) + "\n", skip, needs))
         index = end + 1
     return snippets
 
@@ -173,6 +180,27 @@ def test_the_docs_have_snippets():
     assert sum(snippet.skip is None for snippet in SNIPPETS) > 2 * sum(
         snippet.skip is not None for snippet in SNIPPETS
     )
+
+
+def test_a_needs_comment_before_the_fence_names_the_modules_a_snippet_runs_with(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("<!-- docs-test: needs trl.experimental.prm gguf -->\n```python\nx = 1\n```\n")
+    [snippet] = python_blocks(page)
+    assert (snippet.needs, snippet.skip) == (("trl.experimental.prm", "gguf"), None)
+    assert missing_modules(("json", "no_such_module.sub")) == ["no_such_module.sub"]
+
+
+def missing_modules(names: tuple[str, ...]) -> list[str]:
+    """The modules of ``names`` that cannot be imported here."""
+    missing = []
+    for name in names:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a parent package is missing
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
 
 
 def test_a_skip_comment_before_the_fence_marks_a_snippet_skipped(tmp_path):
@@ -339,6 +367,9 @@ def test_snippet_runs(snippet, workdir, server):
     code = snippet.code()
     if snippet.skip is not None:
         pytest.skip(snippet.skip)
+    missing = missing_modules(snippet.needs)
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (not installed)")
     if LOCAL_SERVER in snippet.source:  # the tutorial's vLLM server is the fake one
         source = "\n" * snippet.line + snippet.source.replace(LOCAL_SERVER, server.url)
         code = compile(source, str(snippet.path), "exec")

@@ -648,10 +648,9 @@ def test_the_pipeline_searches_the_evolved_questions(equivalence):
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog="prmsynth")
-    subparsers = parser.add_subparsers(dest="command")
-    _evolve_cli.add_parsers(subparsers)
-    return parser.parse_args(argv)
+    from prmsynth.cli import build_parser
+
+    return build_parser().parse_args(argv)  # the command's options and the global ones
 
 
 def write_seeds(path, records):

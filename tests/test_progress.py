@@ -50,3 +50,19 @@ def test_quiet_shows_nothing(capsys):
     progress.close(tally(1))
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_the_line_shows_elapsed_time_and_an_eta_from_the_pace_of_this_session():
+    now = [0.0]
+    stream = io.StringIO()
+    # Four questions were done before this session (a resumed run): they set no pace.
+    progress = Progress(total=12, stream=stream, interval=0, clock=lambda: now[0])
+    progress.update(tally(4))
+    now[0] = 60.0
+    progress.update(tally(6))  # two questions a minute: six left take three minutes
+    now[0] = 3725.0
+    progress.close(tally(12))
+    lines = stream.getvalue().splitlines()
+    assert "4/12 questions | 0:00 elapsed, ETA ? |" in lines[0]
+    assert "6/12 questions | 1:00 elapsed, ETA 3:00 |" in lines[1]
+    assert "12/12 questions | 1:02:05 elapsed, ETA 0:00 |" in lines[2]

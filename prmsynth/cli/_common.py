@@ -11,8 +11,31 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-#: The exit status of every command: done, failed, bad input (nothing written).
-EXIT_OK, EXIT_FAILURE, EXIT_INPUT = 0, 1, 2
+#: The exit status of every command: done, failed, bad input (nothing written),
+#: interrupted (Ctrl-C; a run folder stays resumable).
+EXIT_OK, EXIT_FAILURE, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: What each exit status means, for ``prmsynth --help`` and the docs.
+EXIT_CODES = (
+    (EXIT_OK, "done"),
+    (
+        EXIT_FAILURE,
+        "failed: more than --max-failed-fraction of a run's questions failed, every row "
+        "of 'label' or every call of 'evolve' failed, the model stopped serving during a "
+        "command, an export or a push could not be made, or 'validate' found records "
+        "that break their schema",
+    ),
+    (
+        EXIT_INPUT,
+        "bad input, options or config file, or a model that does not answer before the "
+        "first question; the message names the file, line and field, and nothing is written",
+    ),
+    (
+        EXIT_INTERRUPTED,
+        "interrupted (Ctrl-C): finished questions stay on disk, and the command printed "
+        "says how to resume",
+    ),
+)
 
 if TYPE_CHECKING:
     from prmsynth.llm._backend import BackendSettings
@@ -112,9 +135,18 @@ def add_model_options(parser: argparse.ArgumentParser, *, sampling: bool = True)
     if not sampling:
         return
     defaults = SamplingSettings()
-    parser.add_argument("--temperature", type=float, default=defaults.temperature)
-    parser.add_argument("--top-p", type=float, default=defaults.top_p)
-    parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
+    parser.add_argument(
+        "--temperature", type=float, default=defaults.temperature, help="sampling temperature"
+    )
+    parser.add_argument(
+        "--top-p", type=float, default=defaults.top_p, help="nucleus sampling's top-p"
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=defaults.max_tokens,
+        help="token limit of each completion",
+    )
     parser.add_argument(
         "--seed", type=int, default=0, help="sampling seed (where the backend honours one)"
     )

@@ -112,7 +112,6 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-seeds", action="store_true", help="write only the evolved questions, not the seeds"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(handler=run)
     return parser
 

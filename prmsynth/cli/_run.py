@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prmsynth.cli._common import (
     EXIT_FAILURE,
     EXIT_INPUT,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     add_first_error_options,
     add_judge_options,
     add_model_options,
     add_seed_options,
 )
+from prmsynth.cli._logging import FILE_ONLY
+
+_logger = logging.getLogger(__name__)
+#: The share of failed questions above which a run exits 1.
+DEFAULT_MAX_FAILED_FRACTION = 0.1
+#: The effective options a run writes beside run.json; ``--config`` reads it back.
+CONFIG_FILE = "config.yaml"
 
 if TYPE_CHECKING:
     from prmsynth._sources import RowSource
@@ -30,7 +40,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Search step-by-step solutions for every seed question with an LLM, estimate a "
             "Monte Carlo value for every step prefix (OmegaPRM-style), and write trees.jsonl, "
-            "flat.jsonl, sft.jsonl, dpo.jsonl, skipped.jsonl and summary.json into --out."
+            "flat.jsonl, sft.jsonl, dpo.jsonl, skipped.jsonl and summary.json into --out, "
+            "with the settings in run.json and every option in config.yaml "
+            "('prmsynth run --config OUT/config.yaml' resumes it)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -95,7 +107,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="hard limit in USD: each request reserves its estimated cost before it is sent, "
         "so the run goes over by at most what requests in flight cost beyond the estimate",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--max-failed-fraction",
+        type=float,
+        default=DEFAULT_MAX_FAILED_FRACTION,
+        metavar="FRACTION",
+        help="exit with status 1 when more than this share of the questions done failed",
+    )
     from prmsynth.cli import _evolve
 
     _evolve.add_evolve_options(parser)
@@ -103,8 +121,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import attrs
 
     from prmsynth._interfaces import NoEvolution
@@ -134,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.limit is not None and args.limit < 1:
             raise InputError("--limit", f"must be >= 1, got {args.limit}")
+        if not 0.0 <= args.max_failed_fraction <= 1.0:
+            raise InputError(
+                "--max-failed-fraction", f"must be in [0, 1], got {args.max_failed_fraction}"
+            )
         shard = _parse_shard(args.shard)
         try:
             sampling = sampling_from_args(args)
@@ -214,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
             budget=Budget(max_completions=args.max_completions, max_cost=args.max_cost),
             log=log,
             shard=shard,
+            extra_files={CONFIG_FILE: _config_text(args)},
         )
     except InputError as error:
         print(f"prmsynth run: error: {error}", file=sys.stderr)
@@ -224,20 +245,85 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_INPUT
         print(f"prmsynth run: stopped: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    except KeyboardInterrupt:
+        report = _interrupted_report(args, started=checked)
+        _logger.warning(report.strip(), extra=FILE_ONLY)
+        print(report, file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         if cache is not None:
             cache.close()
+    stopped = f" (stopped: {summary['stopped_by']})" if summary["stopped_by"] else ""
+    done_line = (
+        f"done{stopped}: {summary['kept']} kept, {summary['skipped']} skipped "
+        f"{summary['skipped_by_reason']}, {summary['failed']} failed, "
+        f"{summary['questions_not_done']} not done; {summary['completions']} completions, "
+        f"{summary['prompt_tokens'] + summary['completion_tokens']:,} tokens, "
+        f"${summary['cost_usd']:.4f}, {summary['wall_seconds']:.1f} s -> {args.out}"
+    )
+    _logger.info(done_line, extra=FILE_ONLY)
     if log is not None:
-        stopped = f" (stopped: {summary['stopped_by']})" if summary["stopped_by"] else ""
-        print(
-            f"done{stopped}: {summary['kept']} kept, {summary['skipped']} skipped "
-            f"{summary['skipped_by_reason']}, {summary['failed']} failed, "
-            f"{summary['questions_not_done']} not done; {summary['completions']} completions, "
-            f"{summary['prompt_tokens'] + summary['completion_tokens']:,} tokens, "
-            f"${summary['cost_usd']:.4f}, {summary['wall_seconds']:.1f} s -> {args.out}",
-            file=log,
+        print(done_line, file=log)
+    failed, done = summary["failed"], summary["questions_done"]
+    if done and failed / done > args.max_failed_fraction:
+        message = (
+            f"prmsynth run: {failed} of {done} questions failed, more than "
+            f"--max-failed-fraction {args.max_failed_fraction:g}; "
+            f"{_common_reasons(summary['failures'])}. Failed questions run again on resume."
         )
-    return EXIT_OK if summary["failed"] < max(1, summary["questions_done"]) else EXIT_FAILURE
+        _logger.error(message, extra=FILE_ONLY)
+        print(message, file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _config_text(args: argparse.Namespace) -> str:
+    """``config.yaml``: every option of this run, as ``--config`` reads it back."""
+    from prmsynth.cli._config import dump_config, effective_config
+    from prmsynth.cli._main import build_parser, command_parsers
+
+    config = effective_config(command_parsers(build_parser())["run"], args)
+    config["overwrite"] = False  # replaying the file resumes, never starts over
+    return dump_config(config, command=("prmsynth", "run"))
+
+
+def _common_reasons(failures: list[dict[str, Any]], shown: int = 3) -> str:
+    """The most frequent failure reasons, with counts.
+
+    >>> _common_reasons([{"reason": "LLMError: x"}, {"reason": "LLMError: x"}, {"reason": "y"}])
+    'most common reasons: 2x LLMError: x; 1x y'
+    """
+    import collections
+
+    counts = collections.Counter(failure.get("reason") or "unknown" for failure in failures)
+    listed = "; ".join(f"{count}x {reason}" for reason, count in counts.most_common(shown))
+    return f"most common reasons: {listed}"
+
+
+def _interrupted_report(args: argparse.Namespace, *, started: bool) -> str:
+    """What Ctrl-C prints: how far the run got, and the command that resumes it."""
+    import json
+    import shlex
+
+    from prmsynth.run._folder import SUMMARY_FILE
+
+    out = Path(args.out)
+    config = out / CONFIG_FILE
+    if not started or not config.exists():
+        return "\nprmsynth run: interrupted before the first question; nothing to resume"
+    try:
+        summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        summary = {}
+    progress = (
+        f"{summary.get('questions_done', 0)}/{summary.get('questions_total', '?')} questions "
+        f"done ({summary.get('failed', 0)} failed), {summary.get('completions', 0)} "
+        f"completions, ${summary.get('cost_usd', 0.0):.4f}"
+    )
+    return (
+        f"\nprmsynth run: interrupted: {progress}. Finished questions are in {out}; "
+        f"resume with:\n  prmsynth run --config {shlex.quote(str(config))}"
+    )
 
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -397,11 +397,14 @@ class RetryingLLM:
                     tries = f" (after {attempt} attempts)" if attempt > 1 else ""
                     raise LLMError(f"{self.model}: {message}{tries}") from None
                 delay = self._backoff(attempt, error)
-                _logger.debug(
-                    "%s: attempt %d failed, retrying in %.2f s: %s",
+                hinted = retry_after_seconds(error)
+                _logger.info(
+                    "%s: attempt %d of %d failed, retrying in %.1f s%s: %s",
                     self.model,
                     attempt,
+                    attempts,
                     delay,
+                    "" if hinted is None else f" (the server asked for {hinted:.1f} s)",
                     message,
                 )
             else:

@@ -34,6 +34,7 @@ import ctypes
 import json
 import os
 import queue
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -380,6 +381,9 @@ def serve(model: BatchedModel, source: TextIO, replies: TextIO) -> None:
 
 def main(argv: Sequence[str]) -> int:
     model_path, threads = argv[0], int(argv[1])
+    # Ctrl-C at a terminal reaches the whole process group; it belongs to the
+    # parent, which reports how far its run got and then ends this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The protocol owns the original stdout; anything the native library
     # prints to fd 1 goes to stderr (the parent's log) instead.
     replies = os.fdopen(os.dup(1), "w", encoding="utf-8")

@@ -29,12 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
 import attrs
+
+_logger = logging.getLogger(__name__)
+#: A wait on a per-minute limit at least this long is logged at INFO (shorter: DEBUG).
+NOTABLE_WAIT_SECONDS = 2.0
 
 
 class _FifoSemaphore:
@@ -84,7 +89,11 @@ class _TokenBucket:
     ``burst_seconds`` worth.  A charge larger than the bucket is allowed once the
     bucket is full, leaving it in debt, so big requests are paced, not refused."""
 
-    def __init__(self, per_minute: float, burst_seconds: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, name: str, per_minute: float, burst_seconds: float, clock: Callable[[], float]
+    ) -> None:
+        self.name = name
+        self.per_minute = per_minute
         self.rate = per_minute / 60.0
         self.capacity = max(1.0, self.rate * burst_seconds)
         self.level = self.capacity
@@ -110,9 +119,21 @@ class _TokenBucket:
         # Waiters queue in order, so a large charge is not starved by small ones.
         await self._turn.acquire()
         try:
+            logged = False
             while not self._try_take(amount):
                 missing = min(amount, self.capacity) - self.level
-                await asyncio.sleep(max(missing / self.rate, 0.001))
+                wait = max(missing / self.rate, 0.001)
+                if not logged:
+                    level = logging.INFO if wait >= NOTABLE_WAIT_SECONDS else logging.DEBUG
+                    _logger.log(
+                        level,
+                        "rate limit: waiting %.1f s (%s: %g)",
+                        wait,
+                        self.name,
+                        self.per_minute,
+                    )
+                    logged = True
+                await asyncio.sleep(wait)
         finally:
             self._turn.release()
 
@@ -162,12 +183,16 @@ class RequestLimiter:
         self._requests = (
             None
             if self.requests_per_minute is None
-            else _TokenBucket(self.requests_per_minute, self.burst_seconds, self.clock)
+            else _TokenBucket(
+                "requests per minute", self.requests_per_minute, self.burst_seconds, self.clock
+            )
         )
         self._tokens = (
             None
             if self.tokens_per_minute is None
-            else _TokenBucket(self.tokens_per_minute, self.burst_seconds, self.clock)
+            else _TokenBucket(
+                "tokens per minute", self.tokens_per_minute, self.burst_seconds, self.clock
+            )
         )
 
     @property

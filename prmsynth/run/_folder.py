@@ -18,11 +18,20 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import os
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, TextIO
@@ -34,6 +43,7 @@ from prmsynth._interfaces import NoEvolution, SearchResult
 from prmsynth._io import (
     SeenKeys,
     append_line,
+    atomic_file,
     atomic_files,
     dumps_line,
     folder_lock,
@@ -64,6 +74,8 @@ from prmsynth.run._budget import Budget, BudgetedGenerator, Ledger
 from prmsynth.run._pipeline import Pipeline
 from prmsynth.run._progress import Progress
 from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT
+
+_logger = logging.getLogger(__name__)
 
 PRIMARY_FILES = ("trees.jsonl", "skipped.jsonl")
 DERIVED_FILES = ("flat.jsonl", "sft.jsonl", "dpo.jsonl")
@@ -415,6 +427,7 @@ def run_to_directory(
     progress_interval: float = 10.0,
     on_result: Callable[[SearchResult], None] | None = None,
     shard: tuple[int, int] | None = None,
+    extra_files: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Evolve (with ``pipeline.evolver``) and search ``questions`` into
     ``out_dir``, resuming what the folder already holds.
@@ -424,7 +437,9 @@ def run_to_directory(
     question and a rerun of the same command continues where it stopped.
     ``summary.json`` says ``"complete": true`` only when every question is
     done.  Raises [`InputError`][prmsynth.InputError] when the folder holds a run with other
-    settings (unless ``overwrite``).
+    settings (unless ``overwrite``).  ``extra_files`` (name: text, such as the
+    command line's ``config.yaml``) are written beside ``run.json`` once the
+    folder is accepted.
     """
     with folder_lock(out_dir):
         return _run_locked(
@@ -438,6 +453,7 @@ def run_to_directory(
             progress_interval=progress_interval,
             on_result=on_result,
             shard=shard,
+            extra_files=extra_files or {},
         )
 
 
@@ -453,11 +469,15 @@ def _run_locked(
     progress_interval: float,
     on_result: Callable[[SearchResult], None] | None,
     shard: tuple[int, int] | None,
+    extra_files: Mapping[str, str],
 ) -> dict[str, Any]:
     started = time.monotonic()
     system_prompt = getattr(pipeline.generator, "system_prompt", DEFAULT_SYSTEM_PROMPT)
     run_info = {**run_info, "system_prompt": system_prompt}
     folder = prepare_output_directory(out_dir, run_info, overwrite=overwrite)
+    for name, text in extra_files.items():
+        with atomic_file(out_dir / name) as file:
+            file.write(text)
     for problem in folder.set_aside:
         if log is not None:
             print(f"warning: {problem}; its question runs again", file=log)
@@ -541,6 +561,7 @@ def _run_locked(
                 result = attrs.evolve(
                     result, status="failed", reason="schema: " + "; ".join(problems[:3])
                 )
+                _logger.warning("question %s failed: %s", result.question.id, result.reason)
             if result.status == "kept":
                 # The tree line is the question's commit; derived lines follow.
                 line = result_to_tree_record(result)

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
+import contextlib
+import logging
+import time
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 import attrs
 
-from prmsynth._errors import BackendUnavailable
+from prmsynth._errors import BackendUnavailable, redact_secrets
 from prmsynth._interfaces import (
     LLM,
     LabelResult,
@@ -25,6 +36,10 @@ from prmsynth._values import Question, SamplingSettings, SearchSettings
 from prmsynth.search._generation import LLMStepGenerator
 from prmsynth.search._policies import OmegaPRM
 
+_logger = logging.getLogger(__name__)
+#: How many of the questions in flight a stall message names.
+_STALL_NAMES_SHOWN = 8
+
 
 def _default_verifier() -> StepVerifier:
     from prmsynth.verify._math import MathAnswerVerifier
@@ -37,6 +52,19 @@ def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
         raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
 
 
+def _positive_or_none(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
+
+
+def _log_failure(what: str, error: Exception) -> str:
+    """Log a failed question (its traceback too at DEBUG) and return its reason,
+    without credentials."""
+    reason = redact_secrets(f"{type(error).__name__}: {error}")
+    _logger.warning("%s failed: %s", what, reason, exc_info=_logger.isEnabledFor(logging.DEBUG))
+    return reason
+
+
 @attrs.frozen(kw_only=True)
 class Pipeline:
     """Evolver, generator, verifier and search policy, composed.
@@ -44,7 +72,9 @@ class Pipeline:
     Any of the four can be replaced by your own implementation.  An optional
     ``critic`` ([`StepCritic`][prmsynth.StepCritic]) reads every solution of
     each kept tree and stores where it sees the first error beside the Monte
-    Carlo labels, for exports with ``consensus``.  Build one
+    Carlo labels, for exports with ``consensus``.  When no question finishes
+    for ``stall_seconds`` while some are searched, the questions in flight are
+    logged (a warning, again every ``stall_seconds``; None: never).  Build one
     around a litellm model string with `from_model`, or pass parts:
 
     >>> from prmsynth import LLMStepGenerator, OmegaPRM, SearchSettings
@@ -66,6 +96,7 @@ class Pipeline:
     evolver: QuestionEvolver = attrs.field(factory=NoEvolution)
     critic: StepCritic | None = None
     concurrency: int = attrs.field(default=4, validator=_positive)
+    stall_seconds: float | None = attrs.field(default=300.0, validator=_positive_or_none)
 
     @classmethod
     def from_model(
@@ -117,11 +148,8 @@ class Pipeline:
         except BackendUnavailable:
             raise  # the model is gone: every later call would fail too
         except Exception as error:  # one bad question must not end a long run
-            return SearchResult(
-                tree=ReasoningTree(question),
-                status="failed",
-                reason=f"{type(error).__name__}: {error}",
-            )
+            reason = _log_failure(f"question {question.id}", error)
+            return SearchResult(tree=ReasoningTree(question), status="failed", reason=reason)
 
     async def label_solution(self, question: Question, steps: Sequence[str]) -> LabelResult:
         """Label one given solution (``prmsynth label``): the policy's step
@@ -141,13 +169,14 @@ class Pipeline:
         except BackendUnavailable:
             raise
         except Exception as error:  # one bad row must not end a long labelling run
+            reason = _log_failure(f"solution {question.id}", error)
             return LabelResult(
                 tree=ReasoningTree(question),
                 step_values=[None] * len(steps),
                 first_error=None,
                 final_verdict=None,
                 status="failed",
-                reason=f"{type(error).__name__}: {error}",
+                reason=reason,
             )
 
     async def astream(
@@ -184,6 +213,7 @@ class Pipeline:
         results: asyncio.Queue[SearchResult | Exception | None] = asyncio.Queue(
             maxsize=self.concurrency
         )
+        watch = _StallWatch(self.stall_seconds)
 
         async def worker() -> None:
             try:
@@ -193,15 +223,18 @@ class Pipeline:
                         break
                     # search_question turns errors into results, except a
                     # backend that is gone: that one ends the run.
-                    await results.put(await self.search_question(question))
+                    with watch.searching(question.id):
+                        result = await self.search_question(question)
+                    await results.put(result)
             except Exception as error:  # a backend gone, or the question source failing
                 await results.put(error)
                 return
             await results.put(None)
 
-        workers = [asyncio.ensure_future(worker()) for _ in range(self.concurrency)]
+        tasks = [asyncio.ensure_future(worker()) for _ in range(self.concurrency)]
+        tasks.append(asyncio.ensure_future(watch.run()))
         try:
-            running = len(workers)
+            running = self.concurrency
             while running:
                 result = await results.get()
                 if result is None:
@@ -211,9 +244,9 @@ class Pipeline:
                 else:
                     yield result
         finally:
-            for task in workers:
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def run(self, questions: Sequence[Question]) -> list[SearchResult]:
         """Search every question and return the results in input order."""
@@ -229,3 +262,45 @@ class Pipeline:
 async def _as_async_iterator(questions: Iterable[Question]) -> AsyncIterator[Question]:
     for question in questions:
         yield question
+
+
+class _StallWatch:
+    """Which questions are being searched since when, and a task that logs
+    them when none has finished for ``seconds``."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.started: dict[str, float] = {}
+        self.last_finished = time.monotonic()
+
+    @contextlib.contextmanager
+    def searching(self, question_id: str) -> Iterator[None]:
+        self.started[question_id] = time.monotonic()
+        try:
+            yield
+        finally:
+            self.started.pop(question_id, None)
+            self.last_finished = time.monotonic()
+
+    def describe(self, now: float) -> str:
+        if not self.started:
+            return "no question is being searched (the next one is not there yet)"
+        oldest = sorted(self.started.items(), key=lambda item: item[1])
+        named = ", ".join(
+            f"{question_id} ({now - since:.0f} s)"
+            for question_id, since in oldest[:_STALL_NAMES_SHOWN]
+        )
+        more = len(oldest) - _STALL_NAMES_SHOWN
+        return f"{len(oldest)} being searched: {named}" + (f" and {more} more" if more > 0 else "")
+
+    async def run(self) -> None:
+        if self.seconds is None:
+            return
+        while True:
+            await asyncio.sleep(self.seconds)
+            now = time.monotonic()
+            idle = now - self.last_finished
+            if idle >= self.seconds:
+                _logger.warning(
+                    "stall: no question finished in the last %.0f s; %s", idle, self.describe(now)
+                )

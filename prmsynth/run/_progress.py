@@ -3,44 +3,84 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 
-class Progress:
-    """Shows questions done, completions per second, tokens, cost and failures.
+def format_duration(seconds: float) -> str:
+    """``seconds`` as ``M:SS``, or ``H:MM:SS`` from an hour on.
 
+    >>> format_duration(75), format_duration(3725.4)
+    ('1:15', '1:02:05')
+    """
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Progress:
+    """Shows questions done, elapsed time and an ETA, completions per second,
+    tokens, cost and failures.
+
+    The ETA is the questions left at the pace of the questions finished since
+    this display started (resumed ones do not count), ``?`` until one has.
     On a terminal the line is redrawn in place (at most every 0.2 s); in a
     log (not a terminal) a plain line is printed at most every ``interval``
     seconds and at the end.  ``stream=None`` shows nothing.
     """
 
-    def __init__(self, *, total: int, stream: TextIO | None, interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        total: int,
+        stream: TextIO | None,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.total = total
         self.stream = stream
         self.interval = interval
+        self.clock = clock
         self.live = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
-        self.started = time.monotonic()
+        self.started = clock()
         self.last_shown = float("-inf")
         self.first_completions: int | None = None
+        self.first_done: int | None = None
 
     def _line(self, tally: Any) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        if self.first_completions is None:
-            self.first_completions = tally.n_completions
-        rate = (tally.n_completions - self.first_completions) / elapsed
+        elapsed = max(self.clock() - self.started, 1e-9)
+        first_completions, first_done = self._baseline(tally)
+        rate = (tally.n_completions - first_completions) / elapsed
+        finished_here = tally.done - first_done
+        left = max(self.total - tally.done, 0)
+        if left == 0:
+            eta = "0:00"
+        elif finished_here > 0:
+            eta = format_duration(left * elapsed / finished_here)
+        else:
+            eta = "?"
         tokens = tally.prompt_tokens + tally.completion_tokens
         width = 20
         filled = int(width * tally.done / self.total) if self.total else width
         bar = "#" * filled + "." * (width - filled)
         return (
-            f"[{bar}] {tally.done}/{self.total} questions | {rate:.1f} completions/s | "
-            f"{tokens:,} tokens | ${tally.cost:.4f} | {tally.status['failed']} failed"
+            f"[{bar}] {tally.done}/{self.total} questions | {format_duration(elapsed)} elapsed, "
+            f"ETA {eta} | {rate:.1f} completions/s | {tokens:,} tokens | ${tally.cost:.4f} | "
+            f"{tally.status['failed']} failed"
         )
 
+    def _baseline(self, tally: Any) -> tuple[int, int]:
+        # What the folder held when the display started (a resumed run's
+        # questions) does not count towards the pace.
+        if self.first_completions is None or self.first_done is None:
+            self.first_completions, self.first_done = tally.n_completions, tally.done
+        return self.first_completions, self.first_done
+
     def update(self, tally: Any, result: Any = None) -> None:
+        self._baseline(tally)
         if self.stream is None:
             return
-        now = time.monotonic()
+        now = self.clock()
         if self.live:
             if now - self.last_shown >= 0.2 or tally.done == self.total:
                 self.stream.write("\r" + self._line(tally))
