@@ -12,6 +12,9 @@ Every file prmsynth writes goes through here, so that they all agree:
   write, flushed to disk; on reading, a torn last line (a crash mid-write)
   is cut off, and a bad line anywhere else is an error of that line,
   never a silent end of the file.
+- A pass over a file of any size keeps memory flat: what it must remember
+  of every record (a hash, an id) goes to a [`SeenKeys`][prmsynth._io.SeenKeys]
+  file, not into a Python set.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -297,6 +301,40 @@ def _end_of_last_line(file: IO[bytes]) -> int:
             return start + newline + 1
         position = start
     return 0
+
+
+class SeenKeys:
+    """The keys met so far in one pass, kept in a SQLite file at ``path`` so
+    that memory stays flat however many there are; a context manager that
+    closes it (the caller removes the file, usually with its scratch folder).
+
+    >>> import tempfile, pathlib
+    >>> with SeenKeys(pathlib.Path(tempfile.mkdtemp()) / "seen.sqlite") as seen:
+    ...     [seen.first(key) for key in (b"a", b"b", b"a")]
+    [True, True, False]
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        # A scratch file: no journal, no fsync, one transaction never committed.
+        self._connection = sqlite3.connect(path, isolation_level=None)
+        self._connection.execute("PRAGMA journal_mode=OFF")
+        self._connection.execute("PRAGMA synchronous=OFF")
+        self._connection.execute("CREATE TABLE seen (key BLOB PRIMARY KEY) WITHOUT ROWID")
+        self._connection.execute("BEGIN")
+
+    def first(self, key: bytes) -> bool:
+        """True the first time ``key`` is met, False every later time."""
+        cursor = self._connection.execute("INSERT OR IGNORE INTO seen VALUES (?)", (key,))
+        return cursor.rowcount == 1
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> SeenKeys:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 #: The lock file a run (or merge) holds in its folder while it writes there.

@@ -60,3 +60,23 @@ def test_record_text_quoting_a_credential_is_written_without_it(tmp_path, monkey
     question = Question(id="q", text=f"Planted question {CANARY}", reference_answer="5")
     RunFolder(tmp_path).run(scripted_pipeline(), [question], run_info={"model": "m"})
     assert leaks_under(tmp_path) == []
+
+
+def test_a_run_with_retries_logged_at_full_verbosity_writes_the_key_nowhere(
+    tmp_path, monkeypatch, capsys
+):
+    from prmsynth.testing import FaultRates
+
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(json.dumps({"problem": "What is 2 + 3?", "final_answer": "5"}) + "\n")
+    out, log = tmp_path / "out", tmp_path / "run.log"
+    faults = FaultRates(rate_limit=0.2, server_error=0.2)
+    with FakeOpenAIServer(api_key=CANARY, faults=faults, seed=2) as server:
+        argv = ["run", str(seeds), "--out", str(out), "--model", "openai/m", "--quiet"]
+        argv += ["--api-base", server.url, "--screen-rollouts", "2", "-vv"]
+        assert main([*argv, "--log-file", str(log)]) == 0, capsys.readouterr().err
+        assert sum(server.faults_served.values()) > 0  # retries happened, and were logged
+    captured = capsys.readouterr()
+    assert (out / "cache.sqlite").exists() and log.read_text()
+    assert leaks_under(tmp_path, captured.out, captured.err) == []

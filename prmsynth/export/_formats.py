@@ -38,21 +38,26 @@ steps, and a step's value is its node's ``mc_value``.
 
 from __future__ import annotations
 
+import array
+import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import random
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from prmsynth._errors import ExportError, InputError
 from prmsynth._io import (
+    SeenKeys,
     atomic_files,
     dumps_line,
     iter_appended_jsonl,
@@ -852,57 +857,119 @@ def _record_key(record: dict[str, Any]) -> bytes:
     return hashlib.sha256(canonical.encode("ascii")).digest()
 
 
-def _balance(
-    examples: list[_Example], settings: ExportSettings, part: str, stats: Counter[str]
-) -> list[_Example]:
-    if settings.balance == "none":
-        return examples
-    with_error = [i for i, example in enumerate(examples) if example.has_error]
-    without_error = [i for i, example in enumerate(examples) if not example.has_error]
-    size = min(len(with_error), len(without_error))
-    generator = random.Random(f"{settings.balance_seed}:{part}")
-    keep = set(generator.sample(with_error, size)) | set(generator.sample(without_error, size))
-    stats["removed_by_balance"] += len(examples) - len(keep)
-    return [example for index, example in enumerate(examples) if index in keep]
+def _first_in_memory() -> Callable[[bytes], bool]:
+    """True the first time a key is met: a set, for exports held in memory anyway."""
+    seen: set[bytes] = set()
+
+    def first(key: bytes) -> bool:
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    return first
 
 
-def _collect(
+def _check_options(format: str, settings: ExportSettings) -> None:
+    _check_format(format)
+    if format in _LABELLED_FORMATS:
+        return
+    labelled = ", ".join(sorted(_LABELLED_FORMATS))
+    for option, wanted in (
+        ("balance", settings.balance != "none"),
+        ("consensus", settings.consensus),
+    ):
+        if wanted:
+            raise ExportError(
+                f"{option}={getattr(settings, option)!r} needs labelled examples; format "
+                f"{format!r} has none (labelled formats: {labelled})"
+            )
+
+
+def _examples(
     trees: Iterable[ReasoningTree],
     format: str,
     settings: ExportSettings,
     *,
-    parts: Sequence[str],
+    split: bool,
     stats: Counter[str],
-) -> dict[str, list[_Example]]:
-    """Build, deduplicate, split and balance the examples of every tree."""
-    _check_format(format)
-    if format not in _LABELLED_FORMATS:
-        labelled = ", ".join(sorted(_LABELLED_FORMATS))
-        for option, wanted in (
-            ("balance", settings.balance != "none"),
-            ("consensus", settings.consensus),
-        ):
-            if wanted:
-                raise ExportError(
-                    f"{option}={getattr(settings, option)!r} needs labelled examples; format "
-                    f"{format!r} has none (labelled formats: {labelled})"
-                )
+    first: Callable[[bytes], bool],
+) -> Iterator[tuple[str, _Example]]:
+    """Build, split and deduplicate the examples of every tree, one at a time:
+    ``(part, example)`` in input order, ``part`` being ``"all"`` without ``split``.
+
+    ``first(key)`` says whether a record's hash is met for the first time
+    (deduplication runs over every part together).
+    """
+    _check_options(format, settings)
     builder = _BUILDERS[format]
-    collected: dict[str, list[_Example]] = {part: [] for part in parts}
-    seen: set[bytes] = set()
     for tree in trees:
         stats["trees"] += 1
-        part = parts[0] if len(parts) == 1 else question_split(tree.question.id, settings)
+        part = question_split(tree.question.id, settings) if split else "all"
         for example in builder(tree, settings, stats):
             stats["examples"] += 1
-            if settings.deduplicate:
-                key = _record_key(example.record)
-                if key in seen:
-                    stats["duplicates_removed"] += 1
-                    continue
-                seen.add(key)
-            collected[part].append(example)
-    return {part: _balance(examples, settings, part, stats) for part, examples in collected.items()}
+            if settings.deduplicate and not first(_record_key(example.record)):
+                stats["duplicates_removed"] += 1
+                continue
+            yield part, example
+
+
+def _sample_bits(generator: random.Random, n: int, k: int) -> bytearray:
+    """A bit per position of ``range(n)``, set for the ``k`` positions
+    ``generator.sample(range(n), k)`` picks, with the same draws.
+
+    Balancing picks positions, never records, so it needs only counts on a
+    first pass; this follows `random.sample`'s two methods draw for draw
+    (earlier exports chose with it) but holds 8 bytes per position at most
+    instead of a Python int.
+    """
+    bits = bytearray((n + 7) // 8)
+    setsize = 21  # random.sample's choice between a pool and a set of picks
+    if k > 5:
+        setsize += 4 ** math.ceil(math.log(k * 3, 4))
+    if n <= setsize:
+        pool = array.array("q", range(n))
+        for i in range(k):
+            j = generator.randrange(n - i)
+            chosen = pool[j]
+            bits[chosen >> 3] |= 1 << (chosen & 7)
+            pool[j] = pool[n - i - 1]
+    else:
+        for _ in range(k):
+            j = generator.randrange(n)
+            while bits[j >> 3] & (1 << (j & 7)):
+                j = generator.randrange(n)
+            bits[j >> 3] |= 1 << (j & 7)
+    return bits
+
+
+@attrs.define
+class _Downsample:
+    """Which examples of one part balancing keeps, asked in their order.
+
+    Built from the part's counts of examples with and without an error: the
+    larger class is cut at random (``balance_seed`` and the part's name seed
+    it) to the size of the smaller.
+    """
+
+    keep: dict[bool, bytearray]
+    seen: dict[bool, int]
+
+    @classmethod
+    def plan(
+        cls, with_error: int, without_error: int, settings: ExportSettings, part: str
+    ) -> _Downsample:
+        size = min(with_error, without_error)
+        generator = random.Random(f"{settings.balance_seed}:{part}")
+        keep = {True: _sample_bits(generator, with_error, size)}
+        keep[False] = _sample_bits(generator, without_error, size)
+        return cls(keep=keep, seen={True: 0, False: 0})
+
+    def __call__(self, has_error: bool | None) -> bool:
+        kind = bool(has_error)
+        position = self.seen[kind]
+        self.seen[kind] += 1
+        return bool(self.keep[kind][position >> 3] & (1 << (position & 7)))
 
 
 def export_records(
@@ -918,6 +985,9 @@ def export_records(
     ``validation_fraction`` is); with ``"train"`` or ``"validation"`` only the
     records of the questions on that side (balanced within it).  Records are
     not validated here: [`validate_record`][prmsynth.validate_record] does that.
+    Records come out as the trees are read, except with ``balance``, which
+    holds the records of the part until it has counted them (for many trees,
+    [`export_file`][prmsynth.export_file] balances on disk).
 
     >>> from prmsynth import Question, ReasoningTree, Rollout, Verdict
     >>> tree = ReasoningTree(Question(id="q1", text="What is 2 + 3?", reference_answer="5"))
@@ -936,17 +1006,32 @@ def export_records(
     [[True, True], [False, False]]
     """
     settings = settings or ExportSettings()
-    stats: Counter[str] = Counter()
-    if split is None:
-        parts = _collect(trees, format, settings, parts=("all",), stats=stats)
-        examples = parts["all"]
-    else:
-        if split not in ("train", "validation"):
-            raise ValueError(f"split must be None, 'train' or 'validation', got {split!r}")
-        parts = _collect(trees, format, settings, parts=("train", "validation"), stats=stats)
-        examples = parts[split]
-    for example in examples:
-        yield example.record
+    if split not in (None, "train", "validation"):
+        raise ValueError(f"split must be None, 'train' or 'validation', got {split!r}")
+    wanted = split or "all"
+    examples = (
+        example
+        for part, example in _examples(
+            trees,
+            format,
+            settings,
+            split=split is not None,
+            stats=Counter(),
+            first=_first_in_memory(),
+        )
+        if part == wanted
+    )
+    if settings.balance == "none":
+        for example in examples:
+            yield example.record
+        return
+    # Balancing needs the counts of the whole part before the first record.
+    kept = list(examples)
+    with_error = sum(1 for example in kept if example.has_error)
+    keep = _Downsample.plan(with_error, len(kept) - with_error, settings, wanted)
+    for example in kept:
+        if keep(example.has_error):
+            yield example.record
 
 
 # -- schemas and validation ----------------------------------------------------------
@@ -985,6 +1070,149 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     schema = _read_schema(name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
+
+
+# -- a quick yes for valid records ---------------------------------------------------
+#
+# jsonschema walks a tree record at about 0.3 ms a node (12 ms for a typical
+# tree), more than everything else an export does.  A schema made only of the
+# keywords below compiles into plain type tests that say "surely valid" for
+# the common case; anything else (a doubt, an error) goes to jsonschema, which
+# decides and writes the messages.  So the quick check may only ever err
+# towards "not sure": an instance of an inexact type (a dict subclass, a float
+# where an integer is allowed, a NaN) is never surely valid.
+
+_JSON_TYPES = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+_EXACT_TYPES = frozenset(t for types in _JSON_TYPES.values() for t in types)
+_ENUM_TYPES = frozenset({str, int, type(None)})
+_ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "$comment", "title", "description"})
+_Check = Callable[[Any], bool]
+
+
+class _Unsupported(Exception):
+    """A schema keyword (or value) the quick check does not know."""
+
+
+def _compile(schema: Any, compiled: dict[str, _Check]) -> _Check:
+    if not isinstance(schema, dict):
+        raise _Unsupported(schema)
+    keywords = {k: v for k, v in schema.items() if k not in _ANNOTATIONS}
+    # The type test first: it admits exact types only, and rules out the most.
+    order = sorted(keywords, key=lambda keyword: keyword != "type")
+    checks = [_compile_keyword(keyword, keywords[keyword], compiled) for keyword in order]
+    if "type" not in keywords:
+        checks.insert(0, lambda instance: type(instance) in _EXACT_TYPES)
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda instance: first(instance) and second(instance)
+
+    def check_all(instance: Any) -> bool:
+        for check in checks:
+            if not check(instance):
+                return False
+        return True
+
+    return check_all
+
+
+def _compile_keyword(keyword: str, value: Any, compiled: dict[str, _Check]) -> _Check:
+    # Each keyword applies only to the instances of its type, as in JSON Schema.
+    if keyword == "type":
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list) or not all(name in _JSON_TYPES for name in names):
+            raise _Unsupported(value)
+        types = frozenset(t for name in names for t in _JSON_TYPES[name])
+        return lambda instance: type(instance) in types
+    if keyword in ("enum", "const"):
+        values = value if keyword == "enum" else [value]
+        # Strings, integers and null only: JSON equality of floats and booleans
+        # (1.0 equals 1, True does not) is not Python's.
+        if not isinstance(values, list) or not all(type(v) in _ENUM_TYPES for v in values):
+            raise _Unsupported(value)
+        allowed = frozenset(values)
+        return lambda instance: type(instance) in _ENUM_TYPES and instance in allowed
+    if keyword == "required":
+        names = frozenset(value)
+        return lambda instance: type(instance) is not dict or names <= instance.keys()
+    if keyword == "properties":
+        properties = {name: _compile(sub, compiled) for name, sub in value.items()}
+
+        def check_properties(instance: Any) -> bool:
+            if type(instance) is not dict:
+                return True
+            for name, item in instance.items():
+                check = properties.get(name)
+                if check is not None and not check(item):
+                    return False
+            return True
+
+        return check_properties
+    if keyword == "items":
+        item = _compile(value, compiled)
+        return lambda instance: type(instance) is not list or all(map(item, instance))
+    if keyword in ("minItems", "maxItems"):
+        bound = int(value)
+        if keyword == "minItems":
+            return lambda instance: type(instance) is not list or len(instance) >= bound
+        return lambda instance: type(instance) is not list or len(instance) <= bound
+    if keyword in ("minLength", "maxLength"):
+        bound = int(value)  # JSON Schema counts code points, as len() does
+        if keyword == "minLength":
+            return lambda instance: type(instance) is not str or len(instance) >= bound
+        return lambda instance: type(instance) is not str or len(instance) <= bound
+    if keyword in ("minimum", "maximum"):
+        if type(value) not in (int, float):
+            raise _Unsupported(value)
+        # a NaN compares false both ways: not surely valid
+        if keyword == "minimum":
+            return lambda instance: type(instance) not in (int, float) or instance >= value
+        return lambda instance: type(instance) not in (int, float) or instance <= value
+    if keyword == "anyOf":
+        options = [_compile(sub, compiled) for sub in value]
+        return lambda instance: any(option(instance) for option in options)
+    if keyword == "$ref":
+        prefix = "#/$defs/"
+        if not isinstance(value, str) or not value.startswith(prefix):
+            raise _Unsupported(value)
+        name = value[len(prefix) :]
+        if name not in compiled:
+            raise _Unsupported(value)
+        # looked up when called: a definition may refer to itself (a node's children)
+        return lambda instance: compiled[name](instance)
+    raise _Unsupported(keyword)
+
+
+@functools.cache
+def _quick_check(name: str) -> _Check | None:
+    """A check that says True only for instances schema ``name`` surely
+    accepts, or None when the schema uses a keyword it does not know."""
+    schema = _read_schema(name)
+    definitions = schema.get("$defs", {})
+    compiled: dict[str, _Check] = dict.fromkeys(definitions, lambda instance: False)
+    try:
+        for definition, sub in definitions.items():
+            compiled[definition] = _compile(sub, compiled)
+        check = _compile(schema, compiled)
+    except _Unsupported:
+        return None
+
+    def quick(instance: Any) -> bool:
+        try:
+            return check(instance)
+        except RecursionError:
+            return False  # very deep nesting: let jsonschema say so
+
+    return quick
 
 
 def _shorten(text: str, limit: int = 200) -> str:
@@ -1037,9 +1265,13 @@ def validate_record(record: Any, format: str) -> list[str]:
     >>> validate_record({"prompt": "Q", "completions": ["a"], "labels": [0.7]}, "trl")
     ["$.labels[0]: 0.7 is not of type 'boolean'"]
     """
-    validator = _validator(_schema_name(format))
-    errors = sorted(validator.iter_errors(record), key=lambda error: error.json_path)
-    messages = [f"{error.json_path}: {_shorten(error.message)}" for error in errors]
+    name = _schema_name(format)
+    quick = _quick_check(name)
+    if quick is not None and quick(record):
+        messages = []
+    else:
+        errors = sorted(_validator(name).iter_errors(record), key=lambda error: error.json_path)
+        messages = [f"{error.json_path}: {_shorten(error.message)}" for error in errors]
     if not messages and format in _EXTRA_CHECKS:
         messages.extend(_EXTRA_CHECKS[format](record))
     return messages
@@ -1126,40 +1358,141 @@ def manifest_path(out_path: str | os.PathLike) -> Path:
     return out_path.with_name(f"{out_path.name}.manifest.json")
 
 
-def _label_balance(examples: Sequence[_Example], format: str) -> dict[str, int] | None:
-    if format not in _LABELLED_FORMATS:
-        return None
-    positive = sum(example.step_counts[0] for example in examples)
-    neutral = sum(example.step_counts[1] for example in examples)
-    negative = sum(example.step_counts[2] for example in examples)
-    with_error = sum(1 for example in examples if example.has_error)
-    return {
-        "examples_without_error": len(examples) - with_error,
-        "examples_with_error": with_error,
-        "steps_positive": positive,
-        "steps_neutral": neutral,
-        "steps_negative": negative,
-    }
+_SHOWN_PROBLEMS = 5
+
+
+@attrs.define
+class _OutFile:
+    """One output file as it is written: its records are counted, checked against
+    the schema and tallied for the manifest one at a time, never held."""
+
+    path: Path
+    format: str
+    handle: IO[str]
+    first: Callable[[bytes], bool]  # True for a question id not met in this file before
+    records: int = 0
+    questions: int = 0
+    with_error: int = 0
+    steps: list[int] = attrs.Factory(lambda: [0, 0, 0])  # positive, neutral, negative
+    problems: int = 0
+    shown: list[str] = attrs.Factory(list)
+    _last_question: str | None = None
+
+    def write(
+        self,
+        line: str,
+        question_id: str,
+        has_error: bool | None,
+        steps: Sequence[int],
+        problems: Sequence[str],
+    ) -> None:
+        """Write one record's line; ``problems`` are its schema errors."""
+        self.records += 1
+        for message in problems:
+            self.problems += 1
+            if len(self.shown) < _SHOWN_PROBLEMS:
+                self.shown.append(f"{self.path.name}: record {self.records}: {message}")
+        if not self.problems:
+            self.handle.write(line)  # after a schema error the files are dropped anyway
+        if question_id != self._last_question:  # a question's records come together
+            self._last_question = question_id
+            self.questions += self.first(question_id.encode("utf-8", "surrogatepass"))
+        self.with_error += bool(has_error)
+        for index, count in enumerate(steps):
+            self.steps[index] += count
+
+    def manifest_entry(self) -> dict[str, Any]:
+        label_balance = None
+        if self.format in _LABELLED_FORMATS:
+            label_balance = {
+                "examples_without_error": self.records - self.with_error,
+                "examples_with_error": self.with_error,
+                "steps_positive": self.steps[0],
+                "steps_neutral": self.steps[1],
+                "steps_negative": self.steps[2],
+            }
+        return {
+            "path": self.path.name,
+            "records": self.records,
+            "questions": self.questions,
+            "label_balance": label_balance,
+        }
+
+
+def _write_balanced(
+    examples: Iterable[tuple[str, _Example]],
+    files: dict[str, _OutFile],
+    settings: ExportSettings,
+    scratch: Path,
+    stats: Counter[str],
+) -> None:
+    """Balance each part in two passes: the examples go to a spool file while
+    their classes are counted, then back out through the part's choice."""
+    counts = {part: {True: 0, False: 0} for part in files}
+    with contextlib.ExitStack() as stack:
+        spools = {
+            part: stack.enter_context(
+                open(scratch / f"{part}.spool", "w+", encoding="utf-8", newline="\n")
+            )
+            for part in files
+        }
+        for part, example in examples:
+            # Two lines per example: what the manifest needs, then the record itself.
+            meta = [
+                example.question_id,
+                example.has_error,
+                example.step_counts,
+                validate_record(example.record, files[part].format),
+            ]
+            spools[part].write(dumps_line(meta) + dumps_line(example.record))
+            counts[part][bool(example.has_error)] += 1
+        for part, spool in spools.items():
+            keep = _Downsample.plan(counts[part][True], counts[part][False], settings, part)
+            spool.seek(0)
+            for meta_line in spool:
+                line = next(spool)
+                question_id, has_error, steps, problems = json.loads(meta_line)
+                if keep(has_error):
+                    files[part].write(line, question_id, has_error, steps, problems)
+                else:
+                    stats["removed_by_balance"] += 1
+
+
+_SOURCE_TYPES = "source must be a trees.jsonl path, a list of paths, or ReasoningTree objects"
 
 
 def _resolve_source(
     source: str | os.PathLike | Iterable[str | os.PathLike] | Iterable[ReasoningTree],
-) -> tuple[list[str], Iterable[ReasoningTree]]:
-    if isinstance(source, (str, os.PathLike)):
-        items: list[Any] = [source]
-    else:
-        items = list(source)
-    if items and all(isinstance(item, (str, os.PathLike)) for item in items):
-        paths = [str(item) for item in items]
+) -> tuple[list[str], Iterator[ReasoningTree]]:
+    """The source files (for the manifest) and the trees, read one at a time."""
+    items = iter([source] if isinstance(source, (str, os.PathLike)) else source)
+    first = next(items, None)
+    if isinstance(first, (str, os.PathLike)):
+        paths = [first, *items]
+        if not all(isinstance(path, (str, os.PathLike)) for path in paths):
+            raise TypeError(_SOURCE_TYPES)
 
-        def trees() -> Iterator[ReasoningTree]:
+        def read() -> Iterator[ReasoningTree]:
             for path in paths:
                 yield from read_trees(path)
 
-        return [str(Path(path).resolve()) for path in paths], trees()
-    if all(isinstance(item, ReasoningTree) for item in items):
-        return [], items
-    raise TypeError("source must be a trees.jsonl path, a list of paths, or ReasoningTree objects")
+        return [str(Path(path).resolve()) for path in paths], read()
+    if first is None:
+        return [], iter(())
+    if not isinstance(first, ReasoningTree):
+        raise TypeError(_SOURCE_TYPES)
+
+    def given(head: ReasoningTree, rest: Iterator[Any]) -> Iterator[ReasoningTree]:
+        # A caller's iterable of trees is read as it is exported, never listed
+        # nor held once exported.
+        yield head
+        del head
+        for tree in rest:
+            if not isinstance(tree, ReasoningTree):
+                raise TypeError(_SOURCE_TYPES)
+            yield tree
+
+    return [], given(first, items)
 
 
 def export_file(
@@ -1170,10 +1503,15 @@ def export_file(
 ) -> dict[str, Any]:
     """Export trees (``trees.jsonl`` paths, or trees) to ``out_path``; return the manifest.
 
-    Every record is checked against ``format``'s schema before anything is
-    written; a failure raises [`ExportError`][prmsynth.ExportError] and writes nothing.  Each
-    file is written to a temporary file in the same folder and renamed, so a
-    file under its final name is always complete.  With a
+    Trees are read one at a time, and each record is built, checked against
+    ``format``'s schema and written before the next tree is read, so memory
+    stays flat however many there are; a schema failure raises
+    [`ExportError`][prmsynth.ExportError] and writes nothing.  Each file is
+    written to a temporary file in the same folder and renamed once all are
+    complete, so a file under its final name is always whole.  What the
+    passes must remember (the hashes deduplication compares, and with
+    ``balance`` the examples waiting for their class counts) goes to a scratch
+    folder beside ``out_path``, removed at the end.  With a
     ``validation_fraction`` the records go to ``<stem>.train.jsonl`` and
     ``<stem>.validation.jsonl`` instead of ``out_path``.  The manifest (counts,
     label balance, settings, source files, prmsynth version) goes to
@@ -1197,27 +1535,53 @@ def export_file(
         raise InputError(out_path, f"folder {str(out_path.parent)!r} does not exist")
     if out_path.is_dir():
         raise InputError(out_path, "is a folder, not a file")
+    _check_options(format, settings)
     source_files, trees = _resolve_source(source)
     split = settings.validation_fraction > 0
     targets = _split_paths(out_path) if split else {"all": out_path}
     stats: Counter[str] = Counter()
-    parts = _collect(trees, format, settings, parts=tuple(targets), stats=stats)
-
-    problems = []
-    for part, examples in parts.items():
-        for number, example in enumerate(examples, start=1):
-            for message in validate_record(example.record, format):
-                problems.append(f"{targets[part].name}: record {number}: {message}")
-    if problems:
-        shown = "; ".join(problems[:5])
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise ExportError(f"{len(problems)} schema errors, nothing written: {shown}{more}")
-
-    # Every file is renamed into place only once all are written.
-    with atomic_files([targets[part] for part in parts]) as handles:
-        for handle, examples in zip(handles, parts.values(), strict=True):
-            handle.writelines(dumps_line(example.record) for example in examples)
-    written = sum(len(examples) for examples in parts.values())
+    with contextlib.ExitStack() as stack:
+        # Scratch space beside the output (not /tmp, often in memory): what the
+        # passes must remember of every record, and the records balancing holds back.
+        scratch = Path(
+            stack.enter_context(
+                tempfile.TemporaryDirectory(prefix=f".{out_path.name}.", dir=out_path.parent)
+            )
+        )
+        records_seen = stack.enter_context(SeenKeys(scratch / "records.sqlite"))
+        # Every file is renamed into place only once all are written.
+        handles = stack.enter_context(atomic_files(list(targets.values())))
+        files = {
+            part: _OutFile(
+                path=path,
+                format=format,
+                handle=handle,
+                first=stack.enter_context(SeenKeys(scratch / f"{part}.questions.sqlite")).first,
+            )
+            for (part, path), handle in zip(targets.items(), handles, strict=True)
+        }
+        examples = _examples(
+            trees, format, settings, split=split, stats=stats, first=records_seen.first
+        )
+        if settings.balance == "none":
+            for part, example in examples:
+                files[part].write(
+                    dumps_line(example.record),
+                    example.question_id,
+                    example.has_error,
+                    example.step_counts,
+                    validate_record(example.record, format),
+                )
+        else:
+            _write_balanced(examples, files, settings, scratch, stats)
+        problems = sum(file.problems for file in files.values())
+        if problems:
+            shown = "; ".join(
+                [line for file in files.values() for line in file.shown][:_SHOWN_PROBLEMS]
+            )
+            more = f" (and {problems - _SHOWN_PROBLEMS} more)" if problems > _SHOWN_PROBLEMS else ""
+            raise ExportError(f"{problems} schema errors, nothing written: {shown}{more}")
+    written = sum(file.records for file in files.values())
     manifest = {
         "format": format,
         "schema": f"prmsynth/export/schemas/{_schema_name(format)}.schema.json",
@@ -1238,15 +1602,7 @@ def export_file(
                 if reason.startswith(("paths_", "solutions_"))
             },
         },
-        "files": {
-            part: {
-                "path": targets[part].name,
-                "records": len(examples),
-                "questions": len({example.question_id for example in examples}),
-                "label_balance": _label_balance(examples, format),
-            }
-            for part, examples in parts.items()
-        },
+        "files": {part: file.manifest_entry() for part, file in files.items()},
     }
     write_json(manifest_path(out_path), manifest)
     return manifest

@@ -11,27 +11,43 @@ inconsistent.  ``summary.json`` says ``"complete": true`` only at the end.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import collections
+import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 import attrs
 
 from prmsynth._errors import BudgetExhausted, redact_secrets
 from prmsynth._interfaces import NoEvolution, SearchResult
 from prmsynth._io import (
+    SeenKeys,
     append_line,
     atomic_file,
+    atomic_files,
+    dumps_line,
     folder_lock,
+    iter_appended_jsonl,
     read_appended_jsonl,
     set_aside_corrupt_lines,
     write_json,
@@ -383,16 +399,20 @@ def derived_records(tree: ReasoningTree, system_prompt: str) -> dict[str, list[d
     }
 
 
+def _write_derived(files: dict[str, IO[str]], tree: ReasoningTree, system_prompt: str) -> None:
+    for name, records in derived_records(tree, system_prompt).items():
+        files[name].writelines(dumps_line(record) for record in records)
+
+
 def rebuild_derived_files(
-    out_dir: Path, trees: Sequence[ReasoningTree], system_prompt: str
+    out_dir: Path, trees: Iterable[ReasoningTree], system_prompt: str
 ) -> None:
-    """Write flat.jsonl, sft.jsonl and dpo.jsonl afresh from ``trees``."""
-    per_file: dict[str, list[dict[str, Any]]] = {name: [] for name in DERIVED_FILES}
-    for tree in trees:
-        for name, records in derived_records(tree, system_prompt).items():
-            per_file[name].extend(records)
-    for name, records in per_file.items():
-        write_jsonl(out_dir / name, records)
+    """Write flat.jsonl, sft.jsonl and dpo.jsonl afresh from ``trees``, one tree at a time."""
+    names = list(DERIVED_FILES)
+    with atomic_files([out_dir / name for name in names]) as handles:
+        files = dict(zip(names, handles, strict=True))
+        for tree in trees:
+            _write_derived(files, tree, system_prompt)
 
 
 def run_to_directory(
@@ -615,6 +635,9 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
 
     The shards must have been run with the same settings; a question present
     in several shards is kept once.  Derived files are rebuilt from the trees.
+    Records are streamed one at a time (the question ids met so far are kept
+    in a scratch file), so memory stays flat however many questions there are;
+    every file is renamed into place once all are written.
     """
     infos = []
     for source in sources:
@@ -631,31 +654,45 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     if any((out_dir / name).exists() for name in (*OUTPUT_FILES, SETTINGS_FILE)):
         raise InputError(out_dir, "already holds a run; merge into an empty folder")
-    seen: set[str] = set()
-    trees, tree_records, skipped_records = [], [], []
+    system_prompt = infos[0].get("system_prompt", DEFAULT_SYSTEM_PROMPT)
     incomplete = []
-    for source in sources:
-        if not (_read_json(source / SUMMARY_FILE) or {}).get("complete"):
-            incomplete.append(str(source))
-        for line, record in enumerate(read_appended_jsonl(source / "trees.jsonl", repair=False), 1):
-            if record["question_id"] in seen:
-                continue
-            try:
-                trees.append(tree_from_dict(record))
-            except TreeInvariantError as error:
-                raise InputError(source / "trees.jsonl", str(error), line=line) from None
-            seen.add(record["question_id"])
-            tree_records.append(record)
-        for record in read_appended_jsonl(source / "skipped.jsonl", repair=False):
-            if record["question_id"] not in seen and record.get("status") == "skipped":
-                seen.add(record["question_id"])
-                skipped_records.append(record)
+    kept = skipped = completions = 0
+    # The summary's cost is summed as before, trees then skipped, so it comes
+    # out the same to the last bit: a float per question, never the records.
+    tree_costs, skipped_costs = array.array("d"), array.array("d")
+    names = list(OUTPUT_FILES)
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix=".merge.", dir=out_dir))
+        seen = stack.enter_context(SeenKeys(Path(scratch) / "questions.sqlite"))
+        # Every file is renamed into place only once all are written.
+        handles = stack.enter_context(atomic_files([out_dir / name for name in names]))
+        files = dict(zip(names, handles, strict=True))
+        for source in sources:
+            if not (_read_json(source / SUMMARY_FILE) or {}).get("complete"):
+                incomplete.append(str(source))
+            for line, record in _appended(source / "trees.jsonl"):
+                if not seen.first(_question_key(record["question_id"])):
+                    continue
+                try:
+                    tree = tree_from_dict(record)
+                except TreeInvariantError as error:
+                    raise InputError(source / "trees.jsonl", str(error), line=line) from None
+                files["trees.jsonl"].write(dumps_line(record))
+                _write_derived(files, tree, system_prompt)
+                kept += 1
+                completions += record.get("n_completions", 0)
+                tree_costs.append(record.get("cost", 0.0))
+            for _, record in _appended(source / "skipped.jsonl"):
+                if record.get("status") == "skipped" and seen.first(
+                    _question_key(record["question_id"])
+                ):
+                    files["skipped.jsonl"].write(dumps_line(record))
+                    skipped += 1
+                    completions += record.get("n_completions", 0)
+                    skipped_costs.append(record.get("cost", 0.0))
     info = {key: value for key, value in infos[0].items() if key != "shard"}
     info["merged_from"] = [str(source) for source in sources]
     write_json(out_dir / SETTINGS_FILE, info)
-    write_jsonl(out_dir / "trees.jsonl", tree_records)
-    write_jsonl(out_dir / "skipped.jsonl", skipped_records)
-    rebuild_derived_files(out_dir, trees, info.get("system_prompt", DEFAULT_SYSTEM_PROMPT))
     missing = _missing_shards(infos)
     summary = {
         **info,
@@ -663,14 +700,23 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
         "complete": not incomplete and not missing,
         "incomplete_shards": incomplete,
         "missing_shards": missing,
-        "kept": len(tree_records),
-        "skipped": len(skipped_records),
-        "completions": sum(r.get("n_completions", 0) for r in (*tree_records, *skipped_records)),
-        "cost_usd": sum(r.get("cost", 0.0) for r in (*tree_records, *skipped_records)),
+        "kept": kept,
+        "skipped": skipped,
+        "completions": completions,
+        "cost_usd": sum(itertools.chain(tree_costs, skipped_costs)),
         "finished_at": _now(),
     }
     write_json(out_dir / SUMMARY_FILE, summary)
     return summary
+
+
+def _appended(path: Path) -> Iterator[tuple[int, Any]]:
+    """The records of a shard's append-only file, streamed (none when it is absent)."""
+    return iter_appended_jsonl(path) if path.exists() else iter(())
+
+
+def _question_key(question_id: Any) -> bytes:
+    return str(question_id).encode("utf-8", "surrogatepass")
 
 
 @attrs.frozen
@@ -744,8 +790,8 @@ class RunFolder:
         return merge_directories([Path(shard) for shard in shards], self.path)
 
     def trees(self) -> Iterator[ReasoningTree]:
-        """The kept trees, in the order they finished."""
-        for record in read_appended_jsonl(self.path / "trees.jsonl", repair=False):
+        """The kept trees, in the order they finished, read one at a time."""
+        for _, record in _appended(self.path / "trees.jsonl"):
             yield tree_from_dict(record)
 
     def skipped(self) -> list[dict[str, Any]]:
