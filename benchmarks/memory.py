@@ -1,20 +1,28 @@
 """Memory of long jobs: exports and merges stay flat in the number of questions, and so does a run.
 
-    python benchmarks/memory.py [--sizes 10000,100000] [--jobs trl,sft,merge] [--parallel 2]
+    python benchmarks/memory.py [--sizes 10000,100000] [--jobs trl,sft,merge,resume] [--parallel 2]
     python benchmarks/memory.py run [--questions 10000] [--concurrency 32]
+    python benchmarks/memory.py seeds [--rows 100000,1000000] [--max-completions 400]
 
 The first form writes synthetic run folders (``--shards`` shards of a run in
 the run-file format: ``run.json``, ``summary.json``, ``trees.jsonl``,
 ``skipped.jsonl``), then, for each size, runs the jobs, each in a fresh child
 process, and prints its time and peak resident memory (``ru_maxrss``): an
 export to ``trl`` balanced with a 10% validation split, to ``sft`` (and to
-``processbench`` when asked for), and the merge of the shards.  Every tree
+``processbench`` when asked for), the merge of the shards, and the resume
+of each shard's run (what a resumed run reads before its first request).  Every tree
 has 3 or 4 solutions of 4 to 10 steps of about 180 characters, Monte Carlo
 values from sampled completions, first-error labels and verdicts (about
 12 kB a line of ``trees.jsonl``, a little more than half what a real run
 writes per question, for the sake of time).  The second form measures a run instead: resident
 memory as 10,000 questions finish, with a scripted fake LLM standing in for
-the backend, so the numbers are prmsynth's own.
+the backend, so the numbers are prmsynth's own.  The third form measures
+what a run does with a large seed file: ``prmsynth run SEEDS`` (the command
+line, in a child process, against a loopback fake OpenAI server) over seed
+files of each size, stopped by ``--max-completions``, then resumed (the same
+command again), beside ``load_questions`` holding the same seeds as a list.
+A run checks every row first, then reads the questions from a scratch file
+as the search takes them, so its peak memory should not grow with the rows.
 """
 
 from __future__ import annotations
@@ -44,7 +52,12 @@ EXPORTS = {
     "sft": ("sft", {}, "sft"),
 }
 MERGE = "merge"
-JOBS = {**{name: label for name, (_, _, label) in EXPORTS.items()}, MERGE: "merge of the shards"}
+RESUME = "resume"
+JOBS = {
+    **{name: label for name, (_, _, label) in EXPORTS.items()},
+    MERGE: "merge of the shards",
+    RESUME: "resume of each shard's run",
+}
 
 SENTENCES = [
     "Let the unknown number be x, so the statement of the problem becomes an equation in x.",
@@ -165,6 +178,15 @@ def child(spec: dict) -> None:
     if spec["job"] == MERGE:
         summary = RunFolder(spec["out"]).merge(shards)
         records = summary["kept"] + summary["skipped"]
+    elif spec["job"] == RESUME:
+        # What a resumed run does before its first request: check and count
+        # every finished question, rebuild the derived files.
+        from prmsynth.run._folder import prepare_output_directory
+
+        records = 0
+        for folder in shards:
+            info = json.loads((folder / "run.json").read_text())
+            records += prepare_output_directory(folder, info, overwrite=False).tally.done
     else:
         format, options, _ = EXPORTS[spec["job"]]
         sources = [folder / "trees.jsonl" for folder in shards]
@@ -317,6 +339,92 @@ def measure_run(args: argparse.Namespace) -> None:
     print(f"\ngrowth from {rows[0][0]} to {rows[-1][0]} finished questions: {growth:+.1f} MB")
 
 
+# -- a run over a large seed file ---------------------------------------------------
+
+
+def write_seeds(path: Path, rows: int) -> None:
+    """GSM8K-sized seed rows: a question of about 250 characters, a short worked answer."""
+    with open(path, "w", encoding="utf-8") as file:
+        for index in range(rows):
+            question = f"Problem {index}: {SENTENCES[index % 10]} {SENTENCES[(index + 3) % 10]}"
+            answer = f"{SENTENCES[(index + 5) % 10]}\n#### {index % 997}"
+            file.write(json.dumps({"id": f"s{index}", "question": question, "answer": answer}))
+            file.write("\n")
+
+
+def fake_reply(request) -> str:
+    """The same script as the run benchmark, read from the request's prompt."""
+    bad = "Here are the first steps" in request.prompt and "BAD" in request.prompt
+    if "Here are the first steps" in request.prompt:
+        return f"So the total is {6 if bad else 5}.\n\nThe answer is \\boxed{{{6 if bad else 5}}}."
+    return "Read the question.\n\nAdd 2 and 3 to get 5.\n\nThe answer is \\boxed{5}."
+
+
+def child_peak(argv: list[str]) -> tuple[float, float, int]:
+    """Run ``argv`` in a child process: (seconds, peak resident MB, exit status)."""
+    # A loopback fake server checks no key, but litellm wants one set.
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT), "OPENAI_API_KEY": "sk-fake"}
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, env=environment, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, process.returncode
+
+
+def measure_seeds(args: argparse.Namespace) -> None:
+    from prmsynth.testing import FakeOpenAIServer
+
+    sizes = [int(size) for size in args.rows.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="prmsynth-seeds-", dir=args.workdir))
+    cli = "import sys; from prmsynth.cli import main; sys.exit(main(sys.argv[1:]))"
+    load = "import sys; from prmsynth import load_questions; " + (
+        "load_questions(sys.argv[1], question_fields=['question'], answer_field='answer')"
+    )
+    rows = []
+    try:
+        with FakeOpenAIServer(responder=fake_reply, keep_bodies=False) as server:
+            for size in sizes:
+                seeds = work / f"seeds-{size}.jsonl"
+                write_seeds(seeds, size)
+                megabytes = seeds.stat().st_size / 2**20
+                run = [sys.executable, "-c", cli, "run", str(seeds), "--out", str(work / "out")]
+                run += ["--column-names", "question", "--answer-column", "answer", "--quiet"]
+                run += ["--model", "openai/fake", "--api-base", server.url]
+                run += ["--max-completions", str(args.max_completions)]
+                jobs = {
+                    "load_questions (a list)": [sys.executable, "-c", load, str(seeds)],
+                    "prmsynth run": run,
+                    "prmsynth run, resumed": [
+                        *run,
+                        "--max-completions",
+                        str(2 * args.max_completions),
+                    ],
+                }
+                for job, argv in jobs.items():
+                    seconds, peak, status = child_peak(argv)
+                    if status != 0:
+                        sys.exit(f"{job} on {size} rows exited {status}")
+                    rows.append((size, megabytes, job, seconds, peak))
+                    print(
+                        f"  {size:,} rows, {job}: {seconds:.0f} s, {peak:.0f} MB", file=sys.stderr
+                    )
+                summary = json.loads((work / "out" / "summary.json").read_text())
+                if summary["questions_total"] != size:
+                    sys.exit(f"the run counted {summary['questions_total']} of {size} questions")
+                shutil.rmtree(work / "out")
+                seeds.unlink()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{'rows':>10} {'seed MB':>8}  {'job':<24} {'seconds':>8} {'peak MB':>8}")
+    for size, megabytes, job, seconds, peak in rows:
+        print(f"{size:>10,} {megabytes:>8.0f}  {job:<24} {seconds:>8.1f} {peak:>8.1f}")
+    if len(sizes) > 1:
+        print(f"\npeak memory at {sizes[-1]:,} rows over peak memory at {sizes[0]:,}:")
+        for job in jobs:
+            peaks = [peak for size, _, name, _, peak in rows if name == job]
+            print(f"  {job:<24} {peaks[-1] / peaks[0]:.2f}")
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
         child(json.loads(sys.argv[2]))
@@ -326,7 +434,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=4, help="shard folders the trees are in")
     parser.add_argument(
         "--jobs",
-        default="trl,sft,merge",
+        default="trl,sft,merge,resume",
         help=f"what to measure, comma-separated, of: {', '.join(JOBS)}",
     )
     parser.add_argument("--workdir", default=None, help="where the run folders go (default: temp)")
@@ -339,6 +447,13 @@ def main() -> None:
     run.add_argument("--questions", type=int, default=10_000)
     run.add_argument("--concurrency", type=int, default=32)
     run.set_defaults(measure=measure_run)
+    seeds = commands.add_parser("seeds", help="measure a run over a large seed file instead")
+    seeds.add_argument("--rows", default="100000,1000000", help="seed rows, comma-separated")
+    seeds.add_argument(
+        "--max-completions", type=int, default=400, help="where each run stops (a budget)"
+    )
+    seeds.add_argument("--workdir", default=None, help="where the files go (default: temp)")
+    seeds.set_defaults(measure=measure_seeds)
     args = parser.parse_args()
     args.measure(args)
 

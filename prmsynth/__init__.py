@@ -35,7 +35,7 @@ from prmsynth._interfaces import (
     StepGenerator,
     StepVerifier,
 )
-from prmsynth._seeds import load_questions, reference_from_answer
+from prmsynth._seeds import iter_questions, load_questions, reference_from_answer
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import (
     Completion,
@@ -225,6 +225,7 @@ __all__ = [
     "extract_answer",
     "flat_record",
     "format_table",
+    "iter_questions",
     "label_path",
     "load_questions",
     "load_schema",

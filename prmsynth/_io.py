@@ -221,8 +221,9 @@ def iter_appended_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
 
 def read_appended_jsonl(path: str | os.PathLike, *, repair: bool) -> list[Any]:
     """Every record of an append-only JSONL file (see
-    [`iter_appended_jsonl`][prmsynth._io.iter_appended_jsonl]), for resuming it;
-    with ``repair`` a torn last line is cut from the file itself.
+    [`iter_appended_jsonl`][prmsynth._io.iter_appended_jsonl]); with
+    ``repair`` a torn last line is first cut from the file itself
+    ([`cut_torn_last_line`][prmsynth._io.cut_torn_last_line]).
 
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "trees.jsonl"
@@ -233,20 +234,30 @@ def read_appended_jsonl(path: str | os.PathLike, *, repair: bool) -> list[Any]:
     path = Path(path)
     if not path.exists():
         return []
-    records = [record for _, record in iter_appended_jsonl(path)]
     if repair:
-        with open(path, "r+b") as file:
-            end = _end_of_last_line(file)
-            size = file.seek(0, os.SEEK_END)
-            if end != size:
-                file.seek(end)
-                try:
-                    json.loads(file.read())
-                except ValueError:
-                    file.truncate(end)  # a torn line: cut it
-                else:
-                    file.write(b"\n")  # a whole record that only lacks its newline
-    return records
+        cut_torn_last_line(path)
+    return [record for _, record in iter_appended_jsonl(path)]
+
+
+def cut_torn_last_line(path: str | os.PathLike) -> None:
+    """Make an append-only JSONL file end with a whole line, for resuming it:
+    a last line a crash cut off is removed, a whole record that only lacks its
+    newline gets one.  A missing file is left missing."""
+    try:
+        file = open(path, "r+b")
+    except FileNotFoundError:
+        return
+    with file:
+        end = _end_of_last_line(file)
+        size = file.seek(0, os.SEEK_END)
+        if end != size:
+            file.seek(end)
+            try:
+                json.loads(file.read())
+            except ValueError:
+                file.truncate(end)  # a torn line: cut it
+            else:
+                file.write(b"\n")
 
 
 def set_aside_corrupt_lines(path: str | os.PathLike) -> list[str]:
@@ -310,8 +321,10 @@ class SeenKeys:
 
     >>> import tempfile, pathlib
     >>> with SeenKeys(pathlib.Path(tempfile.mkdtemp()) / "seen.sqlite") as seen:
-    ...     [seen.first(key) for key in (b"a", b"b", b"a")]
+    ...     [seen.first(key, note=f"line {n}") for n, key in enumerate((b"a", b"b", b"a"), 1)]
+    ...     seen.note(b"a")
     [True, True, False]
+    'line 1'
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -319,13 +332,21 @@ class SeenKeys:
         self._connection = sqlite3.connect(path, isolation_level=None)
         self._connection.execute("PRAGMA journal_mode=OFF")
         self._connection.execute("PRAGMA synchronous=OFF")
-        self._connection.execute("CREATE TABLE seen (key BLOB PRIMARY KEY) WITHOUT ROWID")
+        self._connection.execute(
+            "CREATE TABLE seen (key BLOB PRIMARY KEY, note TEXT NOT NULL) WITHOUT ROWID"
+        )
         self._connection.execute("BEGIN")
 
-    def first(self, key: bytes) -> bool:
-        """True the first time ``key`` is met, False every later time."""
-        cursor = self._connection.execute("INSERT OR IGNORE INTO seen VALUES (?)", (key,))
+    def first(self, key: bytes, *, note: str = "") -> bool:
+        """True the first time ``key`` is met (``note`` is kept with it),
+        False every later time."""
+        cursor = self._connection.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (key, note))
         return cursor.rowcount == 1
+
+    def note(self, key: bytes) -> str | None:
+        """The ``note`` given when ``key`` was first met (None: never met)."""
+        row = self._connection.execute("SELECT note FROM seen WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
 
     def close(self) -> None:
         self._connection.close()

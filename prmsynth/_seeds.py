@@ -3,12 +3,19 @@ folder, the Hugging Face Hub, or rows given from Python (see ``_sources``)."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
 import os
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import attrs
+
 from prmsynth._errors import InputError
+from prmsynth._io import SeenKeys, read_jsonl, write_jsonl
 from prmsynth._sources import Row, RowSource, describe_rows, iter_rows
 from prmsynth._values import Question
 
@@ -67,8 +74,10 @@ def load_questions(
     when present, else its position.  Every record is checked before any is
     returned, so a bad source fails before work starts: a question must be
     text of at most ``max_question_chars`` characters, an answer text or a
-    finite number.  A bad record raises [`InputError`][prmsynth.InputError]
-    naming the source, its line or row, and the field.
+    finite number, an id unique.  A bad record raises
+    [`InputError`][prmsynth.InputError] naming the source, its line or row,
+    and the field.  For more questions than memory holds, use
+    [`iter_questions`][prmsynth.iter_questions].
 
     >>> import tempfile, pathlib
     >>> seed = pathlib.Path(tempfile.mkdtemp()) / "seeds.jsonl"
@@ -80,6 +89,45 @@ def load_questions(
     ...     rows, question_fields=["question"], answer_field="answer")]
     [('1', '4')]
     """
+    return list(
+        iter_questions(
+            source,
+            question_fields=question_fields,
+            answer_field=answer_field,
+            limit=limit,
+            max_question_chars=max_question_chars,
+            subset=subset,
+            split=split,
+            revision=revision,
+        )
+    )
+
+
+def iter_questions(
+    source: str | os.PathLike | Iterable[Mapping[str, Any]],
+    *,
+    question_fields: Sequence[str] = ("problem",),
+    answer_field: str = "final_answer",
+    limit: int | None = None,
+    max_question_chars: int = MAX_QUESTION_CHARS,
+    subset: str | None = None,
+    split: str | None = None,
+    revision: str | None = None,
+) -> Iterator[Question]:
+    """The seed questions of [`load_questions`][prmsynth.load_questions`], one
+    at a time, so that a million-row source never sits in memory.
+
+    Each record is checked as it is read, so a bad record raises
+    [`InputError`][prmsynth.InputError] when the iteration reaches it, not
+    before.  Duplicate ids are found with a scratch file, not a table in memory.
+    [`RunFolder.run`][prmsynth.RunFolder.run] takes the iterator as it is: the
+    finished questions stay in the folder if a bad record stops the run.
+
+    >>> rows = ({"problem": f"What is {n} + 1?", "final_answer": n + 1} for n in range(3))
+    >>> questions = iter_questions(rows)
+    >>> [(q.id, q.reference_answer) for q in questions]
+    [('1', '1'), ('2', '2'), ('3', '3')]
+    """
     if isinstance(source, (str, os.PathLike)):
         source = RowSource(location=str(source), subset=subset, split=split, revision=revision)
         name = source.name
@@ -88,16 +136,13 @@ def load_questions(
             if value is not None:
                 raise TypeError(f"{option} applies to a path or hf:NAME, not to rows")
         name = describe_rows(source)
-    rows = iter_rows(source, required=[*question_fields, answer_field])
-    return list(
-        _questions(
-            rows,
-            name=name,
-            question_fields=question_fields,
-            answer_field=answer_field,
-            limit=limit,
-            max_question_chars=max_question_chars,
-        )
+    return _questions(
+        iter_rows(source, required=[*question_fields, answer_field]),
+        name=name,
+        question_fields=question_fields,
+        answer_field=answer_field,
+        limit=limit,
+        max_question_chars=max_question_chars,
     )
 
 
@@ -110,7 +155,32 @@ def _questions(
     limit: int | None,
     max_question_chars: int,
 ) -> Iterator[Question]:
-    seen_ids: dict[str, str] = {}  # where each id was first: a million ids, not rows
+    # A million ids in a scratch file, not in memory.
+    with (
+        tempfile.TemporaryDirectory(prefix="prmsynth-ids-") as scratch,
+        SeenKeys(Path(scratch) / "ids.sqlite") as seen_ids,
+    ):
+        yield from _checked_questions(
+            rows,
+            name=name,
+            question_fields=question_fields,
+            answer_field=answer_field,
+            limit=limit,
+            max_question_chars=max_question_chars,
+            seen_ids=seen_ids,
+        )
+
+
+def _checked_questions(
+    rows: Iterator[Row],
+    *,
+    name: str,
+    question_fields: Sequence[str],
+    answer_field: str,
+    limit: int | None,
+    max_question_chars: int,
+    seen_ids: SeenKeys,
+) -> Iterator[Question]:
     for index, row in enumerate(rows, start=1):
         if limit is not None and index > limit:
             break
@@ -125,9 +195,9 @@ def _questions(
         if not answer:
             raise row.error("the answer is empty after '####'", field=answer_field)
         question_id = str(record.get("id", record.get("idx", index)))
-        if question_id in seen_ids:
-            raise row.error(f"duplicate id {question_id!r} (first on {seen_ids[question_id]})")
-        seen_ids[question_id] = row.where
+        if not seen_ids.first(question_id.encode(), note=row.where):
+            first = seen_ids.note(question_id.encode())
+            raise row.error(f"duplicate id {question_id!r} (first on {first})")
         yield Question(
             id=question_id,
             text="\n\n".join(parts),
@@ -150,15 +220,41 @@ def seed_source_from_args(args: Any) -> RowSource:
     ).pinned()
 
 
-def load_questions_from_args(args: Any, source: RowSource | None = None) -> list[Question]:
+@attrs.frozen(kw_only=True)
+class QuestionSpool:
+    """Seed questions, every one checked, in a scratch JSON Lines file:
+    read again from there each time they are iterated, and counted, so that a
+    run knows its total without holding the questions in memory."""
+
+    path: Path
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Question]:
+        for _, record in read_jsonl(self.path):
+            yield Question(**record)
+
+
+@contextlib.contextmanager
+def questions_from_args(
+    args: Any, source: RowSource | None = None, *, shard: tuple[int, int] | None = None
+) -> Iterator[QuestionSpool]:
     """The seed questions named by the command line's ``seed_file`` (or
     ``source``, from [`seed_source_from_args`][prmsynth._seeds.seed_source_from_args]),
-    ``--column-names``, ``--answer-column`` and ``--limit``; at least one."""
+    ``--column-names``, ``--answer-column`` and ``--limit``; at least one.
+
+    Every row is read and checked before the first question is handed out,
+    so a bad row stops the command before any work; the questions (of
+    ``shard=(i, n)`` only, when given) wait in a scratch file that is removed
+    on leaving the ``with`` block.
+    """
     fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
     if not fields:
         raise InputError("--column-names", "names no field")
     source = source or seed_source_from_args(args)
-    questions = load_questions(
+    questions = iter_questions(
         source.location,
         subset=source.subset,
         split=source.split,
@@ -168,9 +264,33 @@ def load_questions_from_args(args: Any, source: RowSource | None = None) -> list
         limit=args.limit,
         max_question_chars=getattr(args, "max_question_chars", MAX_QUESTION_CHARS),
     )
-    if not questions:
-        raise InputError(source.describe(), "holds no questions")
-    return questions
+    with tempfile.TemporaryDirectory(prefix="prmsynth-seeds-") as scratch:
+        path = Path(scratch) / "questions.jsonl"
+        read = 0
+
+        def kept() -> Iterator[dict[str, Any]]:
+            nonlocal read
+            for question in questions:
+                read += 1
+                if shard is None or shard_of(question.id, shard[1]) == shard[0]:
+                    yield attrs.asdict(question)
+
+        count = write_jsonl(path, kept())
+        if not read:
+            raise InputError(source.describe(), "holds no questions")
+        yield QuestionSpool(path=path, count=count)
+
+
+def shard_of(question_id: str, count: int) -> int:
+    """The shard (0 .. count - 1) a question belongs to: a stable hash of its id.
+
+    >>> shard_of("q1", 4) == shard_of("q1", 4)
+    True
+    >>> {shard_of(str(i), 3) for i in range(100)} == {0, 1, 2}
+    True
+    """
+    digest = hashlib.sha256(question_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
 
 
 def _required_text(row: Row, field: str, *, numbers: bool = False) -> str:

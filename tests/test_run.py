@@ -372,3 +372,86 @@ def test_a_cost_budget_holds_against_a_priced_model(tmp_path, monkeypatch, capsy
     assert max_cost <= summary["cost_usd"] + in_flight
     assert summary["cost_usd"] <= max_cost + in_flight
     assert in_flight < 0.5 * max_cost  # a bound that means something at this budget
+
+
+def test_a_run_pulls_questions_as_workers_free_up_and_counts_a_one_shot_iterator(tmp_path):
+    pulled = []
+
+    def questions():
+        for question in QUESTIONS:
+            pulled.append(question.id)
+            yield question
+        for i in range(5, 40):
+            pulled.append(str(i))
+            yield Question(id=str(i), text=f"Planted question {i}", reference_answer="5")
+
+    ahead = []
+    finished = []
+
+    def on_result(result):
+        finished.append(result.question.id)
+        ahead.append(len(pulled) - len(finished))
+
+    concurrency = 3
+    summary = run(
+        tmp_path,
+        questions(),
+        pipeline=scripted_pipeline(concurrency=concurrency),
+        on_result=on_result,
+    )
+    # Read ahead of the results: the questions being searched and the finished
+    # results waiting to be written, each at most `concurrency`; the rest stay
+    # in the source, however many there are.
+    assert max(ahead) <= 2 * concurrency
+    assert summary["complete"] is True
+    assert summary["questions_total"] == summary["questions_done"] == 40
+    assert sorted(ids_in(tmp_path / "trees.jsonl")) == sorted(map(str, range(40)))
+
+
+def test_a_resumed_run_rebuilds_its_files_from_the_trees_and_keeps_one_tree_per_question(tmp_path):
+    run(tmp_path, QUESTIONS[:3])
+    trees = tmp_path / "trees.jsonl"
+    lines = trees.read_text().splitlines(keepends=True)
+    trees.write_text("".join(lines) + lines[0])  # a question written twice (an old bug, an edit)
+    (tmp_path / "flat.jsonl").write_text("")  # derived files lost
+    summary = run(tmp_path, QUESTIONS[:3])
+    assert summary["complete"] is True and summary["questions_resumed"] == 3
+    assert summary["kept"] + summary["skipped"] == 3
+    assert trees.read_text() == "".join(lines)
+    assert sorted(ids_in(tmp_path / "flat.jsonl")) == sorted(ids_in(trees))
+
+
+def test_the_command_line_counts_its_shard_up_front_and_leaves_no_scratch_file(
+    tmp_path, monkeypatch, capsys
+):
+    import tempfile
+
+    from prmsynth._seeds import shard_of
+    from prmsynth.cli import main
+    from prmsynth.testing import FakeOpenAIServer
+
+    from .test_critic import planted_responder
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local0123456789")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "problem": f"What is 2 + 3? ({i})", "final_answer": "5"})
+            + "\n"
+            for i in range(12)
+        )
+    )
+    in_shard = sorted(f"q{i}" for i in range(12) if shard_of(f"q{i}", 2) == 1)
+    out = tmp_path / "out"
+    with FakeOpenAIServer(responder=planted_responder) as server:
+        argv = ["run", str(seeds), "--out", str(out), "--model", "openai/fake", "--quiet"]
+        argv += ["--api-base", server.url, "--shard", "1/2", "--screen-rollouts", "2"]
+        assert main(argv) == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["questions_total"] == summary["questions_done"] == len(in_shard)
+    done = ids_in(out / "trees.jsonl") + ids_in(out / "skipped.jsonl")
+    assert sorted(done) == in_shard
+    assert list(scratch.iterdir()) == []

@@ -107,3 +107,39 @@ def test_bad_input_names_file_line_and_field(tmp_path, text, line, field, words)
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         load_questions(tmp_path / "nope.jsonl")
+
+
+def test_iter_questions_reads_one_row_at_a_time_and_reports_a_bad_row_when_it_gets_there():
+    from prmsynth import iter_questions
+
+    read = []
+
+    def rows():
+        for n in range(1, 4):
+            read.append(n)
+            yield {"problem": f"What is {n} + 1?", "final_answer": n + 1}
+        yield {"problem": "No answer here"}
+
+    questions = iter_questions(rows())
+    assert read == []  # nothing is read before the first question is asked for
+    first = next(questions)
+    assert (first.id, first.reference_answer, read) == ("1", "2", [1])
+    assert [q.id for q in [next(questions), next(questions)]] == ["2", "3"]
+    with pytest.raises(InputError) as caught:
+        next(questions)
+    assert "row 3" in str(caught.value) and "final_answer" in str(caught.value)
+
+
+def test_iter_questions_finds_a_duplicate_id_and_names_where_it_was_first(tmp_path):
+    from prmsynth import iter_questions
+
+    seeds = write(
+        tmp_path,
+        "".join(
+            json.dumps({"id": i % 3 if i < 4 else i, "problem": "p", "final_answer": "1"}) + "\n"
+            for i in range(6)
+        ),
+    )
+    with pytest.raises(InputError) as caught:
+        list(iter_questions(seeds))
+    assert str(caught.value) == f"{seeds}:4: duplicate id '0' (first on line 1)"

@@ -43,8 +43,7 @@ def _add_vote_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_N_ANSWER_SAMPLES,
         metavar="N",
-        help="solutions sampled per evolved question to vote on its answer "
-        f"(default: {DEFAULT_N_ANSWER_SAMPLES})",
+        help="solutions sampled per evolved question to vote on its answer (default: %(default)s)",
     )
     parser.add_argument(
         "--agreement-threshold",
@@ -53,7 +52,7 @@ def _add_vote_options(parser: argparse.ArgumentParser) -> None:
         metavar="FRACTION",
         help="keep an evolved question only if its majority answer has at least this share "
         "of the samples, unparseable ones included "
-        f"(default: {DEFAULT_AGREEMENT_THRESHOLD})",
+        "(default: %(default)s)",
     )
 
 
@@ -167,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import time
 
-    from prmsynth._seeds import InputError, load_questions_from_args
+    from prmsynth._seeds import InputError, questions_from_args
     from prmsynth.cli._common import open_backend
     from prmsynth.llm._backend import backend_settings_from_args
     from prmsynth.llm._client import BackendUnavailable
@@ -186,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
             keep_seeds=not args.no_seeds,
             seed=args.seed,
         )
-        questions = load_questions_from_args(args)
+        with questions_from_args(args) as spool:
+            questions = list(spool)  # evolution holds its population
         out_path = Path(args.out)
         if out_path.is_dir():
             raise InputError(out_path, "is a folder; --out names a file")

@@ -38,7 +38,8 @@ def _help(action: argparse.Action, prog: str) -> str:
     params["prog"] = prog
     if params.get("choices") is not None:
         params["choices"] = ", ".join(map(str, params["choices"]))
-    text = action.help % params
+    # The table has a column for the default: the help need not say it again.
+    text = action.help.replace(" (default: %(default)s)", "") % params
     if action.choices is not None and "%(choices)" not in action.help:
         text += f" (one of: {', '.join(map(str, action.choices))})"
     return _text(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     import attrs
 
     from prmsynth._interfaces import NoEvolution
-    from prmsynth._seeds import InputError, load_questions_from_args, seed_source_from_args
+    from prmsynth._seeds import InputError, questions_from_args, seed_source_from_args
     from prmsynth._values import SearchSettings
     from prmsynth._version import __version__
     from prmsynth.cli import _evolve as _evolve_cli
@@ -147,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
     cache = None
     checked = False
+    scratch = contextlib.ExitStack()
     try:
         if args.limit is not None and args.limit < 1:
             raise InputError("--limit", f"must be >= 1, got {args.limit}")
@@ -170,7 +172,9 @@ def run(args: argparse.Namespace) -> int:
         rule = first_error_rule_from_args(args, args.num_branches)
         evolution = _evolve_cli.evolution_settings_from_args(args)
         source = seed_source_from_args(args)
-        questions = load_questions_from_args(args, source)
+        # Every row is checked before any work; the questions (of this shard)
+        # then wait in a scratch file, not in memory.
+        questions = scratch.enter_context(questions_from_args(args, source, shard=shard))
         fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
         # Before anything is written: a backend that cannot serve stops here.
         # --overwrite starts over: the folder's own cache too (a shared --cache stays).
@@ -233,7 +237,6 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             budget=Budget(max_completions=args.max_completions, max_cost=args.max_cost),
             log=log,
-            shard=shard,
             extra_files={CONFIG_FILE: _config_text(args)},
         )
     except InputError as error:
@@ -251,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
         print(report, file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
+        scratch.close()
         if cache is not None:
             cache.close()
     stopped = f" (stopped: {summary['stopped_by']})" if summary["stopped_by"] else ""

@@ -15,7 +15,6 @@ import array
 import asyncio
 import collections
 import contextlib
-import hashlib
 import itertools
 import json
 import logging
@@ -31,6 +30,7 @@ from collections.abc import (
     Iterator,
     Mapping,
     Sequence,
+    Sized,
 )
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +45,7 @@ from prmsynth._io import (
     append_line,
     atomic_file,
     atomic_files,
+    cut_torn_last_line,
     dumps_line,
     folder_lock,
     iter_appended_jsonl,
@@ -53,7 +54,7 @@ from prmsynth._io import (
     write_json,
     write_jsonl,
 )
-from prmsynth._seeds import InputError
+from prmsynth._seeds import InputError, shard_of
 from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth._values import Question
 from prmsynth.evolve._files import (
@@ -106,21 +107,36 @@ IDENTITY_KEYS = (
 )
 
 
-def shard_of(question_id: str, count: int) -> int:
-    """The shard (0 .. count - 1) a question belongs to: a stable hash of its id.
-
-    >>> shard_of("q1", 4) == shard_of("q1", 4)
-    True
-    >>> {shard_of(str(i), 3) for i in range(100)} == {0, 1, 2}
-    True
-    """
-    digest = hashlib.sha256(question_id.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % count
-
-
-def select_shard(questions: Sequence[Question], index: int, count: int) -> list[Question]:
+def select_shard(questions: Iterable[Question], index: int, count: int) -> Iterator[Question]:
     """The questions of shard ``index`` of ``count`` (disjoint, and together all of them)."""
-    return [question for question in questions if shard_of(question.id, count) == index]
+    return (question for question in questions if shard_of(question.id, count) == index)
+
+
+def _known_total(questions: Iterable[Question]) -> int | None:
+    """How many questions a run has, when it can know before reading them: a
+    sized collection (a list, the command line's checked spool) can be read
+    twice; a one-shot iterator is counted as it is read (None here)."""
+    if isinstance(questions, _Shard):
+        if not isinstance(questions.questions, Sized):
+            return None
+        return sum(1 for _ in questions)  # one pass more, in constant memory
+    return len(questions) if isinstance(questions, Sized) else None
+
+
+class _Pulled:
+    """The questions as the search pulls them, counted, so that the total of a
+    run over a one-shot iterator grows as it is read."""
+
+    def __init__(self, questions: Iterable[Question]) -> None:
+        self._questions = questions
+        self.count = 0
+        self.exhausted = False
+
+    def __iter__(self) -> Iterator[Question]:
+        for question in self._questions:
+            self.count += 1
+            yield question
+        self.exhausted = True
 
 
 def _now() -> str:
@@ -211,12 +227,11 @@ def _skipped_record(result: SearchResult) -> dict[str, Any]:
 
 @attrs.define(kw_only=True)
 class _Folder:
-    """What an output folder already holds."""
+    """What an output folder already holds: the ids of its finished questions
+    and their counts (the trees themselves stay on disk)."""
 
     finished: set[str]
-    trees: list[ReasoningTree]
-    tree_records: list[dict[str, Any]]
-    skipped_records: list[dict[str, Any]]
+    tally: _Tally
     #: The corrupt lines set aside on resume, described.
     set_aside: list[str] = attrs.Factory(list)
 
@@ -233,16 +248,17 @@ def _clear(out_dir: Path) -> None:
 
 def questions_to_search(
     pipeline: Pipeline,
-    seeds: Sequence[Question],
+    seeds: Iterable[Question],
     out_dir: Path,
     *,
     shard: tuple[int, int] | None = None,
     log: TextIO | None = None,
-) -> list[Question] | _EvolutionStream:
+) -> Iterable[Question] | _EvolutionStream:
     """The questions a run searches: ``pipeline.evolver``'s, evolved once.
 
-    Without an evolver, or when the folder holds ``evolved.jsonl`` from an
-    earlier run, a list.  Otherwise an `_EvolutionStream`
+    Without an evolver, the seeds themselves, read lazily (a million of them
+    never sit in memory).  When the folder holds ``evolved.jsonl`` from an
+    earlier run, its questions.  Otherwise an `_EvolutionStream`
     that yields each question as evolution accepts it, so the search starts
     while evolution goes on; at its end the evolved set is written to
     ``evolved.jsonl`` (rejects beside it) and read back on resume, so a
@@ -250,14 +266,26 @@ def questions_to_search(
     With ``shard`` only that shard of the seeds (by a stable hash of the id)
     is evolved and searched, so every evolved question belongs to its seed's shard.
     """
-    if shard is not None:
-        seeds = select_shard(seeds, *shard)
     if isinstance(pipeline.evolver, NoEvolution):
-        return list(seeds)
+        return seeds if shard is None else _Shard(questions=seeds, shard=shard)
     path = out_dir / EVOLVED_FILE
     if path.exists():
         return load_evolved_questions(path)
+    if shard is not None:
+        seeds = select_shard(seeds, *shard)
+    # Evolution holds its population (seeds and every round) in memory.
     return _EvolutionStream(evolver=pipeline.evolver, seeds=list(seeds), path=path, log=log)
+
+
+@attrs.frozen(kw_only=True)
+class _Shard:
+    """One shard of the seeds, read again from them each time it is iterated."""
+
+    questions: Iterable[Question]
+    shard: tuple[int, int]
+
+    def __iter__(self) -> Iterator[Question]:
+        return select_shard(self.questions, *self.shard)
 
 
 async def _unfinished(
@@ -358,36 +386,62 @@ def prepare_output_directory(
         *set_aside_corrupt_lines(out_dir / "trees.jsonl"),
         *set_aside_corrupt_lines(out_dir / "skipped.jsonl"),
     ]
-    tree_records = read_appended_jsonl(out_dir / "trees.jsonl", repair=True)
-    skipped_records = [
-        record
-        for record in read_appended_jsonl(out_dir / "skipped.jsonl", repair=True)
-        if record.get("status") == "skipped"  # failed questions run again
-    ]
-    write_jsonl(out_dir / "skipped.jsonl", skipped_records)
-    trees = []
+    for name in PRIMARY_FILES:
+        cut_torn_last_line(out_dir / name)
+    folder = _Folder(finished=set(), tally=_Tally(), set_aside=set_aside)
+    _resume_trees(out_dir, folder, run_info.get("system_prompt", DEFAULT_SYSTEM_PROMPT))
+    _resume_skipped(out_dir, folder)
+    folder.tally.resumed = folder.tally.done
+    return folder
+
+
+def _resume_trees(out_dir: Path, folder: _Folder, system_prompt: str) -> None:
+    """Count the kept trees and write the derived files afresh from them, one
+    tree at a time; a question kept twice keeps its first tree."""
+    path = out_dir / "trees.jsonl"
+    duplicates = False
+    names = list(DERIVED_FILES)
+    with atomic_files([out_dir / name for name in names]) as handles:
+        files = dict(zip(names, handles, strict=True))
+        for line, record in _appended(path):
+            try:
+                tree = tree_from_dict(record)
+            except TreeInvariantError as error:
+                raise InputError(path, str(error), line=line) from None
+            if tree.question.id in folder.finished:
+                duplicates = True
+                continue
+            folder.finished.add(tree.question.id)
+            folder.tally.add(record, status="kept", verdicts=_verdict_counts(tree))
+            _write_derived(files, tree, system_prompt)
+    if duplicates:
+        write_jsonl(path, _first_of_each_question(_appended(path)))
+
+
+def _first_of_each_question(lines: Iterable[tuple[int, dict[str, Any]]]) -> Iterator[dict]:
     seen: set[str] = set()
-    unique_records = []
-    for line, record in enumerate(tree_records, start=1):
-        try:
-            tree = tree_from_dict(record)
-        except TreeInvariantError as error:
-            raise InputError(out_dir / "trees.jsonl", str(error), line=line) from None
-        if tree.question.id not in seen:
-            seen.add(tree.question.id)
-            trees.append(tree)
-            unique_records.append(record)
-    if len(unique_records) != len(tree_records):
-        write_jsonl(out_dir / "trees.jsonl", unique_records)
-    skipped_records = [r for r in skipped_records if r["question_id"] not in seen]
-    seen.update(record["question_id"] for record in skipped_records)
-    return _Folder(
-        finished=seen,
-        trees=trees,
-        tree_records=unique_records,
-        skipped_records=skipped_records,
-        set_aside=set_aside,
-    )
+    for _, record in lines:
+        if record["question_id"] not in seen:
+            seen.add(record["question_id"])
+            yield record
+
+
+def _resume_skipped(out_dir: Path, folder: _Folder) -> None:
+    """Keep the skipped questions' lines (failed ones run again), unless the
+    question was kept after all."""
+    path = out_dir / "skipped.jsonl"
+    kept = folder.finished.copy()
+
+    def still_skipped() -> Iterator[dict[str, Any]]:
+        for _, record in _appended(path):
+            if record.get("status") != "skipped" or record["question_id"] in kept:
+                continue
+            kept.add(record["question_id"])
+            folder.tally.add(record, status="skipped", verdicts=record.get("rollout_verdicts", {}))
+            yield record
+
+    write_jsonl(path, still_skipped())
+    folder.finished |= kept
 
 
 def derived_records(tree: ReasoningTree, system_prompt: str) -> dict[str, list[dict[str, Any]]]:
@@ -404,20 +458,9 @@ def _write_derived(files: dict[str, IO[str]], tree: ReasoningTree, system_prompt
         files[name].writelines(dumps_line(record) for record in records)
 
 
-def rebuild_derived_files(
-    out_dir: Path, trees: Iterable[ReasoningTree], system_prompt: str
-) -> None:
-    """Write flat.jsonl, sft.jsonl and dpo.jsonl afresh from ``trees``, one tree at a time."""
-    names = list(DERIVED_FILES)
-    with atomic_files([out_dir / name for name in names]) as handles:
-        files = dict(zip(names, handles, strict=True))
-        for tree in trees:
-            _write_derived(files, tree, system_prompt)
-
-
 def run_to_directory(
     pipeline: Pipeline,
-    questions: Sequence[Question],
+    questions: Iterable[Question],
     out_dir: Path,
     *,
     run_info: dict[str, Any],
@@ -436,7 +479,11 @@ def run_to_directory(
     ``skipped.jsonl``, so a crash (SIGKILL included) keeps every finished
     question and a rerun of the same command continues where it stopped.
     ``summary.json`` says ``"complete": true`` only when every question is
-    done.  Raises [`InputError`][prmsynth.InputError] when the folder holds a run with other
+    done.  ``questions`` are read lazily, as the search takes them: a list, a
+    [`QuestionSpool`][prmsynth._seeds.QuestionSpool] or any other sized
+    collection gives the progress its total at the start, a one-shot iterator
+    (from [`iter_questions`][prmsynth.iter_questions]) as it is read.
+    Raises [`InputError`][prmsynth.InputError] when the folder holds a run with other
     settings (unless ``overwrite``).  ``extra_files`` (name: text, such as the
     command line's ``config.yaml``) are written beside ``run.json`` once the
     folder is accepted.
@@ -459,7 +506,7 @@ def run_to_directory(
 
 def _run_locked(
     pipeline: Pipeline,
-    questions: Sequence[Question],
+    questions: Iterable[Question],
     out_dir: Path,
     *,
     run_info: dict[str, Any],
@@ -481,27 +528,29 @@ def _run_locked(
     for problem in folder.set_aside:
         if log is not None:
             print(f"warning: {problem}; its question runs again", file=log)
-    rebuild_derived_files(out_dir, folder.trees, system_prompt)
+    tally = folder.tally
     to_search = questions_to_search(pipeline, questions, out_dir, shard=shard, log=log)
-
-    tally = _Tally()
-    for tree, record in zip(folder.trees, folder.tree_records, strict=True):
-        tally.add(record, status="kept", verdicts=_verdict_counts(tree))
-    for record in folder.skipped_records:
-        tally.add(record, status="skipped", verdicts=record.get("rollout_verdicts", {}))
-    tally.resumed = tally.done
-    remaining: list[Question] | AsyncIterator[Question]
-    if isinstance(to_search, list):
-        remaining = [question for question in to_search if question.id not in folder.finished]
-    else:
+    remaining: Iterator[Question] | AsyncIterator[Question]
+    if isinstance(to_search, _EvolutionStream):
         remaining = _unfinished(to_search, folder.finished)
+        evolution = to_search
 
-    def n_questions() -> int:
-        # An evolution stream's total grows as evolution accepts questions.
-        return len(to_search) if isinstance(to_search, list) else len(to_search.questions)
+        def n_questions() -> int:  # grows as evolution accepts questions
+            return len(evolution.questions)
 
-    def all_questions_known() -> bool:
-        return isinstance(to_search, list) or to_search.finished
+        def all_questions_known() -> bool:
+            return evolution.finished
+
+    else:
+        known_total = _known_total(to_search)
+        pulled = _Pulled(to_search)
+        remaining = (question for question in pulled if question.id not in folder.finished)
+
+        def n_questions() -> int:
+            return known_total if known_total is not None else pulled.count
+
+        def all_questions_known() -> bool:
+            return known_total is not None or pulled.exhausted
 
     ledger = Ledger(budget=budget, spent_completions=tally.n_completions, spent_cost=tally.cost)
     if budget.limited:
@@ -750,7 +799,7 @@ class RunFolder:
     def run(
         self,
         pipeline: Pipeline,
-        questions: Sequence[Question],
+        questions: Iterable[Question],
         *,
         run_info: dict[str, Any] | None = None,
         overwrite: bool = False,
@@ -762,6 +811,10 @@ class RunFolder:
     ) -> dict[str, Any]:
         """Evolve (``pipeline.evolver``, kept in ``evolved.jsonl``) and search
         ``questions`` into the folder, resuming it; returns the summary.
+
+        ``questions`` may be any iterable, read as the search takes them: a
+        one-shot iterator ([`iter_questions`][prmsynth.iter_questions]) keeps a
+        million seeds out of memory.
 
         ``run_info`` is recorded in ``run.json``; its settings (model,
         sampling, search, ...) must match the folder's on resume unless

@@ -181,7 +181,7 @@ class Pipeline:
 
     async def astream(
         self,
-        questions: Sequence[Question] | AsyncIterable[Question],
+        questions: Iterable[Question] | AsyncIterable[Question],
         *,
         stop_when: Callable[[], bool] | None = None,
         evolve: bool = True,
@@ -192,15 +192,18 @@ class Pipeline:
         ``stop_when`` is asked before each question starts; once it says
         True no further question starts (those running finish and are yielded).
         ``evolve=False``: the questions were evolved already (a run folder
-        evolves once and keeps the result).  ``questions`` may also be an
+        evolves once and keeps the result).  Without evolution the questions
+        are taken one at a time as workers free up, so an iterator over a
+        million of them never sits in memory.  ``questions`` may also be an
         async iterable (evolved questions as evolution accepts them): each is
         searched as soon as it arrives, and it is never evolved again.
         """
         if isinstance(questions, AsyncIterable):
             source: AsyncIterator[Question] = aiter(questions)
+        elif evolve and not isinstance(self.evolver, NoEvolution):
+            source = _as_async_iterator(await self.evolver.evolve(list(questions)))
         else:
-            evolved = await self.evolver.evolve(questions) if evolve else list(questions)
-            source = _as_async_iterator(evolved)
+            source = _as_async_iterator(questions)
         taking = asyncio.Lock()  # one worker at a time takes the next question
 
         async def next_question() -> Question | None:
