@@ -425,8 +425,9 @@ def test_merge_writes_what_the_in_memory_merge_wrote(tmp_path):
     assert summary["kept"] == len(kept)
     assert summary["completions"] == 3 * summary["kept"] + 2 * 3
     assert summary["cost_usd"] == sum([0.1] * summary["kept"] + [0.2] * 3)
+    # No scratch file is left; the lock file stays, as in a run's folder.
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["run.json", "summary.json", "trees.jsonl", "skipped.jsonl", *DERIVED]
+        [".prmsynth.lock", "run.json", "summary.json", "trees.jsonl", "skipped.jsonl", *DERIVED]
     )
 
 

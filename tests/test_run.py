@@ -163,6 +163,12 @@ def test_a_completion_budget_is_hard_and_the_rest_runs_on_resume(
     done = summary["questions_done"]
     assert summary["questions_not_done"] == len(QUESTIONS) - done and summary["failed"] == 0
     assert len(read_jsonl(tmp_path / "trees.jsonl")) == done
+    # Resumed with the same budget, what the first run spent counts, the
+    # questions it left unfinished included: the folder never goes over.
+    again = scripted_pipeline(concurrency=concurrency)
+    summary = run(tmp_path, pipeline=again, max_completions=max_completions)
+    assert completions_served(pipeline) + completions_served(again) <= max_completions
+    assert summary["completions"] == completions_served(pipeline) + completions_served(again)
     summary = run(tmp_path)  # no budget: the questions the budget left unfinished run
     assert summary["complete"] is True and summary["questions_done"] == len(QUESTIONS)
     assert sorted(ids_in(tmp_path / "trees.jsonl")) == sorted(q.id for q in QUESTIONS)
@@ -455,3 +461,14 @@ def test_the_command_line_counts_its_shard_up_front_and_leaves_no_scratch_file(
     done = ids_in(out / "trees.jsonl") + ids_in(out / "skipped.jsonl")
     assert sorted(done) == in_shard
     assert list(scratch.iterdir()) == []
+
+
+def test_a_merge_into_a_folder_in_use_is_refused(tmp_path):
+    from prmsynth._io import folder_lock
+
+    for index in range(2):
+        run(tmp_path / f"s{index}", run_info={**INFO, "shard": f"{index}/2"}, shard=(index, 2))
+    with folder_lock(tmp_path / "merged"), pytest.raises(InputError, match="in use by another"):
+        RunFolder(tmp_path / "merged").merge([tmp_path / "s0", tmp_path / "s1"])
+    summary = RunFolder(tmp_path / "merged").merge([tmp_path / "s0", tmp_path / "s1"])
+    assert summary["kept"] + summary["skipped"] == len(QUESTIONS)

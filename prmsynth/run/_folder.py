@@ -552,7 +552,16 @@ def _run_locked(
         def all_questions_known() -> bool:
             return known_total is not None or pulled.exhausted
 
-    ledger = Ledger(budget=budget, spent_completions=tally.n_completions, spent_cost=tally.cost)
+    summary_path = out_dir / SUMMARY_FILE
+    # What earlier runs in this folder spent counts against the budget too:
+    # their unfinished and failed questions' spend is in no line, only in
+    # their summary.
+    earlier = _read_json(summary_path) or {}
+    ledger = Ledger(
+        budget=budget,
+        spent_completions=max(tally.n_completions, earlier.get("completions", 0)),
+        spent_cost=max(tally.cost, earlier.get("cost_usd", 0.0)),
+    )
     if budget.limited:
         # Every request reserves its share before it is sent (see run._budget).
         pipeline = attrs.evolve(
@@ -561,7 +570,6 @@ def _run_locked(
     summary: dict[str, Any] = {"complete": False, "started_at": _now(), **run_info}
     if folder.set_aside:
         summary["lines_set_aside"] = folder.set_aside
-    summary_path = out_dir / SUMMARY_FILE
     write_json(summary_path, {**summary, **tally.as_dict()})
     progress = Progress(total=n_questions(), stream=log, interval=progress_interval)
     progress.update(tally)
@@ -700,7 +708,13 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
             raise InputError(
                 source, f"was run with other settings than {sources[0]} ({', '.join(differences)})"
             )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out_dir):  # a run or another merge into the folder is refused
+        return _merge_locked(sources, infos, out_dir)
+
+
+def _merge_locked(
+    sources: Sequence[Path], infos: Sequence[dict[str, Any]], out_dir: Path
+) -> dict[str, Any]:
     if any((out_dir / name).exists() for name in (*OUTPUT_FILES, SETTINGS_FILE)):
         raise InputError(out_dir, "already holds a run; merge into an empty folder")
     system_prompt = infos[0].get("system_prompt", DEFAULT_SYSTEM_PROMPT)
