@@ -12,6 +12,13 @@ repository root):
   (``\\dfrac``, ``\\text{ units}``, ``\\left(``, thousands separators,
   ``x =``, decimals) and in non-equivalent ways (perturbed numbers, flipped
   interval ends, flipped signs), each checked in both directions.
+* MATH500 decimals for fractions: each number of a gold answer (whole, or an
+  entry of a tuple or interval) that is a fraction with no finite decimal
+  expansion, written as a decimal correctly rounded to 2, 3 and 4 places
+  (correct), and as the same decimal cut instead of rounded, with its last
+  digit off by one, or with one significant digit (``0.66``, ``0.68``, ``0.7``
+  for 2/3: not correct); a gold with a finite expansion (``9/4``, ``1.25``)
+  rounded to fewer places (and fewer than six) is not correct either.
 * MATH500 answers as models state them: each gold answer boxed and then
   restated in a "Final Answer:" line, in a concluding "Therefore/Thus ..."
   sentence, or alone on the last line (all correct), and the same with a
@@ -30,6 +37,7 @@ to one core.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -37,7 +45,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
 from pathlib import Path
 
@@ -225,6 +233,123 @@ def math500_rewrites(data: Path) -> list[Case]:
                     "worked-solution gold (different)",
                 )
             )
+    return cases
+
+
+# A fraction that is a whole number of the answer: the answer, or an entry of a tuple or interval.
+_PART_FRACTION = re.compile(
+    r"(?:^|(?<=[(\[,])|(?<=\\left\()|(?<=\\left\[))\s*(?P<sign>-?)"
+    r"\\[dt]?frac(?:\{(?P<top>\d+)\}|(?P<top_digit>\d))(?:\{(?P<bottom>\d+)\}|(?P<bottom_digit>\d))"
+    r"(?=\s*(?:$|[,)\]]|\\right))"
+)
+_EXACT_DECIMAL = re.compile(r"-?\d+\.\d{2,}")
+
+
+def _fraction_of(match: re.Match) -> Fraction | None:
+    top = int(match.group("top") or match.group("top_digit"))
+    bottom = int(match.group("bottom") or match.group("bottom_digit"))
+    if bottom == 0:
+        return None
+    return Fraction(-top if match.group("sign") else top, bottom)
+
+
+def _terminates(value: Fraction) -> bool:
+    denominator = value.denominator
+    for prime in (2, 5):
+        while denominator % prime == 0:
+            denominator //= prime
+    return denominator == 1
+
+
+def _decimal_text(value: Fraction, places: int, rounding: str) -> str:
+    """``value`` with ``places`` decimal places, rounded half away from zero or cut."""
+    with localcontext() as context:
+        context.prec = 60
+        exact = Decimal(value.numerator) / Decimal(value.denominator)
+        mode = ROUND_HALF_UP if rounding == "round" else ROUND_DOWN
+        return str(exact.quantize(Decimal(1).scaleb(-places), rounding=mode))
+
+
+def _significant_digits(decimal: str) -> int:
+    return len(decimal.lstrip("-").replace(".", "").lstrip("0"))
+
+
+DECIMAL_CLASSES = (
+    "decimal rounded",
+    "decimal cut (different)",
+    "decimal last digit off (different)",
+    "decimal one digit (different)",
+)
+
+
+def _decimal_variants(value: Fraction, places: int) -> dict[str, str]:
+    """The decimals for one non-terminating ``value`` at ``places`` places, by class;
+    a class is missing where its decimal would not differ from the rounded one."""
+    rounded = _decimal_text(value, places, "round")
+    if _significant_digits(rounded) < 2:
+        return {}
+    variants = {"decimal rounded": rounded}
+    cut = _decimal_text(value, places, "cut")
+    if cut != rounded:
+        variants["decimal cut (different)"] = cut
+    # One unit in the last place further from zero (one nearer is the cut decimal).
+    unit = Fraction(1 if value > 0 else -1, 10**places)
+    off = _decimal_text(Fraction(Decimal(rounded)) + unit, places, "round")
+    variants["decimal last digit off (different)"] = off
+    # One significant digit (0.3 for 1/3, 0.05 for 3/56): the most places that leave one.
+    coarse = [_decimal_text(value, q, "round") for q in range(1, places + 1)]
+    one_digit = [decimal for decimal in coarse if _significant_digits(decimal) == 1]
+    if one_digit:
+        variants["decimal one digit (different)"] = one_digit[-1]
+    return variants
+
+
+def math500_decimals(data: Path) -> list[Case]:
+    """MATH500 gold answers with their fractions written as decimals, rounded
+    correctly (correct) and rounded wrongly or too coarsely (not correct)."""
+    with open(data / "math500" / "test.jsonl", encoding="utf-8") as handle:
+        golds = [json.loads(line)["answer"].strip() for line in handle]
+    cases: list[Case] = []
+
+    def add(answer: str, gold: str, kind: str) -> None:
+        case = (f"So the answer is $\\boxed{{{answer}}}$.", gold, not kind.endswith(")"), kind)
+        if case not in cases:  # one significant digit is the same decimal at every places
+            cases.append(case)
+
+    for gold in golds:
+        matches = list(_PART_FRACTION.finditer(gold))
+        values = [_fraction_of(match) for match in matches]
+        if values and None not in values and not all(map(_terminates, values)):
+            for places, kind in itertools.product((2, 3, 4), DECIMAL_CLASSES):
+                # Each non-terminating fraction takes the class's decimal, the others
+                # their exact decimal (3/5 as 0.6).
+                decimals = [
+                    str(Decimal(value.numerator) / Decimal(value.denominator))
+                    if _terminates(value)
+                    else _decimal_variants(value, places).get(kind)
+                    for value in values
+                ]
+                if None in decimals:
+                    continue
+                answer, written = "", 0
+                for match, decimal in zip(matches, decimals, strict=True):
+                    answer += gold[written : match.start("sign")] + decimal
+                    written = match.end()
+                add(answer + gold[written:], gold, kind)
+        exact = None
+        if len(matches) == 1 and matches[0].span() == (0, len(gold)):
+            exact = values[0]
+        elif _EXACT_DECIMAL.fullmatch(gold):
+            exact = Fraction(gold)
+        if exact is not None and _terminates(exact):
+            places = 0
+            while (exact * 10**places).denominator != 1:
+                places += 1
+            if places >= 2:
+                # 9/4 or 1.25 rounded to one place fewer than it has: not the answer
+                # (from six places on a decimal may be rounded: 0.000977 for 1/1024).
+                rounded = _decimal_text(exact, min(places - 1, 5), "round")
+                add(rounded, gold, "decimal rounded, exact (different)")
     return cases
 
 
@@ -428,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         for title, cases in (
             ("ProcessBench GSM8K (human labels)", processbench_cases(args.data)),
             ("MATH500 answer rewrites (both directions)", math500_rewrites(args.data)),
+            ("MATH500 decimals for fractions", math500_decimals(args.data)),
             ("MATH500 answers as models state them", math500_prose(args.data)),
         ):
             results = {name: measure(check, cases) for name, check in methods.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import pickle
 import threading
 import time
@@ -12,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
+import hypothesis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -477,13 +479,37 @@ def test_equivalence_is_reflexive(verifier, answer):
     assert verifier.equivalence(answer, answer, timeout=2.0) is True
 
 
+def _rounded_decimal_for(answer: str, reference: Fraction) -> bool:
+    """The rule, restated: a decimal answer of two significant digits or more that is
+    ``reference`` rounded half away from zero, where ``reference`` has no finite
+    decimal expansion (or the decimal has six places or more)."""
+    if "." not in answer or answer.startswith("\\frac") or "/" in answer:
+        return False
+    places = len(answer.split(".")[1])
+    if len(answer.lstrip("-").replace(".", "").lstrip("0")) < 2:
+        return False
+    denominator = reference.denominator
+    while denominator % 2 == 0:
+        denominator //= 2
+    while denominator % 5 == 0:
+        denominator //= 5
+    if denominator == 1 and places < 6:
+        return False
+    scaled = abs(reference) * 10**places
+    rounded = math.floor(scaled + Fraction(1, 2)) * (1 if reference >= 0 else -1)
+    return Fraction(answer) == Fraction(rounded, 10**places)
+
+
 @fast_settings
 @given(left=numbers, right=numbers)
-def test_equivalence_is_symmetric_and_exact(verifier, left, right):
-    forward = verifier.equivalence(left, right, timeout=2.0)
-    backward = verifier.equivalence(right, left, timeout=2.0)
-    assert forward is backward
-    assert forward is (_value(left) == _value(right))
+def test_plain_numbers_are_equal_exactly_or_as_a_decimal_rounded_from_the_reference(
+    verifier, left, right
+):
+    for answer, reference in ((left, right), (right, left)):
+        expected = _value(answer) == _value(reference) or _rounded_decimal_for(
+            answer, _value(reference)
+        )
+        assert verifier.equivalence(answer, reference, timeout=2.0) is expected
 
 
 @settings(
@@ -807,10 +833,178 @@ def test_a_response_that_commits_to_no_answer_is_never_correct(verifier, sentenc
 
 
 @given(st.integers(1, 10**6), st.integers(2, 10**6), st.integers(6, 16))
-def test_a_long_decimal_matches_the_fraction_it_rounds_and_a_short_one_must_be_exact(a, b, places):
+def test_a_decimal_of_six_places_or_more_matches_the_fraction_it_rounds(a, b, places):
     exact = Fraction(a, b)
     scaled = round(exact * 10**places)  # the decimal with `places` places, rounded
     rounded = f"{scaled // 10**places}.{scaled % 10**places:0{places}d}"
-    assert fast_equivalent(rounded, f"\\frac{{{a}}}{{{b}}}") is True
-    short = f"{float(exact):.2f}"
-    assert fast_equivalent(short, f"\\frac{{{a}}}{{{b}}}") is (Fraction(short) == exact)
+    assert fast_equivalent(rounded, f"\\frac{{{a}}}{{{b}}}") is (
+        len(rounded.replace(".", "").lstrip("0")) >= 2
+    )
+
+
+# ---------------------------------------------------------------------------
+# Decimals rounded from a fraction without a finite decimal expansion
+# ---------------------------------------------------------------------------
+
+
+def _without_finite_expansion(denominator: int) -> bool:
+    while denominator % 2 == 0:
+        denominator //= 2
+    while denominator % 5 == 0:
+        denominator //= 5
+    return denominator > 1
+
+
+def _decimal(value: Fraction, places: int) -> str:
+    """``value`` rounded half away from zero to ``places`` places, written out."""
+    units = math.floor(abs(value) * 10**places + Fraction(1, 2))
+    sign = "-" if value < 0 and units else ""
+    return f"{sign}{units // 10**places}.{units % 10**places:0{places}d}"
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.integers(-(10**6), 10**6),
+    st.integers(3, 10**4).filter(_without_finite_expansion),
+    st.integers(2, 6),
+)
+def test_a_correctly_rounded_decimal_verifies_and_one_unit_off_in_the_last_place_does_not(
+    verifier, numerator, denominator, places
+):
+    exact = Fraction(numerator, denominator)
+    hypothesis.assume(exact.denominator > 1 and _without_finite_expansion(exact.denominator))
+    rounded = _decimal(exact, places)
+    hypothesis.assume(len(rounded.lstrip("-").replace(".", "").lstrip("0")) >= 2)
+    reference = f"\\frac{{{numerator}}}{{{denominator}}}"
+    assert verifier.verify(boxed(rounded), reference).status == "correct"
+    unit = Fraction(1, 10**places)
+    for off in (Fraction(rounded) - unit, Fraction(rounded) + unit):
+        assert verifier.verify(boxed(_decimal(off, places)), reference).status == "incorrect"
+
+
+@pytest.mark.parametrize(
+    ("decimal", "reference"),
+    [
+        ("0.33", "\\frac{1}{3}"),
+        ("0.333", "\\frac13"),
+        ("0.67", "\\dfrac{2}{3}"),
+        ("2.7", "\\frac{8}{3}"),
+        ("2.6667", "8/3"),
+        ("-3.89", "-\\frac{35}{9}"),
+        ("0.0020", "\\frac{2}{1005}"),
+        ("0.10", "\\frac{2}{21}"),  # 0.0952 to two places: two significant digits written
+    ],
+)
+def test_a_decimal_rounded_from_a_fraction_without_a_finite_expansion_is_correct(
+    verifier, decimal, reference
+):
+    assert verifier.verify(boxed(decimal), reference).status == "correct"
+    assert ExactMatchVerifier().verify(boxed(decimal), reference).status == "correct"
+
+
+@pytest.mark.parametrize(
+    ("decimal", "reference"),
+    [
+        ("0.3", "\\frac{1}{3}"),  # one significant digit: too coarse to tell
+        ("0.002", "\\frac{2}{1005}"),
+        ("0.66", "\\frac{2}{3}"),  # cut, not rounded
+        ("0.34", "\\frac{1}{3}"),  # wrong last digit
+        ("0.67", "0.666"),  # the reference has a finite expansion: only its value counts
+        ("2.3", "2.25"),
+        ("2.3", "\\frac{9}{4}"),
+        ("0.33", "-\\frac{1}{3}"),
+        ("3", "\\frac{8}{3}"),  # an integer is no rounded decimal
+        ("3.14", "\\pi"),  # irrational references are compared exactly
+        ("1.41", "\\sqrt{2}"),
+    ],
+)
+def test_a_decimal_that_is_not_the_reference_correctly_rounded_is_incorrect(
+    verifier, decimal, reference
+):
+    assert verifier.verify(boxed(decimal), reference).status == "incorrect"
+
+
+def test_a_fraction_does_not_answer_a_short_rounded_decimal_reference(verifier):
+    # The rule reads a decimal in the response; a reference states what was asked.
+    assert verifier.verify(boxed("\\frac{1}{3}"), "0.33").status == "incorrect"
+    assert verifier.verify(boxed("\\frac{1}{12}"), "0.083333").status == "correct"
+
+
+@pytest.mark.parametrize(
+    ("response", "reference"),
+    [
+        (
+            "\\begin{pmatrix}0.33\\\\0.2 \\end{pmatrix}",
+            "\\begin{pmatrix}\\frac{1}{3}\\\\ \\frac{1}{5} \\end{pmatrix}",
+        ),
+        ("\\begin{bmatrix}0.33 & -0.67\\end{bmatrix}", "\\begin{bmatrix}1/3 & -2/3\\end{bmatrix}"),
+        ("(0.6,2.6667]", "\\left(\\frac{3}{5},\\frac{8}{3}\\right]"),
+        ("(0.33, 2)", "(\\frac{1}{3}, 2)"),
+        ("((0.33, 1), (1, 0.67))", "((\\frac13, 1), (1, \\frac23))"),
+        ("\\{0.67, 0.33\\}", "\\{\\frac{1}{3}, \\frac{2}{3}\\}"),  # a set in any order
+        ("0.33, 0.67", "\\frac{1}{3}, \\frac{2}{3}"),
+        ("(-\\infty, 0.33) \\cup (2, \\infty)", "(-\\infty, \\frac13) \\cup (2, \\infty)"),
+        ("(\\sqrt{2}, 0.33)", "(\\sqrt{2}, \\frac{1}{3})"),  # decided symbolically
+    ],
+)
+def test_rounded_decimals_compare_part_by_part_inside_matrices_tuples_intervals_and_sets(
+    verifier, response, reference
+):
+    assert verifier.verify(boxed(response), reference).status == "correct"
+
+
+@pytest.mark.parametrize(
+    ("response", "reference"),
+    [
+        (
+            "\\begin{pmatrix}0.3\\\\0.2\\end{pmatrix}",
+            "\\begin{pmatrix}\\frac{1}{3}\\\\\\frac{1}{5}\\end{pmatrix}",
+        ),
+        ("(0.6,2.6666]", "(\\frac{3}{5},\\frac{8}{3}]"),  # cut
+        ("(0.6,2.6667)", "(\\frac{3}{5},\\frac{8}{3}]"),  # the bracket still counts
+        ("(0.67, 0.33)", "(\\frac{1}{3}, \\frac{2}{3})"),  # a tuple keeps its order
+        ("\\{0.66, 0.33\\}", "\\{\\frac{1}{3}, \\frac{2}{3}\\}"),
+        ("(2.3, 1)", "(\\frac{9}{4}, 1)"),
+        # A number inside an expression is no part: its rounding error is multiplied.
+        ("2(0.33)", "2(\\frac{1}{3})"),
+        ("3 \\cdot 0.33", "3 \\cdot \\frac{1}{3}"),
+    ],
+)
+def test_a_part_that_is_not_the_reference_part_correctly_rounded_is_incorrect(
+    verifier, response, reference
+):
+    assert verifier.verify(boxed(response), reference).status == "incorrect"
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 999), st.integers(3, 999).filter(_without_finite_expansion)),
+        min_size=2,
+        max_size=4,
+    ),
+    st.integers(2, 4),
+    # No interval: [a, b) with b < a is empty, so any two such intervals are equal.
+    st.sampled_from(["({})", "\\{{{}\\}}", "\\begin{{pmatrix}}{}\\end{{pmatrix}}"]),
+    st.data(),
+)
+def test_each_part_of_a_tuple_set_or_matrix_is_compared_with_the_rounding_rule(
+    verifier, fractions, places, shape, data
+):
+    values = [Fraction(top, bottom) for top, bottom in fractions]
+    hypothesis.assume(all(_without_finite_expansion(value.denominator) for value in values))
+    decimals = [_decimal(value, places) for value in values]
+    hypothesis.assume(all(len(d.replace(".", "").lstrip("0")) >= 2 for d in decimals))
+    separator = "\\\\" if "matrix" in shape else ", "
+    reference = shape.format(separator.join(f"\\frac{{{t}}}{{{b}}}" for t, b in fractions))
+    assert verifier.verify(boxed(shape.format(separator.join(decimals))), reference).correct
+    wrong = data.draw(st.integers(0, len(decimals) - 1))
+    off = Fraction(decimals[wrong]) + Fraction(1, 10**places)
+    hypothesis.assume(off not in values)
+    decimals[wrong] = _decimal(off, places)
+    response = boxed(shape.format(separator.join(decimals)))
+    assert verifier.verify(response, reference).status == "incorrect"

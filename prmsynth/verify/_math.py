@@ -833,12 +833,29 @@ def fast_equivalent(extracted: str, reference: str) -> bool | None:
 
     True when the normalized spellings agree (see `normalize_answer`);
     True or False when both are plain numbers (compared exactly, so
-    ``0.5 == 1/2 == \\frac{1}{2}``; a decimal of six or more places also
-    matches the fraction it rounds or cuts, ``0.083333 == 1/12``) or
-    numerals in a base (``2516_8``); None when only a symbolic check can tell.
+    ``0.5 == 1/2 == \\frac{1}{2}``, except that a decimal may stand for a
+    value it correctly rounds, see below) or numerals in a base
+    (``2516_8``); None when only a symbolic check can tell.
+
+    A decimal in the answer matches a reference number it correctly rounds
+    (to the places it writes, with at least two significant digits) only
+    when rounding was unavoidable: the reference is a fraction with no
+    finite decimal expansion (``0.33`` and ``0.333`` for 1/3, ``2.6667`` for
+    8/3), or the decimal has six places or more (a computed value printed
+    to float precision: ``0.000977`` for 1/1024).  A cut decimal (``0.66``
+    for 2/3), one significant digit (``0.3``) and a rounded answer to a
+    reference with a finite expansion (``2.3`` for 2.25) do not match.
+    Irrational references (pi, a root) are left to the symbolic check, which
+    compares them exactly.  Numbers that are whole parts of a tuple,
+    interval, set, list or matrix compare the same way, part by part (see
+    `_align_numbers`, not public).
 
     >>> fast_equivalent("\\\\dfrac{3}{4}", "0.75")
     True
+    >>> fast_equivalent("(0.6, 2.6667]", "(\\\\frac{3}{5}, \\\\frac{8}{3}]")
+    True
+    >>> fast_equivalent("0.66", "\\\\frac{2}{3}")
+    False
     >>> fast_equivalent("72", "73")
     False
     >>> fast_equivalent("\\\\sqrt{4}", "2") is None
@@ -853,6 +870,9 @@ def fast_equivalent(extracted: str, reference: str) -> bool | None:
     interval = _interval_of_inequality(right)
     if interval != right:
         left, right = _interval_of_inequality(left), interval
+    if left == right:
+        return True
+    left = _align_numbers(left, right)
     if left == right:
         return True
     if _is_words(left) and _is_words(right):
@@ -870,11 +890,7 @@ def fast_equivalent(extracted: str, reference: str) -> bool | None:
     elif right_value is None and left_value is not None:
         right_value = _decimal_comma(right)
     if left_value is not None and right_value is not None:
-        return (
-            left_value == right_value
-            or _rounds_to(left, right_value)
-            or (_rounds_to(right, left_value))
-        )
+        return _numbers_agree(left, left_value, right, right_value)
     return None
 
 
@@ -895,19 +911,177 @@ def _decimal_comma(answer: str) -> Fraction | None:
     return Fraction(answer.replace(",", "."))
 
 
-#: Decimal places from which a decimal counts as the rounded value of a fraction.
+#: Decimal places from which any decimal counts as a rounded value (a computed
+#: value printed to float precision), whatever the exact value.
 MIN_ROUNDED_PLACES = 6
+#: Significant digits a decimal needs to stand for a value it rounds: 0.3 is too coarse for 1/3.
+MIN_ROUNDED_DIGITS = 2
 
 
-def _rounds_to(decimal: str, exact: Fraction) -> bool:
-    """Whether ``decimal`` (six or more places) is ``exact`` rounded or cut at its last place:
-    ``0.0833333333333333`` is 1/12; ``0.33`` is not 1/3 (too few places to tell)."""
+def _terminates(value: Fraction) -> bool:
+    """Whether ``value`` has a finite decimal expansion: no prime but 2 and 5 divides
+    its reduced denominator."""
+    denominator = value.denominator
+    for prime in (2, 5):
+        while denominator % prime == 0:
+            denominator //= prime
+    return denominator == 1
+
+
+def _rounded_places(decimal: str, exact: Fraction) -> int | None:
+    """The decimal places of ``decimal`` when it is ``exact`` correctly rounded to
+    them and has two significant digits or more; None otherwise (``0.66`` and
+    ``0.3`` for 2/3 and 1/3: a cut, and too few digits to tell)."""
     if not _DECIMAL.fullmatch(decimal):
-        return False
-    places = len(decimal.split(".", 1)[1])
-    if places < MIN_ROUNDED_PLACES:
-        return False
-    return abs(Fraction(decimal) - exact) < Fraction(1, 10**places)
+        return None
+    whole, _, fraction_digits = decimal.lstrip("+-").partition(".")
+    places = len(fraction_digits)
+    if places == 0 or len((whole + fraction_digits).lstrip("0")) < MIN_ROUNDED_DIGITS:
+        return None
+    # Within half a unit of the last place.  A tie needs an exact value with a
+    # finite expansion; there half-up and half-even differ and both are correct.
+    if abs(Fraction(decimal) - exact) * 2 * 10**places <= 1:
+        return places
+    return None
+
+
+def _numbers_agree(answer: str, answer_value: Fraction, reference: str, value: Fraction) -> bool:
+    """Whether the answer's number (spelled ``answer``) states the reference's.
+
+    Equal values agree.  A decimal answer agrees with a reference value it
+    correctly rounds when rounding was unavoidable (the value has no finite
+    decimal expansion, so any decimal is rounded) or the decimal has six
+    places or more.  A reference decimal of six places or more agrees with
+    the exact value it rounds (``0.083333`` against ``\\frac{1}{12}``).
+    """
+    if answer_value == value:
+        return True
+    places = _rounded_places(answer, value)
+    if places is not None and (places >= MIN_ROUNDED_PLACES or not _terminates(value)):
+        return True
+    places = _rounded_places(reference, answer_value)
+    return places is not None and places >= MIN_ROUNDED_PLACES
+
+
+_MATRIX = re.compile(
+    r"\\begin\{(?P<kind>[pbBvV]?matrix|smallmatrix)\}(?P<body>.*)\\end\{(?P=kind)\}", re.DOTALL
+)
+# What separates the parts of a list, set or union of intervals, and the cells of a matrix.
+_PART_SEPARATORS = (",", "\\cup")
+_CELL_SEPARATORS = ("&", "\\\\")
+
+
+def _split_top_level(text: str, start: int, end: int, separators: tuple[str, ...]) -> list:
+    """The ``(start, end)`` spans of ``text[start:end]`` between separators outside brackets."""
+    spans, depth, index, begin = [], 0, start, start
+    while index < end:
+        if depth == 0:
+            separator = next((s for s in separators if text.startswith(s, index, end)), None)
+            if separator is not None and not (
+                separator[-1].isalpha() and text[index + len(separator) : end][:1].isalpha()
+            ):
+                spans.append((begin, index))
+                index += len(separator)
+                begin = index
+                continue
+        character = text[index]
+        if character in "([{":
+            depth += 1
+        elif character in ")]}":
+            depth -= 1
+        index += 1
+    spans.append((begin, end))
+    return spans
+
+
+def _wrapped(text: str, start: int, end: int) -> bool:
+    """Whether one bracket pair (``(...)``, ``[...)``, ``\\{...\\}``) encloses all of
+    ``text[start:end]``."""
+    depth = 0
+    for index in range(start, end):
+        character = text[index]
+        if character in "([{":
+            depth += 1
+        elif character in ")]}":
+            depth -= 1
+            if depth == 0:
+                return index == end - 1
+    return False
+
+
+def _number_parts(answer: str) -> list[tuple[int, int, Fraction]]:
+    """``(start, end, value)`` of each plain number that is a whole part of ``answer``:
+    the whole answer, an entry of a list, tuple, interval, set or union, a matrix cell,
+    at any depth.  A number inside an expression (``2(0.33)``, ``f(0.33)``,
+    ``\\sqrt[3]{2}``) is no part."""
+    found = []
+    pending = [(0, len(answer))]
+    while pending:
+        start, end = pending.pop()
+        while start < end and answer[start].isspace():
+            start += 1
+        while end > start and answer[end - 1].isspace():
+            end -= 1
+        if start == end:
+            continue
+        parts = _split_top_level(answer, start, end, _PART_SEPARATORS)
+        if len(parts) > 1:
+            pending += parts
+            continue
+        value = _as_fraction(answer[start:end])
+        if value is not None:
+            found.append((start, end, value))
+            continue
+        opening = 2 if answer.startswith("\\{", start) else 1
+        if answer[start] in "([" or opening == 2:
+            if answer[end - 1] in ")]}" and _wrapped(answer, start, end):
+                closing = 2 if answer[end - 2 : end] == "\\}" else 1
+                pending.append((start + opening, end - closing))
+            continue
+        matrix = _MATRIX.fullmatch(answer, start, end)
+        if matrix:
+            pending += _split_top_level(
+                answer, matrix.start("body"), matrix.end("body"), _CELL_SEPARATORS
+            )
+    return sorted(found)
+
+
+def _align_numbers(answer: str, reference: str) -> str:
+    """``answer`` with each plain number that is a whole part of it spelled as the
+    reference's number it states (see `fast_equivalent` for when numbers agree).
+
+    Entries of tuples, intervals, sets, lists, unions and matrix cells are parts,
+    so a decimal rounded from the reference's fraction compares part by part,
+    by string or by the symbolic check.  A decimal that rounds two different
+    reference numbers takes the one in its own position, or stays.
+
+    >>> _align_numbers("\\\\begin{pmatrix}0.33\\\\\\\\0.2\\\\end{pmatrix}",
+    ...               "\\\\begin{pmatrix}\\\\frac{1}{3}\\\\\\\\\\\\frac{1}{5}\\\\end{pmatrix}")
+    '\\\\begin{pmatrix}\\\\frac{1}{3}\\\\\\\\\\\\frac{1}{5}\\\\end{pmatrix}'
+    >>> _align_numbers("(0.3, 0.66)", "(\\\\frac{1}{3}, \\\\frac{2}{3})")
+    '(0.3, 0.66)'
+    """
+    if len(answer) > MAX_ANSWER_LENGTH or len(reference) > MAX_ANSWER_LENGTH:
+        return answer
+    references = [(reference[start:end], value) for start, end, value in _number_parts(reference)]
+    if not references:
+        return answer
+    parts = _number_parts(answer)
+    pieces, written = [], 0
+    for index, (start, end, value) in enumerate(parts):
+        spelling = answer[start:end]
+        agreeing = [ref for ref in references if _numbers_agree(spelling, value, *ref)]
+        exact = [text for text, reference_value in agreeing if reference_value == value]
+        if exact:
+            spelling = exact[0]
+        elif len({reference_value for _, reference_value in agreeing}) == 1:
+            spelling = agreeing[0][0]
+        elif len(parts) == len(references) and references[index] in agreeing:
+            spelling = references[index][0]
+        pieces += [answer[written:start], spelling]
+        written = end
+    pieces.append(answer[written:])
+    return "".join(pieces)
 
 
 def _exponent_depth(text: str) -> int:
@@ -1325,6 +1499,8 @@ class MathEquivalence:
             # an equation answer (2y = 4x + 6) against y = 2x + 3 too.
             reference_value = _normalize_for_math_verify(reference, keep_equation=True)
             extracted_value = _normalize_for_math_verify(extracted, keep_equation=True)
+        # Rounded decimals that are parts (0.33 in a matrix for 1/3) take the reference's spelling.
+        extracted_value = _align_numbers(extracted_value, reference_value)
         return self._pool.check(extracted_value, reference_value, timeout)
 
     def close(self) -> None:
@@ -1442,6 +1618,13 @@ class MathAnswerVerifier(StepVerifier):
     (``finish_reason="length"``), a response without an answer and a
     reference that does not parse give ``unparseable``; a check that cannot
     complete gives ``incorrect`` with the reason.  ``verify`` never raises.
+
+    Numbers compare exactly, with one exception: a decimal of two significant
+    digits or more that is a fraction of the reference correctly rounded
+    counts when the fraction has no finite decimal expansion (``0.33`` or
+    ``0.333`` for 1/3, also as an entry of a tuple, interval, set or matrix),
+    or when it has six places or more; a cut decimal (``0.66`` for 2/3) does
+    not, nor a rounded one for an exact decimal (``2.3`` for 2.25).
 
     >>> verifier = MathAnswerVerifier()
     >>> verifier.verify("3 * 24 = 72, so the answer is 72.", "72")
