@@ -2,12 +2,14 @@
 
 Usage: python benchmarks/answer_check.py [--data DIR] [--all-cores]
 
-Two sets, from the shared data folder (default: ../shared/data next to the
+The sets, from the shared data folder (default: ../shared/data next to the
 repository root):
 
 * ProcessBench GSM8K: 400 real model solutions with a human judgement of
   whether the final answer is correct; the gold answer is joined from the
   GSM8K test set (the number after ``####``).
+* BIG-Bench-Mistake multistep arithmetic: 300 real model chains of thought
+  ending "So the answer is N", correct when the chain's answer is the target.
 * MATH500 rewrites: the gold answers of MATH500 rewritten in equivalent ways
   (``\\dfrac``, ``\\text{ units}``, ``\\left(``, thousands separators,
   ``x =``, decimals) and in non-equivalent ways (perturbed numbers, flipped
@@ -78,6 +80,18 @@ def processbench_cases(data: Path) -> list[Case]:
             continue  # not found in GSM8K test; should not happen
         correct = bool(item["final_answer_correct"])
         cases.append(("\n\n".join(item["steps"]), gold, correct, "gsm8k solution"))
+    return cases
+
+
+def bigbench_cases(data: Path) -> list[Case]:
+    """BIG-Bench-Mistake multistep arithmetic: real model chains of thought
+    ("... So the answer is 1244"), correct when the chain's answer is the target."""
+    cases = []
+    with open(data / "bigbench_mistake" / "multistep_arithmetic.jsonl", encoding="utf-8") as file:
+        for line in file:
+            row = json.loads(line)
+            correct = row["answer"].strip() == row["target"].strip()
+            cases.append(("\n\n".join(row["steps"]), row["target"], correct, "arithmetic chain"))
     return cases
 
 
@@ -517,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         args.data / "processbench" / "gsm8k.json",
         args.data / "gsm8k" / "test.jsonl",
         args.data / "math500" / "test.jsonl",
+        args.data / "bigbench_mistake" / "multistep_arithmetic.jsonl",
     ]
     missing = [str(path) for path in needed if not path.is_file()]
     if missing:
@@ -552,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for title, cases in (
             ("ProcessBench GSM8K (human labels)", processbench_cases(args.data)),
+            ("BIG-Bench-Mistake arithmetic (model chains)", bigbench_cases(args.data)),
             ("MATH500 answer rewrites (both directions)", math500_rewrites(args.data)),
             ("MATH500 decimals for fractions", math500_decimals(args.data)),
             ("MATH500 answers as models state them", math500_prose(args.data)),

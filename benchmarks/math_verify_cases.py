@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     logging.disable(logging.CRITICAL)  # math-verify logs every parse failure
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's prmsynth
     from prmsynth import MathAnswerVerifier, extract_answer
 
     verifier = MathAnswerVerifier()
