@@ -23,10 +23,12 @@ repository root):
   rounded to fewer places (and fewer than six) is not correct either.
 * MATH500 answers as models state them: each gold answer boxed and then
   restated in a "Final Answer:" line, in a concluding "Therefore/Thus ..."
-  sentence, or alone on the last line (all correct), and the same with a
+  sentence, alone on the last line, or restated in a plain last sentence
+  after the computation that gave it (all correct), and the same with a
   close wrong answer (incorrect); plus responses that never commit to the
   answer: a hedge ("could it be X? wait, let me reconsider") or a rejection
-  ("so X is not a solution"), which must not count as correct.
+  ("so X is not a solution") or a last sentence naming a number the working
+  did not compute last, which must not count as correct.
 
 Compared: (a) prmsynth's MathAnswerVerifier, (b) plain math-verify
 ``verify(parse(gold), parse(response))``, (c) exact match of the last boxed
@@ -417,6 +419,27 @@ def math500_prose(data: Path) -> list[Case]:
                     "corrected number (wrong)",
                 ),
             ]
+            # A plain last sentence restating what the last computation gave.
+            for result, expected in ((gold, True), (wrong, False)):
+                cases.append(
+                    (
+                        f"{WORK}Adding the two parts gives $x = {result}$.\n\n"
+                        f"The garden covers {result} square feet in all.",
+                        gold,
+                        expected,
+                        "restated result" + ("" if expected else " (wrong)"),
+                    )
+                )
+            # The same sentence with a number the working did not compute last.
+            cases.append(
+                (
+                    f"{WORK}Adding the two parts gives $x = {wrong}$.\n\n"
+                    f"The garden covers {gold} square feet in all.",
+                    gold,
+                    False,
+                    "number in passing, no answer",
+                )
+            )
     return cases
 
 

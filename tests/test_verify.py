@@ -294,6 +294,10 @@ def test_extract_answer_reads_only_the_tail():
         # hedged or rejected: no commitment
         "6*7 = 42. Hmm, wait, let me reconsider",
         "So a = 3 and b = 4 is not a solution.",
+        # a plain last sentence naming a number the working did not compute last
+        "We have 5 apples. 2 + 3 = 5 and 5 * 2 = 10.\n\nShe has 5 apples.",
+        "The cost is 3 * 4 = $12.50.\n\nJohn pays $12 in total.",
+        "2 + 3 = 5.\n\nIs the table 5 rows long?",
         "Could the answer be $12$?",
         "Therefore, if x = 4, the area might be 16.",
         "Work.\n\n$x$ and $y$ are both odd",
@@ -328,6 +332,13 @@ def test_a_response_that_commits_to_no_answer_has_none(text):
         ("\\boxed{(2, 2)} \\quad\\text{and}\\quad \\boxed{(6, 2)}", "(2, 2), (6, 2)"),
         ("We get \\boxed{255} here.\n\nThe final answer is $10,455$.", "10,455"),
         ("Final Answer: The largest $n$ is 34.", "34"),
+        # a plain last sentence restating the working's last result
+        (
+            "\\[ 144 \\, \\text{miles} - 90 \\, \\text{miles} = 54 \\, \\text{miles} \\]\n\n"
+            "Elvis is 54 miles east of his house after completing his journey.",
+            "54",
+        ),
+        ("Together: 1,250 + 5 = \\$1,\\!255.\n\nHe pays \\$1,\\!255 for both.", "1,\\!255"),
         ("\\boxed{7}\n\nFinal Answer: The final answer is $7$. I hope it is correct.", "7"),
     ],
 )
@@ -830,6 +841,16 @@ def test_a_response_that_commits_to_no_answer_is_never_correct(verifier, sentenc
     response = " ".join(sentence.format(n=n, m=m) for sentence in sentences)
     for gold in (str(n), str(m)):
         assert verifier.verify(response, gold).status != "correct", response
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 999), st.integers(0, 999), st.sampled_from(["apples", "dollars", "km"]))
+def test_a_plain_last_sentence_commits_only_to_the_last_result_of_the_working(
+    verifier, stated, computed, unit
+):
+    response = f"We add the parts: {computed} + 0 = {computed}.\n\nShe has {stated} {unit} now."
+    verdict = verifier.verify(response, str(stated))
+    assert (verdict.status == "correct") is (stated == computed), response
 
 
 @given(st.integers(1, 10**6), st.integers(2, 10**6), st.integers(6, 16))

@@ -367,8 +367,10 @@ def extract_answer(text: str) -> str | None:
     braces are matched by a scan), the last "The answer is X" / "Final Answer:
     X" / "the final answer is X", the GSM8K marker ``#### X``, a bold
     ``**X**`` or an ``Answer: X`` on the last line, a concluding sentence
-    ("Therefore/Thus/So ... is X"), and a last line that is nothing but the
-    answer.  A number buried in prose is no answer, and neither is a sentence
+    ("Therefore/Thus/So ... is X"), a last line that is nothing but the
+    answer, and a plain last sentence that restates the one number the
+    working's last "=" computed ("... = 54 miles. Elvis is 54 miles east of
+    his house.").  A number buried in prose is no answer, and neither is a sentence
     that hedges or rejects ("could it be 4?", "4 is not a solution"): such a
     response is ``unparseable``, never scored against the reference.
     Surrounding ``$...$`` and trailing periods are removed.  Only the last
@@ -455,7 +457,11 @@ def extract_answer(text: str) -> str | None:
         )
         if _meaningful(answer):
             return answer
-    return _meaningful(_answer_line(last_line))
+    answer = _meaningful(_answer_line(last_line))
+    if answer is None and sentences:
+        working = text[: text.rfind(sentences[-1])]
+        answer = _restated_result(sentences[-1], working)
+    return answer
 
 
 # Doubt (unlike a plain rejection) withdraws a whole sentence: "maybe it's 12".
@@ -481,6 +487,34 @@ def _corrected_answer(sentence: str) -> str | None:
         return None
     correction = _CORRECTION.search(sentence)
     return correction.group("value") if correction else None
+
+
+# The result of the working's last computation: "= 54", "= \\$1,\\!250 \\text{...}".
+_LAST_RESULT = re.compile(r"=\s*(?P<number>" + _MONEY + r")(?![.,/]?\d)")
+_AMOUNT = re.compile(_MONEY + r"(?![.,/]?\d)")
+
+
+def _restated_result(sentence: str, working: str) -> str | None:
+    """ "Elvis is 54 miles east of his house.": a plain last sentence that states
+    one number, the result of the working's last computation, without a hedge.
+
+    The number must be what the last "=" before it computed, so a sentence that
+    only repeats a number of the question ("The table lists 5 rows.") or of an
+    earlier step commits to nothing.
+    """
+    if "=" in sentence or sentence.endswith(":") or _HEDGE.search(_outside_math(sentence)):
+        return None
+    amounts = _AMOUNT.findall(sentence)
+    results = list(_LAST_RESULT.finditer(working[-2000:]))
+    if len(amounts) != 1 or not results or "=" in working[results[-1].end() :]:
+        return None
+    if _plain_amount(results[-1].group("number")) != _plain_amount(amounts[0]):
+        return None
+    return re.sub(r"^\\?\$\s*", "", amounts[0].strip())  # the currency is no part
+
+
+def _plain_amount(amount: str) -> str:
+    return re.sub(r"\\?\$|\\!|\s", "", amount)
 
 
 def _declared_answer(sentence: str) -> str | None:
