@@ -28,13 +28,21 @@ _KEY_PATTERN = re.compile(
 )
 # Environment variables that hold credentials, by the names providers use.
 _SECRET_NAME = re.compile(r"(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
+_SECRET_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
 
 def secrets_in_environment() -> tuple[str, ...]:
     """The values of credential-like environment variables (``OPENAI_API_KEY``,
     ``HF_TOKEN``, ...), longest first; short values are not treated as secrets."""
+    # Called for every line written: the cheap suffix test first, and only
+    # the few values whose names pass it read from the environment.
+    environ = os.environ
     values = {
-        value for name, value in os.environ.items() if _SECRET_NAME.search(name) and len(value) >= 8
+        value
+        for name in environ
+        if name.upper().endswith(_SECRET_SUFFIXES)
+        and _SECRET_NAME.search(name)
+        and len(value := environ[name]) >= 8
     }
     return tuple(sorted(values, key=len, reverse=True))
 
