@@ -114,7 +114,7 @@ def iter_questions(
     split: str | None = None,
     revision: str | None = None,
 ) -> Iterator[Question]:
-    """The seed questions of [`load_questions`][prmsynth.load_questions`], one
+    """The seed questions of [`load_questions`][prmsynth.load_questions], one
     at a time, so that a million-row source never sits in memory.
 
     Each record is checked as it is read, so a bad record raises
@@ -160,53 +160,32 @@ def _questions(
         tempfile.TemporaryDirectory(prefix="prmsynth-ids-") as scratch,
         SeenKeys(Path(scratch) / "ids.sqlite") as seen_ids,
     ):
-        yield from _checked_questions(
-            rows,
-            name=name,
-            question_fields=question_fields,
-            answer_field=answer_field,
-            limit=limit,
-            max_question_chars=max_question_chars,
-            seen_ids=seen_ids,
-        )
-
-
-def _checked_questions(
-    rows: Iterator[Row],
-    *,
-    name: str,
-    question_fields: Sequence[str],
-    answer_field: str,
-    limit: int | None,
-    max_question_chars: int,
-    seen_ids: SeenKeys,
-) -> Iterator[Question]:
-    for index, row in enumerate(rows, start=1):
-        if limit is not None and index > limit:
-            break
-        record = row.record
-        parts = [_required_text(row, field) for field in question_fields]
-        if sum(map(len, parts)) > max_question_chars:
-            raise row.error(
-                f"question longer than {max_question_chars:,} characters "
-                "(raise the limit with --max-question-chars)"
+        for index, row in enumerate(rows, start=1):
+            if limit is not None and index > limit:
+                break
+            record = row.record
+            parts = [_required_text(row, field) for field in question_fields]
+            if sum(map(len, parts)) > max_question_chars:
+                raise row.error(
+                    f"question longer than {max_question_chars:,} characters "
+                    "(raise the limit with --max-question-chars)"
+                )
+            answer = reference_from_answer(_required_text(row, answer_field, numbers=True))
+            if not answer:
+                raise row.error("the answer is empty after '####'", field=answer_field)
+            question_id = str(record.get("id", record.get("idx", index)))
+            if not seen_ids.first(question_id.encode(), note=row.where):
+                first = seen_ids.note(question_id.encode())
+                raise row.error(f"duplicate id {question_id!r} (first on {first})")
+            yield Question(
+                id=question_id,
+                text="\n\n".join(parts),
+                reference_answer=answer,
+                # An evolved-questions file keeps its lineage and answer's origin.
+                source=str(record.get("source") or name),
+                answer_source=str(record.get("answer_source") or "seed"),
+                metadata={key: record[key] for key in LINEAGE_FIELDS if key in record},
             )
-        answer = reference_from_answer(_required_text(row, answer_field, numbers=True))
-        if not answer:
-            raise row.error("the answer is empty after '####'", field=answer_field)
-        question_id = str(record.get("id", record.get("idx", index)))
-        if not seen_ids.first(question_id.encode(), note=row.where):
-            first = seen_ids.note(question_id.encode())
-            raise row.error(f"duplicate id {question_id!r} (first on {first})")
-        yield Question(
-            id=question_id,
-            text="\n\n".join(parts),
-            reference_answer=answer,
-            # An evolved-questions file keeps its lineage and answer's origin.
-            source=str(record.get("source") or name),
-            answer_source=str(record.get("answer_source") or "seed"),
-            metadata={key: record[key] for key in LINEAGE_FIELDS if key in record},
-        )
 
 
 def seed_source_from_args(args: Any) -> RowSource:
