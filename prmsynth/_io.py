@@ -257,7 +257,7 @@ def cut_torn_last_line(path: str | os.PathLike) -> None:
             except ValueError:
                 file.truncate(end)  # a torn line: cut it
             else:
-                file.write(b"\n")
+                file.write(b"\n")  # a whole record that only lacks its newline
 
 
 def set_aside_corrupt_lines(path: str | os.PathLike) -> list[str]:
