@@ -23,7 +23,7 @@ repository root):
   rounded to fewer places (and fewer than six) is not correct either.
 * MATH500 answers as models state them: each gold answer boxed and then
   restated in a "Final Answer:" line, in a concluding "Therefore/Thus ..."
-  sentence, alone on the last line, or restated in a plain last sentence
+  sentence (also "... is equal to X"), alone on the last line, or restated in a plain last sentence
   after the computation that gave it (all correct), and the same with a
   close wrong answer (incorrect); plus responses that never commit to the
   answer: a hedge ("could it be X? wait, let me reconsider") or a rejection
@@ -398,6 +398,12 @@ def math500_prose(data: Path) -> list[Case]:
                     "therefore" + sign,
                 ),
                 (f"{WORK}Thus, the value we want is ${answer}$.", gold, expected, "thus" + sign),
+                (
+                    f"{WORK}So the value we want is equal to ${answer}$.",
+                    gold,
+                    expected,
+                    "is equal to" + sign,
+                ),
                 (f"{WORK}${answer}$", gold, expected, "last line alone" + sign),
             ]
         cases += [

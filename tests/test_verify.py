@@ -332,6 +332,9 @@ def test_a_response_that_commits_to_no_answer_has_none(text):
         ("\\boxed{(2, 2)} \\quad\\text{and}\\quad \\boxed{(6, 2)}", "(2, 2), (6, 2)"),
         ("We get \\boxed{255} here.\n\nThe final answer is $10,455$.", "10,455"),
         ("Final Answer: The largest $n$ is 34.", "34"),
+        ("So, 6 times 7 is equivalent to 42.", "42"),
+        ("Therefore, she pays a total of $36 for the shoes.", "36"),
+        ("So the probability is equal to $\\frac{1}{2}$.", "\\frac{1}{2}"),
         # a plain last sentence restating the working's last result
         (
             "\\[ 144 \\, \\text{miles} - 90 \\, \\text{miles} = 54 \\, \\text{miles} \\]\n\n"

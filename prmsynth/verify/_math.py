@@ -237,10 +237,19 @@ _LISTED_NUMBERS = re.compile(
 )
 
 
+# Words between "is" and the answer that add nothing: "is equal to 36", "a total of $12".
+# ("approximately 36" is left as it is: a rounded value states no exact answer.)
+_LINKING_WORDS = re.compile(
+    r"^(?:(?:equal|equivalent|identical) to|the same as|exactly|precisely|just|simply|"
+    r"a total of|in total|altogether)\s+",
+    re.IGNORECASE,
+)
+
+
 def _phrase_answer(rest: str) -> str | None:
     """The answer that follows "The answer is": up to the end of its sentence."""
     rest = rest.lstrip(" \t*")
-    line = rest.split("\n", 1)[0].strip()
+    line = _LINKING_WORDS.sub("", rest.split("\n", 1)[0].strip())
     if not line:
         return None
     for opening, closing in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
