@@ -23,8 +23,9 @@ repository root):
   rounded to fewer places (and fewer than six) is not correct either.
 * MATH500 answers as models state them: each gold answer boxed and then
   restated in a "Final Answer:" line, in a concluding "Therefore/Thus ..."
-  sentence (also "... is equal to X"), alone on the last line, or restated in a plain last sentence
-  after the computation that gave it (all correct), and the same with a
+  sentence (also "... is equal to X", "The answer to this problem is X"),
+  alone on the last line, or restated in a plain last sentence after the
+  computation that gave it (all correct), and the same with a
   close wrong answer (incorrect); plus responses that never commit to the
   answer: a hedge ("could it be X? wait, let me reconsider") or a rejection
   ("so X is not a solution") or a last sentence naming a number the working
@@ -398,6 +399,12 @@ def math500_prose(data: Path) -> list[Case]:
                     "therefore" + sign,
                 ),
                 (f"{WORK}Thus, the value we want is ${answer}$.", gold, expected, "thus" + sign),
+                (
+                    f"{WORK}The answer to this problem is ${answer}$.",
+                    gold,
+                    expected,
+                    "answer to this problem" + sign,
+                ),
                 (
                     f"{WORK}So the value we want is equal to ${answer}$.",
                     gold,

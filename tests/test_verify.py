@@ -333,6 +333,10 @@ def test_a_response_that_commits_to_no_answer_has_none(text):
         ("We get \\boxed{255} here.\n\nThe final answer is $10,455$.", "10,455"),
         ("Final Answer: The largest $n$ is 34.", "34"),
         ("So, 6 times 7 is equivalent to 42.", "42"),
+        ("The answer to this problem is: 25%", "25%"),
+        ("The correct answer is $\\frac{1}{2}$.", "\\frac{1}{2}"),
+        ("So, the answer is 6 times 7, which equals 42.", "42"),
+        ("The answer is 42, which is 6 times 7.", "42"),
         ("Therefore, she pays a total of $36 for the shoes.", "36"),
         ("So the probability is equal to $\\frac{1}{2}$.", "\\frac{1}{2}"),
         # a plain last sentence restating the working's last result
@@ -861,8 +865,9 @@ def test_a_decimal_of_six_places_or_more_matches_the_fraction_it_rounds(a, b, pl
     exact = Fraction(a, b)
     scaled = round(exact * 10**places)  # the decimal with `places` places, rounded
     rounded = f"{scaled // 10**places}.{scaled % 10**places:0{places}d}"
+    # An exact decimal is the fraction; a rounded one needs two significant digits.
     assert fast_equivalent(rounded, f"\\frac{{{a}}}{{{b}}}") is (
-        len(rounded.replace(".", "").lstrip("0")) >= 2
+        Fraction(rounded) == exact or len(rounded.replace(".", "").lstrip("0")) >= 2
     )
 
 

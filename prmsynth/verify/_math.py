@@ -70,7 +70,9 @@ DEFAULT_MEMORY_LIMIT = 2 * 1024**3
 
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)\b")
 _ANSWER_PHRASE = re.compile(
-    r"(?:the\s+final\s+answer\s+is|final\s+answer\s*:|the\s+answer\s+is)\s*:?",
+    r"(?:the\s+(?:final\s+|correct\s+)?answer"
+    r"(?:\s+(?:to|for|of)\s+(?:this|the|that|our)\s+(?:problem|question|equation|exercise))?"
+    r"\s+is|final\s+answer\s*:)\s*:?",
     re.IGNORECASE,
 )
 _GSM8K_ANSWER = re.compile(r"####\s*([^\n]+)")
@@ -246,6 +248,15 @@ _LINKING_WORDS = re.compile(
 )
 
 
+_COMPUTED_IN_WORDS = re.compile(
+    r"\s*\$?(?:" + _NUMBER.pattern + r")\s*"
+    r"(?:times|plus|minus|divided\s+by|multiplied\s+by|x|\*|×)\s.*?"
+    r"\b(?:equals|equal\s+to|gives(?:\s+us)?)\s+\$?"
+    r"(?P<result>" + _NUMBER.pattern + r")(?![.,/]?\d)",
+    re.IGNORECASE,
+)
+
+
 def _phrase_answer(rest: str) -> str | None:
     """The answer that follows "The answer is": up to the end of its sentence."""
     rest = rest.lstrip(" \t*")
@@ -272,6 +283,10 @@ def _phrase_answer(rest: str) -> str | None:
             if result:
                 return result.group(1)
         if _WORD.search(answer):
+            # "7 times 7, which equals 49": a computation in words, and its result.
+            computed = _COMPUTED_IN_WORDS.match(answer)
+            if computed:
+                return computed.group("result")
             # "42, which is 6 times 7" / "$1,250 per month": the number the
             # phrase opens with; "that she has 5 apples": the last number.
             leading = _LEADING_NUMBER.match(answer)
