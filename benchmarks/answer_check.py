@@ -23,7 +23,8 @@ repository root):
   rounded to fewer places (and fewer than six) is not correct either.
 * MATH500 answers as models state them: each gold answer boxed and then
   restated in a "Final Answer:" line, in a concluding "Therefore/Thus ..."
-  sentence (also "... is equal to X", "The answer to this problem is X"),
+  sentence (also "..., so the value is X", "... is equal to X", "The answer
+  to this problem is X"),
   alone on the last line, or restated in a plain last sentence after the
   computation that gave it (all correct), and the same with a
   close wrong answer (incorrect); plus responses that never commit to the
@@ -399,6 +400,12 @@ def math500_prose(data: Path) -> list[Case]:
                     "therefore" + sign,
                 ),
                 (f"{WORK}Thus, the value we want is ${answer}$.", gold, expected, "thus" + sign),
+                (
+                    f"{WORK}We add the two parts, so the value we want is ${answer}$.",
+                    gold,
+                    expected,
+                    "concluding clause" + sign,
+                ),
                 (
                     f"{WORK}The answer to this problem is ${answer}$.",
                     gold,

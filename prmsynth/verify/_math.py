@@ -360,6 +360,21 @@ def _concluding_answer(sentence: str) -> str | None:
     return numbers[0] if len(numbers) == 1 else None
 
 
+# ", so the perimeter is 36 inches": a conclusion that ends the last sentence.
+_CONCLUDING_CLAUSE = re.compile(
+    r",\s+(?=(?:so|thus|hence|therefore)\b(?!\s+that\b))", re.IGNORECASE
+)
+
+
+def _concluding_clause(sentence: str) -> str | None:
+    """The answer of a concluding clause at the end of a sentence ("We multiply
+    the side by 6, so the perimeter is 36 inches"), when the sentence does not hedge."""
+    clauses = _CONCLUDING_CLAUSE.split(sentence)
+    if len(clauses) < 2 or _HEDGE.search(_outside_math(sentence)):
+        return None
+    return _concluding_answer(clauses[-1])
+
+
 def _answer_line(line: str) -> str | None:
     """A last line that is nothing but the answer (a formula or a number), or None."""
     # "28 percent" / "$28$ pct": the word is the percent sign.
@@ -476,6 +491,7 @@ def extract_answer(text: str) -> str | None:
     if sentences:
         answer = (
             _concluding_answer(sentences[-1])
+            or _concluding_clause(sentences[-1])
             or _declared_answer(sentences[-1])
             or _corrected_answer(sentences[-1])
         )
