@@ -24,7 +24,7 @@ repository root):
 * MATH500 answers as models state them: each gold answer boxed and then
   restated in a "Final Answer:" line, in a concluding "Therefore/Thus ..."
   sentence (also "..., so the value is X", "... is equal to X", "The answer
-  to this problem is X"),
+  to this problem is X", "the total is X, which is the sum of 8 and 9"),
   alone on the last line, or restated in a plain last sentence after the
   computation that gave it (all correct), and the same with a
   close wrong answer (incorrect); plus responses that never commit to the
@@ -439,6 +439,16 @@ def math500_prose(data: Path) -> list[Case]:
                     "corrected number (wrong)",
                 ),
             ]
+            # A comment after the answer, with numbers of its own.
+            for result, expected in ((gold, True), (wrong, False)):
+                cases.append(
+                    (
+                        f"{WORK}So the total is {result}, which is the sum of 8 and 9.",
+                        gold,
+                        expected,
+                        "answer, then a comment" + ("" if expected else " (wrong)"),
+                    )
+                )
             # A plain last sentence restating what the last computation gave.
             for result, expected in ((gold, True), (wrong, False)):
                 cases.append(

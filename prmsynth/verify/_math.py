@@ -340,12 +340,29 @@ def _outside_math(text: str) -> str:
     return _MATH_SPAN.sub(" ", text)
 
 
+# ", which is odd" / ", since 17 = 8 + 9": a clause that comments on the answer
+# already stated ("which equals 42" states a result, and stays).
+_COMMENT_CLAUSE = re.compile(
+    r",\s*(?:(?:which|that)\s+(?:is|are|was|means)|since|because|as\s+(?:it|this|that))\b",
+    re.IGNORECASE,
+)
+
+
+def _main_clause(sentence: str) -> str:
+    """``sentence`` without a trailing clause that comments on its answer, outside formulas:
+    "the total is 17, which is the sum of 8 and 9" states 17."""
+    for comment in _COMMENT_CLAUSE.finditer(sentence):
+        if len(re.findall(r"(?<!\\)\$", sentence[: comment.start()])) % 2 == 0:  # not \$
+            return sentence[: comment.start()]
+    return sentence
+
+
 def _concluding_answer(sentence: str) -> str | None:
     """The answer a concluding sentence commits to, or None."""
     opening = _CONCLUSION.match(sentence)
     if not opening or _HEDGE.search(_outside_math(sentence)):
         return None
-    rest = sentence[opening.end() :]
+    rest = _main_clause(sentence[opening.end() :])
     spans = [
         next(group for group in match.groups() if group) for match in _MATH_SPAN.finditer(rest)
     ]
@@ -588,7 +605,7 @@ def _stated_answer(rest: str) -> str | None:
         ("$", "\\(", "\\[", "\\boxed")
     )
     if not opens_with_answer and _COPULA.search(prose) and _PROSE_WORD.search(prose):
-        return _meaningful(_phrase_answer(_outside_math_tail(sentence)))
+        return _meaningful(_phrase_answer(_outside_math_tail(_main_clause(sentence))))
     return _meaningful(_phrase_answer(rest))
 
 
