@@ -460,6 +460,26 @@ def math500_prose(data: Path) -> list[Case]:
                         "restated result" + ("" if expected else " (wrong)"),
                     )
                 )
+            # A concluding sentence with other numbers beside that result.
+            for result, expected in ((gold, True), (wrong, False)):
+                cases.append(
+                    (
+                        f"{WORK}Adding the two parts gives $x = {result}$.\n\n"
+                        f"So, after 3 years, the garden covers {result} square feet.",
+                        gold,
+                        expected,
+                        "restated result among numbers" + ("" if expected else " (wrong)"),
+                    )
+                )
+            cases.append(
+                (
+                    f"{WORK}Adding the two parts gives $x = {wrong}$.\n\n"
+                    f"So, after 3 years, the garden covers {gold} square feet.",
+                    gold,
+                    False,
+                    "number in passing among numbers, no answer",
+                )
+            )
             # The same sentence with a number the working did not compute last.
             cases.append(
                 (

@@ -296,6 +296,8 @@ def test_extract_answer_reads_only_the_tail():
         "So a = 3 and b = 4 is not a solution.",
         # a plain last sentence naming a number the working did not compute last
         "We have 5 apples. 2 + 3 = 5 and 5 * 2 = 10.\n\nShe has 5 apples.",
+        "He saves 40 * 3 = 120.\n\nAfter 3 years he has 120 dollars.",  # no conclusion word
+        "He saves 40 * 3 = 120.\n\nSo, after 3 years, he has 100 dollars.",
         "The cost is 3 * 4 = $12.50.\n\nJohn pays $12 in total.",
         "2 + 3 = 5.\n\nIs the table 5 rows long?",
         "If the side were 6, so the perimeter would be 36 inches.",
@@ -352,6 +354,7 @@ def test_a_response_that_commits_to_no_answer_has_none(text):
             "54",
         ),
         ("Together: 1,250 + 5 = \\$1,\\!255.\n\nHe pays \\$1,\\!255 for both.", "1,\\!255"),
+        ("He saves 40 * 3 = $120.\n\nSo, after 3 years, he has 120 dollars.", "120"),
         ("\\boxed{7}\n\nFinal Answer: The final answer is $7$. I hope it is correct.", "7"),
     ],
 )

@@ -553,7 +553,9 @@ _AMOUNT = re.compile(_MONEY + r"(?![.,/]?\d)")
 
 def _restated_result(sentence: str, working: str) -> str | None:
     """ "Elvis is 54 miles east of his house.": a plain last sentence that states
-    one number, the result of the working's last computation, without a hedge.
+    one number, the result of the working's last computation, without a hedge;
+    or a concluding one ("So, after 3 years, he has 120 dollars.") that states
+    that result among other numbers.
 
     The number must be what the last "=" before it computed, so a sentence that
     only repeats a number of the question ("The table lists 5 rows.") or of an
@@ -561,13 +563,15 @@ def _restated_result(sentence: str, working: str) -> str | None:
     """
     if "=" in sentence or sentence.endswith(":") or _HEDGE.search(_outside_math(sentence)):
         return None
-    amounts = _AMOUNT.findall(sentence)
     results = list(_LAST_RESULT.finditer(working[-2000:]))
-    if len(amounts) != 1 or not results or "=" in working[results[-1].end() :]:
+    if not results or "=" in working[results[-1].end() :]:
         return None
-    if _plain_amount(results[-1].group("number")) != _plain_amount(amounts[0]):
+    result = _plain_amount(results[-1].group("number"))
+    amounts = _AMOUNT.findall(sentence)
+    stating = [amount for amount in amounts if _plain_amount(amount) == result]
+    if not stating or (len(amounts) > 1 and not _CONCLUSION.match(sentence)):
         return None
-    return re.sub(r"^\\?\$\s*", "", amounts[0].strip())  # the currency is no part
+    return re.sub(r"^\\?\$\s*", "", stating[-1].strip())  # the currency is no part
 
 
 def _plain_amount(amount: str) -> str:
