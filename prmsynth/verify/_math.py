@@ -371,6 +371,12 @@ def _concluding_answer(sentence: str) -> str | None:
         return _strip_math_wrappers(spans[-1]) or None
     copulas = list(_COPULA.finditer(rest))
     if copulas:
+        # "Thus 31 - 17 = 14 years have passed since ...": the result of the
+        # computation, not what a later "have" / "was" says of it.
+        equals = rest.rfind("=")
+        result = _LEADING_NUMBER.match(rest[equals + 1 :]) if equals != -1 else None
+        if result:
+            return result.group(1)
         return _phrase_answer(rest[copulas[-1].end() :])
     # "So she has 5 apples left": a conclusion with one number commits to it.
     numbers = _NUMBER.findall(rest)
@@ -416,6 +422,38 @@ def _answer_line(line: str) -> str | None:
     return stripped
 
 
+# A dollar sign that opens or closes no formula: "$400 + $60 = $460".
+_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+def _without_currency_signs(text: str) -> str:
+    """``text`` with the dollar signs of amounts of money removed, line by line.
+
+    On a line where every ``$`` is followed by a digit and none follows a
+    character that could end a formula (``$400 + $60 = $460``), the signs are
+    prices, not formula delimiters; read as delimiters they would pair up
+    across the amounts and turn ``$460`` into a formula ``400 + ``.  A line
+    with any real formula (``$4$``, ``$x = 3$``) is left as it is.
+
+    >>> _without_currency_signs("Thus she gets a total of $400 + $60 = $460.")
+    'Thus she gets a total of 400 + 60 = 460.'
+    >>> _without_currency_signs("So $4$ and $x = 3$.")
+    'So $4$ and $x = 3$.'
+    """
+    if "$" not in text:
+        return text
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        signs = [match.start() for match in _DOLLAR.finditer(line)]
+        if signs and all(
+            line[position + 1 : position + 2].isdigit()
+            and not (position > 0 and (line[position - 1].isalnum() or line[position - 1] in "})"))
+            for position in signs
+        ):
+            lines[index] = _DOLLAR.sub("", line)
+    return "\n".join(lines)
+
+
 def extract_answer(text: str) -> str | None:
     """Read the final answer a response commits to, or None when it commits to none.
 
@@ -449,7 +487,7 @@ def extract_answer(text: str) -> str | None:
     """
     if not isinstance(text, str):
         return None
-    text = repair_escapes(text[-EXTRACTION_WINDOW:]).rstrip()
+    text = _without_currency_signs(repair_escapes(text[-EXTRACTION_WINDOW:])).rstrip()
     for _ in range(8):  # a few trailing tokens at most; anchored at the end, so cheap
         sign_off = _SIGN_OFF.search(text, max(0, len(text) - 64))
         if sign_off is None:
