@@ -10,6 +10,10 @@ repository root):
   GSM8K test set (the number after ``####``).
 * BIG-Bench-Mistake multistep arithmetic: 300 real model chains of thought
   ending "So the answer is N", correct when the chain's answer is the target.
+* GSM8K reference solutions: the 1,319 human-written test solutions with
+  their ``#### N`` line removed, read against the gold (correct) and the gold
+  plus one (not correct): the answer must come from how the solution ends
+  ("She makes 9 * 2 = $18 every day at the farmers' market.").
 * MATH500 rewrites: the gold answers of MATH500 rewritten in equivalent ways
   (``\\dfrac``, ``\\text{ units}``, ``\\left(``, thousands separators,
   ``x =``, decimals) and in non-equivalent ways (perturbed numbers, flipped
@@ -84,6 +88,22 @@ def processbench_cases(data: Path) -> list[Case]:
             continue  # not found in GSM8K test; should not happen
         correct = bool(item["final_answer_correct"])
         cases.append(("\n\n".join(item["steps"]), gold, correct, "gsm8k solution"))
+    return cases
+
+
+def gsm8k_reference_cases(data: Path) -> list[Case]:
+    """GSM8K's human-written reference solutions with their ``#### N`` line
+    (and ``<<...>>`` calculator notes) removed, so the answer must be read from
+    how the solution ends: against the gold (correct), and against the gold
+    plus one (not correct)."""
+    cases = []
+    with open(data / "gsm8k" / "test.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            solution, gold = json.loads(line)["answer"].rsplit("####", 1)
+            solution = re.sub(r"<<[^>]*>>", "", solution).strip()
+            gold = gold.strip().replace(",", "")
+            cases.append((solution, gold, True, "reference solution"))
+            cases.append((solution, str(int(gold) + 1), False, "reference solution (wrong)"))
     return cases
 
 
@@ -641,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
         for title, cases in (
             ("ProcessBench GSM8K (human labels)", processbench_cases(args.data)),
             ("BIG-Bench-Mistake arithmetic (model chains)", bigbench_cases(args.data)),
+            ("GSM8K reference solutions without ####", gsm8k_reference_cases(args.data)),
             ("MATH500 answer rewrites (both directions)", math500_rewrites(args.data)),
             ("MATH500 decimals for fractions", math500_decimals(args.data)),
             ("MATH500 answers as models state them", math500_prose(args.data)),

@@ -287,9 +287,10 @@ def test_extract_answer_reads_only_the_tail():
     "text",
     [
         # a number in passing is not an answer the response commits to
-        "3 + 4 = 7, and 7 * 2 = 14 cookies.",
         "It drops from 3 to -2.",
         "Subtract: 10-3 = 7, then we add the rest",
+        "He can skip 4 classes because 10 - 4 = 6",
+        "The total might be 3 + 4 = 7 apples.",
         "unclosed \\boxed{5 so 6",
         # hedged or rejected: no commitment
         "6*7 = 42. Hmm, wait, let me reconsider",
@@ -337,6 +338,13 @@ def test_a_response_that_commits_to_no_answer_has_none(text):
         ("We get \\boxed{255} here.\n\nThe final answer is $10,455$.", "10,455"),
         ("Final Answer: The largest $n$ is 34.", "34"),
         ("So, 6 times 7 is equivalent to 42.", "42"),
+        # the last sentence computes the result and says what it is
+        ("3 + 4 = 7, and 7 * 2 = 14 cookies.", "14"),
+        ("Janet has 32 + 54 + 12 = 98 pens now.", "98"),
+        ("He will make money in year 13 because 12 + 1 = 13", "13"),
+        ("Since the wire was cut into 6-inch pieces, Tracy got 48/6 = 8 pieces.", "8"),
+        ("If each carton costs $4.00 and she needs 4, it will cost her 4*4 = $16.00", "16.00"),
+        ("She sells 16 - 3 - 4 = 9 eggs.\nShe makes 9 * 2 = $18 every day at the market.", "18"),
         ("So the total is 17, which is the sum of 8 and 9.", "17"),
         ("Therefore, the number of apples is 17, which is odd.", "17"),
         ("Final Answer: The largest $n$ is 34, since 35 is too big.", "34"),

@@ -464,9 +464,11 @@ def extract_answer(text: str) -> str | None:
     ("Therefore/Thus/So ... is X"), a last line that is nothing but the
     answer, and a plain last sentence that restates the one number the
     working's last "=" computed ("... = 54 miles. Elvis is 54 miles east of
-    his house.").  A number buried in prose is no answer, and neither is a sentence
-    that hedges or rejects ("could it be 4?", "4 is not a solution"): such a
-    response is ``unparseable``, never scored against the reference.
+    his house."), or a last sentence that computes the result itself ("She
+    makes 9 * 2 = $18 every day.").  A number buried in prose is no answer,
+    and neither is a sentence that hedges or rejects ("could it be 4?", "4
+    is not a solution"): such a response is ``unparseable``, never scored
+    against the reference.
     Surrounding ``$...$`` and trailing periods are removed.  Only the last
     10,000 characters are read.
 
@@ -555,7 +557,7 @@ def extract_answer(text: str) -> str | None:
     answer = _meaningful(_answer_line(last_line))
     if answer is None and sentences:
         working = text[: text.rfind(sentences[-1])]
-        answer = _restated_result(sentences[-1], working)
+        answer = _restated_result(sentences[-1], working) or _final_computation(sentences[-1])
     return answer
 
 
@@ -610,6 +612,54 @@ def _restated_result(sentence: str, working: str) -> str | None:
     if not stating or (len(amounts) > 1 and not _CONCLUSION.match(sentence)):
         return None
     return re.sub(r"^\\?\$\s*", "", stating[-1].strip())  # the currency is no part
+
+
+# Doubt about a computation's result ("= 42. Hmm, wait", "might be"); "if" and
+# "not" are left out: "If each costs $4, then 4 * 4 = $16" restates the question,
+# "120 - 80 = 40 girls are not in the club" describes the amount.
+_COMPUTATION_DOUBT = re.compile(
+    r"\?|\b(?:hmm|reconsider|maybe|perhaps|might|could\s+(?:be|it|this|that)|mistake|wrong|"
+    r"check|whether)\b"
+    r"|\bwait\s*[,!.]|^\W*wait\b|\bnot\s+(?:a|an|the)?\s*(?:solution|answer|correct|right|valid|"
+    r"possible)\b",
+    re.IGNORECASE,
+)
+# A reason clause: "skip 4 because 10 - 4 = 6" computes why, not what.
+_REASON = re.compile(r"\b(?:because|since)\b", re.IGNORECASE)
+# The working goes on after the result: "= 7, then we add the rest".
+_GOES_ON = re.compile(r"^\W*(?:then|next|and\s+then|after\s+that|now)\b", re.IGNORECASE)
+
+
+def _final_computation(sentence: str) -> str | None:
+    """ "She makes 9 * 2 = 18 dollars every day.": the last sentence of a
+    response that computes a result and says what it is, without doubt; the
+    result is what its last "=" gives.
+
+    A computation in a reason clause counts only when the sentence states its
+    result before the reason ("He makes money in year 13 because 12 + 1 =
+    13"); "He can skip 4 classes because 10 - 4 = 6" commits to nothing.  A
+    leading "Since ..." is a premise, and the computation after it counts.
+    """
+    prose = _outside_math(sentence)
+    if _COMPUTATION_DOUBT.search(prose) or _MATH_SPAN.search(sentence):
+        return None
+    sentence = re.sub(r"\s(?:equals|is\s+equal\s+to)\s", " = ", sentence)
+    equals = sentence.rfind("=")
+    if equals == -1:
+        return None
+    result = _AMOUNT.match(sentence[equals + 1 :].lstrip())
+    if result is None:
+        return None
+    after = sentence[equals + 1 :].lstrip()[result.end() :]
+    if _NUMBER.search(after) or _GOES_ON.search(after) or len(_WORD.findall(after)) > 12:
+        return None
+    answer = re.sub(r"^\\?\$\s*", "", result.group(0).strip())
+    reason = _REASON.search(sentence, 1)  # not a leading "Since ...,"
+    if reason is not None and reason.start() < equals:
+        stated = [_plain_amount(amount) for amount in _AMOUNT.findall(sentence[: reason.start()])]
+        if _plain_amount(answer) not in stated:
+            return None
+    return answer
 
 
 def _plain_amount(amount: str) -> str:
