@@ -291,6 +291,10 @@ def test_extract_answer_reads_only_the_tail():
         "Subtract: 10-3 = 7, then we add the rest",
         "He can skip 4 classes because 10 - 4 = 6",
         "The total might be 3 + 4 = 7 apples.",
+        # a concluding clause without a statement, or with a number in passing
+        "196 is odd, so it has exactly one divisor other than 1 and itself.",
+        "In the original problem, $z$ is rotated by $\\frac{\\pi}{4}$, so we need to find $w.$",
+        "This can be expressed as 2 bolts of white fiber equals 1 bolt of blue fiber.",
         "unclosed \\boxed{5 so 6",
         # hedged or rejected: no commitment
         "6*7 = 42. Hmm, wait, let me reconsider",
@@ -341,6 +345,10 @@ def test_a_response_that_commits_to_no_answer_has_none(text):
         # the last sentence computes the result and says what it is
         ("3 + 4 = 7, and 7 * 2 = 14 cookies.", "14"),
         ("Janet has 32 + 54 + 12 = 98 pens now.", "98"),
+        (
+            "The answer is that the height is proportional to its diameter, which is $45\\pi$.",
+            "45\\pi",
+        ),
         ("He will make money in year 13 because 12 + 1 = 13", "13"),
         ("Since the wire was cut into 6-inch pieces, Tracy got 48/6 = 8 pieces.", "8"),
         ("If each carton costs $4.00 and she needs 4, it will cost her 4*4 = $16.00", "16.00"),

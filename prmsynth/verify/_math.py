@@ -352,8 +352,11 @@ def _main_clause(sentence: str) -> str:
     """``sentence`` without a trailing clause that comments on its answer, outside formulas:
     "the total is 17, which is the sum of 8 and 9" states 17."""
     for comment in _COMMENT_CLAUSE.finditer(sentence):
-        if len(re.findall(r"(?<!\\)\$", sentence[: comment.start()])) % 2 == 0:  # not \$
-            return sentence[: comment.start()]
+        main = sentence[: comment.start()]
+        if len(re.findall(r"(?<!\\)\$", main)) % 2 == 0:  # not \$
+            # "... is proportional to its diameter, which is $45\pi$": the
+            # clause holds the only answer, and stays.
+            return main if re.search(r"\d|\$", main) else sentence
     return sentence
 
 
@@ -389,13 +392,23 @@ _CONCLUDING_CLAUSE = re.compile(
 )
 
 
+# What is still to be done: "so we need to find $w$", "so let's compute".
+_GOAL = re.compile(
+    r"\b(?:need|needs|have|has)\s+to\b|\bto\s+find\b|\blet(?:'s|\s+us)\b|\bwill\b",
+    re.IGNORECASE,
+)
+
+
 def _concluding_clause(sentence: str) -> str | None:
     """The answer of a concluding clause at the end of a sentence ("We multiply
     the side by 6, so the perimeter is 36 inches"), when the sentence does not hedge."""
     clauses = _CONCLUDING_CLAUSE.split(sentence)
     if len(clauses) < 2 or _HEDGE.search(_outside_math(sentence)):
         return None
-    return _concluding_answer(clauses[-1])
+    clause = clauses[-1]
+    if _GOAL.search(clause) or not (_COPULA.search(clause) or _MATH_SPAN.search(clause)):
+        return None  # "so we need to find $w$", "so it has one divisor other than 1"
+    return _concluding_answer(clause)
 
 
 def _answer_line(line: str) -> str | None:
@@ -643,7 +656,7 @@ def _final_computation(sentence: str) -> str | None:
     prose = _outside_math(sentence)
     if _COMPUTATION_DOUBT.search(prose) or _MATH_SPAN.search(sentence):
         return None
-    sentence = re.sub(r"\s(?:equals|is\s+equal\s+to)\s", " = ", sentence)
+    sentence = re.sub(r"(?<=\d)\s+equals\s", " = ", sentence)  # "20 times .25 equals 5"
     equals = sentence.rfind("=")
     if equals == -1:
         return None
