@@ -472,3 +472,28 @@ def test_a_merge_into_a_folder_in_use_is_refused(tmp_path):
         RunFolder(tmp_path / "merged").merge([tmp_path / "s0", tmp_path / "s1"])
     summary = RunFolder(tmp_path / "merged").merge([tmp_path / "s0", tmp_path / "s1"])
     assert summary["kept"] + summary["skipped"] == len(QUESTIONS)
+
+
+def test_spend_no_line_records_survives_a_run_that_stops_at_once(tmp_path):
+    first = scripted_pipeline(concurrency=2)
+    run(tmp_path, pipeline=first, max_completions=50)
+
+    def broken_source():
+        raise RuntimeError("the seed source went away")
+        yield  # a generator
+
+    with pytest.raises(RuntimeError, match="went away"):
+        run(tmp_path, broken_source())  # no budget, and nothing done
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["completions"] == completions_served(first)
+    third = scripted_pipeline(concurrency=2)
+    run(tmp_path, pipeline=third, max_completions=50)
+    assert completions_served(first) + completions_served(third) <= 50
+
+
+def test_a_one_shot_iterator_stopped_early_never_counts_below_what_is_done(tmp_path):
+    run(tmp_path, QUESTIONS[:3])
+    summary = run(tmp_path, iter(QUESTIONS), max_completions=1)
+    assert summary["questions_done"] >= 3
+    assert summary["questions_total"] >= summary["questions_done"]
+    assert summary["questions_not_done"] >= 0 and summary["complete"] is False

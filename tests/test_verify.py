@@ -1062,3 +1062,36 @@ def test_each_part_of_a_tuple_set_or_matrix_is_compared_with_the_rounding_rule(
     decimals[wrong] = _decimal(off, places)
     response = boxed(shape.format(separator.join(decimals)))
     assert verifier.verify(response, reference).status == "incorrect"
+
+
+@pytest.mark.parametrize(
+    ("response", "gold", "status"),
+    [
+        # a later statement wins over an earlier "="
+        ("Therefore, a = 3 and b = 4, so a + b is 7.", "4", "incorrect"),
+        ("Thus x = 2 is a root, and the product of the roots is 12.", "2", "incorrect"),
+        # a value the last sentence rejects, a step still to take, a premise, a check
+        ("x = -2 or x = 7. We discard 7 since it is extraneous.", "7", "unparseable"),
+        ("So 63 / 9 = 7. That gives 7 apples per box, which is impossible.", "7", "unparseable"),
+        (
+            "First, 3 + 4 = 7. Next we need to find how many of the 7 apples are red.",
+            "7",
+            "unparseable",
+        ),
+        ("She buys 4 + 3 = 7 shirts. Let's compute the cost of the 7 shirts.", "7", "unparseable"),
+        ("Suppose x = 5.", "5", "unparseable"),
+        ("Let's try n = 3.", "3", "unparseable"),
+        ("So she has 7 apples left. Verify: 7 + 5 = 12.", "12", "unparseable"),
+        # a comment clause that states the value is the answer
+        ("So the total is 2 hours, which is 120 minutes.", "120", "correct"),
+        (
+            "So the area is 36, but the question asks for the perimeter, which is 24.",
+            "24",
+            "correct",
+        ),
+        ("Therefore the total is 20 times 2, which is 40.", "20", "incorrect"),
+        ("The answer is equal to 36 minus 4, which is 32.", "36", "incorrect"),
+    ],
+)
+def test_readings_found_in_review_stay_fixed(verifier, response, gold, status):
+    assert verifier.verify(response, gold).status == status

@@ -547,7 +547,8 @@ def _run_locked(
         remaining = (question for question in pulled if question.id not in folder.finished)
 
         def n_questions() -> int:
-            return known_total if known_total is not None else pulled.count
+            # An iterator not read to its end: at least what is done.
+            return known_total if known_total is not None else max(pulled.count, tally.done)
 
         def all_questions_known() -> bool:
             return known_total is not None or pulled.exhausted
@@ -555,13 +556,25 @@ def _run_locked(
     summary_path = out_dir / SUMMARY_FILE
     # What earlier runs in this folder spent counts against the budget too:
     # their unfinished and failed questions' spend is in no line, only in
-    # their summary.
+    # their summary.  Every summary, a run's first one included, carries it
+    # on, so that a run killed before its last summary passes it to the next.
     earlier = _read_json(summary_path) or {}
+    unlined_completions = max(0, earlier.get("completions", 0) - tally.n_completions)
+    unlined_cost = max(0.0, earlier.get("cost_usd", 0.0) - tally.cost)
     ledger = Ledger(
         budget=budget,
-        spent_completions=max(tally.n_completions, earlier.get("completions", 0)),
-        spent_cost=max(tally.cost, earlier.get("cost_usd", 0.0)),
+        spent_completions=tally.n_completions + unlined_completions,
+        spent_cost=tally.cost + unlined_cost,
     )
+
+    def spent() -> dict[str, Any]:
+        if budget.limited:  # the ledger saw every request, unfinished questions' too
+            completions, cost = ledger.spent_completions, ledger.spent_cost
+        else:
+            completions = tally.n_completions + unlined_completions
+            cost = tally.cost + unlined_cost
+        return {"completions": completions, "cost_usd": round(cost, 6)}
+
     if budget.limited:
         # Every request reserves its share before it is sent (see run._budget).
         pipeline = attrs.evolve(
@@ -570,7 +583,7 @@ def _run_locked(
     summary: dict[str, Any] = {"complete": False, "started_at": _now(), **run_info}
     if folder.set_aside:
         summary["lines_set_aside"] = folder.set_aside
-    write_json(summary_path, {**summary, **tally.as_dict()})
+    write_json(summary_path, {**summary, **tally.as_dict(), **spent()})
     progress = Progress(total=n_questions(), stream=log, interval=progress_interval)
     progress.update(tally)
     files = {name: open(out_dir / name, "a", encoding="utf-8") for name in OUTPUT_FILES}
@@ -649,10 +662,7 @@ def _run_locked(
         progress.total = n_questions()
         not_done = n_questions() - tally.done
         summary.update(tally.as_dict())
-        if budget.limited:
-            # What questions left unfinished by the budget spent counts too.
-            summary["completions"] = ledger.spent_completions
-            summary["cost_usd"] = round(ledger.spent_cost, 6)
+        summary.update(spent())
         summary.update(
             complete=error is None
             and not stop_reason

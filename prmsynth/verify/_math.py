@@ -251,7 +251,7 @@ _LINKING_WORDS = re.compile(
 _COMPUTED_IN_WORDS = re.compile(
     r"\s*\$?(?:" + _NUMBER.pattern + r")\s*"
     r"(?:times|plus|minus|divided\s+by|multiplied\s+by|x|\*|×)\s.*?"
-    r"\b(?:equals|equal\s+to|gives(?:\s+us)?)\s+\$?"
+    r"\b(?:equals|equal\s+to|gives(?:\s+us)?|which\s+is)\s+\$?"
     r"(?P<result>" + _NUMBER.pattern + r")(?![.,/]?\d)",
     re.IGNORECASE,
 )
@@ -341,9 +341,11 @@ def _outside_math(text: str) -> str:
 
 
 # ", which is odd" / ", since 17 = 8 + 9": a clause that comments on the answer
-# already stated ("which equals 42" states a result, and stays).
+# already stated ("which equals 42" and "2 hours, which is 120 minutes" state a
+# value, and stay).
 _COMMENT_CLAUSE = re.compile(
-    r",\s*(?:(?:which|that)\s+(?:is|are|was|means)|since|because|as\s+(?:it|this|that))\b",
+    r",\s*(?:(?:which|that)\s+(?:is|are|was|means)(?!\s+(?:\\?\$\s*)?-?[\d.])"
+    r"|since|because|as\s+(?:it|this|that))\b",
     re.IGNORECASE,
 )
 
@@ -374,13 +376,18 @@ def _concluding_answer(sentence: str) -> str | None:
         return _strip_math_wrappers(spans[-1]) or None
     copulas = list(_COPULA.finditer(rest))
     if copulas:
-        # "Thus 31 - 17 = 14 years have passed since ...": the result of the
-        # computation, not what a later "have" / "was" says of it.
+        stated = _phrase_answer(rest[copulas[-1].end() :])
+        if (
+            stated is not None
+            and re.search(r"\d|\\", stated)
+            and copulas[-1].group(0).strip() != "be"
+        ):
+            return stated  # "a = 3 and b = 4, so a + b is 7"; not "to be 600 inches"
+        # "Thus 31 - 17 = 14 years since he was born": the result of the
+        # computation, not what a later "was" says of something else.
         equals = rest.rfind("=")
         result = _LEADING_NUMBER.match(rest[equals + 1 :]) if equals != -1 else None
-        if result:
-            return result.group(1)
-        return _phrase_answer(rest[copulas[-1].end() :])
+        return result.group(1) if result else stated
     # "So she has 5 apples left": a conclusion with one number commits to it.
     numbers = _NUMBER.findall(rest)
     return numbers[0] if len(numbers) == 1 else None
@@ -394,7 +401,7 @@ _CONCLUDING_CLAUSE = re.compile(
 
 # What is still to be done: "so we need to find $w$", "so let's compute".
 _GOAL = re.compile(
-    r"\b(?:need|needs|have|has)\s+to\b|\bto\s+find\b|\blet(?:'s|\s+us)\b|\bwill\b",
+    r"\b(?:need|needs|have|has)\s+to\b|\bto\s+find\b|\blet(?:'s|\s+us)\b|\bwe\s+will\b",
     re.IGNORECASE,
 )
 
@@ -614,7 +621,8 @@ def _restated_result(sentence: str, working: str) -> str | None:
     only repeats a number of the question ("The table lists 5 rows.") or of an
     earlier step commits to nothing.
     """
-    if "=" in sentence or sentence.endswith(":") or _HEDGE.search(_outside_math(sentence)):
+    prose = _outside_math(sentence)
+    if "=" in sentence or sentence.endswith(":") or _HEDGE.search(prose) or _no_result(prose):
         return None
     results = list(_LAST_RESULT.finditer(working[-2000:]))
     if not results or "=" in working[results[-1].end() :]:
@@ -643,6 +651,22 @@ _REASON = re.compile(r"\b(?:because|since)\b", re.IGNORECASE)
 _GOES_ON = re.compile(r"^\W*(?:then|next|and\s+then|after\s+that|now)\b", re.IGNORECASE)
 
 
+# A last sentence that is no statement of a result: a value rejected ("we
+# discard 7", "which is impossible"), a check ("Verify: 7 + 5 = 12"), a step
+# the working goes on from ("First, ...", "Next we need to find ...", "Let's compute ...").
+_NOT_A_RESULT = re.compile(
+    r"\b(?:discard(?:ed|s)?|extraneous|impossible|reject(?:ed|s)?|invalid|verify|verifying|"
+    r"verification|checking)\b|^\W*(?:first|step\s+\d+)\b",
+    re.IGNORECASE,
+)
+# A premise, not a result: "If x = 5", "Suppose ...", "Let's try n = 3".
+_SETUP = re.compile(r"\W*(?:if|suppose|assume|assuming|let(?:'s)?|try|say)\b", re.IGNORECASE)
+
+
+def _no_result(prose: str) -> bool:
+    return bool(_NOT_A_RESULT.search(prose) or _GOAL.search(prose))
+
+
 def _final_computation(sentence: str) -> str | None:
     """ "She makes 9 * 2 = 18 dollars every day.": the last sentence of a
     response that computes a result and says what it is, without doubt; the
@@ -654,8 +678,16 @@ def _final_computation(sentence: str) -> str | None:
     leading "Since ..." is a premise, and the computation after it counts.
     """
     prose = _outside_math(sentence)
-    if _COMPUTATION_DOUBT.search(prose) or _MATH_SPAN.search(sentence):
+    # A goal before the computation is what it fulfils ("to find her salary: ... = 57,500").
+    if (
+        _COMPUTATION_DOUBT.search(prose)
+        or _MATH_SPAN.search(sentence)
+        or _NOT_A_RESULT.search(prose)
+    ):
         return None
+    setup = _SETUP.match(sentence)
+    if setup and not re.search(r",|\bthen\b", sentence[: sentence.rfind("=")]):
+        return None  # "Suppose x = 5.", "Let's try n = 3.": no result yet
     sentence = re.sub(r"(?<=\d)\s+equals\s", " = ", sentence)  # "20 times .25 equals 5"
     equals = sentence.rfind("=")
     if equals == -1:
@@ -664,7 +696,9 @@ def _final_computation(sentence: str) -> str | None:
     if result is None:
         return None
     after = sentence[equals + 1 :].lstrip()[result.end() :]
-    if _NUMBER.search(after) or _GOES_ON.search(after) or len(_WORD.findall(after)) > 12:
+    if _NUMBER.search(after) or _GOES_ON.search(after) or _GOAL.search(after):
+        return None
+    if len(_WORD.findall(after)) > 12:
         return None
     answer = re.sub(r"^\\?\$\s*", "", result.group(0).strip())
     reason = _REASON.search(sentence, 1)  # not a leading "Since ...,"
