@@ -430,18 +430,17 @@ def _resume_skipped(out_dir: Path, folder: _Folder) -> None:
     """Keep the skipped questions' lines (failed ones run again), unless the
     question was kept after all."""
     path = out_dir / "skipped.jsonl"
-    kept = folder.finished.copy()
+    finished = folder.finished  # kept trees so far; each skipped question joins it once
 
     def still_skipped() -> Iterator[dict[str, Any]]:
         for _, record in _appended(path):
-            if record.get("status") != "skipped" or record["question_id"] in kept:
+            if record.get("status") != "skipped" or record["question_id"] in finished:
                 continue
-            kept.add(record["question_id"])
+            finished.add(record["question_id"])
             folder.tally.add(record, status="skipped", verdicts=record.get("rollout_verdicts", {}))
             yield record
 
     write_jsonl(path, still_skipped())
-    folder.finished |= kept
 
 
 def derived_records(tree: ReasoningTree, system_prompt: str) -> dict[str, list[dict[str, Any]]]:

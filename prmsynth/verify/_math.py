@@ -632,7 +632,7 @@ def _restated_result(sentence: str, working: str) -> str | None:
     stating = [amount for amount in amounts if _plain_amount(amount) == result]
     if not stating or (len(amounts) > 1 and not _CONCLUSION.match(sentence)):
         return None
-    return re.sub(r"^\\?\$\s*", "", stating[-1].strip())  # the currency is no part
+    return _without_currency(stating[-1])
 
 
 # Doubt about a computation's result ("= 42. Hmm, wait", "might be"); "if" and
@@ -700,13 +700,18 @@ def _final_computation(sentence: str) -> str | None:
         return None
     if len(_WORD.findall(after)) > 12:
         return None
-    answer = re.sub(r"^\\?\$\s*", "", result.group(0).strip())
+    answer = _without_currency(result.group(0))
     reason = _REASON.search(sentence, 1)  # not a leading "Since ...,"
     if reason is not None and reason.start() < equals:
         stated = [_plain_amount(amount) for amount in _AMOUNT.findall(sentence[: reason.start()])]
         if _plain_amount(answer) not in stated:
             return None
     return answer
+
+
+def _without_currency(amount: str) -> str:
+    """An amount as the answer: the currency sign is no part of it."""
+    return re.sub(r"^\\?\$\s*", "", amount.strip())
 
 
 def _plain_amount(amount: str) -> str:
