@@ -112,10 +112,49 @@ def test_a_torn_last_line_is_cut_and_its_question_runs_again(tmp_path):
 
 def test_other_settings_are_refused_unless_starting_over(tmp_path):
     run(tmp_path, QUESTIONS[:1])
-    with pytest.raises(InputError, match=r"other settings \(model\).*--overwrite"):
-        run(tmp_path, QUESTIONS[:1], run_info={**INFO, "model": "other"})
-    summary = run(tmp_path, QUESTIONS[:2], run_info={**INFO, "model": "other"}, overwrite=True)
+    with pytest.raises(InputError, match=r"other settings \(seed_file_sha256\b.*--overwrite"):
+        run(tmp_path, QUESTIONS[:1], run_info={**INFO, "seed_file_sha256": "other"})
+    summary = run(
+        tmp_path, QUESTIONS[:2], run_info={**INFO, "seed_file_sha256": "other"}, overwrite=True
+    )
     assert summary["questions_resumed"] == 0 and summary["kept"] == 2
+
+
+def test_a_folder_resumed_from_python_with_another_pipeline_is_refused(tmp_path):
+    """The run's identity comes from the Pipeline itself, not from what a caller records."""
+    import attrs
+
+    from prmsynth import MathShepherd, OmegaPRM, SamplingSettings, SearchSettings, Threshold
+
+    run(tmp_path, QUESTIONS[:1], run_info={})
+    base = scripted_pipeline()
+    other_pipelines = {
+        "pipeline.policy.name": scripted_pipeline(policy=MathShepherd()),
+        "pipeline.policy.settings.max_search": scripted_pipeline(
+            policy=OmegaPRM(settings=SearchSettings(max_search=9))
+        ),
+        "pipeline.policy.first_error_rule.name": scripted_pipeline(
+            policy=OmegaPRM(first_error_rule=Threshold(num_branches=8))
+        ),
+        "pipeline.generator.sampling.temperature": scripted_pipeline(
+            generator=attrs.evolve(base.generator, sampling=SamplingSettings(temperature=0.2))
+        ),
+        "pipeline.generator.prefix_mode": scripted_pipeline(
+            generator=attrs.evolve(base.generator, prefix_mode="continue")
+        ),
+    }
+    for path, pipeline in other_pipelines.items():
+        with pytest.raises(InputError, match=rf"other settings \(.*{path}\b"):
+            run(tmp_path, QUESTIONS[:2], run_info={}, pipeline=pipeline)
+        pipeline.verifier.close()
+    # A setting the policy never reads (OmegaPRM's adaptive rule sizes its own
+    # samples) is no part of the run: the folder resumes.
+    unused = scripted_pipeline(policy=OmegaPRM(settings=SearchSettings(num_branches=16)))
+    summary = run(tmp_path, QUESTIONS[:2], run_info={}, pipeline=unused)
+    assert summary["questions_resumed"] == 1 and summary["complete"] is True
+    settings = RunFolder(tmp_path).settings()
+    assert settings["pipeline"]["policy"]["name"] == "OmegaPRM"
+    assert settings["prefix_mode"] == "quote"
 
 
 def test_a_folder_of_unknown_files_is_refused(tmp_path):
@@ -205,7 +244,7 @@ def test_merge_joins_shard_folders(tmp_path):
     assert sorted(ids_in(tmp_path / "all" / "trees.jsonl")) == sorted(q.id for q in QUESTIONS)
     assert len(read_jsonl(tmp_path / "all" / "flat.jsonl")) == len(QUESTIONS)
     (tmp_path / "odd").mkdir()
-    run(tmp_path / "odd", QUESTIONS[:1], run_info={**INFO, "model": "other"})
+    run(tmp_path / "odd", QUESTIONS[:1], run_info={**INFO, "answer_field": "other"})
     with pytest.raises(InputError, match="other settings"):
         RunFolder(tmp_path / "bad").merge([tmp_path / "s0", tmp_path / "odd"])
 

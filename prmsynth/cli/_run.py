@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     from prmsynth._values import SearchSettings
+    from prmsynth.search._policies import POLICIES
 
     search = SearchSettings()
     parser = subparsers.add_parser(
@@ -59,14 +60,16 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--num-branches",
         type=int,
-        default=search.num_branches,
-        help="completions per Monte Carlo estimation",
+        default=None,
+        help=f"completions per estimated prefix (default {search.num_branches}): Math-Shepherd's "
+        "per-step estimation, or a threshold rule's binary search; the relative rule sizes "
+        "its own samples, so it is refused there",
     )
     parser.add_argument(
         "--max-search",
         type=int,
-        default=search.max_search,
-        help="candidate selections per question",
+        default=None,
+        help=f"candidate selections per question (omegaprm only; default {search.max_search})",
     )
     parser.add_argument(
         "--max-branches",
@@ -75,10 +78,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="completions per question in total, screening included",
     )
     parser.add_argument(
-        "--policy",
-        choices=("omegaprm", "math-shepherd", "best-of-n"),
-        default="omegaprm",
-        help="search policy",
+        "--policy", choices=tuple(POLICIES), default="omegaprm", help="search policy"
     )
 
     add_first_error_options(parser)
@@ -122,17 +122,16 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import attrs
-
     from prmsynth._interfaces import NoEvolution
     from prmsynth._seeds import InputError, questions_from_args, seed_source_from_args
     from prmsynth._values import SearchSettings
     from prmsynth._version import __version__
     from prmsynth.cli import _evolve as _evolve_cli
     from prmsynth.cli._common import (
-        first_error_rule_from_args,
+        generator_from_args,
         judge_info,
         open_backend,
+        policy_from_args,
         sampling_from_args,
     )
     from prmsynth.cli._main import command_line
@@ -142,8 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from prmsynth.run._budget import Budget
     from prmsynth.run._folder import run_to_directory
     from prmsynth.run._pipeline import Pipeline
-    from prmsynth.search._generation import LLMStepGenerator
-    from prmsynth.search._policies import POLICIES
+    from prmsynth._errors import PrefixModeError
     from prmsynth.verify._math import MathAnswerVerifier
 
     cache = None
@@ -159,17 +157,17 @@ def run(args: argparse.Namespace) -> int:
         shard = _parse_shard(args.shard)
         try:
             sampling = sampling_from_args(args)
-            search = SearchSettings(
-                screen_rollouts=args.screen_rollouts,
-                num_branches=args.num_branches,
-                max_search=args.max_search,
-                max_branches=args.max_branches,
-                first_error_threshold=args.first_error_threshold,
-            )
             backend = backend_settings_from_args(args, Path(args.out) / "cache.sqlite")
         except ValueError as error:
             raise InputError("options", str(error)) from None
-        rule = first_error_rule_from_args(args, args.num_branches)
+        defaults = SearchSettings()
+        policy = policy_from_args(
+            args,
+            num_branches_default=defaults.num_branches,
+            screen_rollouts=args.screen_rollouts,
+            max_search=args.max_search if args.max_search is not None else defaults.max_search,
+            max_branches=args.max_branches,
+        )
         evolution = _evolve_cli.evolution_settings_from_args(args)
         source = seed_source_from_args(args)
         # Every row is checked before any work; the questions (of this shard)
@@ -182,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         llm, model, cache, critic = open_backend(
             args, backend, fresh_cache=args.overwrite and own_cache
         )
+        generator = generator_from_args(args, llm, sampling, "run")
         checked = True
         log = None if args.quiet else sys.stderr
         verifier = MathAnswerVerifier()
@@ -197,9 +196,9 @@ def run(args: argparse.Namespace) -> int:
                 llm=llm, settings=evolution, equivalence=verifier.equivalence, progress=progress
             )
         pipeline = Pipeline(
-            generator=LLMStepGenerator.for_model(llm, model, sampling=sampling),
+            generator=generator,
             verifier=verifier,
-            policy=POLICIES[args.policy](settings=search, first_error_rule=rule),
+            policy=policy,
             evolver=evolver,
             critic=critic,
             # More questions in flight than request slots keeps the backend saturated.
@@ -216,15 +215,11 @@ def run(args: argparse.Namespace) -> int:
             "seed_revision": source.revision,
             "question_fields": fields,
             "answer_field": args.answer_column,
+            # What decides the labels (the pipeline's identity, run.json's
+            # "pipeline") is added by the library; these are for readers.
             "model": model,
             "api_base": args.api_base,
-            "sampling": attrs.asdict(sampling),
-            "search": search.to_dict(),
-            "policy": type(pipeline.policy).__name__,
-            "first_error_rule": pipeline.policy.rule.to_dict(),
-            "verifier": type(pipeline.verifier).__name__,
             "judge": judge_info(args),
-            "evolution": None if evolution is None else evolution.to_dict(),
             "limit": args.limit,
             "shard": args.shard,
             "command": command_line(args, leave_out=("quiet", "overwrite")),
@@ -239,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
             log=log,
             extra_files={CONFIG_FILE: _config_text(args)},
         )
-    except InputError as error:
+    except (InputError, PrefixModeError) as error:
         print(f"prmsynth run: error: {error}", file=sys.stderr)
         return EXIT_INPUT
     except BackendUnavailable as error:

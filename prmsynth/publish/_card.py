@@ -53,6 +53,15 @@ _POLICIES = {
         "with no step-level search."
     ),
 }
+#: How step prefixes reached the model (``prefix_mode`` in run.json), for the card.
+_PREFIX_MODES = {
+    "continue": " Completions continue each step prefix as the model's own partial reply "
+    "(`prefix_mode: continue`), the quantity OmegaPRM and Math-Shepherd define.",
+    "quote": " The model's API could not continue a partial reply, so each step prefix was "
+    "quoted in a user message for the model to continue (`prefix_mode: quote`); a chat model "
+    "asked that way may re-solve the problem or repair a quoted mistake, so MC values of wrong "
+    "steps may be too high.",
+}
 
 CITATIONS = """\
 @article{luo2024omegaprm,
@@ -258,12 +267,13 @@ def dataset_card(
             lines += ["Label balance per split:", "", *_table(rows), ""]
     policy = str(info.get("policy") or "")
     method = _POLICIES.get(policy, f"the `{policy}` search policy." if policy else "")
+    prefix = _PREFIX_MODES.get(str(info.get("prefix_mode")), "")
     lines += [
         "## How it was made",
         "",
         "For every seed question an LLM writes step-by-step solutions; for a step prefix, "
         "the Monte Carlo (MC) value is the share of completions sampled from it whose final "
-        "answer matches the reference (Math-Shepherd, Wang et al., 2024). Where to spend "
+        f"answer matches the reference (Math-Shepherd, Wang et al., 2024).{prefix} Where to spend "
         f"completions: {method} Answers are compared with math-verify and prmsynth's own "
         "normalizations; a completion without a committed answer never counts. Questions "
         "the model always or never solves are skipped: they teach nothing about steps.",

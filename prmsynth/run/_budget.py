@@ -150,6 +150,12 @@ class BudgetedGenerator(StepGenerator):
     def join_steps(self, steps: Sequence[str]) -> str:
         return self.generator.join_steps(steps)
 
+    async def resolved(self) -> StepGenerator:
+        """The wrapped generator's prefix mode settled, still within the budget."""
+        resolve = getattr(self.generator, "resolved", None)
+        inner = await resolve() if callable(resolve) else self.generator
+        return self if inner is self.generator else attrs.evolve(self, generator=inner)
+
     def __getattr__(self, name: str) -> Any:
         # system_prompt, sampling, messages(): the wrapped generator's.
         if name.startswith("__") or name in ("generator", "ledger"):

@@ -79,11 +79,17 @@ class ScriptedLLM:
     The script returns the completion text (finish reason ``"stop"``) or a
     [`Completion`][prmsynth.Completion] to control finish reason and token count.
     Token counts default to the number of whitespace-separated words.
-    Every request is kept in ``requests`` for assertions.
+    Every request is kept in ``requests`` for assertions.  With
+    ``prefix_continuation="native"`` a partial solution arrives as a last
+    assistant message (``"prefix": True``) instead of quoted.
     """
 
     script: Script
     requests: list[tuple[tuple[Mapping[str, str], ...], int]] = attrs.field(factory=list)
+    #: What it says of continuing a started reply (see
+    #: [`LLMStepGenerator`][prmsynth.LLMStepGenerator]'s ``prefix_mode``): ``"native"``
+    #: to receive partial solutions as the start of its reply; None quotes them.
+    prefix_continuation: str | None = attrs.field(default=None, kw_only=True)
 
     async def complete(
         self,
