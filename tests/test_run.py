@@ -189,7 +189,7 @@ def completions_served(pipeline):
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
-@pytest.mark.parametrize("max_completions", [10, 50, 130])
+@pytest.mark.parametrize("max_completions", [17, 50, 130])
 def test_a_completion_budget_is_hard_and_the_rest_runs_on_resume(
     tmp_path, concurrency, max_completions
 ):
@@ -211,6 +211,28 @@ def test_a_completion_budget_is_hard_and_the_rest_runs_on_resume(
     summary = run(tmp_path)  # no budget: the questions the budget left unfinished run
     assert summary["complete"] is True and summary["questions_done"] == len(QUESTIONS)
     assert sorted(ids_in(tmp_path / "trees.jsonl")) == sorted(q.id for q in QUESTIONS)
+
+
+def test_a_budget_too_small_to_screen_one_question_is_refused_before_any_request(tmp_path):
+    pipeline = scripted_pipeline()
+    with pytest.raises(InputError, match="below the 16 completions that screening"):
+        run(tmp_path, pipeline=pipeline, max_completions=10)
+    assert completions_served(pipeline) == 0 and not (tmp_path / "run.json").exists()
+
+
+def test_a_large_concurrency_costs_tasks_for_the_questions_in_flight_only():
+    import asyncio
+
+    pipeline = scripted_pipeline(concurrency=10**6)
+    tasks_seen = []
+
+    async def search_two():
+        async for _ in pipeline.astream(QUESTIONS[:2]):
+            tasks_seen.append(len(asyncio.all_tasks()))
+
+    asyncio.run(search_two())
+    pipeline.verifier.close()
+    assert len(tasks_seen) == 2 and max(tasks_seen) <= 8
 
 
 def test_screening_stays_within_max_branches(tmp_path):
@@ -532,7 +554,7 @@ def test_spend_no_line_records_survives_a_run_that_stops_at_once(tmp_path):
 
 def test_a_one_shot_iterator_stopped_early_never_counts_below_what_is_done(tmp_path):
     run(tmp_path, QUESTIONS[:3])
-    summary = run(tmp_path, iter(QUESTIONS), max_completions=1)
+    summary = run(tmp_path, iter(QUESTIONS), max_completions=17)
     assert summary["questions_done"] >= 3
     assert summary["questions_total"] >= summary["questions_done"]
     assert summary["questions_not_done"] >= 0 and summary["complete"] is False

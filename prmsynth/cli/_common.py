@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prmsynth.cli._logging import FILE_ONLY
+from prmsynth.cli._types import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY
 from prmsynth.llm._continuation import PREFIX_MODES
 
 #: The exit status of every command: done, failed, bad input (nothing written),
@@ -113,11 +114,11 @@ def add_seed_options(parser: argparse.ArgumentParser) -> None:
     )
     add_source_options(parser)
     parser.add_argument(
-        "--limit", type=int, default=None, help="use only the first N seed questions"
+        "--limit", type=COUNT, default=None, help="use only the first N seed questions"
     )
     parser.add_argument(
         "--max-question-chars",
-        type=int,
+        type=COUNT,
         default=MAX_QUESTION_CHARS,
         help="refuse seed questions longer than this (characters) (default: %(default)s)",
     )
@@ -139,14 +140,17 @@ def add_model_options(parser: argparse.ArgumentParser, *, sampling: bool = True)
         return
     defaults = SamplingSettings()
     parser.add_argument(
-        "--temperature", type=float, default=defaults.temperature, help="sampling temperature"
+        "--temperature",
+        type=NON_NEGATIVE,
+        default=defaults.temperature,
+        help="sampling temperature",
     )
     parser.add_argument(
-        "--top-p", type=float, default=defaults.top_p, help="nucleus sampling's top-p"
+        "--top-p", type=PROBABILITY, default=defaults.top_p, help="nucleus sampling's top-p"
     )
     parser.add_argument(
         "--max-tokens",
-        type=int,
+        type=COUNT,
         default=defaults.max_tokens,
         help="token limit of each completion",
     )
@@ -188,7 +192,7 @@ def add_first_error_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--first-error-threshold",
-        type=float,
+        type=PROBABILITY,
         default=0.0,
         help="MC value at or below which a step counts as wrong in the stored labels; "
         "above 0 and without --first-error-rule, also the search's rule (threshold:X)",
@@ -288,6 +292,56 @@ def generator_from_args(args: argparse.Namespace, llm: Any, sampling: Any, comma
         if not getattr(args, "quiet", False):
             print(message, file=sys.stderr)
     return attrs.evolve(generator, prefix_mode=choice.mode)
+
+
+def add_backend_options(parser: argparse.ArgumentParser, *, default_cache: str) -> None:
+    """The options of every command that calls the model, with the defaults of
+    ``BackendSettings``."""
+    from prmsynth.llm._backend import BackendSettings
+
+    defaults = BackendSettings()
+    parser.add_argument(
+        "--concurrency",
+        type=COUNT,
+        default=defaults.concurrency,
+        help="requests in flight at once (all questions)",
+    )
+    parser.add_argument("--rpm", type=POSITIVE, default=None, help="requests per minute, at most")
+    parser.add_argument("--tpm", type=POSITIVE, default=None, help="tokens per minute, at most")
+    parser.add_argument(
+        "--request-timeout",
+        type=POSITIVE,
+        default=defaults.request_timeout,
+        help="seconds before a request is retried",
+    )
+    parser.add_argument(
+        "--max-attempts", type=COUNT, default=defaults.max_attempts, help="tries per request"
+    )
+    parser.add_argument(
+        "--router-config",
+        default=None,
+        help="litellm Router config (YAML or JSON model_list); --model names its model_name",
+    )
+    parser.add_argument("--cache", default=None, help=f"completion cache file ({default_cache})")
+    parser.add_argument("--no-cache", action="store_true", help="do not cache completions")
+
+
+def backend_settings_from_args(args: argparse.Namespace, default_cache: Path) -> BackendSettings:
+    """The ``BackendSettings`` of ``add_backend_options``."""
+    from prmsynth.llm._backend import BackendSettings
+
+    cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache
+    return BackendSettings(
+        model=args.model,
+        api_base=args.api_base,
+        concurrency=args.concurrency,
+        requests_per_minute=args.rpm,
+        tokens_per_minute=args.tpm,
+        request_timeout=args.request_timeout,
+        max_attempts=args.max_attempts,
+        router_config=args.router_config,
+        cache_path=cache,
+    )
 
 
 def add_judge_options(parser: argparse.ArgumentParser) -> None:

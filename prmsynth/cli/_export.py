@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from prmsynth.cli._types import PROBABILITY
 
 _ERRORS_SHOWN = 10
 
@@ -83,7 +84,7 @@ def add_export_settings_options(
         defaults["validation_fraction"] = validation_fraction
     parser.add_argument(
         "--positive-threshold",
-        type=float,
+        type=PROBABILITY,
         default=defaults["positive_threshold"],
         help="a step whose MC value is above this is positive (0.0: any completion succeeded)",
     )
@@ -96,7 +97,7 @@ def add_export_settings_options(
     )
     parser.add_argument(
         "--negative-threshold",
-        type=float,
+        type=PROBABILITY,
         default=defaults["negative_threshold"],
         help="prm800k: a negative step with MC value at most this is rated -1, others 0",
     )
@@ -120,7 +121,7 @@ def add_export_settings_options(
     )
     parser.add_argument(
         "--validation-fraction",
-        type=float,
+        type=PROBABILITY,
         default=defaults["validation_fraction"],
         help="share of questions (by a stable hash of the question id) in the validation file",
     )

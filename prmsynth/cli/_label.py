@@ -27,11 +27,14 @@ from prmsynth.cli._common import (
     EXIT_FAILURE,
     EXIT_INPUT,
     EXIT_OK,
+    add_backend_options,
     add_first_error_options,
     add_judge_options,
     add_model_options,
     add_source_options,
+    backend_settings_from_args,
 )
+from prmsynth.cli._types import COUNT
 
 if TYPE_CHECKING:
     from prmsynth._interfaces import LabelResult
@@ -97,7 +100,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--num-branches",
         "--num-completions",  # its first name, kept working
-        type=int,
+        type=COUNT,
         default=None,
         dest="num_branches",
         help=f"completions per estimated prefix (K, default {NUM_BRANCHES}): Math-Shepherd's "
@@ -109,29 +112,26 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-branches",
         "--max-completions-per-row",  # its first name, kept working
-        type=int,
+        type=COUNT,
         default=None,
         dest="max_branches",
         help="completions per row in total (default: no limit)",
     )
     add_model_options(parser)
-    from prmsynth.llm._backend import add_backend_options
-
     add_backend_options(parser, default_cache="OUT.cache.sqlite")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from prmsynth._errors import PrefixModeError
     from prmsynth.cli._common import (
         generator_from_args,
         open_backend,
         policy_from_args,
         sampling_from_args,
     )
-    from prmsynth.llm._backend import backend_settings_from_args
     from prmsynth.llm._client import BackendUnavailable
     from prmsynth.run._pipeline import Pipeline
-    from prmsynth._errors import PrefixModeError
 
     cache = None
     try:

@@ -14,12 +14,15 @@ from prmsynth.cli._common import (
     EXIT_INPUT,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    add_backend_options,
     add_first_error_options,
     add_judge_options,
     add_model_options,
     add_seed_options,
+    backend_settings_from_args,
 )
 from prmsynth.cli._logging import FILE_ONLY
+from prmsynth.cli._types import COUNT, NON_NEGATIVE_WHOLE, POSITIVE, PROBABILITY
 
 _logger = logging.getLogger(__name__)
 #: The share of failed questions above which a run exits 1.
@@ -53,13 +56,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     parser.add_argument(
         "--screen-rollouts",
-        type=int,
+        type=COUNT,
         default=search.screen_rollouts,
         help="solutions sampled to screen a question (kept only if mixed)",
     )
     parser.add_argument(
         "--num-branches",
-        type=int,
+        type=COUNT,
         default=None,
         help=f"completions per estimated prefix (default {search.num_branches}): Math-Shepherd's "
         "per-step estimation, or a threshold rule's binary search; the relative rule sizes "
@@ -67,13 +70,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--max-search",
-        type=int,
+        type=NON_NEGATIVE_WHOLE,
         default=None,
         help=f"candidate selections per question (omegaprm only; default {search.max_search})",
     )
     parser.add_argument(
         "--max-branches",
-        type=int,
+        type=COUNT,
         default=search.max_branches,
         help="completions per question in total, screening included",
     )
@@ -83,8 +86,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
     add_first_error_options(parser)
     add_judge_options(parser)
-    from prmsynth.llm._backend import add_backend_options
-
     add_backend_options(parser, default_cache="OUT/cache.sqlite")
     parser.add_argument(
         "--overwrite",
@@ -96,21 +97,21 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--max-completions",
-        type=int,
+        type=COUNT,
         default=None,
         help="hard limit on completions: no request is sent past it; unfinished questions "
         "run again on resume",
     )
     parser.add_argument(
         "--max-cost",
-        type=float,
+        type=POSITIVE,
         default=None,
         help="hard limit in USD: each request reserves its estimated cost before it is sent, "
         "so the run goes over by at most what requests in flight cost beyond the estimate",
     )
     parser.add_argument(
         "--max-failed-fraction",
-        type=float,
+        type=PROBABILITY,
         default=DEFAULT_MAX_FAILED_FRACTION,
         metavar="FRACTION",
         help="exit with status 1 when more than this share of the questions done failed",
@@ -122,6 +123,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from prmsynth._errors import PrefixModeError
     from prmsynth._interfaces import NoEvolution
     from prmsynth._seeds import InputError, questions_from_args, seed_source_from_args
     from prmsynth._values import SearchSettings
@@ -136,12 +138,10 @@ def run(args: argparse.Namespace) -> int:
     )
     from prmsynth.cli._main import command_line
     from prmsynth.evolve._evolver import EvolveInstruct
-    from prmsynth.llm._backend import backend_settings_from_args
     from prmsynth.llm._client import BackendUnavailable
     from prmsynth.run._budget import Budget
     from prmsynth.run._folder import run_to_directory
     from prmsynth.run._pipeline import Pipeline
-    from prmsynth._errors import PrefixModeError
     from prmsynth.verify._math import MathAnswerVerifier
 
     cache = None
@@ -160,6 +160,19 @@ def run(args: argparse.Namespace) -> int:
             backend = backend_settings_from_args(args, Path(args.out) / "cache.sqlite")
         except ValueError as error:
             raise InputError("options", str(error)) from None
+        if args.max_cost is not None:
+            from prmsynth.llm._backend import unpriced_models
+
+            unpriced = unpriced_models(backend)
+            if unpriced:
+                raise InputError(
+                    "--max-cost",
+                    f"litellm knows no price for {', '.join(sorted(set(unpriced)))}, so its "
+                    "cost would count as $0 and the budget could never stop the run; give it a "
+                    "price (input_cost_per_token and output_cost_per_token in a --router-config "
+                    "deployment's litellm_params, or litellm.register_model from Python), or "
+                    "cap the run with --max-completions",
+                )
         defaults = SearchSettings()
         policy = policy_from_args(
             args,

@@ -544,6 +544,7 @@ def run_to_directory(
     command line's ``config.yaml``) are written beside ``run.json`` once the
     folder is accepted.
     """
+    _check_budget_can_finish(pipeline, budget)
     with folder_lock(out_dir):
         return _run_locked(
             pipeline,
@@ -557,6 +558,21 @@ def run_to_directory(
             on_result=on_result,
             shard=shard,
             extra_files=extra_files or {},
+        )
+
+
+def _check_budget_can_finish(pipeline: Pipeline, budget: Budget | None) -> None:
+    """Refuse a completion budget below what one question needs to be screened:
+    it could only spend without finishing anything."""
+    settings = getattr(pipeline.policy, "settings", None)
+    if budget is None or budget.max_completions is None or settings is None:
+        return
+    needed = min(getattr(settings, "screen_rollouts", 1), getattr(settings, "max_branches", 1))
+    if budget.max_completions < needed:
+        raise InputError(
+            "--max-completions",
+            f"{budget.max_completions} is below the {needed} completions that screening one "
+            "question takes (screen_rollouts); no question could finish",
         )
 
 

@@ -263,12 +263,24 @@ class Pipeline:
         )
         watch = _StallWatch(self.stall_seconds)
 
+        workers: list[asyncio.Future[None]] = []
+        waiting = [0]  # workers waiting for their next question
+
         async def worker() -> None:
             try:
                 while not (stop_when is not None and stop_when()):
-                    question = await next_question()
+                    waiting[0] += 1
+                    try:
+                        question = await next_question()
+                    finally:
+                        waiting[0] -= 1
                     if question is None:
                         break
+                    # Another worker only when every one is busy: tasks (and
+                    # memory) grow with the questions in flight, never with a
+                    # concurrency larger than there is work for.
+                    if waiting[0] == 0 and len(workers) < self.concurrency:
+                        workers.append(asyncio.ensure_future(worker()))
                     # search_question turns errors into results, except a
                     # backend that is gone: that one ends the run.
                     with watch.searching(question.id):
@@ -279,19 +291,20 @@ class Pipeline:
                 return
             await results.put(None)
 
-        tasks = [asyncio.ensure_future(worker()) for _ in range(self.concurrency)]
-        tasks.append(asyncio.ensure_future(watch.run()))
+        workers.append(asyncio.ensure_future(worker()))
+        watcher = asyncio.ensure_future(watch.run())
         try:
-            running = self.concurrency
-            while running:
+            finished = 0
+            while finished < len(workers):  # a worker starts another before it ends
                 result = await results.get()
                 if result is None:
-                    running -= 1
+                    finished += 1
                 elif isinstance(result, Exception):
                     raise result
                 else:
                     yield result
         finally:
+            tasks = [*workers, watcher]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
