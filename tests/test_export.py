@@ -604,7 +604,7 @@ def test_a_record_that_fails_its_schema_writes_nothing(tmp_path, monkeypatch):
 
     def broken(tree, settings, stats):
         yield export_module._Example(
-            record={"prompt": tree.question.text, "completions": ["a"], "labels": [0.5]},
+            record={"prompt": tree.question.text, "completions": ["a"], "labels": [1.5]},
             question_id=tree.question.id,
             has_error=False,
         )

@@ -245,8 +245,8 @@ def test_a_schema_error_in_a_balanced_export_is_numbered_as_in_its_file(tmp_path
     import prmsynth.export._formats as export_module
 
     def half_broken(tree, settings, stats):
-        # a valid solution with an error, then one without whose label is no boolean
-        for labels, has_error in (([False], True), ([0.5], False)):
+        # a valid solution with an error, then one without whose label is out of range
+        for labels, has_error in (([False], True), ([1.5], False)):
             yield export_module._Example(
                 record={"prompt": tree.question.text, "completions": ["a"], "labels": labels},
                 question_id=tree.question.id,
