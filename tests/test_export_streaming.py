@@ -126,6 +126,7 @@ def reference_export(forest: list[ReasoningTree], format: str, settings: ExportS
         negative_threshold=settings.negative_threshold,
         consensus=settings.consensus,
         system_prompt=settings.system_prompt,
+        soft_labels=settings.soft_labels,
         deduplicate=False,
     )
     split = settings.validation_fraction > 0
@@ -182,6 +183,12 @@ def option_sets(format: str) -> list[dict]:
             {"balance": "downsample", "deduplicate": False, "validation_fraction": 0.5},
             {"consensus": True, "balance": "downsample", "validation_fraction": 0.3},
             {"labels": "mc", "positive_threshold": 0.5, "negative_threshold": 0.25},
+        ]
+    if format == "math-shepherd":
+        # A soft record's class is read off its marks (label), which soft trl records lack.
+        sets += [
+            {"soft_labels": True},
+            {"soft_labels": True, "balance": "downsample", "validation_fraction": 0.3},
         ]
     return sets
 
