@@ -28,6 +28,10 @@ steps, and a step's value is its node's ``mc_value``.
 3. A path is exported up to its first unknown step; a path with no labelled
    step gives no record.
 
+With ``soft_labels`` (``trl`` and ``math-shepherd`` only) the same paths carry,
+in place of the rule's labels, the MC value of each step the run estimated (see
+`ExportSettings`).
+
 >>> from prmsynth import Question, ReasoningTree, Verdict
 >>> tree = ReasoningTree(Question(id="q1", text="What is 2 + 3?", reference_answer="5"))
 >>> first, last = tree.add_steps(tree.root, ["2 + 3 = 5.", "The answer is 5."])
@@ -519,7 +523,7 @@ def _estimated_pieces(steps: Sequence[LabelledStep]) -> list[list[LabelledStep]]
 
 def _soft_paths(
     tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]
-) -> Iterator[tuple[list[LabelledStep], list[LabelledStep]]]:
+) -> Iterator[tuple[list[LabelledStep], list[list[LabelledStep]]]]:
     """``(steps, pieces)``: the steps a soft-labelled record covers and their
     `_estimated_pieces`, for the paths a hard-labelled export writes."""
     for steps in _labelled_paths(tree, settings, stats):
@@ -531,7 +535,10 @@ def _soft_paths(
 
 
 def _soft_example(
-    tree: ReasoningTree, record: dict[str, Any], steps: list[LabelledStep], pieces: list[Any]
+    tree: ReasoningTree,
+    record: dict[str, Any],
+    steps: list[LabelledStep],
+    pieces: list[list[LabelledStep]],
 ) -> _Example:
     # The class and the label balance count the rule's label at each labelled step.
     ends = [piece[-1] for piece in pieces]
