@@ -135,6 +135,12 @@ def add_export_settings_options(
         "the labels on the first wrong step",
     )
     parser.add_argument(
+        "--soft-labels",
+        action="store_true",
+        help="trl, math-shepherd: write each step's MC value as a float label in [0, 1] instead "
+        "of a boolean (a step without a value of its own is joined to the next that has one)",
+    )
+    parser.add_argument(
         "--system-prompt",
         default=None,
         help="system message of the chat formats (default: the generator's)",
@@ -163,6 +169,7 @@ def export_settings_from_args(args: argparse.Namespace, trees: list[str]) -> Any
         "validation_fraction": args.validation_fraction,
         "split_seed": args.split_seed,
         "consensus": args.consensus,
+        "soft_labels": args.soft_labels,
     }
     if args.system_prompt is not None:
         options["system_prompt"] = args.system_prompt

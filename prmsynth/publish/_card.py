@@ -201,6 +201,15 @@ def _table(rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines + ["| " + " | ".join(map(str, row)) + " |" for row in body]
 
 
+_SOFT_LABELS = (
+    "**Soft labels**: this config was exported with `soft_labels`, so each label is a "
+    "number in [0, 1], the Monte Carlo value of the steps up to it (the share of completions "
+    "sampled after them that reached the reference answer), not a boolean. A step the run "
+    "never sampled after is joined to the next step that it did, and the steps after the last "
+    "sampled one are left out."
+)
+
+
 def _json_block(value: Any) -> list[str]:
     return ["```json", json.dumps(value, indent=2, ensure_ascii=False), "```"]
 
@@ -230,9 +239,10 @@ def dataset_card(
         "",
         f"Step-level training data for process reward models (PRMs), made by "
         f"[prmsynth](https://pypi.org/project/prmsynth/) {version} from the seed questions of "
-        f"`{seed}` with `{model}`. Each step of a sampled solution carries a Monte Carlo "
-        "estimate of the chance that a completion from it reaches the reference answer; the "
-        "configs below hold the same data in the layouts trainers read.",
+        f"`{seed}` with `{model}`. The steps of sampled solutions are labelled from Monte Carlo "
+        "estimates, made where the run sampled completions, of the chance that a completion "
+        "after them reaches the reference answer; the configs below hold the same data in the "
+        "layouts trainers read.",
         "",
         "## Configs",
         "",
@@ -260,6 +270,8 @@ def dataset_card(
             if entry.get("label_balance")
         }
         lines += [f"### `{config.name}`", "", description, ""]
+        if (config.manifest.get("settings") or {}).get("soft_labels"):
+            lines += [_SOFT_LABELS, ""]
         if balance:
             keys = list(next(iter(balance.values())))
             rows = [("split", *keys)]
