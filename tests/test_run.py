@@ -558,3 +558,18 @@ def test_a_one_shot_iterator_stopped_early_never_counts_below_what_is_done(tmp_p
     assert summary["questions_done"] >= 3
     assert summary["questions_total"] >= summary["questions_done"]
     assert summary["questions_not_done"] >= 0 and summary["complete"] is False
+
+
+def test_a_folder_of_the_version_before_the_pipeline_identity_resumes_on_its_own_keys(tmp_path):
+    """run.json without "pipeline" (an earlier version): compared on what it recorded."""
+    run(tmp_path, QUESTIONS[:1], run_info={"model": "fake"})
+    settings = json.loads((tmp_path / "run.json").read_text())
+    legacy = {key: value for key, value in settings.items() if key != "pipeline"}
+    (tmp_path / "run.json").write_text(json.dumps(legacy))
+    summary = run(tmp_path, QUESTIONS[:2], run_info={"model": "fake"})
+    assert summary["questions_resumed"] == 1 and summary["complete"] is True
+
+    legacy["search"]["max_search"] = 9
+    (tmp_path / "run.json").write_text(json.dumps(legacy))
+    with pytest.raises(InputError, match=r"other settings \(search\.max_search\)"):
+        run(tmp_path, QUESTIONS[:2], run_info={"model": "fake"})

@@ -387,19 +387,28 @@ def _paths_differing(old: Any, new: Any, path: str) -> list[str]:
     return [f"{path}: was {shown[0]}, now {shown[1]}"]
 
 
+def _legacy_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """A folder of a version before the pipeline identity, compared on the keys it has."""
+    pipeline = new["pipeline"]
+    differences = [k for k in _LEGACY_IDENTITY_KEYS if old.get(k) != new.get(k)]
+    # Before prefix modes, the embedded model continued a prefix and servers got it quoted.
+    implied = "continue" if str(old.get("model", "")).startswith("prmsynth/") else "quote"
+    if new.get("prefix_mode") != implied:
+        differences.append("prefix_mode")
+    used = pipeline["policy"].get("settings") or {}
+    old_search = old.get("search") or {}
+    differences += [f"search.{k}" for k in used if old_search.get(k) != used[k]]
+    evolver = pipeline.get("evolver") or {}
+    if old.get("evolution") != evolver.get("settings"):
+        differences.append("evolution")
+    return differences
+
+
 def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     differences = []
     for key in IDENTITY_KEYS:
         if key == "pipeline" and "pipeline" not in old and "pipeline" in new:
-            # A folder of a version before the pipeline identity: its own keys.
-            legacy = [k for k in _LEGACY_IDENTITY_KEYS if k in old and old[k] != new.get(k)]
-            implied = "continue" if str(old.get("model", "")).startswith("prmsynth/") else "quote"
-            if new.get("prefix_mode") != implied:
-                legacy.append("prefix_mode")
-            used = new["pipeline"]["policy"].get("settings") or {}
-            old_search = old.get("search") or {}
-            legacy += [f"search.{k}" for k in used if old_search.get(k, used[k]) != used[k]]
-            differences += legacy
+            differences += _legacy_differences(old, new)
         else:
             differences += _paths_differing(old.get(key), new.get(key), key)
     return differences

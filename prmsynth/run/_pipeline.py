@@ -258,7 +258,7 @@ class Pipeline:
         # A fixed set of workers pulls questions and hands results over one
         # at a time, so memory holds the questions in flight, not every
         # finished result of a long run.
-        results: asyncio.Queue[SearchResult | Exception | None] = asyncio.Queue(
+        results: asyncio.Queue[SearchResult | BaseException | None] = asyncio.Queue(
             maxsize=self.concurrency
         )
         watch = _StallWatch(self.stall_seconds)
@@ -286,7 +286,11 @@ class Pipeline:
                     with watch.searching(question.id):
                         result = await pipeline.search_question(question)
                     await results.put(result)
-            except Exception as error:  # a backend gone, or the question source failing
+            except asyncio.CancelledError:
+                raise
+            except BaseException as error:  # a backend gone, the question source failing
+                # Handed to the consumer, never lost with its task: a worker that
+                # ended without a word would leave the run waiting for it forever.
                 await results.put(error)
                 return
             await results.put(None)
@@ -299,7 +303,7 @@ class Pipeline:
                 result = await results.get()
                 if result is None:
                     finished += 1
-                elif isinstance(result, Exception):
+                elif isinstance(result, BaseException):
                     raise result
                 else:
                     yield result
