@@ -27,7 +27,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -252,6 +252,11 @@ class RetryingLLM:
     request_timeout: float | None = attrs.field(default=600.0, validator=_positive_or_none)
     limiter: RequestLimiter | None = attrs.field(default=None, eq=False)
     jitter_seed: int = 0
+    #: How the client waits between attempts (``asyncio.sleep``); a test passes its own
+    #: to check the waits without spending them (see `prmsynth.testing.VirtualClock`).
+    sleep: Callable[[float], Awaitable[Any]] = attrs.field(
+        default=asyncio.sleep, repr=False, eq=False
+    )
     _random: random.Random = attrs.field(init=False, repr=False, eq=False)
     # Remembers that the provider ignores `n`, so later requests fan out at once
     # instead of first waiting for a one-choice answer.
@@ -443,7 +448,7 @@ class RetryingLLM:
             finally:
                 if limiter is not None:
                     limiter.release(estimate, used)
-            await asyncio.sleep(delay)
+            await self.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _guarded(self, litellm: ModuleType, kwargs: dict[str, Any]) -> Any:

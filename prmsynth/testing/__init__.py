@@ -41,7 +41,31 @@ __all__ = [
     "FaultRates",
     "ScriptedLLM",
     "ScriptedRequest",
+    "VirtualClock",
 ]
+
+
+@attrs.define
+class VirtualClock:
+    """Time that passes only when something sleeps on it: give ``time`` as a
+    ``clock`` and ``sleep`` as a ``sleep`` (``RequestLimiter``, ``LiteLLMClient``)
+    and a test checks every wait exactly, whatever the machine's load.
+
+    >>> clock = VirtualClock()
+    >>> asyncio.run(clock.sleep(1.5)); clock.time(), clock.slept
+    (1.5, [1.5])
+    """
+
+    now: float = 0.0
+    slept: list[float] = attrs.field(factory=list)
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)  # let the others run, as a real wait would
 
 
 @attrs.frozen(kw_only=True)
