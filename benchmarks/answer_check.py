@@ -770,13 +770,14 @@ def print_table(title: str, cases: list[Case], results: dict[str, dict]) -> None
     kinds = sorted({kind for *_, kind in cases})
     if len(kinds) > 1:
         names = list(results)[:2]  # prmsynth and math-verify, side by side
-        print(f"\n  {'class':<34} " + "  ".join(f"{n[:3]} right/FP/FN" for n in names))
+        width = max(34, *map(len, kinds))
+        print(f"\n  {'class':<{width}} " + "  ".join(f"{n[:3]} right/FP/FN" for n in names))
         for kind in kinds:
             cells = [
                 "{:>6}/{:>3}/{:>3}".format(*results[name]["by_class"].get(kind, [0, 0, 0]))
                 for name in names
             ]
-            print(f"  {kind:<34} " + "      ".join(cells))
+            print(f"  {kind:<{width}} " + "      ".join(cells))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -404,6 +404,9 @@ _QUALIFIER = re.compile(
 )
 
 
+_QUALIFYING_CLAUSE = re.compile(
+    r"\s*,?\s*(?:when|whenever|where|such\s+that|for\s+which|provided)\b", re.IGNORECASE
+)
 # What may stand between a subject's formula and its "is": a few words, no relative clause.
 _SUBJECT_TAIL = re.compile(
     r"\s*(?:(?!(?:that|which|who|where|when|if)\b)[A-Za-z][\w'-]*\s+){0,4}", re.IGNORECASE
@@ -433,6 +436,17 @@ def _stated_formula(rest: str, matches: list[re.Match]) -> str | None:
         for copula in _COPULA.finditer(masked)
         if copula.group(0).strip().lower() in ("is", "are", "was", "equals", "=")
     ]
+    for copula in copulas:
+        # "the remainder is $3$ when $n$ is divided by $7$": a clause right after the
+        # stated value qualifies it.
+        stated = next((match for match in matches if match.start() >= copula.end()), None)
+        if stated is None or masked[copula.end() : stated.start()].strip():
+            continue
+        clause = _QUALIFYING_CLAUSE.match(masked, stated.end())
+        if clause:
+            matches = [match for match in matches if match.start() < clause.start()]
+            copulas = [copula for copula in copulas if copula.start() < clause.start()]
+            break
     if (
         copulas
         and copulas[-1].start() >= matches[-1].end()
@@ -466,7 +480,7 @@ _COUNT = re.compile(
     r"(?P<modifiers>(?:(?:a|the)\s+total\s+of|at\s+(?:least|most)|(?:no\s+)?more\s+than|"
     r"fewer\s+than|less\s+than|up\s+to|about|approximately|around|nearly|almost|roughly|"
     r"over|under|exactly|only|just|precisely)\s+)*"
-    r"(?P<quantity>(?<!\\)\$[^$]+(?<![\\.,;])\$|\\\((?:(?!\\[()]).)+?(?<![.,;])\\\)"
+    r"(?P<quantity>(?<!\\)\$[^$:]{1,80}(?<![\\.,;])\$|\\\((?:(?!\\[()]).){1,80}?(?<![.,;])\\\)"
     r"|" + _NUMBER.pattern + r"(?:\s*[-+*/×x]\s*" + _NUMBER.pattern + r")*"
     r"(?:\s*=\s*" + _NUMBER.pattern + r")?(?![\w.,/]))"
     r"(?P<noun>\s*(?:\\text\{[^{}]*\}|[A-Za-z][\w'-]*)"
@@ -486,13 +500,15 @@ _CONCLUDING_WORD = re.compile(
     r"(?:this|which|that)\s+means)\b",
     re.IGNORECASE,
 )
-# Work still to do with what is counted: "50 numbers to check", "3 cases to consider".
+# Work still to do with what is counted: "50 numbers to check", "3 cases to consider";
+# "12 ways to divide them" counts ways of doing something, but "12 ways to check" is work.
 _WORK_LEFT = re.compile(
-    r"^(?![\w\s'-]*?\b(?:ways|possibilities|choices|options|arrangements|combinations|"
-    r"methods|orders|outcomes)\s+to\b)\s*(?:(?!(?:are|is|were|was|needed|required|used|"
-    r"necessary)\b)[A-Za-z][\w'-]*\s+){1,3}to\s+(?:check|consider|test|try|examine|verify|count|find|evaluate|"
-    r"explore|look|compute|calculate|determine|analy[sz]e|handle|investigate|inspect|process|"
-    r"remove|subtract|add|go|do|cover|solve|work|sum|multiply|divide|rule|eliminate)\b",
+    r"^\s*(?:(?!(?:are|is|were|was|needed|required|used|necessary)\b)[A-Za-z][\w'-]*\s+){1,4}"
+    r"to\s+(?:(?:check|consider|test|try|examine|verify|evaluate|explore|look|analy[sz]e|handle|"
+    r"investigate|inspect|process|rule|eliminate)\b"
+    r"|(?<!ways to )(?<!possibilities to )(?<!choices to )(?<!options to )(?<!methods to )"
+    r"(?:count|find|compute|calculate|determine|remove|subtract|add|go|do|cover|solve|work|sum|"
+    r"multiply|divide)\b)",
     re.IGNORECASE,
 )
 # Nouns that set up an enumeration: "there are 3 cases: ..." divides the work.
@@ -523,6 +539,12 @@ _FUNCTION_WORD = re.compile(
 _BOUND = re.compile(
     r"\b(?:at\s+(?:least|most)|more|fewer|less|up\s+to|about|approximately|around|nearly|"
     r"almost|roughly|over|under)\b",
+    re.IGNORECASE,
+)
+# A count the question gave: "The problem states there are 54 red candies."
+_GIVEN = re.compile(
+    r"\b(?:(?:problem|question)\s+(?:states|says|tells\s+us)|we\s+are\s+(?:told|given)|"
+    r"given\s+that|we\s+know|recall)\b",
     re.IGNORECASE,
 )
 # A premise that a comma closes before the count: "If there are 80 legs, there will be ...".
@@ -569,8 +591,10 @@ def _counted_answer(sentence: str) -> tuple[bool, str | None]:
     stated = _outside_math(count.group(0))
     after = _outside_math(sentence[count.end() :])  # comment clauses too
     relative = _RELATIVE.search(after)
-    if _LATER_CONCLUSION.search(after) or _LATER_STATEMENT.search(
-        after[: relative.start()] if relative else after
+    if (
+        _LATER_CONCLUSION.search(after)
+        or _LATER_STATEMENT.search(after[: relative.start()] if relative else after)
+        or any("=" in _formula(match) for match in _MATH_SPAN.finditer(sentence, count.end()))
     ):
         return False, None  # "There are 36 outcomes, so the probability is ...": not the result
     doubts = {word.lower() for word in _DOUBT.findall(_outside_math(head))}
@@ -578,8 +602,10 @@ def _counted_answer(sentence: str) -> tuple[bool, str | None]:
         _DOUBT.search(stated + after)
         or _GOAL.search(stated + after)
         or _NOT_A_RESULT.search(stated + after)
+        or _NOT_A_RESULT.match(_outside_math(clause))
+        or _GIVEN.search(_outside_math(head))
         or _BOUND.search(count.group("modifiers") or "")
-        or _WORK_LEFT.match(noun)
+        or _WORK_LEFT.match(_outside_math(noun + tail))
         or re.search(r"\bbut\b|^\s*(?:,\s*)?(?:then|and\s+then|next)\b", after, re.IGNORECASE)
         # "If there are 80 legs, there will be 80/2 = 40 pairs": a premise, then the result.
         or (doubts and not (computed and _PREMISE_THEN.search(head)))
@@ -592,9 +618,9 @@ def _counted_answer(sentence: str) -> tuple[bool, str | None]:
         or "total" in (count.group("modifiers") or "").lower()
         or _TOTAL_WORD.search(_outside_math(noun) + " " + after)
         or _CONCLUDING_WORD.search(head)
-        or not verb.startswith(("we have", "for"))
+        or not verb.startswith(("there", "we have", "for"))
     ):
-        return False, None  # "We have 3 red balls.": a premise restated, perhaps
+        return False, None  # "There are 31 days in May.": a premise restated, perhaps
     # "\(2 + 1 = 3\)": the result of the computation.
     return True, _meaningful(quantity.rsplit("=", 1)[-1].strip())
 
