@@ -737,15 +737,19 @@ def extract_answer(text: str) -> str | None:
     In order of preference: the last ``\\boxed{...}`` or ``\\fbox{...}`` (nested
     braces are matched by a scan), the last "The answer is X" / "Final Answer:
     X" / "the final answer is X", the GSM8K marker ``#### X``, a bold
-    ``**X**`` or an ``Answer: X`` on the last line, a concluding sentence
-    ("Therefore/Thus/So ... is X"), a last line that is nothing but the
+    ``**X**`` or an ``Answer: X`` on the last line, a count the last sentence
+    states ("there are 50 whole numbers left", "giving us a total of \\(2 + 1 =
+    3\\) possible values for \\(n\\)": the result), a concluding sentence
+    ("Therefore/Thus/So ... is X"; "the degree of \\((x^2+1)(x^3+1)\\) is 5" states
+    5, not the subject's formula), a last line that is nothing but the
     answer, and a plain last sentence that restates the one number the
     working's last "=" computed ("... = 54 miles. Elvis is 54 miles east of
     his house."), or a last sentence that computes the result itself ("She
     makes 9 * 2 = $18 every day.").  A number buried in prose is no answer,
     and neither is a sentence that hedges or rejects ("could it be 4?", "4
-    is not a solution"): such a response is ``unparseable``, never scored
-    against the reference.
+    is not a solution") or a count that commits to nothing ("there are 50
+    numbers to check", "at least 5 ways", "there are 3 cases: ..."): such a
+    response is ``unparseable``, never scored against the reference.
     Surrounding ``$...$`` and trailing periods are removed.  Only the last
     10,000 characters are read.
 
@@ -762,6 +766,10 @@ def extract_answer(text: str) -> str | None:
     >>> extract_answer("6*7 = 42. Hmm, wait, let me reconsider.") is None
     True
     >>> extract_answer("So a = 3 and b = 4 is not a solution.") is None
+    True
+    >>> extract_answer("After removing them, there are 50 whole numbers left.")
+    '50'
+    >>> extract_answer("There are 50 numbers to check.") is None
     True
     """
     if not isinstance(text, str):
