@@ -411,6 +411,10 @@ def test_committed_answers_in_prose_are_read(text, answer):
         ("So there are $7$ numbers whose digits sum to 7: 16, 61, 25, 52, 34, 43, and 70.", "7"),
         ("Therefore we have $3$ solutions: $(0,0,0)$, $(1,-2,0)$, and $(1,-1,-1)$.", "3"),
         ("If there are 80 legs on the farm, there will be 80/2 = 40 pairs of legs", "40"),
+        # formulas that name or qualify what is counted
+        ("Therefore, there are $0$ values of $r$ such that $r + 1 = 15.5$.", "0"),
+        ("Thus, there is exactly $1$ function that is even and odd, namely $f(x) = 0.$", "1"),
+        ("So we find that there are $3$ solutions: $x=0$, $x=9$ and $x=-8$.", "3"),
     ],
 )
 def test_committed_prose_conclusions_are_read(text, answer):
@@ -451,6 +455,12 @@ def test_uncommitted_prose_conclusions_read_nothing(text):
 @pytest.mark.parametrize(
     ("response", "gold", "status"),
     [
+        # a computation displayed after the count is the result
+        (
+            "Gerald spent a total of $100 during the week: \\[150 - 100 = \\$50\\]",
+            "50",
+            "correct",
+        ),
         # a count before the conclusion is no answer
         ("There are 36 outcomes, so the probability is $\\frac{1}{6}$.", "\\frac{1}{6}", "correct"),
         ("There are 36 outcomes, so the probability is $\\frac{1}{6}$.", "36", "incorrect"),

@@ -528,6 +528,7 @@ _LATER_STATEMENT = re.compile(
 _RELATIVE = re.compile(
     r"\b(?:that|which|who|whose|whom|where|such\s+that|for\s+which|in\s+which)\b", re.IGNORECASE
 )
+_NAMING = re.compile(_RELATIVE.pattern + r"|\bnamely\b|:", re.IGNORECASE)
 # A word that opens no noun phrase: "gives $5$ so that ...".
 _FUNCTION_WORD = re.compile(
     r"\s*(?:and|or|so|that|which|is|are|was|were|as|to|of(?!\s+(?:these|those|them)\b)|in|for|"
@@ -544,7 +545,7 @@ _BOUND = re.compile(
 # A count the question gave: "The problem states there are 54 red candies."
 _GIVEN = re.compile(
     r"\b(?:(?:problem|question)\s+(?:states|says|tells\s+us)|we\s+are\s+(?:told|given)|"
-    r"given\s+that|we\s+know|recall)\b",
+    r"given\s+that)\b",
     re.IGNORECASE,
 )
 # A premise that a comma closes before the count: "If there are 80 legs, there will be ...".
@@ -591,10 +592,19 @@ def _counted_answer(sentence: str) -> tuple[bool, str | None]:
     stated = _outside_math(count.group(0))
     after = _outside_math(sentence[count.end() :])  # comment clauses too
     relative = _RELATIVE.search(after)
+    # "... $3$ solutions: $x = 0$, ...", "namely $f(x) = 0$", "such that $x = 1$": the
+    # formulas name or qualify what is counted, and compute nothing after it (a displayed
+    # one does: "a total of $100: \[150 - 100 = 50\]").
+    masked = _MATH_SPAN.sub(lambda match: " " * len(match.group(0)), sentence)
+    named = _NAMING.search(masked, count.end())
+    end = named.start() if named else len(sentence)
     if (
         _LATER_CONCLUSION.search(after)
         or _LATER_STATEMENT.search(after[: relative.start()] if relative else after)
-        or any("=" in _formula(match) for match in _MATH_SPAN.finditer(sentence, count.end()))
+        or any(
+            "=" in _formula(match) and (match.start() < end or match.group(0)[:2] in ("\\[", "$$"))
+            for match in _MATH_SPAN.finditer(sentence, count.end())
+        )
     ):
         return False, None  # "There are 36 outcomes, so the probability is ...": not the result
     doubts = {word.lower() for word in _DOUBT.findall(_outside_math(head))}
