@@ -36,7 +36,9 @@ import statistics
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+
+# The simulation's shared pieces (run as a script, this folder is on the path).
+from search_quality import SETTINGS, SHARED, MarkerVerifier
 
 from prmsynth import (
     Completion,
@@ -47,14 +49,10 @@ from prmsynth import (
     Question,
     SamplingSettings,
     SearchSettings,
-    StepVerifier,
     Threshold,
-    Verdict,
 )
 from prmsynth.search._generation import DEFAULT_CONTINUE_TEMPLATE
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-SETTINGS = {"A": (0.8, 0.02), "B": (0.7, 0.05), "C": (0.5, 0.1), "D": (0.3, 0.03)}
 _QUOTED_START = DEFAULT_CONTINUE_TEMPLATE.split("{prefix}")[0].split("{question}")[1]
 _QUOTED_END = DEFAULT_CONTINUE_TEMPLATE.split("{prefix}")[1]
 
@@ -113,19 +111,6 @@ def _steps_in(steps: Sequence[str], prefix: str) -> int:
         if "\n\n".join(steps[:k]) == prefix:
             return k
     raise ValueError(f"a prefix that is no prefix of its solution: {prefix[:60]!r}")
-
-
-class MarkerVerifier(StepVerifier):
-    """Correct when the last ``\\boxed{}`` holds the reference."""
-
-    def verify(self, response, reference, *, finish_reason=None) -> Verdict:
-        answer = response.rsplit("\\boxed{", 1)[-1].split("}", 1)[0]
-        return Verdict(
-            status="correct" if answer == reference else "incorrect", extracted_answer=answer
-        )
-
-    async def averify_many(self, responses, reference, *, finish_reasons=None):
-        return [self.verify(response, reference) for response in responses]
 
 
 def load_rows(limit: int | None) -> list[dict]:
@@ -196,7 +181,7 @@ async def measure(rows, rates, resolve_rate, mode) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=None, help="use N solutions, evenly spread")
-    parser.add_argument("--setting", default="B", choices=sorted(SETTINGS))
+    parser.add_argument("--setting", default="B", choices=[k for k in SETTINGS if SETTINGS[k]])
     parser.add_argument(
         "--resolve-rates",
         default="0,0.25,0.5",
