@@ -528,7 +528,7 @@ class _RayRun:
                             future.result()
                             slot.alive = True
                         except lost_errors as error:
-                            self._lost(slot, error)
+                            self._lost(slot, error, 0)
                         self._report_alive()
                     else:
                         slot = held[future]
@@ -536,7 +536,7 @@ class _RayRun:
                         try:
                             result, logs = future.result()
                         except lost_errors as error:
-                            self._lost(slot, error)
+                            self._lost(slot, error, len(slot.held) + 1)
                             attempts[question.id] += 1
                             if attempts[question.id] < _MAX_ATTEMPTS:
                                 requeued.appendleft(question)  # another worker takes it first
@@ -563,16 +563,16 @@ class _RayRun:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.gather(stall_task, return_exceptions=True)
 
-    def _lost(self, slot: _Slot, error: BaseException) -> None:
+    def _lost(self, slot: _Slot, error: BaseException, held: int) -> None:
         if slot.dead:
             return
         slot.alive, slot.dead = False, True
         self.deaths_since_result += 1
         _logger.warning(
-            "Ray worker %s is gone (%s); its %d questions go to other workers",
+            "Ray worker %s is gone (%s); its %d questions in flight go to other workers",
             slot.name,
             type(error).__name__,
-            len(slot.held),
+            held,
         )
         self._report_alive()
 
