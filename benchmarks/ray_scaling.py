@@ -19,7 +19,10 @@ Answer checking is made CPU-heavy: the verifier burns ``--burn-ms`` of CPU
 per check (hashing) before an exact-match check, as a heavy symbolic check
 would, so that one process's CPU is the limit.  The table gives each run's
 completions per second over its whole wall time and after its first 5% of
-questions (start-up left out), and the ratio to ``local``.
+questions (start-up left out), the ratio to ``local`` (whole runs), and the
+CPU this process (the driver) spent per question: for ``local`` all of the
+work, for Ray the queue, the budget mirror and the writing of the folder,
+which bounds how many questions per second one driver can take.
 
 The fault case (unless ``--no-fault``): the ``ray 2`` run again, with one
 worker's process killed (SIGKILL) once a third of the questions are done; it
@@ -145,7 +148,7 @@ def run_once(
             threading.Thread(target=kill_a_worker, daemon=True).start()
 
     with tempfile.TemporaryDirectory(prefix="ray-scaling-") as folder:
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         summary = RunFolder(folder).run(
             pipeline(url, args),
             questions,
@@ -154,6 +157,7 @@ def run_once(
             on_result=on_result,
         )
         wall = time.monotonic() - started
+        driver_cpu = time.process_time() - cpu_started
         ids = [
             json.loads(line)["question_id"]
             for file in ("trees.jsonl", "skipped.jsonl")
@@ -175,6 +179,7 @@ def run_once(
         "lost": sum(1 for question in questions if question.id not in counts),
         "duplicated": sum(1 for count in counts.values() if count > 1),
         "killed": killed,
+        "driver_ms": 1000 * driver_cpu / max(1, len(finished)),
     }
 
 
@@ -240,7 +245,7 @@ def main() -> None:
     )
     header = (
         f"{'executor':<16} {'wall s':>7} {'completions':>11} {'compl/s':>8} "
-        f"{'steady/s':>9} {'ratio':>6} {'complete':>8} {'lost':>5} {'dup':>4}"
+        f"{'steady/s':>9} {'ratio':>6} {'driver ms/q':>11} {'complete':>8} {'lost':>5} {'dup':>4}"
     )
     print(header)
     print("-" * len(header))
@@ -249,6 +254,7 @@ def main() -> None:
         print(
             f"{row['name']:<16} {row['wall']:>7.1f} {row['completions']:>11} "
             f"{row['rate']:>8.1f} {row['steady_rate']:>9.1f} {row['rate'] / base:>6.2f} "
+            f"{row['driver_ms']:>11.1f} "
             f"{row['complete']!s:>8} {row['lost']:>5} {row['duplicated']:>4}"
         )
     for row in rows:
