@@ -57,7 +57,10 @@ def write_seeds(path, count):
 
 
 def lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """The complete lines of an appended file (a line torn by SIGKILL has no newline)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().split("\n")[:-1]]
 
 
 def finished_ids(out):
@@ -165,7 +168,7 @@ def test_a_killed_worker_loses_no_question_and_worker_logs_reach_the_log_file(
 
 
 @requires_ray
-def test_ctrl_c_stops_the_workers_exits_130_and_the_run_resumes_with_each_question_once(
+def test_ctrl_c_and_a_killed_driver_stop_the_workers_and_the_run_resumes_each_question_once(
     ray_cluster, tmp_path
 ):
     import ray
@@ -175,7 +178,7 @@ def test_ctrl_c_stops_the_workers_exits_130_and_the_run_resumes_with_each_questi
     from .test_critic import planted_responder
 
     seeds, out = tmp_path / "seeds.jsonl", tmp_path / "out"
-    count = 40
+    count = 24
     write_seeds(seeds, count)
     with FakeOpenAIServer(responder=planted_responder, latency=0.3, keep_bodies=False) as server:
         argv = [str(seeds), "--out", str(out), "--model", "openai/fake", "--api-base", server.url]
@@ -197,9 +200,26 @@ def test_ctrl_c_stops_the_workers_exits_130_and_the_run_resumes_with_each_questi
         assert len(done_before) < count
         assert len(set(done_before)) == len(done_before)
         wait_for(lambda: not set(run_workers(ray)) & set(workers), "the workers to end", 60)
-        # The same command resumes (on the same cluster, from config.yaml).
-        resumed = start_run(["--config", str(out / "config.yaml")], stderr=subprocess.DEVNULL)
-        assert resumed.wait(timeout=STARTUP) == 0
+        # The same command resumes (on the same cluster, from config.yaml); SIGKILL of
+        # its driver ends its workers too, and the command resumes again.
+        resume = ["--config", str(out / "config.yaml")]
+        resumed = start_run(resume, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(
+                lambda: len(finished_ids(out)) > len(done_before),
+                "one more question",
+                process=resumed,
+            )
+            workers = run_workers(ray)
+            resumed.kill()
+            resumed.wait(timeout=60)
+        finally:
+            if resumed.poll() is None:
+                resumed.kill()
+        done_before = finished_ids(out)
+        assert len(set(done_before)) == len(done_before)
+        wait_for(lambda: not set(run_workers(ray)) & set(workers), "the workers to end", 60)
+        assert start_run(resume, stderr=subprocess.DEVNULL).wait(timeout=STARTUP) == 0
     assert sorted(finished_ids(out)) == sorted(f"q{i}" for i in range(count))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True and summary["questions_resumed"] == len(done_before)
@@ -303,3 +323,28 @@ def test_without_ray_the_option_says_how_to_install_it_and_writes_nothing(
         assert main([*argv, "--api-base", server.url, "--ray", "auto"]) == 2
     assert "pip install 'prmsynth[ray]'" in capsys.readouterr().err
     assert not (out / "run.json").exists() and not (out / "trees.jsonl").exists()
+
+
+def test_a_router_llm_travels_to_another_process_and_spreads_its_requests_there(tmp_path):
+    import asyncio
+    import pickle
+
+    from prmsynth import RouterLLM
+    from prmsynth.testing import FakeOpenAIServer
+
+    from .test_router import FAST, prompt, write_yaml_config
+
+    with (
+        FakeOpenAIServer(responder=lambda r: "from A") as a,
+        FakeOpenAIServer(responder=lambda r: "from B") as b,
+    ):
+        llm = RouterLLM.from_config(write_yaml_config(tmp_path / "router.yaml", [a, b]), **FAST)
+        copy = pickle.loads(pickle.dumps(llm))  # what a Ray worker gets (cloudpickle)
+        assert copy.router is not llm.router and copy.model == llm.model
+        assert copy.max_attempts == llm.max_attempts and copy.deployments == llm.deployments
+
+        async def many():
+            return await asyncio.gather(*(copy.complete(prompt(i), n=1) for i in range(20)))
+
+        texts = {c.text for r in asyncio.run(many()) for c in r.completions}
+    assert texts == {"from A", "from B"}
