@@ -136,7 +136,7 @@ def test_a_killed_worker_loses_no_question_and_worker_logs_reach_the_log_file(
     write_seeds(seeds, count)
     faults = EveryNthFails(7)
     with FakeOpenAIServer(
-        responder=planted_responder, latency=0.3, fault_rule=faults, keep_bodies=False
+        responder=planted_responder, latency=0.15, fault_rule=faults, keep_bodies=False
     ) as server:
         argv = [str(seeds), "--out", str(out), "--model", "openai/fake", "--api-base", server.url]
         argv += ["--screen-rollouts", "4", "--concurrency", "2", "--log-file", str(log_file)]
@@ -180,7 +180,7 @@ def test_ctrl_c_and_a_killed_driver_stop_the_workers_and_the_run_resumes_each_qu
     seeds, out = tmp_path / "seeds.jsonl", tmp_path / "out"
     count = 24
     write_seeds(seeds, count)
-    with FakeOpenAIServer(responder=planted_responder, latency=0.3, keep_bodies=False) as server:
+    with FakeOpenAIServer(responder=planted_responder, latency=0.1, keep_bodies=False) as server:
         argv = [str(seeds), "--out", str(out), "--model", "openai/fake", "--api-base", server.url]
         argv += ["--screen-rollouts", "4", "--concurrency", "2", "--ray", ray_cluster]
         with open(tmp_path / "stderr.txt", "w") as stderr:
