@@ -348,3 +348,25 @@ def test_a_router_llm_travels_to_another_process_and_spreads_its_requests_there(
 
         texts = {c.text for r in asyncio.run(many()) for c in r.completions}
     assert texts == {"from A", "from B"}
+
+
+@requires_ray
+def test_a_wrong_cluster_address_is_bad_input_and_nothing_is_written(tmp_path, monkeypatch, capsys):
+    import socket
+
+    from prmsynth.cli import main
+    from prmsynth.testing import FakeOpenAIServer
+
+    from .test_critic import planted_responder
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local0123456789")
+    seeds, out = tmp_path / "seeds.jsonl", tmp_path / "out"
+    write_seeds(seeds, 2)
+    with FakeOpenAIServer(responder=planted_responder) as server:
+        argv = ["run", str(seeds), "--out", str(out), "--model", "openai/fake"]
+        assert main([*argv, "--api-base", server.url, "--ray", address]) == 2
+    assert f"no Ray cluster answers at {address}" in capsys.readouterr().err
+    assert not (out / "run.json").exists() and not (out / "trees.jsonl").exists()

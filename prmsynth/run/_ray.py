@@ -121,8 +121,10 @@ class RayExecutor:
         when Ray is missing or the cluster cannot be reached.  `astream` connects
         by itself: this lets a command line fail before it writes anything."""
         ray = _import_ray()
+        if self.address is not None:
+            _probe(self.address)
         if ray.is_initialized():
-            return
+            return  # this process joined a cluster already (ray.init): that one
         env = {name: value for name, value in os.environ.items() if _FORWARDED_ENV.match(name)}
         options: dict[str, Any] = {
             "include_dashboard": False,
@@ -174,6 +176,25 @@ class RayExecutor:
             if self._owns_cluster:
                 ray.shutdown()
                 self._owns_cluster = False
+
+
+def _probe(address: str, timeout: float = 10.0) -> None:
+    """Raise [`InputError`][prmsynth.InputError] when nothing listens at a
+    ``HOST:PORT`` (or ``ray://HOST:PORT``) address: ``ray.init`` would retry
+    for minutes."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise InputError(
+            "--ray",
+            f"no Ray cluster answers at {address} ({error}): is it started, "
+            "and is the address right (the head node's HOST:6379, or ray://HOST:10001)?",
+        ) from None
 
 
 def _register_serializers(ray: Any) -> None:
