@@ -370,3 +370,37 @@ def test_a_wrong_cluster_address_is_bad_input_and_nothing_is_written(tmp_path, m
         assert main([*argv, "--api-base", server.url, "--ray", address]) == 2
     assert f"no Ray cluster answers at {address}" in capsys.readouterr().err
     assert not (out / "run.json").exists() and not (out / "trees.jsonl").exists()
+
+
+@requires_ray
+def test_evolution_runs_in_a_worker_and_its_questions_are_searched_on_the_cluster(
+    ray_cluster, tmp_path
+):
+    from prmsynth import EvolutionSettings, RayExecutor, load_questions
+
+    from .test_evolve import HARDER, SEED, boxed, evolving_pipeline, is_answer_request
+
+    evolved_in = tmp_path / "evolved-in"
+
+    def script(request):
+        if is_answer_request(request):
+            return boxed("11")
+        if "Rewrite" in request.prompt or "rewrite" in request.prompt:
+            evolved_in.write_text(str(os.getpid()))
+            return HARDER
+        return boxed("7")
+
+    from prmsynth.verify._math import MathEquivalence
+
+    settings = EvolutionSettings(n_answer_samples=2)
+    out = tmp_path / "out"
+    with MathEquivalence() as equivalence:
+        summary = RunFolder(out).run(
+            evolving_pipeline(script, equivalence, settings),
+            [SEED],
+            run_info={"evolution": settings.to_dict()},
+            executor=RayExecutor(workers=2),  # every CPU of the cluster: evolution needs none
+        )
+    assert [q.id for q in load_questions(out / "evolved.jsonl")] == ["s1", "s1.r1.0"]
+    assert summary["complete"] is True and summary["questions_total"] == 2
+    assert int(evolved_in.read_text()) != os.getpid()  # not in this process

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 
-from prmsynth._interfaces import SearchResult
+from prmsynth._interfaces import QuestionEvolver, SearchResult
 from prmsynth._values import Question
 
 if TYPE_CHECKING:
@@ -45,6 +45,10 @@ class Executor(Protocol):
         stop_when: Callable[[], bool] | None = None,
     ) -> AsyncIterator[SearchResult]: ...
 
+    def evolver_for(self, evolver: QuestionEvolver) -> QuestionEvolver:
+        """The evolver the run uses in place of ``evolver`` (where evolution runs)."""
+        ...
+
     def progress_detail(self) -> str | None:
         """A short note for the progress line (None: nothing to add)."""
         ...
@@ -62,6 +66,9 @@ class LocalExecutor:
         stop_when: Callable[[], bool] | None = None,
     ) -> AsyncIterator[SearchResult]:
         return pipeline.astream(questions, stop_when=stop_when, evolve=False)
+
+    def evolver_for(self, evolver: QuestionEvolver) -> QuestionEvolver:
+        return evolver
 
     def progress_detail(self) -> str | None:
         return None

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from prmsynth._errors import BackendUnavailable, BudgetExhausted, InputError
-from prmsynth._interfaces import NoEvolution, SearchResult, StepGenerator
+from prmsynth._interfaces import NoEvolution, QuestionEvolver, SearchResult, StepGenerator
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import LLMResponse, Question
 from prmsynth.run._budget import Budget, BudgetedGenerator, Ledger
@@ -93,6 +93,8 @@ class RayExecutor:
     >>> executor.workers, executor.progress_detail() is None
     (8, True)
 
+    The Pipeline's evolver, when it has one, runs in one more actor (no CPU
+    reserved) and hands its questions to the search as it accepts them.
     A worker that dies loses nothing: its questions are searched again by
     another, and a new worker takes its place (a question whose worker died
     three times is recorded as failed).  A run's completion cache
@@ -147,6 +149,13 @@ class RayExecutor:
                 "--ray", f"cannot start or join the Ray cluster {where}: {error}"
             ) from None
         self._owns_cluster = self.address is None
+
+    def evolver_for(self, evolver: QuestionEvolver) -> QuestionEvolver:
+        """``evolver``, run in a worker actor of the cluster (its questions come
+        back as it accepts them); no evolution stays none."""
+        if isinstance(evolver, NoEvolution):
+            return evolver
+        return _ClusterEvolver(evolver=evolver, executor=self)
 
     def progress_detail(self) -> str | None:
         if self._alive is None:
@@ -209,6 +218,104 @@ def _register_serializers(ray: Any) -> None:
 
 def _cache_path(cache: Any) -> str:
     return str(cache.path)
+
+
+# --- evolution, in one worker ---
+
+
+class _EvolutionWorker:
+    """A Ray actor running one evolution; the driver collects its accepted
+    questions, progress lines and log records as they come."""
+
+    def __init__(self, evolver: QuestionEvolver, log_level: int) -> None:
+        self.ready: list[Question] = []
+        self.lines: list[str] = []
+        if _has_field(evolver, "progress"):
+            evolver = attrs.evolve(evolver, progress=self.lines.append)
+        self.evolver = evolver
+        self.logs = _LogBuffer(log_level)
+        library = logging.getLogger(_LIBRARY_LOGGER)
+        library.addHandler(self.logs)
+        library.setLevel(log_level)
+        library.propagate = False
+
+    async def run(self, seeds: list[Question]) -> Any:
+        if hasattr(self.evolver, "evolve_with_report"):
+            return await self.evolver.evolve_with_report(seeds, on_question=self.ready.append)
+        questions = list(await self.evolver.evolve(seeds))
+        self.ready.extend(questions)
+        return types.SimpleNamespace(questions=questions, rejects=[])
+
+    def take(self) -> tuple[list[Question], list[str], list[dict[str, Any]]]:
+        # Emptied in place: the running evolution appends to these very lists.
+        ready, lines = self.ready[:], self.lines[:]
+        del self.ready[:], self.lines[:]
+        return ready, lines, self.logs.drain()
+
+
+def _has_field(instance: object, name: str) -> bool:
+    return attrs.has(type(instance)) and name in attrs.fields_dict(type(instance))
+
+
+@attrs.frozen(kw_only=True)
+class _ClusterEvolver(QuestionEvolver):
+    """``evolver`` run in a worker actor of ``executor``'s cluster, so that its
+    answer votes and equivalence checks spend the cluster's CPU, not the driver's."""
+
+    evolver: QuestionEvolver
+    executor: RayExecutor
+
+    async def evolve(self, questions: Sequence[Question]) -> list[Question]:
+        return list((await self.evolve_with_report(questions)).questions)
+
+    async def evolve_with_report(
+        self,
+        questions: Sequence[Question],
+        *,
+        on_question: Callable[[Question], object] | None = None,
+    ) -> Any:
+        self.executor.connect()
+        import ray
+
+        _register_serializers(ray)
+        progress = getattr(self.evolver, "progress", None)
+        shipped = self.evolver
+        if _has_field(shipped, "progress"):
+            shipped = attrs.evolve(shipped, progress=None)  # a driver-side callback
+        actor = (
+            ray.remote(_EvolutionWorker)
+            # No CPU reserved: the search's workers may hold every CPU of the
+            # cluster already, and they wait for this actor's questions.
+            .options(num_cpus=0, max_concurrency=1000)
+            .remote(shipped, logging.getLogger(_LIBRARY_LOGGER).getEffectiveLevel())
+        )
+        name = "prmsynth-evolution"
+
+        async def hand_over() -> None:
+            ready, lines, logs = await actor.take.remote()
+            _replay_logs(name, logs)
+            for line in lines:
+                if progress is not None:
+                    progress(line)
+            for question in ready:
+                if on_question is not None:
+                    on_question(question)
+
+        try:
+            running = asyncio.wrap_future(actor.run.remote(list(questions)).future())
+            while not running.done():
+                await asyncio.wait({running}, timeout=0.5)
+                await hand_over()
+            try:
+                report = running.result()
+            except ray.exceptions.RayTaskError as error:
+                cause = getattr(error, "cause", None)
+                raise (cause if isinstance(cause, BaseException) else error) from None
+            await hand_over()
+            return report
+        finally:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
 
 
 # --- the budget, kept in one place for every worker ---
