@@ -535,7 +535,9 @@ def _run_locked(
             print(f"warning: {problem}; its question runs again", file=log)
     tally = folder.tally
     # Where evolution runs is the executor's (a Ray cluster's worker, or here).
-    pipeline = attrs.evolve(pipeline, evolver=executor.evolver_for(pipeline.evolver))
+    evolver = executor.evolver_for(pipeline.evolver)
+    if evolver is not pipeline.evolver:
+        pipeline = attrs.evolve(pipeline, evolver=evolver)
     to_search = questions_to_search(pipeline, questions, out_dir, shard=shard, log=log)
     remaining: Iterator[Question] | AsyncIterator[Question]
     if isinstance(to_search, _EvolutionStream):
