@@ -91,8 +91,9 @@ def test_an_unknown_key_exits_2_naming_the_file_and_the_key(tmp_path, capsys, co
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ({"max-branches": "many"}, "'max-branches': invalid literal"),
-        ({"max-branches": 2.5}, "'max-branches': expected a whole number"),
+        ({"max-branches": "many"}, "'max-branches': must be a whole number >= 1, got 'many'"),
+        ({"max-branches": 2.5}, "'max-branches': must be a whole number >= 1, got '2.5'"),
+        ({"rpm": 0}, "'rpm': must be a finite number > 0, got '0'"),
         ({"no-cache": "yes"}, "'no-cache': expected true or false"),
         ({"policy": "greedy"}, "'policy': expected one of omegaprm, math-shepherd, best-of-n"),
         ({"temperature": None}, "'temperature': expected a value, got null"),

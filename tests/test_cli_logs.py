@@ -17,7 +17,7 @@ import pytest
 from prmsynth import LLMStepGenerator, Pipeline, Question, RequestLimiter
 from prmsynth.cli import main
 from prmsynth.cli._logging import command_logging
-from prmsynth.testing import FakeOpenAIServer, ScriptedLLM
+from prmsynth.testing import FakeOpenAIServer, ScriptedLLM, VirtualClock
 
 from .conftest import REPO_ROOT
 from .test_pipeline import scripted_pipeline
@@ -182,16 +182,9 @@ def test_a_pipeline_without_a_stall_watch_logs_no_stall(caplog):
         scripted_pipeline(stall_seconds=0)
 
 
-def test_a_long_rate_limit_wait_is_logged_at_info(caplog, monkeypatch):
-    now = [0.0]
-    real_sleep = asyncio.sleep
-
-    async def sleep(seconds):  # time passes at once: the test waits for nothing
-        now[0] += seconds
-        await real_sleep(0)
-
-    monkeypatch.setattr(asyncio, "sleep", sleep)
-    limiter = RequestLimiter(requests_per_minute=6, clock=lambda: now[0])
+def test_a_long_rate_limit_wait_is_logged_at_info(caplog):
+    clock = VirtualClock()  # time passes at once: the test waits for nothing
+    limiter = RequestLimiter(requests_per_minute=6, clock=clock.time, sleep=clock.sleep)
 
     async def two_requests():
         for _ in range(2):
