@@ -26,6 +26,7 @@ LAYERS = (
     ("prmsynth.run",),
     ("prmsynth.view",),
     ("prmsynth.publish",),
+    ("prmsynth.train",),
     ("prmsynth.cli",),
 )
 #: Beside the stack: test doubles import only the core; nothing in the library imports them.
