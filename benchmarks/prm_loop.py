@@ -58,7 +58,12 @@ def untrained_prm(base: str, out: Path, seed: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=20, help="GSM8K training questions")
+    parser.add_argument("--questions", type=int, default=20, help="seed questions to run")
+    parser.add_argument(
+        "--seeds", default=None, help="seed file (default: ../shared/data/gsm8k/train.jsonl)"
+    )
+    parser.add_argument("--question-field", default="question")
+    parser.add_argument("--answer-field", default="answer")
     parser.add_argument("--train-seconds", type=float, default=300)
     parser.add_argument("--processbench-limit", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -69,7 +74,8 @@ def main() -> None:
     parser.add_argument("--api-base", default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    seeds, processbench = DATA / "gsm8k" / "train.jsonl", DATA / "processbench" / "gsm8k.json"
+    seeds = Path(args.seeds) if args.seeds else DATA / "gsm8k" / "train.jsonl"
+    processbench = DATA / "processbench" / "gsm8k.json"
     for path in (seeds, processbench):
         if not path.is_file():
             sys.exit(f"{path} is absent: this benchmark needs the shared data folder")
@@ -83,7 +89,8 @@ def main() -> None:
     model += ["--api-base", args.api_base] if args.api_base else []
     timings["run"] = prmsynth(
         "run", str(seeds), "--out", str(work / "run"), "--limit", str(args.questions),
-        "--column-names", "question", "--answer-column", "answer", "-q", *model,
+        "--column-names", args.question_field, "--answer-column", args.answer_field, "-q",
+        *model,
     )  # fmt: skip
     timings["export"] = prmsynth(
         "export", str(work / "run" / "trees.jsonl"), "--format", "trl",
@@ -91,7 +98,11 @@ def main() -> None:
     )  # fmt: skip
     records = sum(1 for _ in open(work / "trl.jsonl", encoding="utf-8"))
     if not records:
-        sys.exit("the run kept no question with labelled steps: raise --questions")
+        summary = json.loads((work / "run" / "summary.json").read_text())
+        sys.exit(
+            f"the run kept no question with labelled steps ({summary.get('skipped_by_reason')}): "
+            "raise --questions, or use a stronger generator (--model)"
+        )
     timings["train"] = prmsynth(
         "train", str(work / "trl.jsonl"), "--base", base, "--out", str(work / "prm"),
         "--max-seconds", str(args.train_seconds), "--epochs", str(args.epochs),

@@ -466,3 +466,36 @@ def test_layout_reads_each_score_at_the_separator_after_its_step():
     assert ends == [6, 10]
     _, cut = layout.encode(Chars(), "q?", ["ab", "cde"], max_length=8)
     assert cut == [6]
+
+
+def test_the_monte_carlo_labeller_judges_with_its_own_first_error():
+    from prmsynth import LLMStepGenerator, Pipeline
+    from prmsynth.testing import ScriptedLLM
+    from prmsynth.train._evaluate import MonteCarloJudge
+
+    def script(request):
+        # Completions reach the reference unless the prefix already went wrong.
+        text = " ".join(message["content"] for message in request.messages)
+        return "The answer is 5." if "= 5" in text else "So the answer is 4."
+
+    judge = MonteCarloJudge(pipeline=Pipeline(generator=LLMStepGenerator(llm=ScriptedLLM(script))))
+    try:
+        steps = ["2 + 2 = 4.", "Then 2 + 2 = 5.", "The answer is 5."]
+        scores = judge.score("What is 2 + 2?", steps, answer="4")
+    finally:
+        judge.close()
+    assert first_error(scores, 0.5) == 1
+    assert scores[0] >= 0.5 > scores[1] and scores[2] < 0.5
+
+
+def test_a_missing_train_extra_is_named_with_its_install_command(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    export = write_records(tmp_path / "trl.jsonl", toy_records(2))
+    code = main(["train", str(export), "--base", str(tmp_path), "--out", str(tmp_path / "p")])
+    assert code == 2
+    assert "pip install 'prmsynth[train]'" in capsys.readouterr().err
