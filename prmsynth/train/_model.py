@@ -68,8 +68,15 @@ def load_base(base: str | os.PathLike, head: Head) -> tuple[Any, Any]:
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     folder, gguf_file = resolve_base(base)
-    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(folder, **extra)
+    if gguf_file:
+        try:  # transformers 5 can keep GGUF weights packed, untrainable: unpack them
+            from transformers import GgufConfig
+        except ImportError:  # transformers 4 always unpacks them
+            pass
+        else:
+            extra["quantization_config"] = GgufConfig(dequantize=True)
     model = AutoModelForTokenClassification.from_pretrained(
         folder,
         num_labels=num_labels(head),
