@@ -519,3 +519,30 @@ def test_the_embedded_gguf_loads_as_a_trainable_base():
     assert all(p.requires_grad and p.dtype == torch.float32 for p in model.parameters())
     ids = tokenizer.encode("2 + 3 = 5.\n", return_tensors="pt")
     assert model(input_ids=ids).logits.shape == (1, ids.shape[1], 2)
+
+
+def test_the_manifest_of_a_split_export_is_found_beside_its_files(tmp_path):
+    from prmsynth.train._trainer import export_manifest
+
+    (tmp_path / "trl.jsonl.manifest.json").write_text('{"format": "trl"}')
+    for name in ("trl.jsonl", "trl.train.jsonl", "trl.validation.jsonl"):
+        assert export_manifest(tmp_path / name) == {"format": "trl"}
+    assert export_manifest(tmp_path / "other.jsonl") is None
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"label": 3}, ":2: field 'label': expected -1 or a step index below 3, got 3"),
+        ({"steps": "one step"}, ":2: field 'steps': expected a non-empty list of strings"),
+        ({"problem": ""}, ":2: field 'problem': expected non-empty text"),
+    ],
+)
+def test_evaluate_refuses_bad_rows_with_exit_2_naming_line_and_field(
+    tmp_path, capsys, change, expected
+):
+    rows = processbench_rows()[:3]
+    rows[1] = {**rows[1], **change}
+    data = write_records(tmp_path / "pb.jsonl", rows)
+    assert main(["evaluate", "outcome", str(data), "--threshold", "0.5"]) == 2
+    assert expected in capsys.readouterr().err

@@ -282,6 +282,10 @@ def train_prm(
         processing_class=tokenizer,
         callbacks=[time_limit],
     )
+    if not settings.progress:  # no bar, and no loss lines on stdout either
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     started = time.monotonic()
     result = trainer.train(resume_from_checkpoint=True if resume else None)
     seconds = time.monotonic() - started
