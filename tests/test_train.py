@@ -191,6 +191,14 @@ def test_the_saved_prm_reloads_with_transformers_and_scores_steps(trained):
     scores = prm.score("question 30: what is 30 plus 31?", [GOOD[1], BAD[1], GOOD[0]])
     assert len(scores) == 3 and all(0 <= s <= 1 for s in scores)
     assert scores[0] > 0.5 > scores[1] and scores[2] < 0.5  # wrong after a wrong step
+    # Scored together, padded to the longest, each solution scores as it does alone.
+    solutions = [
+        ("q?", [GOOD[0]]),
+        ("question 30: what is 30 plus 31?", [GOOD[1], BAD[1], GOOD[0]]),
+    ]
+    together = prm.score_batch(solutions)
+    assert together[1] == pytest.approx(scores, abs=1e-5)
+    assert together[0] == pytest.approx(prm.score(*solutions[0]), abs=1e-5)
     provenance = json.loads((report.out / "prmsynth_train.json").read_text())
     assert provenance["export"]["manifest"] == {"format": "trl", "counts": {}}
     assert provenance["settings"]["learning_rate"] == 3e-3

@@ -205,17 +205,27 @@ def score_all(
     items: Sequence[Any],
     *,
     progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 8,
 ) -> list[list[float]]:
     """Every item's step scores (items have ``problem``, ``steps``, ``answer``);
-    a scorer that returns the wrong number of scores raises ValueError."""
-    rows = []
-    for index, item in enumerate(items):
-        row = [float(s) for s in scorer.score(item.problem, item.steps, item.answer)]
-        if len(row) != len(item.steps):
-            raise ValueError(f"the scorer gave {len(row)} scores for {len(item.steps)} steps")
-        rows.append(row)
+    a scorer with ``score_batch`` (a local PRM) gets ``batch_size`` items at a
+    time.  A scorer that returns the wrong number of scores raises ValueError."""
+    batched = getattr(scorer, "score_batch", None)
+    size = batch_size if batched is not None else 1
+    rows: list[list[float]] = []
+    for start in range(0, len(items), size):
+        chunk = items[start : start + size]
+        if batched is not None:
+            results = batched([(item.problem, item.steps) for item in chunk])
+        else:
+            results = [scorer.score(item.problem, item.steps, item.answer) for item in chunk]
+        for item, result in zip(chunk, results, strict=True):
+            row = [float(s) for s in result]
+            if len(row) != len(item.steps):
+                raise ValueError(f"the scorer gave {len(row)} scores for {len(item.steps)} steps")
+            rows.append(row)
         if progress is not None:
-            progress(index + 1, len(items))
+            progress(len(rows), len(items))
     return rows
 
 

@@ -165,12 +165,31 @@ class LocalPRM:
     def score(self, problem: str, steps: Sequence[str], answer: str | None = None) -> list[float]:
         """Each step's probability of being right; steps past the model's
         context get the last score read (they cannot be seen)."""
+        return self.score_batch([(problem, steps)])[0]
+
+    def score_batch(self, solutions: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+        """``score`` for several ``(problem, steps)`` at once, in one padded forward pass
+        (padding on the right, masked, so no real token sees it)."""
         import torch
 
-        ids, ends = self.layout.encode(self.tokenizer, problem, steps, max_length=self.max_length)
-        if not ends:
-            return [0.5] * len(steps)
+        encoded = [
+            self.layout.encode(self.tokenizer, problem, steps, max_length=self.max_length)
+            for problem, steps in solutions
+        ]
+        width = max(len(ids) for ids, _ in encoded)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, (tokens, _) in enumerate(encoded):
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+            mask[row, : len(tokens)] = 1
         with torch.no_grad():
-            logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0]
-            scores = torch.sigmoid(step_logits(logits.float(), self.head))[ends].tolist()
-        return scores + [scores[-1]] * (len(steps) - len(scores))
+            logits = self.model(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+            ).logits
+            probabilities = torch.sigmoid(step_logits(logits.float(), self.head)).cpu()
+        results = []
+        for row, ((_, ends), (_, steps)) in enumerate(zip(encoded, solutions, strict=True)):
+            scores = probabilities[row, ends].tolist() if ends else [0.5]
+            results.append(scores + [scores[-1]] * (len(steps) - len(scores)))
+        return results
