@@ -100,3 +100,20 @@ def test_the_library_never_imports_the_command_line_or_the_test_doubles():
             target.startswith(("prmsynth.cli", "prmsynth.testing"))
             for target in imported_modules(path)
         ), module
+
+
+#: The train extra: only a function that trains or scores with a local model imports it.
+TRAIN_EXTRA = ("torch", "transformers", "accelerate", "gguf", "tokenizers")
+
+
+def test_no_module_imports_the_train_extra_at_its_top():
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:  # module level only: imports inside functions are lazy
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            heavy = [name for name in names if name.split(".")[0] in TRAIN_EXTRA]
+            assert heavy == [], f"{module} imports {heavy} at its top"
