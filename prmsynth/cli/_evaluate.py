@@ -28,6 +28,8 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     >>> args.prm, args.data, args.threshold, args.calibration_fraction
     ('prm', 'gsm8k.json', 0.5, 0.2)
     """
+    from prmsynth.cli._types import COUNT, SEED, number
+
     parser = subparsers.add_parser(
         "evaluate",
         help="score a PRM on ProcessBench-format data and on Best-of-N selection",
@@ -62,7 +64,7 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
         "with problem, steps, answer and optionally question_id and correct",
     )
     parser.add_argument(
-        "--threshold", type=float, default=None, help="score below which a step is wrong"
+        "--threshold", type=number(), default=None, help="score below which a step is wrong"
     )
     parser.add_argument(
         "--calibration-file",
@@ -71,13 +73,13 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--calibration-fraction",
-        type=float,
+        type=number(above=0, maximum=1),
         default=0.2,
         help="without --threshold or --calibration-file: this share of DATA, drawn with "
         "--seed, chooses the threshold and the rest is scored",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N rows")
+    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--limit", type=COUNT, default=None, help="use only the first N rows")
     parser.add_argument("--out", default=None, help="also write the results (JSON) here")
     parser.add_argument(
         "--separator",
@@ -89,7 +91,7 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--api-base", default=None, help="for mc:MODEL: the model's API base URL")
     parser.add_argument(
-        "--num-branches", type=int, default=8, help="for mc:MODEL: completions per prefix"
+        "--num-branches", type=COUNT, default=8, help="for mc:MODEL: completions per prefix"
     )
     parser.add_argument(
         "--device", default=None, help="for a PRM folder: torch device (default: cuda if any)"

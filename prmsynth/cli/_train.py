@@ -28,6 +28,7 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     >>> args.epochs, args.head, args.separator, args.resume
     (1.0, 'two-labels', '\\n', False)
     """
+    from prmsynth.cli._types import COUNT, POSITIVE, PROBABILITY, whole
     from prmsynth.train._model import HEADS
     from prmsynth.train._trainer import TrainSettings
 
@@ -56,26 +57,29 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
         "the SmolLM2-135M GGUF of the local extra (no download)",
     )
     parser.add_argument("--out", required=True, help="folder for the trained PRM")
-    parser.add_argument("--epochs", type=float, default=defaults.epochs)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--epochs", type=POSITIVE, default=defaults.epochs)
+    parser.add_argument("--learning-rate", type=POSITIVE, default=defaults.learning_rate)
     parser.add_argument(
-        "--batch-size", type=int, default=defaults.batch_size, help="solutions per device and step"
+        "--batch-size",
+        type=COUNT,
+        default=defaults.batch_size,
+        help="solutions per device and step",
     )
     parser.add_argument(
         "--gradient-accumulation",
-        type=int,
+        type=COUNT,
         default=defaults.gradient_accumulation,
         help="batches per optimizer step",
     )
     parser.add_argument(
         "--max-length",
-        type=int,
+        type=COUNT,
         default=defaults.max_length,
         help="tokens per solution; steps that do not fit whole are left out",
     )
     parser.add_argument(
         "--validation-fraction",
-        type=float,
+        type=PROBABILITY,
         default=defaults.validation_fraction,
         help="share of the questions held out (with all their solutions) for the "
         "evaluation loss after each epoch",
@@ -86,7 +90,7 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
         help="a second trl file for the evaluation loss (e.g. the .validation.jsonl of "
         "'prmsynth export --validation-fraction')",
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=whole(minimum=0, maximum=2**32 - 1), default=defaults.seed)
     parser.add_argument(
         "--bf16",
         action=argparse.BooleanOptionalAction,
@@ -94,11 +98,11 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
         help="bfloat16 mixed precision (default: where the GPU supports it)",
     )
     parser.add_argument(
-        "--max-steps", type=int, default=None, help="stop after this many optimizer steps"
+        "--max-steps", type=COUNT, default=None, help="stop after this many optimizer steps"
     )
     parser.add_argument(
         "--max-seconds",
-        type=float,
+        type=POSITIVE,
         default=None,
         help="stop training after this many seconds (a checkpoint is saved)",
     )
@@ -115,9 +119,9 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
         help="two-labels: token classification (wrong, right), score softmax[1]; one-logit: "
         "a reward head, score sigmoid(logit)",
     )
-    parser.add_argument("--logging-steps", type=int, default=defaults.logging_steps)
+    parser.add_argument("--logging-steps", type=COUNT, default=defaults.logging_steps)
     parser.add_argument(
-        "--save-steps", type=int, default=defaults.save_steps, help="checkpoint every N steps"
+        "--save-steps", type=COUNT, default=defaults.save_steps, help="checkpoint every N steps"
     )
     parser.add_argument(
         "--resume",
