@@ -554,3 +554,19 @@ def test_evaluate_refuses_bad_rows_with_exit_2_naming_line_and_field(
     data = write_records(tmp_path / "pb.jsonl", rows)
     assert main(["evaluate", "outcome", str(data), "--threshold", "0.5"]) == 2
     assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_the_reader_takes_what_prmsynth_export_writes(tmp_path, soft):
+    from prmsynth import ExportSettings, export_file
+
+    from .test_export import small_tree
+
+    tree, _ = small_tree()
+    out = tmp_path / "trl.jsonl"
+    export_file([tree], "trl", out, ExportSettings(soft_labels=soft))
+    records = read_step_records(out)
+    assert [r.targets for r in records] == (
+        [(0.5, 1.0), (0.0, 0.0)] if soft else [(1.0, 1.0, 1.0), (0.0, 0.0)]
+    )
+    assert records[0].soft is soft
