@@ -101,7 +101,9 @@ if TYPE_CHECKING:  # for type checkers and the API docs; at run time see __getat
     from prmsynth.llm._ratelimit import RequestLimiter
     from prmsynth.llm._router import RouterLLM
     from prmsynth.publish._push import PushReport, push
+    from prmsynth.run._executor import Executor, LocalExecutor
     from prmsynth.run._folder import RunFolder
+    from prmsynth.run._ray import RayExecutor
     from prmsynth.train._evaluate import (
         BestOfNScore,
         Candidate,
@@ -154,6 +156,9 @@ _LAZY = {
     "Rejection": "prmsynth.evolve._evolver",
     "extract_answer": "prmsynth.verify._math",
     "RunFolder": "prmsynth.run._folder",
+    "Executor": "prmsynth.run._executor",
+    "LocalExecutor": "prmsynth.run._executor",
+    "RayExecutor": "prmsynth.run._ray",
     "push": "prmsynth.publish._push",
     "PushReport": "prmsynth.publish._push",
     "write_html": "prmsynth.view._html",
@@ -207,6 +212,7 @@ __all__ = [
     "EvolutionSettings",
     "EvolveInstruct",
     "ExactMatchVerifier",
+    "Executor",
     "ExportError",
     "ExportSettings",
     "FirstErrorRule",
@@ -221,6 +227,7 @@ __all__ = [
     "LabelledSolution",
     "LengthCappedSplitter",
     "LiteLLMClient",
+    "LocalExecutor",
     "LocalPRM",
     "MathAnswerVerifier",
     "MathShepherd",
@@ -236,6 +243,7 @@ __all__ = [
     "PushReport",
     "Question",
     "QuestionEvolver",
+    "RayExecutor",
     "ReasoningTree",
     "Rejection",
     "RelativeDrop",

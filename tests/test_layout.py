@@ -102,6 +102,28 @@ def test_the_library_never_imports_the_command_line_or_the_test_doubles():
         ), module
 
 
+def ray_imports(path) -> tuple[int, int]:
+    """How many imports of Ray ``path`` has: (at module level, inside functions)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+
+    def names_ray(node) -> bool:
+        if isinstance(node, ast.ImportFrom):
+            return node.level == 0 and (node.module or "").split(".")[0] == "ray"
+        if isinstance(node, ast.Import):
+            return any(alias.name.split(".")[0] == "ray" for alias in node.names)
+        return False
+
+    top = sum(names_ray(node) for node in tree.body)
+    return top, sum(names_ray(node) for node in ast.walk(tree)) - top
+
+
+def test_ray_is_imported_only_by_the_ray_executor_and_only_when_it_runs():
+    importing = {module: ray_imports(path) for module, path in MODULES.items()}
+    importing = {module: counts for module, counts in importing.items() if any(counts)}
+    assert set(importing) == {"prmsynth.run._ray"}
+    assert importing["prmsynth.run._ray"][0] == 0  # never at import time
+
+
 #: The train extra: only a function that trains or scores with a local model imports it.
 TRAIN_EXTRA = ("torch", "transformers", "accelerate", "gguf", "tokenizers")
 

@@ -116,6 +116,17 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         metavar="FRACTION",
         help="exit with status 1 when more than this share of the questions done failed",
     )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="search on a Ray cluster (pip install 'prmsynth[ray]'): a pool of workers, one per "
+        "CPU, each with its own copy of the pipeline; 'auto' joins the cluster this process "
+        "runs in, HOST:PORT or ray://HOST:PORT another, no ADDRESS starts one on this machine; "
+        "--concurrency, --rpm and --tpm hold per worker",
+    )
     from prmsynth.cli import _evolve
 
     _evolve.add_evolve_options(parser)
@@ -140,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from prmsynth.evolve._evolver import EvolveInstruct
     from prmsynth.llm._client import BackendUnavailable
     from prmsynth.run._budget import Budget
+    from prmsynth.run._executor import executor_from_option
     from prmsynth.run._folder import run_to_directory
     from prmsynth.run._pipeline import Pipeline
     from prmsynth.verify._math import MathAnswerVerifier
@@ -246,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
             budget=Budget(max_completions=args.max_completions, max_cost=args.max_cost),
             log=log,
             extra_files={CONFIG_FILE: _config_text(args)},
+            executor=executor_from_option(args.ray),
         )
     except (InputError, PrefixModeError) as error:
         print(f"prmsynth run: error: {error}", file=sys.stderr)

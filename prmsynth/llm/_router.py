@@ -111,6 +111,11 @@ def _deployment_secrets(model_list: Sequence[Mapping[str, Any]]) -> tuple[str, .
     return tuple(secrets)
 
 
+def _rebuilt_router_llm(cls: type[RouterLLM], fields: dict[str, Any]) -> RouterLLM:
+    router = import_litellm().Router(**fields["router_arguments"])
+    return cls(router=router, **fields)
+
+
 def _cooldown_seconds(error: BaseException) -> float | None:
     """How long a Router said to wait when no deployment was available, else None."""
     if type(error).__name__ not in ("RouterRateLimitError", "RouterRateLimitErrorBasic"):
@@ -134,6 +139,9 @@ class RouterLLM(RetryingLLM):
     secrets: tuple[str, ...] = attrs.field(default=(), repr=False, eq=False)
     #: The deployments behind ``model`` (their ``litellm_params`` less secrets), for the cache.
     deployments: tuple[Mapping[str, Any], ...] = attrs.field(default=(), repr=False, eq=False)
+    #: The ``litellm.Router`` arguments it was built with (`from_config`): another
+    #: process (a Ray worker) builds its own Router from them when it is unpickled.
+    router_arguments: Mapping[str, Any] | None = attrs.field(default=None, repr=False, eq=False)
 
     @classmethod
     def from_config(
@@ -171,8 +179,20 @@ class RouterLLM(RetryingLLM):
             router=router,
             secrets=_deployment_secrets(config["model_list"]),
             deployments=deployments,
+            router_arguments={"model_list": config["model_list"], **router_settings},
             **settings,
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A litellm Router holds locks and HTTP clients: a copy builds its own.
+        if self.router_arguments is None:
+            raise TypeError("only a RouterLLM built by from_config can be pickled")
+        fields = {
+            field.name: getattr(self, field.name)
+            for field in attrs.fields(type(self))
+            if field.init and field.name != "router"
+        }
+        return _rebuilt_router_llm, (type(self), fields)
 
     def _served_by(self) -> dict[str, Any]:
         return {"deployments": list(self.deployments)} if self.deployments else {}

@@ -72,6 +72,7 @@ from prmsynth.export._serialize import (
     tree_from_dict,
 )
 from prmsynth.run._budget import Budget, BudgetedGenerator, Ledger
+from prmsynth.run._executor import Executor, LocalExecutor
 from prmsynth.run._pipeline import Pipeline
 from prmsynth.run._progress import Progress
 from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT
@@ -536,6 +537,7 @@ def run_to_directory(
     on_result: Callable[[SearchResult], None] | None = None,
     shard: tuple[int, int] | None = None,
     extra_files: Mapping[str, str] | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Evolve (with ``pipeline.evolver``) and search ``questions`` into
     ``out_dir``, resuming what the folder already holds.
@@ -551,7 +553,9 @@ def run_to_directory(
     Raises [`InputError`][prmsynth.InputError] when the folder holds a run with other
     settings (unless ``overwrite``).  ``extra_files`` (name: text, such as the
     command line's ``config.yaml``) are written beside ``run.json`` once the
-    folder is accepted.
+    folder is accepted.  ``executor`` searches the questions (default: this
+    process; [`RayExecutor`][prmsynth.RayExecutor]: a Ray cluster); the
+    folder is written here either way.
     """
     _check_budget_can_finish(pipeline, budget)
     with folder_lock(out_dir):
@@ -567,6 +571,7 @@ def run_to_directory(
             on_result=on_result,
             shard=shard,
             extra_files=extra_files or {},
+            executor=executor or LocalExecutor(),
         )
 
 
@@ -598,6 +603,7 @@ def _run_locked(
     on_result: Callable[[SearchResult], None] | None,
     shard: tuple[int, int] | None,
     extra_files: Mapping[str, str],
+    executor: Executor,
 ) -> dict[str, Any]:
     started = time.monotonic()
     # The prefix mode is settled (a probe, for "auto") before the identity is taken.
@@ -612,6 +618,10 @@ def _run_locked(
         if log is not None:
             print(f"warning: {problem}; its question runs again", file=log)
     tally = folder.tally
+    # Where evolution runs is the executor's (a Ray cluster's worker, or here).
+    evolver = executor.evolver_for(pipeline.evolver)
+    if evolver is not pipeline.evolver:
+        pipeline = attrs.evolve(pipeline, evolver=evolver)
     to_search = questions_to_search(pipeline, questions, out_dir, shard=shard, log=log)
     remaining: Iterator[Question] | AsyncIterator[Question]
     if isinstance(to_search, _EvolutionStream):
@@ -667,7 +677,12 @@ def _run_locked(
     if folder.set_aside:
         summary["lines_set_aside"] = folder.set_aside
     write_json(summary_path, {**summary, **tally.as_dict(), **spent()})
-    progress = Progress(total=n_questions(), stream=log, interval=progress_interval)
+    progress = Progress(
+        total=n_questions(),
+        stream=log,
+        interval=progress_interval,
+        detail=executor.progress_detail,
+    )
     progress.update(tally)
     files = {name: open(out_dir / name, "a", encoding="utf-8") for name in OUTPUT_FILES}
 
@@ -699,7 +714,7 @@ def _run_locked(
         return reason is not None
 
     async def consume() -> None:
-        async for result in pipeline.astream(remaining, stop_when=should_stop, evolve=False):
+        async for result in executor.astream(pipeline, remaining, stop_when=should_stop):
             if result.status == "failed" and ledger.exhausted is not None:
                 if (result.reason or "").startswith(BudgetExhausted.__name__):
                     # Stopped by the budget, not failed: nothing is written, and a
@@ -915,6 +930,7 @@ class RunFolder:
         log: TextIO | None = None,
         on_result: Callable[[SearchResult], None] | None = None,
         shard: tuple[int, int] | None = None,
+        executor: Executor | None = None,
     ) -> dict[str, Any]:
         """Evolve (``pipeline.evolver``, kept in ``evolved.jsonl``) and search
         ``questions`` into the folder, resuming it; returns the summary.
@@ -930,7 +946,10 @@ class RunFolder:
         question the budget cannot finish is left for a resumed run.
         ``log`` gets progress lines (None: quiet).
         ``shard=(i, n)`` searches only shard ``i`` of ``n`` (join them with
-        [`merge`][prmsynth.RunFolder.merge]).
+        [`merge`][prmsynth.RunFolder.merge]).  ``executor``: where the
+        questions are searched (default: this process;
+        [`RayExecutor`][prmsynth.RayExecutor] ships the Pipeline to a Ray
+        cluster's workers; the folder is written here either way).
         """
         return run_to_directory(
             pipeline,
@@ -942,6 +961,7 @@ class RunFolder:
             log=log,
             on_result=on_result,
             shard=shard,
+            executor=executor,
         )
 
     def merge(self, shards: Sequence[str | os.PathLike]) -> dict[str, Any]:

@@ -26,7 +26,8 @@ class Progress:
     this display started (resumed ones do not count), ``?`` until one has.
     On a terminal the line is redrawn in place (at most every 0.2 s); in a
     log (not a terminal) a plain line is printed at most every ``interval``
-    seconds and at the end.  ``stream=None`` shows nothing.
+    seconds and at the end.  ``stream=None`` shows nothing.  ``detail``, when
+    given, adds its note at the end of the line (the Ray workers alive).
     """
 
     def __init__(
@@ -36,11 +37,13 @@ class Progress:
         stream: TextIO | None,
         interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        detail: Callable[[], str | None] | None = None,
     ) -> None:
         self.total = total
         self.stream = stream
         self.interval = interval
         self.clock = clock
+        self.detail = detail
         self.live = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
         self.started = clock()
         self.last_shown = float("-inf")
@@ -67,7 +70,11 @@ class Progress:
             f"[{bar}] {tally.done}/{self.total} questions | {format_duration(elapsed)} elapsed, "
             f"ETA {eta} | {rate:.1f} completions/s | {tokens:,} tokens | ${tally.cost:.4f} | "
             f"{tally.status['failed']} failed"
-        )
+        ) + self._detail()
+
+    def _detail(self) -> str:
+        note = self.detail() if self.detail is not None else None
+        return f" | {note}" if note else ""
 
     def _baseline(self, tally: Any) -> tuple[int, int]:
         # What the folder held when the display started (a resumed run's
