@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s examples``."""
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s examples``, ``nox -s train``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,23 @@ def tests(session: nox.Session) -> None:
     """Unit, property, doctest and local-model integration tests (in the current environment)."""
     session.run("python", "-m", "pip", "install", "-q", "-e", ".[test,local]")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=False)
+def train(session: nox.Session) -> None:
+    """The train and evaluate tests with the train extra (torch from the CPU index)."""
+    session.run(
+        "python",
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "torch",
+        "--index-url",
+        "https://download.pytorch.org/whl/cpu",
+    )
+    session.run("python", "-m", "pip", "install", "-q", "-e", ".[test,train]")
+    session.run("python", "-m", "pytest", "tests/test_train.py", *session.posargs)
 
 
 @nox.session

@@ -104,6 +104,20 @@ if TYPE_CHECKING:  # for type checkers and the API docs; at run time see __getat
     from prmsynth.run._executor import Executor, LocalExecutor
     from prmsynth.run._folder import RunFolder
     from prmsynth.run._ray import RayExecutor
+    from prmsynth.train._evaluate import (
+        BestOfNScore,
+        Candidate,
+        LabelledSolution,
+        ProcessBenchScore,
+        best_of_n,
+        choose_threshold,
+        processbench_score,
+        read_candidates,
+        read_labelled_solutions,
+    )
+    from prmsynth.train._model import LocalPRM
+    from prmsynth.train._served import ServedPRM
+    from prmsynth.train._trainer import TrainReport, TrainSettings, train_prm
     from prmsynth.verify._critic import LLMCritic
     from prmsynth.verify._judge import LLMJudgeVerifier
     from prmsynth.verify._math import (
@@ -152,6 +166,21 @@ _LAZY = {
     "collect_stats": "prmsynth.view._stats",
     "format_table": "prmsynth.view._stats",
     "plot_stats": "prmsynth.view._stats",
+    # Training and judging PRMs: torch and transformers load only when a model does.
+    "train_prm": "prmsynth.train._trainer",
+    "TrainSettings": "prmsynth.train._trainer",
+    "TrainReport": "prmsynth.train._trainer",
+    "LocalPRM": "prmsynth.train._model",
+    "ServedPRM": "prmsynth.train._served",
+    "processbench_score": "prmsynth.train._evaluate",
+    "ProcessBenchScore": "prmsynth.train._evaluate",
+    "choose_threshold": "prmsynth.train._evaluate",
+    "best_of_n": "prmsynth.train._evaluate",
+    "BestOfNScore": "prmsynth.train._evaluate",
+    "Candidate": "prmsynth.train._evaluate",
+    "LabelledSolution": "prmsynth.train._evaluate",
+    "read_candidates": "prmsynth.train._evaluate",
+    "read_labelled_solutions": "prmsynth.train._evaluate",
 }
 
 
@@ -171,8 +200,10 @@ __all__ = [
     "LLM",
     "BackendUnavailable",
     "BestOfN",
+    "BestOfNScore",
     "BudgetExhausted",
     "CachedLLM",
+    "Candidate",
     "Completion",
     "CompletionCache",
     "Critique",
@@ -193,9 +224,11 @@ __all__ = [
     "LLMResponse",
     "LLMStepGenerator",
     "LabelResult",
+    "LabelledSolution",
     "LengthCappedSplitter",
     "LiteLLMClient",
     "LocalExecutor",
+    "LocalPRM",
     "MathAnswerVerifier",
     "MathShepherd",
     "MonteCarloPolicy",
@@ -205,6 +238,7 @@ __all__ = [
     "Pipeline",
     "PrefixModeChoice",
     "PrefixModeError",
+    "ProcessBenchScore",
     "PublishError",
     "PushReport",
     "Question",
@@ -222,13 +256,18 @@ __all__ = [
     "SearchResult",
     "SearchRun",
     "SearchSettings",
+    "ServedPRM",
     "Step",
     "StepCritic",
     "StepGenerator",
     "StepVerifier",
     "Threshold",
+    "TrainReport",
+    "TrainSettings",
     "TreeInvariantError",
     "Verdict",
+    "best_of_n",
+    "choose_threshold",
     "collect_stats",
     "derive_seed",
     "dpo_records",
@@ -243,7 +282,10 @@ __all__ = [
     "load_schema",
     "parse_math_shepherd",
     "plot_stats",
+    "processbench_score",
     "push",
+    "read_candidates",
+    "read_labelled_solutions",
     "read_tree_file",
     "reference_from_answer",
     "render_html",
@@ -251,6 +293,7 @@ __all__ = [
     "split_on_blank_lines",
     "split_on_lines",
     "split_on_step_markers",
+    "train_prm",
     "tree_from_dict",
     "tree_to_dict",
     "validate_file",

@@ -26,6 +26,7 @@ LAYERS = (
     ("prmsynth.run",),
     ("prmsynth.view",),
     ("prmsynth.publish",),
+    ("prmsynth.train",),
     ("prmsynth.cli",),
 )
 #: Beside the stack: test doubles import only the core; nothing in the library imports them.
@@ -121,3 +122,20 @@ def test_ray_is_imported_only_by_the_ray_executor_and_only_when_it_runs():
     importing = {module: counts for module, counts in importing.items() if any(counts)}
     assert set(importing) == {"prmsynth.run._ray"}
     assert importing["prmsynth.run._ray"][0] == 0  # never at import time
+
+
+#: The train extra: only a function that trains or scores with a local model imports it.
+TRAIN_EXTRA = ("torch", "transformers", "accelerate", "gguf", "tokenizers")
+
+
+def test_no_module_imports_the_train_extra_at_its_top():
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:  # module level only: imports inside functions are lazy
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            heavy = [name for name in names if name.split(".")[0] in TRAIN_EXTRA]
+            assert heavy == [], f"{module} imports {heavy} at its top"

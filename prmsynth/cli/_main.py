@@ -30,6 +30,8 @@ COMMAND_MODULES = (
     "prmsynth.cli._verify",
     "prmsynth.cli._view",
     "prmsynth.cli._push",
+    "prmsynth.cli._train",
+    "prmsynth.cli._evaluate",
 )
 
 
