@@ -211,11 +211,12 @@ def test_a_run_writes_its_config_and_the_config_resumes_and_repeats_it(tmp_path,
     assert yaml.safe_load((fresh / "config.yaml").read_text())["out"] == str(fresh.resolve())
 
 
-def test_a_folder_refused_for_other_settings_keeps_its_config(tmp_path, model):
+def test_a_folder_refused_for_other_settings_keeps_its_config(tmp_path, model, capsys):
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text(json.dumps({"problem": "What is 1 + 1?", "final_answer": "2"}) + "\n")
     out = tmp_path / "out"
     assert main(run_argv(seeds, out, model)) == 0
     before = (out / "config.yaml").read_text()
-    assert main([*run_argv(seeds, out, model), "--num-branches", "2"]) == 2
+    assert main([*run_argv(seeds, out, model), "--max-search", "2"]) == 2
+    assert "pipeline.policy.settings.max_search" in capsys.readouterr().err
     assert (out / "config.yaml").read_text() == before

@@ -25,6 +25,7 @@ from prmsynth import (
     load_questions,
 )
 from prmsynth.cli import _evolve as _evolve_cli
+from prmsynth.cli import main
 from prmsynth.evolve._evolver import (
     DEFAULT_TEMPLATES,
     ELIMINATION_REASONS,
@@ -726,21 +727,21 @@ def test_cli_writes_questions_that_run_reads_and_a_rejects_file(tmp_path, script
     [
         ([{"idx": 1, "question": "x", "final_answer": "1"}], [], ":1: field 'problem'"),
         ([{"idx": 1, "problem": "x"}], [], ":1: field 'final_answer'"),
-        (SEED_RECORDS, ["--agreement-threshold", "1.5"], "agreement_threshold"),
-        (SEED_RECORDS, ["--rounds", "-1"], "rounds"),
-        (SEED_RECORDS, ["--per-seed", "0"], "per_seed"),
-        (SEED_RECORDS, ["--n-answer-samples", "0"], "n_answer_samples"),
-        (SEED_RECORDS, ["--limit", "0"], "--limit"),
+        (SEED_RECORDS, ["--agreement-threshold", "1.5"], "argument --agreement-threshold"),
+        (SEED_RECORDS, ["--rounds", "-1"], "argument --rounds"),
+        (SEED_RECORDS, ["--per-seed", "0"], "argument --per-seed"),
+        (SEED_RECORDS, ["--n-answer-samples", "0"], "argument --n-answer-samples"),
+        (SEED_RECORDS, ["--limit", "0"], "argument --limit"),
         ([], [], "holds no questions"),
     ],
 )
 def test_cli_bad_input_exits_2_with_a_located_message(tmp_path, capsys, records, extra, message):
     seeds = write_seeds(tmp_path / "seeds.jsonl", records)
     out = tmp_path / "questions.jsonl"
-    status = _evolve_cli.run(parse(["evolve", str(seeds), "--out", str(out), *extra]))
-    assert status == 2
+    # Numbers out of range are refused when parsed (argparse), the rest when read.
+    assert main(["evolve", str(seeds), "--out", str(out), *extra]) == 2
     stderr = capsys.readouterr().err
-    assert stderr.startswith("prmsynth evolve: error:")
+    assert "prmsynth evolve: error:" in stderr
     assert message in stderr
     assert not out.exists()
 
@@ -778,8 +779,8 @@ def test_run_options_give_evolution_settings_only_for_rounds_above_zero():
         _evolve_cli.evolution_settings_from_args(
             parser.parse_args(["--evolve-rounds", "1", "--agreement-threshold", "0"])
         )
-    with pytest.raises(InputError, match="--evolve-rounds"):
-        _evolve_cli.evolution_settings_from_args(parser.parse_args(["--evolve-rounds", "-2"]))
+    with pytest.raises(SystemExit):  # refused when parsed
+        parser.parse_args(["--evolve-rounds", "-2"])
 
 
 # -- the embedded model ---------------------------------------------------------

@@ -194,7 +194,7 @@ def test_without_huggingface_hub_the_message_says_what_to_install(
     ("extra", "words"),
     [
         (["--formats", "trl,nope"], "unknown format"),
-        (["--validation-fraction", "1.5"], "validation_fraction"),
+        (["--validation-fraction", "1.5"], "argument --validation-fraction"),
     ],
 )
 def test_bad_options_exit_2(run_dir, capsys, extra, words):

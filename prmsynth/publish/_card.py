@@ -11,6 +11,7 @@ YAML reads as they are, so no YAML library is needed.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,6 +35,8 @@ _SIZES = (
 
 # run.json fields that name a machine or a path of the person who ran it.
 _PRIVATE_KEYS = ("api_base",)
+# A server address inside a text.
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\"']+", re.IGNORECASE)
 # Command-line options whose value is a server address.
 _SERVER_OPTIONS = ("--api-base", "--judge-api-base")
 
@@ -118,6 +121,10 @@ def public_settings(run_info: Mapping[str, Any]) -> dict[str, Any]:
     def scrub(value: Any) -> Any:
         if isinstance(value, Mapping):
             return {k: scrub(v) for k, v in value.items() if k not in _PRIVATE_KEYS}
+        if isinstance(value, list):
+            return [scrub(item) for item in value]
+        if isinstance(value, str):  # a server named inside a text (an LLM's identity)
+            return _URL.sub("<server>", value)
         return value
 
     settings = scrub(run_info)
