@@ -92,7 +92,16 @@ class InputError(ValueError):
 
 
 class LLMError(RuntimeError):
-    """An LLM request failed (the message never contains the API key)."""
+    """An LLM request failed (the message never contains the API key).
+
+    ``transient`` says the last failure was one that passes with time (a rate
+    limit, a timeout, a 5xx), so the request failed only because its attempts
+    ran out; otherwise the server refused the request itself (a 4xx).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class BackendUnavailable(LLMError):

@@ -273,3 +273,29 @@ def test_the_probe_accepts_only_a_reply_that_goes_on_from_13(number, lead):
     assert judge_probe_reply(f"{lead}13, 14, 15").continues
     assert not judge_probe_reply(f"{lead}1, 2, 3, 4").continues
     assert not judge_probe_reply(f"{lead}{number}, {number + 1}").continues
+
+
+def test_a_passing_overload_during_the_probe_stops_the_run_instead_of_settling_on_quote(
+    tmp_path, seeds, capsys
+):
+    # The check passes, then the probe meets 429s through every attempt.
+    faults = [None, "rate_limit", "rate_limit"]
+    out = tmp_path / "out"
+    with FakeOpenAIServer(
+        responder=continuing_server, fault_sequence=faults, retry_after=0.01
+    ) as server:
+        assert main(run_argv(seeds, out, server, "--max-attempts", "2")) == 2
+    assert "the prefix-mode probe got no answer" in capsys.readouterr().err
+    assert not (out / "run.json").exists()
+
+
+def test_a_server_that_refuses_the_continuation_flags_is_quoted(tmp_path, seeds, capsys):
+    def refuse_flags(body):
+        return "bad_request" if "continue_final_message" in body else None
+
+    out = tmp_path / "out"
+    with FakeOpenAIServer(responder=continuing_server, fault_rule=refuse_flags) as server:
+        argv = [arg for arg in run_argv(seeds, out, server) if arg != "--quiet"]
+        assert main(argv) == 0
+    assert "it refused a continued reply" in capsys.readouterr().err
+    assert RunFolder(out).settings()["prefix_mode"] == "quote"

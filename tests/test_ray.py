@@ -255,6 +255,39 @@ def test_the_budget_holds_across_workers_and_a_resumed_run_finishes_it(ray_clust
 
 
 @requires_ray
+def test_a_cost_budget_sends_one_request_until_a_price_is_known_across_workers(ray_cluster):
+    import asyncio
+
+    import ray
+
+    from prmsynth.run._budget import Budget
+    from prmsynth.run._ray import _BudgetKeeper
+
+    keeper = (
+        ray.remote(_BudgetKeeper)
+        .options(num_cpus=0, max_concurrency=100)
+        .remote(Budget(max_cost=0.05), 0, 0.0)
+    )
+
+    async def request(worker):
+        reserved, value = await keeper.acquire.remote(worker, 4)
+        if not reserved:
+            return 0
+        await asyncio.sleep(0.05)  # in flight, its price unknown until it returns
+        await keeper.settle.remote(worker, "q", 4, value, 0.04)
+        return 1
+
+    async def sixteen_workers():
+        return sum(await asyncio.gather(*(request(f"w{i}") for i in range(16))))
+
+    try:
+        assert asyncio.run(sixteen_workers()) == 1  # the rest wait for a price, then stop
+        assert ray.get(keeper.snapshot.remote())["spent_cost"] <= 0.05
+    finally:
+        ray.kill(keeper)
+
+
+@requires_ray
 def test_a_pipeline_ships_to_workers_with_its_cache_opened_there(ray_cluster, tmp_path):
     import asyncio
 

@@ -573,3 +573,10 @@ def test_a_folder_of_the_version_before_the_pipeline_identity_resumes_on_its_own
     (tmp_path / "run.json").write_text(json.dumps(legacy))
     with pytest.raises(InputError, match=r"other settings \(search\.max_search\)"):
         run(tmp_path, QUESTIONS[:2], run_info={"model": "fake"})
+    # What that version also compared: the server, the judge, the verifier.
+    for key, value in (("api_base", "http://other:8000/v1"), ("judge", {"model": "j"})):
+        changed = {**json.loads(json.dumps(legacy)), key: value}
+        changed["search"]["max_search"] = 4
+        (tmp_path / "run.json").write_text(json.dumps(changed))
+        with pytest.raises(InputError, match=rf"other settings \({key}\)"):
+            run(tmp_path, QUESTIONS[:2], run_info={"model": "fake"})

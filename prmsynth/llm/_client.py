@@ -431,7 +431,8 @@ class RetryingLLM:
                 message = _one_line(_redact(f"{type(error).__name__}: {error}", self._secrets()))
                 if not retry:
                     tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-                    raise LLMError(f"{self.model}: {message}{tries}") from None
+                    transient = self._is_retryable(litellm, error)
+                    raise LLMError(f"{self.model}: {message}{tries}", transient=transient) from None
                 delay = self._backoff(attempt, error)
                 hinted = retry_after_seconds(error)
                 _logger.info(

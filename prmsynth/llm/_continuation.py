@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import attrs
 
-from prmsynth._errors import redact_secrets
+from prmsynth._errors import BackendUnavailable, LLMError, PrefixModeError, redact_secrets
 
 #: How a partial solution reaches the model: the names of ``--prefix-mode``.
 PrefixMode = Literal["auto", "continue", "quote"]
@@ -210,13 +210,26 @@ def probe_messages() -> list[dict[str, Any]]:
 async def probe_continuation(llm: Any) -> ContinuationProbe:
     """Ask ``llm`` to continue a started reply once (greedy, a few tokens) and judge it.
 
-    An error (a server that refuses the continuation flags, say) is a failed
-    probe, with the error as its reason; nothing is raised.  Give it the
-    uncached client: a cached answer proves nothing about the server.
+    A request the server refuses (a 4xx: the continuation flags unknown, say)
+    is a failed probe, with the refusal as its reason.  A failure that says
+    nothing about continuing (rate limits, timeouts or 5xx through every
+    attempt, a backend that cannot serve) is raised: a passing overload must
+    not settle a whole run on quoting.  Give it the uncached client: a cached
+    answer proves nothing about the server.
     """
     try:
         response = await llm.complete(probe_messages(), n=1, temperature=0.0, max_tokens=16, seed=0)
-    except Exception as error:  # any refusal means: it cannot continue here
+    except BackendUnavailable:
+        raise
+    except LLMError as error:
+        if error.transient:
+            raise PrefixModeError(
+                f"the prefix-mode probe got no answer ({redact_secrets(str(error))}); "
+                "retry later, or choose --prefix-mode continue or quote"
+            ) from None
+        cause = redact_secrets(f"{type(error).__name__}: {error}")
+        return ContinuationProbe(continues=False, reason=f"it refused a continued reply ({cause})")
+    except Exception as error:  # a custom LLM's own refusal
         cause = redact_secrets(f"{type(error).__name__}: {error}")
         return ContinuationProbe(continues=False, reason=f"it refused a continued reply ({cause})")
     reply = response.completions[0].text if response.completions else ""

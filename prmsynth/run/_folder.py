@@ -100,7 +100,16 @@ IDENTITY_KEYS = (
 )
 #: What run.json held in place of ``pipeline`` before it existed; a folder of
 #: those versions is compared on these, less what its pipeline recorded.
-_LEGACY_IDENTITY_KEYS = ("model", "sampling", "policy", "first_error_rule", "system_prompt")
+_LEGACY_IDENTITY_KEYS = (
+    "model",
+    "api_base",
+    "sampling",
+    "policy",
+    "first_error_rule",
+    "verifier",
+    "judge",
+    "system_prompt",
+)
 
 
 def select_shard(questions: Iterable[Question], index: int, count: int) -> Iterator[Question]:
@@ -391,7 +400,10 @@ def _paths_differing(old: Any, new: Any, path: str) -> list[str]:
 def _legacy_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """A folder of a version before the pipeline identity, compared on the keys it has."""
     pipeline = new["pipeline"]
-    differences = [k for k in _LEGACY_IDENTITY_KEYS if old.get(k) != new.get(k)]
+    keys = list(_LEGACY_IDENTITY_KEYS)
+    if pipeline["policy"].get("first_error_rule") is None:
+        keys.remove("first_error_rule")  # recorded then for every policy, used by some
+    differences = [k for k in keys if old.get(k) != new.get(k)]
     # Before prefix modes, the embedded model continued a prefix and servers got it quoted.
     implied = "continue" if str(old.get("model", "")).startswith("prmsynth/") else "quote"
     if new.get("prefix_mode") != implied:

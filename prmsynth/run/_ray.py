@@ -332,8 +332,11 @@ class _BudgetKeeper:
         # What each worker has reserved and not yet settled.
         self.held: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
 
-    async def wait_for_price(self) -> None:
+    async def acquire(self, worker: str, n: int) -> tuple[bool, float | str]:
+        """Wait until a price is known (the first request goes alone), then reserve:
+        one method, so that no other request reserves in between, as in one process."""
         await self.ledger.wait_for_price()
+        return self.reserve(worker, n)
 
     def reserve(self, worker: str, n: int) -> tuple[bool, float | str]:
         try:
@@ -398,8 +401,7 @@ class _KeptBudgetGenerator(StepGenerator):
         n: int,
         sample_offset: int = 0,
     ) -> LLMResponse:
-        await self.keeper.wait_for_price.remote()
-        reserved, value = await self.keeper.reserve.remote(self.worker, n)
+        reserved, value = await self.keeper.acquire.remote(self.worker, n)
         if not reserved:
             raise BudgetExhausted(value)
         try:
