@@ -226,6 +226,18 @@ def test_training_resumes_from_its_last_checkpoint(tiny_base, tmp_path):
     assert first.steps == 2
     with pytest.raises(ValueError, match="already holds a trained PRM"):
         train_prm(export, tiny_base, out, fast_settings(max_steps=4, save_steps=2))
+    # Checkpoints trained on another layout, head or data are not resumed.
+    with pytest.raises(ValueError, match=r"other settings \(separator\)"):
+        train_prm(
+            export,
+            tiny_base,
+            out,
+            fast_settings(max_steps=4, save_steps=2, separator=" ## "),
+            resume=True,
+        )
+    other = write_records(tmp_path / "other.jsonl", toy_records(9))
+    with pytest.raises(ValueError, match=r"other settings \(export_sha256\)"):
+        train_prm(other, tiny_base, out, fast_settings(max_steps=4, save_steps=2), resume=True)
     resumed = train_prm(
         export, tiny_base, out, fast_settings(max_steps=4, save_steps=2), resume=True
     )
@@ -570,3 +582,56 @@ def test_the_reader_takes_what_prmsynth_export_writes(tmp_path, soft):
         [(0.5, 1.0), (0.0, 0.0)] if soft else [(1.0, 1.0, 1.0), (0.0, 0.0)]
     )
     assert records[0].soft is soft
+
+
+def test_the_logged_step_loss_does_not_grow_with_gradient_accumulation(tmp_path):
+    """Batch 8 and batch 2 accumulated 4 times see the same rows: the same loss."""
+    pytest.importorskip("transformers", reason=NEEDS_TRAIN)
+    torch = pytest.importorskip("torch", reason=NEEDS_TRAIN)
+    from transformers import LlamaConfig, LlamaForTokenClassification, TrainingArguments
+
+    from prmsynth.train._trainer import _collator, _trainer_classes
+
+    config = LlamaConfig(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_labels=2,
+        pad_token_id=0,
+    )
+    rows = [
+        {
+            "input_ids": [1 + i % 7, 2, 3, 4, 5],
+            "labels": [-100.0, -100.0, float(i % 2), -100.0, 1.0],
+        }
+        for i in range(8)
+    ]
+    losses = []
+    for batch, accumulation in ((8, 1), (2, 4)):
+        torch.manual_seed(0)
+        trainer_class, _ = _trainer_classes("two-labels", None)
+        arguments = TrainingArguments(
+            output_dir=str(tmp_path / f"ga{accumulation}"),
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            learning_rate=0.0,
+            max_steps=1,
+            logging_steps=1,
+            report_to=[],
+            use_cpu=True,
+            save_strategy="no",
+            remove_unused_columns=False,
+            disable_tqdm=True,
+        )
+        trainer = trainer_class(
+            model=LlamaForTokenClassification(config),
+            args=arguments,
+            train_dataset=rows,
+            data_collator=_collator(0),
+        )
+        trainer.train()
+        losses += [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)

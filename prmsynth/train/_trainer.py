@@ -12,6 +12,7 @@ cross-entropy against the value, as Qwen2.5-Math-PRM's soft-label variant.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -160,6 +161,14 @@ def _trainer_classes(head: Head, max_seconds: float | None) -> tuple[type, Any]:
     from transformers import Trainer, TrainerCallback
 
     class StepTrainer(Trainer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # The step loss is a mean per micro-batch, not scaled by the items of a
+            # whole accumulated batch: the Trainer must divide it by the
+            # accumulation steps (it does not when it thinks the model takes
+            # ``num_items_in_batch``, which a forward with **kwargs seems to).
+            self.model_accepts_loss_kwargs = False
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             targets = inputs.pop("labels")
             outputs = model(**inputs)
@@ -185,6 +194,59 @@ def _trainer_classes(head: Head, max_seconds: float | None) -> tuple[type, Any]:
                 control.should_save = True  # a checkpoint to resume from
 
     return StepTrainer, TimeLimit()
+
+
+#: What a folder's checkpoints were trained on, beside them: a resume must match it.
+CHECKPOINT_IDENTITY = "prmsynth_checkpoints.json"
+
+
+def _training_identity(
+    export: Path, base: str | os.PathLike, validation: str | os.PathLike | None, settings: Any
+) -> dict[str, Any]:
+    """The data, base and options that decide what the checkpoints learn (not how
+    long to train: epochs, steps and seconds may grow on resume)."""
+    base_path = Path(base)
+    chosen = settings.to_dict()
+    kept = (
+        "learning_rate",
+        "batch_size",
+        "gradient_accumulation",
+        "max_length",
+        "validation_fraction",
+        "seed",
+        "separator",
+        "head",
+    )
+    return {
+        "export_sha256": _sha256(Path(export)),
+        "validation_sha256": None if validation is None else _sha256(Path(validation)),
+        "base": str(base_path.resolve()) if base_path.exists() else str(base),
+        "base_sha256": _sha256(base_path) if base_path.is_file() else None,
+        **{name: chosen[name] for name in kept},
+    }
+
+
+def _check_checkpoint_identity(
+    checkpoints: Path, identity: dict[str, Any], *, resume: bool
+) -> None:
+    """Refuse a resume whose export, base or options differ from the checkpoints';
+    record them for a fresh run."""
+    path = checkpoints / CHECKPOINT_IDENTITY
+    if resume and path.exists():
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise InputError(path, f"cannot be read: {error}") from None
+        differing = sorted(key for key in identity if recorded.get(key) != identity[key])
+        if differing:
+            raise InputError(
+                checkpoints.parent,
+                f"its checkpoints were trained with other settings ({', '.join(differing)}); "
+                "resume with the same export, base and options, or choose another --out",
+            )
+        return
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    write_json(path, identity)
 
 
 def train_prm(
@@ -228,6 +290,9 @@ def train_prm(
     if not resume and (out / TRAIN_RECORD).exists():
         raise InputError(out, f"already holds a trained PRM ({TRAIN_RECORD}); choose another --out")
     require_train_extra()
+    _check_checkpoint_identity(
+        checkpoints, _training_identity(export, base, validation, settings), resume=resume
+    )
     import torch
     import transformers
     from transformers import TrainingArguments, set_seed
