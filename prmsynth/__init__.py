@@ -22,6 +22,7 @@ from prmsynth._errors import (
     InputError,
     LLMError,
     PublishError,
+    StorageError,
     TreeInvariantError,
 )
 from prmsynth._interfaces import (
@@ -214,6 +215,7 @@ __all__ = [
     "StepCritic",
     "StepGenerator",
     "StepVerifier",
+    "StorageError",
     "Threshold",
     "TreeInvariantError",
     "Verdict",

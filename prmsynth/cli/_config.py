@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prmsynth._errors import InputError, redact_secrets
+from prmsynth._errors import InputError, is_secret_name, redact_secrets
 
 #: The formats ``--config`` reads, by file suffix.
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
@@ -33,11 +32,6 @@ CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
 REPORTING_OPTIONS = ("config", "verbose", "quiet", "log_file")
 #: Options whose values are paths: a written config holds them absolute when they exist.
 PATH_OPTIONS = ("seed_file", "out", "cache", "router_config", "input", "trees", "folders")
-
-# An option named like a credential (api_key, hf_token, ...; not max_tokens) is never written.
-_SECRET_NAME = re.compile(
-    r"(?:^|_)(?:api_?key|key|token|secret|password|credentials?)$", re.IGNORECASE
-)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -215,7 +209,7 @@ def effective_config(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     config: dict[str, Any] = {}
     for action in parser._actions:
         dest = action.dest
-        if dest in (argparse.SUPPRESS, "help", *REPORTING_OPTIONS) or _SECRET_NAME.search(dest):
+        if dest in (argparse.SUPPRESS, "help", *REPORTING_OPTIONS) or is_secret_name(dest):
             continue
         value = getattr(args, dest, None)
         if dest in PATH_OPTIONS:

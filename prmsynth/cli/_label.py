@@ -148,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
         )
         llm, model, cache, critic = open_backend(args, backend)
     except (InputError, BackendUnavailable) as error:
-        print(f"prmsynth label: error: {error}", file=sys.stderr)
+        from prmsynth.cli._logging import report_error
+
+        report_error(f"prmsynth label: error: {error}")  # --log-file keeps it too
         return EXIT_INPUT
 
     pipeline = Pipeline(

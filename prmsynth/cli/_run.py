@@ -19,7 +19,7 @@ from prmsynth.cli._common import (
     add_model_options,
     add_seed_options,
 )
-from prmsynth.cli._logging import FILE_ONLY
+from prmsynth.cli._logging import FILE_ONLY, report_error
 
 _logger = logging.getLogger(__name__)
 #: The share of failed questions above which a run exits 1.
@@ -240,13 +240,13 @@ def run(args: argparse.Namespace) -> int:
             extra_files={CONFIG_FILE: _config_text(args)},
         )
     except InputError as error:
-        print(f"prmsynth run: error: {error}", file=sys.stderr)
+        report_error(f"prmsynth run: error: {error}")
         return EXIT_INPUT
     except BackendUnavailable as error:
         if not checked:  # the check before the run: nothing was written
-            print(f"prmsynth run: error: {error}", file=sys.stderr)
+            report_error(f"prmsynth run: error: {error}")
             return EXIT_INPUT
-        print(f"prmsynth run: stopped: {error}", file=sys.stderr)
+        report_error(f"prmsynth run: stopped: {error}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         report = _interrupted_report(args, started=checked)

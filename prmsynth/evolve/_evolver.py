@@ -48,9 +48,9 @@ from typing import Any, TypeVar
 
 import attrs
 
+from prmsynth._errors import RUN_FATAL
 from prmsynth._interfaces import LLM, QuestionEvolver
 from prmsynth._values import Completion, Question
-from prmsynth.llm._client import BackendUnavailable
 from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT, derive_seed
 from prmsynth.verify._math import (
     MAX_ANSWER_LENGTH,
@@ -631,7 +631,7 @@ class EvolveInstruct(QuestionEvolver):
                 max_tokens=self.settings.mutation_max_tokens,
                 seed=derive_seed(self.settings.seed, plan.candidate_id, _MUTATION_OFFSET),
             )
-        except BackendUnavailable:
+        except RUN_FATAL:  # a backend gone, a disk full
             raise  # the model is gone: every later call would fail too
         except Exception as error:  # one failed call must not end the run
             return error
@@ -704,7 +704,7 @@ class EvolveInstruct(QuestionEvolver):
                 max_tokens=16,
                 seed=derive_seed(self.settings.seed, plan.candidate_id, _EQUALITY_OFFSET),
             )
-        except BackendUnavailable:
+        except RUN_FATAL:  # a backend gone, a disk full
             raise  # the model is gone: every later call would fail too
         except Exception as error:  # one failed call must not end the run
             return error
@@ -731,7 +731,7 @@ class EvolveInstruct(QuestionEvolver):
                 max_tokens=settings.answer_max_tokens,
                 seed=derive_seed(settings.seed, question_id, _ANSWER_OFFSET),
             )
-        except BackendUnavailable:
+        except RUN_FATAL:  # a backend gone, a disk full
             raise  # the model is gone: every later call would fail too
         except Exception as error:  # one failed call must not end the run
             return error

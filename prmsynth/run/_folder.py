@@ -38,7 +38,7 @@ from typing import IO, Any, TextIO
 
 import attrs
 
-from prmsynth._errors import BudgetExhausted, redact_secrets
+from prmsynth._errors import BudgetExhausted, StorageError, redact_secrets, storage_error
 from prmsynth._interfaces import NoEvolution, SearchResult
 from prmsynth._io import (
     SeenKeys,
@@ -585,7 +585,7 @@ def _run_locked(
     write_json(summary_path, {**summary, **tally.as_dict(), **spent()})
     progress = Progress(total=n_questions(), stream=log, interval=progress_interval)
     progress.update(tally)
-    files = {name: open(out_dir / name, "a", encoding="utf-8") for name in OUTPUT_FILES}
+    files = {name: _open_for_append(out_dir / name) for name in OUTPUT_FILES}
 
     def write(name: str, record: dict[str, Any]) -> None:
         append_line(files[name], record)
@@ -615,47 +615,61 @@ def _run_locked(
         return reason is not None
 
     async def consume() -> None:
-        async for result in pipeline.astream(remaining, stop_when=should_stop, evolve=False):
-            if result.status == "failed" and ledger.exhausted is not None:
-                if (result.reason or "").startswith(BudgetExhausted.__name__):
-                    # Stopped by the budget, not failed: nothing is written, and a
-                    # resumed run searches the question again.
-                    should_stop()
-                    progress.update(tally, result)
-                    continue
-            problems = schema_problems(result) if result.status == "kept" else []
-            if problems:
-                # Nothing that fails its schema is written; the question is
-                # recorded as failed (and runs again on resume).
-                result = attrs.evolve(
-                    result, status="failed", reason="schema: " + "; ".join(problems[:3])
-                )
-                _logger.warning("question %s failed: %s", result.question.id, result.reason)
-            if result.status == "kept":
-                # The tree line is the question's commit; derived lines follow.
-                line = result_to_tree_record(result)
-                write("trees.jsonl", line)
-                for name, records in derived_records(result.tree, system_prompt).items():
-                    for record in records:
-                        write(name, record)
-            else:
-                line = _skipped_record(result)
-                write("skipped.jsonl", line)
-            tally.add(line, status=result.status, verdicts=_verdict_counts(result.tree))
-            progress.total = n_questions()
-            progress.update(tally, result)
-            if on_result is not None:
-                on_result(result)
+        # aclosing: an error here (a full disk) stops the search at once.
+        async with contextlib.aclosing(
+            pipeline.astream(remaining, stop_when=should_stop, evolve=False)
+        ) as results:
+            async for result in results:
+                take(result)
+
+    def take(result: SearchResult) -> None:
+        """Write one finished question's lines and count it."""
+        if result.status == "failed" and ledger.exhausted is not None:
+            if (result.reason or "").startswith(BudgetExhausted.__name__):
+                # Stopped by the budget, not failed: nothing is written, and a
+                # resumed run searches the question again.
+                should_stop()
+                progress.update(tally, result)
+                return
+        problems = schema_problems(result) if result.status == "kept" else []
+        if problems:
+            # Nothing that fails its schema is written; the question is
+            # recorded as failed (and runs again on resume).
+            result = attrs.evolve(
+                result, status="failed", reason="schema: " + "; ".join(problems[:3])
+            )
+            _logger.warning("question %s failed: %s", result.question.id, result.reason)
+        if result.status == "kept":
+            # The tree line is the question's commit; derived lines follow.
+            line = result_to_tree_record(result)
+            write("trees.jsonl", line)
+            for name, records in derived_records(result.tree, system_prompt).items():
+                for record in records:
+                    write(name, record)
+        else:
+            line = _skipped_record(result)
+            write("skipped.jsonl", line)
+        tally.add(line, status=result.status, verdicts=_verdict_counts(result.tree))
+        progress.total = n_questions()
+        progress.update(tally, result)
+        if on_result is not None:
+            on_result(result)
 
     error: BaseException | None = None
     try:
         asyncio.run(consume())
     except BaseException as caught:  # keep the summary honest, then re-raise
         error = caught
+        fatal = storage_error(caught)
+        if fatal is not None:
+            fatal.after_work = True  # the questions finished before it stay in the folder
+            error = fatal
+            raise fatal from None
         raise
     finally:
         for file in files.values():
-            file.close()
+            with contextlib.suppress(OSError):  # each line was written and synced already
+                file.close()
         pipeline.verifier.close()
         progress.close(tally)
         progress.total = n_questions()
@@ -676,8 +690,20 @@ def _run_locked(
         )
         if error is not None:
             summary["error"] = redact_secrets(f"{type(error).__name__}: {error}")
-        write_json(summary_path, summary)
+        try:
+            write_json(summary_path, summary)
+        except StorageError:
+            if error is None:
+                raise
+            # The run stops for its own error; the summary is rebuilt on resume.
     return summary
+
+
+def _open_for_append(path: Path) -> IO[str]:
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as error:
+        raise (storage_error(error, path) or error) from None
 
 
 def _missing_shards(infos: Sequence[dict[str, Any]]) -> list[str]:

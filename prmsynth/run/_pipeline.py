@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from prmsynth._errors import BackendUnavailable, redact_secrets
+from prmsynth._errors import RUN_FATAL, redact_secrets
 from prmsynth._interfaces import (
     LLM,
     LabelResult,
@@ -145,7 +145,7 @@ class Pipeline:
 
                 await critique_tree(self.critic, result.tree)
             return result
-        except BackendUnavailable:
+        except RUN_FATAL:  # a backend gone, a disk full
             raise  # the model is gone: every later call would fail too
         except Exception as error:  # one bad question must not end a long run
             reason = _log_failure(f"question {question.id}", error)
@@ -166,7 +166,7 @@ class Pipeline:
             if self.critic is not None:
                 result = attrs.evolve(result, critique=await self.critic.critique(question, steps))
             return result
-        except BackendUnavailable:
+        except RUN_FATAL:  # a backend gone, a disk full
             raise
         except Exception as error:  # one bad row must not end a long labelling run
             reason = _log_failure(f"solution {question.id}", error)
@@ -218,21 +218,27 @@ class Pipeline:
         )
         watch = _StallWatch(self.stall_seconds)
 
+        closing = False  # the consumer is gone: no question starts, no result waits
+
         async def worker() -> None:
             try:
-                while not (stop_when is not None and stop_when()):
+                while not closing and not (stop_when is not None and stop_when()):
                     question = await next_question()
                     if question is None:
                         break
                     # search_question turns errors into results, except a
-                    # backend that is gone: that one ends the run.
+                    # backend that is gone or a disk that is full: those end the run.
                     with watch.searching(question.id):
                         result = await self.search_question(question)
+                    if closing:
+                        return
                     await results.put(result)
-            except Exception as error:  # a backend gone, or the question source failing
-                await results.put(error)
+            except Exception as error:  # a backend gone, a disk full, the source failing
+                if not closing:
+                    await results.put(error)
                 return
-            await results.put(None)
+            if not closing:
+                await results.put(None)
 
         tasks = [asyncio.ensure_future(worker()) for _ in range(self.concurrency)]
         tasks.append(asyncio.ensure_future(watch.run()))
@@ -247,9 +253,8 @@ class Pipeline:
                 else:
                     yield result
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            closing = True
+            await _cancel_all(tasks, results)
 
     def run(self, questions: Sequence[Question]) -> list[SearchResult]:
         """Search every question and return the results in input order."""
@@ -260,6 +265,24 @@ class Pipeline:
         results = asyncio.run(collect())
         order = {question.id: index for index, question in enumerate(questions)}
         return sorted(results, key=lambda result: order.get(result.question.id, len(order)))
+
+
+async def _cancel_all(tasks: Sequence[asyncio.Task], results: asyncio.Queue) -> None:
+    """Cancel ``tasks`` and wait until every one has ended.
+
+    A cancellation can be lost inside a library (a timeout firing at the
+    same moment turns it into a ``TimeoutError``, which the question then
+    reports as its failure), and a worker that lost it would wait forever to
+    hand over its result: so the results are drained and the stragglers
+    cancelled again until none is left, and the run always ends.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        while not results.empty():
+            results.get_nowait()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
 
 
 async def _as_async_iterator(questions: Iterable[Question]) -> AsyncIterator[Question]:
