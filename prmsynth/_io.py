@@ -282,10 +282,33 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
     return count
 
 
+def dumps_json(data: Any) -> str:
+    """One indented JSON document, as [`write_json`][prmsynth._io.write_json]
+    writes it (credentials scrubbed from its string values)."""
+    return _dumps_without_secrets(data, indent=2) + "\n"
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write one indented JSON document, atomically."""
     with atomic_file(path) as handle:
-        handle.write(_dumps_without_secrets(data, indent=2) + "\n")
+        handle.write(dumps_json(data))
+
+
+@contextlib.contextmanager
+def scratch_folder(beside: str | os.PathLike) -> Iterator[Path]:
+    """A hidden scratch folder beside ``beside`` (not in ``/tmp``, often in
+    memory), removed when the block ends; one a killed command left is
+    removed by [`clean_leftovers`][prmsynth._io.clean_leftovers]."""
+    beside = Path(beside)
+    path = beside.parent / hidden_name(beside.name, "scratch")
+    try:
+        path.mkdir()
+    except OSError as error:
+        raise (storage_error(error, path) or error) from None
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager

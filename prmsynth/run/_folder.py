@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import (
     AsyncIterable,
@@ -45,11 +44,14 @@ from prmsynth._io import (
     append_line,
     atomic_file,
     atomic_files,
+    clean_leftovers,
     cut_torn_last_line,
+    dumps_json,
     dumps_line,
     folder_lock,
     iter_appended_jsonl,
     read_appended_jsonl,
+    scratch_folder,
     set_aside_corrupt_lines,
     write_json,
     write_jsonl,
@@ -488,6 +490,7 @@ def run_to_directory(
     folder is accepted.
     """
     with folder_lock(out_dir):
+        clean_leftovers(out_dir)  # what a killed command left: finished or removed
         return _run_locked(
             pipeline,
             questions,
@@ -729,7 +732,9 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
     in several shards is kept once.  Derived files are rebuilt from the trees.
     Records are streamed one at a time (the question ids met so far are kept
     in a scratch file), so memory stays flat however many questions there are;
-    every file is renamed into place once all are written.
+    every file, ``run.json`` and ``summary.json`` included, is renamed into
+    place together once all are written.  Merging the same shards again into
+    the folder (a rerun) makes the merge afresh.
     """
     infos = []
     for source in sources:
@@ -750,19 +755,25 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
 def _merge_locked(
     sources: Sequence[Path], infos: Sequence[dict[str, Any]], out_dir: Path
 ) -> dict[str, Any]:
+    clean_leftovers(out_dir)  # a killed merge's renames finished, its scratch removed
+    merged_from = [str(source) for source in sources]
     if any((out_dir / name).exists() for name in (*OUTPUT_FILES, SETTINGS_FILE)):
-        raise InputError(out_dir, "already holds a run; merge into an empty folder")
+        # The same merge again (a rerun) is made afresh; anything else is refused.
+        if (_read_json(out_dir / SETTINGS_FILE) or {}).get("merged_from") != merged_from:
+            raise InputError(out_dir, "already holds a run; merge into an empty folder")
     system_prompt = infos[0].get("system_prompt", DEFAULT_SYSTEM_PROMPT)
     incomplete = []
     kept = skipped = completions = 0
     # The summary's cost is summed as before, trees then skipped, so it comes
     # out the same to the last bit: a float per question, never the records.
     tree_costs, skipped_costs = array.array("d"), array.array("d")
-    names = list(OUTPUT_FILES)
+    names = [*OUTPUT_FILES, SETTINGS_FILE, SUMMARY_FILE]
     with contextlib.ExitStack() as stack:
-        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix=".merge.", dir=out_dir))
-        seen = stack.enter_context(SeenKeys(Path(scratch) / "questions.sqlite"))
-        # Every file is renamed into place only once all are written.
+        scratch = stack.enter_context(scratch_folder(out_dir / "merge"))
+        seen = stack.enter_context(SeenKeys(scratch / "questions.sqlite"))
+        # Every file, run.json and summary.json included, is renamed into place
+        # together once all are written: a killed merge leaves the folder as it
+        # was, or (its renames finished by the next command) merged.
         handles = stack.enter_context(atomic_files([out_dir / name for name in names]))
         files = dict(zip(names, handles, strict=True))
         for source in sources:
@@ -788,23 +799,23 @@ def _merge_locked(
                     skipped += 1
                     completions += record.get("n_completions", 0)
                     skipped_costs.append(record.get("cost", 0.0))
-    info = {key: value for key, value in infos[0].items() if key != "shard"}
-    info["merged_from"] = [str(source) for source in sources]
-    write_json(out_dir / SETTINGS_FILE, info)
-    missing = _missing_shards(infos)
-    summary = {
-        **info,
-        # Complete only with every shard present and every one of them complete.
-        "complete": not incomplete and not missing,
-        "incomplete_shards": incomplete,
-        "missing_shards": missing,
-        "kept": kept,
-        "skipped": skipped,
-        "completions": completions,
-        "cost_usd": sum(itertools.chain(tree_costs, skipped_costs)),
-        "finished_at": _now(),
-    }
-    write_json(out_dir / SUMMARY_FILE, summary)
+        info = {key: value for key, value in infos[0].items() if key != "shard"}
+        info["merged_from"] = merged_from
+        files[SETTINGS_FILE].write(dumps_json(info))
+        missing = _missing_shards(infos)
+        summary = {
+            **info,
+            # Complete only with every shard present and every one of them complete.
+            "complete": not incomplete and not missing,
+            "incomplete_shards": incomplete,
+            "missing_shards": missing,
+            "kept": kept,
+            "skipped": skipped,
+            "completions": completions,
+            "cost_usd": sum(itertools.chain(tree_costs, skipped_costs)),
+            "finished_at": _now(),
+        }
+        files[SUMMARY_FILE].write(dumps_json(summary))
     return summary
 
 
