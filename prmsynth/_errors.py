@@ -177,6 +177,31 @@ class InputError(ValueError):
         super().__init__(f"{location}:{where} {message}")
 
 
+def not_utf8(path: str | os.PathLike) -> InputError:
+    """The [`InputError`][prmsynth.InputError] of a file that is not UTF-8
+    text, located at the line and column of its first bad byte (a decoder
+    only knows the offset in the chunk it read).
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "seeds.jsonl"
+    >>> _ = path.write_bytes(b'{"a": 1}\\n{"a": "caf\\xe9"}\\n')
+    >>> str(not_utf8(path)).replace(str(path), "seeds.jsonl")
+    'seeds.jsonl:2: not UTF-8 text: byte 0xe9 at column 11'
+    """
+    try:
+        with open(path, "rb") as file:
+            for number, raw in enumerate(file, start=1):
+                try:
+                    raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as error:
+                    byte = raw[error.start]
+                    message = f"not UTF-8 text: byte 0x{byte:02x} at column {error.start + 1}"
+                    return InputError(path, message, line=number)
+    except OSError as error:
+        return InputError(path, f"cannot be read: {error.strerror or error}")
+    return InputError(path, "not UTF-8 text")
+
+
 class LLMError(RuntimeError):
     """An LLM request failed (the message never contains the API key)."""
 

@@ -38,7 +38,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from prmsynth._errors import InputError, may_hold_secret, scrub_secrets, storage_error
+from prmsynth._errors import (
+    InputError,
+    may_hold_secret,
+    not_utf8,
+    scrub_secrets,
+    storage_error,
+)
 
 # Characters that str.splitlines() and some editors take for line ends but JSON
 # leaves unescaped: escaped, so that every reader sees one record per line.
@@ -328,8 +334,8 @@ def _open_for_reading(path: str | os.PathLike, mode: str) -> Iterator[IO]:
     with file:
         try:
             yield file
-        except UnicodeDecodeError as error:
-            raise InputError(path, f"not UTF-8 text: {error}") from None
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
 
 
 def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:

@@ -37,7 +37,13 @@ from typing import IO, Any, TextIO
 
 import attrs
 
-from prmsynth._errors import BudgetExhausted, StorageError, redact_secrets, storage_error
+from prmsynth._errors import (
+    BudgetExhausted,
+    StorageError,
+    redact_secrets,
+    scrub_secrets,
+    storage_error,
+)
 from prmsynth._interfaces import NoEvolution, SearchResult
 from prmsynth._io import (
     SeenKeys,
@@ -347,6 +353,9 @@ class _EvolutionStream:
 
 
 def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    # As written: run.json holds its settings without credentials (a password
+    # in --api-base is ***), so they are compared that way.
+    old, new = scrub_secrets(old), scrub_secrets(new)
     return [key for key in IDENTITY_KEYS if old.get(key) != new.get(key)]
 
 
