@@ -140,11 +140,12 @@ def test_a_read_only_disk_gives_exit_2_and_one_message_for_every_command(
     first = prmsynth(*run_argv(seeds, finished, server))
     assert first.returncode == 0, first.stderr
     _read_only(small_disk)
+    out_file = small_disk / "trl.jsonl"
     attempts = {
         "a new run": run_argv(seeds, small_disk / "new", server),
         "a finished run resumed": run_argv(seeds, finished, server),
         "merge": ["merge", finished, "--out", small_disk / "merged"],
-        "export": ["export", finished / "trees.jsonl", "--out", small_disk / "trl.jsonl"],
+        "export": ["export", finished / "trees.jsonl", "--format", "trl", "--out", out_file],
     }
     for what, argv in attempts.items():
         result = prmsynth(*argv)
