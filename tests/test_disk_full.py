@@ -154,3 +154,21 @@ def test_a_read_only_disk_gives_exit_2_and_one_message_for_every_command(
         assert str(small_disk) in result.stderr, (what, result.stderr)
     # What was committed before stays as it was, readable.
     assert sorted(question_ids(finished)) == sorted(f"q{i}" for i in range(N_QUESTIONS))
+
+
+@pytest.mark.parametrize("command", ["label", "evolve"])
+def test_a_full_disk_stops_label_and_evolve_with_one_message(
+    small_disk, seeds, server, tmp_path, command
+):
+    rows = tmp_path / "rows.jsonl"
+    with open(rows, "w", encoding="utf-8") as file:
+        for i in range(N_QUESTIONS):
+            steps = [f"{i} + 3 = {i + 3}. " + "So it goes. " * 30, f"\\boxed{{{i + 3}}}"]
+            row = {"id": f"r{i}", "problem": f"What is {i} + 3?", "steps": steps}
+            file.write(json.dumps({**row, "answer": str(i + 3)}) + "\n")
+    (small_disk / "filler").write_bytes(b"\0" * 1900 * 1024)
+    source = rows if command == "label" else seeds
+    argv = [command, source, "--out", small_disk / "out.jsonl", "--model", "openai/m"]
+    result = prmsynth(*argv, "--api-base", server.url, "-q")
+    assert result.returncode == 1, result.stderr
+    assert_one_clean_message(result, str(small_disk))

@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 import attrs
 
 from prmsynth._errors import RUN_FATAL
-from prmsynth._interfaces import LLM, QuestionEvolver
+from prmsynth._interfaces import LLM, QuestionEvolver, gather_or_cancel
 from prmsynth._values import Completion, Question
 from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT, derive_seed
 from prmsynth.verify._math import (
@@ -824,10 +824,17 @@ class _Run:
         """Await all, at most ``concurrency`` at once, results in order."""
 
         async def bounded(awaitable: Awaitable[T]) -> T:
-            async with self.semaphore:
-                return await awaitable
+            try:
+                async with self.semaphore:
+                    return await awaitable
+            finally:
+                # Cancelled before its turn: closed, so it is not reported as never awaited.
+                close = getattr(awaitable, "close", None)
+                if close is not None:
+                    close()
 
-        return list(await asyncio.gather(*(bounded(awaitable) for awaitable in awaitables)))
+        # The first run-fatal error (a backend gone, a disk full) cancels the rest.
+        return await gather_or_cancel(bounded(awaitable) for awaitable in awaitables)
 
     def plan_round(self, round_number: int) -> list[_Plan]:
         """Draw ``per_seed`` parents and mutations for every seed, in seed order."""

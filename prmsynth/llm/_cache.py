@@ -149,13 +149,14 @@ class CompletionCache:
             self._open()
 
     @contextlib.contextmanager
-    def _storage(self) -> Iterator[None]:
+    def _storage(self, *, after_work: bool = False) -> Iterator[None]:
         """A disk that cannot take the cache (full, read-only) stops the run:
-        [`StorageError`][prmsynth.StorageError], never a failed question."""
+        [`StorageError`][prmsynth.StorageError], never a failed question
+        (``after_work``: a completion was paid for and could not be kept)."""
         try:
             yield
         except (OSError, sqlite3.Error) as error:
-            fatal = storage_error(error, self.path)
+            fatal = storage_error(error, self.path, after_work=after_work)
             if fatal is None:
                 raise
             raise fatal from None
@@ -224,7 +225,7 @@ class CompletionCache:
         ]
         if not rows:
             return
-        with self._storage():
+        with self._storage(after_work=True):
             connection = self._connection()
             with connection:  # one transaction
                 connection.executemany(
