@@ -513,6 +513,173 @@ def math500_prose(data: Path) -> list[Case]:
     return cases
 
 
+# A count stated with the boxed answer as its quantity: "there are $\boxed{12}$ ways",
+# "for a total of $3+48=\boxed{51}$ segments", "we get $\boxed{7}$ solutions".
+_COUNT_SHAPE = re.compile(
+    r"\b(?:there\s+(?:are|is|were|will\s+be|must\s+be)|we\s+(?:get|have|find|obtain|count)|"
+    r"total\s+of|giving(?:\s+us)?|gives(?:\s+us)?|leaves|leaving|yields)\s+"
+    r"(?:a\s+total\s+of\s+)?(?:exactly\s+|only\s+)?\$(?P<quantity>[^$]*\\boxed\{[^$]*)\$"
+    r"\s*(?:\\text\{\s*)?[A-Za-z]",
+    re.IGNORECASE,
+)
+# A subject in words that holds a formula, then "is" and the boxed answer:
+# "the degree of the polynomial $(x^2+1)(x^3+1)$ is $\boxed{5}$".
+_SUBJECT_SHAPE = re.compile(
+    r"^(?:\W*\w+,\s*)?(?:the|our|its|this)\s+[^$]*\$[^$]+\$[^$,.;:]*?\s(?:is|equals)\s+"
+    r"\$\\boxed\{[^$]*\}\$\s*(?:[A-Za-z ]+)?[.]?$",
+    re.IGNORECASE,
+)
+_OPENER = re.compile(r"^(?:therefore|thus|hence|so|in\s+total|finally|altogether)\b,?\s*", re.I)
+
+
+def _last_sentence_start(text: str) -> int:
+    """Where the last sentence of ``text`` starts (a period, then a space and a capital)."""
+    starts = [
+        match.end() for match in re.finditer(r"[.!?]\$*\s+(?=[A-Z$\\])|\n|\\end\{\w+\*?\}", text)
+    ]
+    return starts[-1] if starts else 0
+
+
+def _uncommitted_forms(sentence: str, quantity: int | None) -> dict[str, str]:
+    """The same conclusion made into statements that commit to nothing, by class;
+    ``quantity`` is where a count's formula opens."""
+    core = _OPENER.sub("", sentence).rstrip(" .")
+    core = core[:1].lower() + core[1:]
+    forms = {
+        "question": sentence.rstrip(" .") + "?",
+        "premise": "Suppose " + core + ".",
+        "still to check": "We still need to check whether " + core + ".",
+        "working goes on": sentence.rstrip(" .") + ", but some of these are counted twice.",
+        "under a condition": sentence.rstrip(" .") + " if $n$ is even.",
+    }
+    if quantity is not None:  # where the count's formula opens
+        forms["bound"] = sentence[:quantity] + "at least " + sentence[quantity:]
+        forms["work left"] = sentence.rstrip(" .") + " to check."
+    return forms
+
+
+def math_prose_conclusions(data: Path) -> list[Case]:
+    """MATH's human-written test solutions (all 5,000; MATH-500 is a subset) whose last
+    sentence states the boxed answer as a count ("so there are $\\boxed{12}$ ways", "for a
+    total of $3+48=\\boxed{51}$ segments") or after a subject that holds a formula ("the
+    degree of $(x^2+1)(x^3+1)$ is $\\boxed{5}$"), with the box removed: read against the
+    gold (correct) and the gold plus one (not correct), and made uncommitted (a question,
+    a premise, a check still to do, working that goes on, a condition; for counts also a
+    bound and work left) against the gold (not correct)."""
+    cases: list[Case] = []
+    with open(data / "math" / "test.jsonl", encoding="utf-8") as handle:
+        solutions = [json.loads(line)["solution"] for line in handle]
+    for solution in solutions:
+        solution = solution.rstrip()
+        start = _last_sentence_start(solution)
+        sentence = solution[start:]
+        if solution.count("\\boxed") != 1 or "$$" in sentence or "\\[" in sentence:
+            continue  # one box, in the last sentence, no displayed formula
+        count = _COUNT_SHAPE.search(sentence)
+        if count and re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", count.group("quantity"))):
+            count = None  # "gives $c = \boxed{4}$ as the only solution": no count
+        subject = None if count else _SUBJECT_SHAPE.search(sentence)
+        if not (count or subject):
+            continue
+        box = sentence.index("\\boxed")
+        opening = sentence.index("{", box)
+        depth, end = 0, opening
+        for end in range(opening, len(sentence)):
+            depth += {"{": 1, "}": -1}.get(sentence[end], 0)
+            if depth == 0:
+                break
+        gold = sentence[opening + 1 : end]
+        wrong = _perturb_last_number(gold)
+        if not gold.strip() or wrong is None:
+            continue
+        unboxed = sentence[:box] + gold + sentence[end + 1 :]
+        working = solution[:start]
+        if count:
+            kind = "count" + (", computed" if "=" in count.group("quantity") else "")
+        else:
+            kind = "formula in the subject"
+        cases.append((working + unboxed, gold, True, kind))
+        cases.append((working + unboxed, wrong, False, kind + " (wrong)"))
+        quantity = count.start("quantity") - 1 if count else None
+        verb = re.search(r"\s(?:is|equals)\s", sentence)
+        statement = sentence[: quantity if count else verb.start()]
+        if "," in _OPENER.sub("", statement):
+            continue  # made uncommitted only where the statement is one clause
+        for form, text in _uncommitted_forms(unboxed, quantity).items():
+            cases.append((working + text, gold, False, f"{kind.split(',')[0]}, {form}"))
+    return cases
+
+
+def math500_count_templates(data: Path) -> list[Case]:
+    """The three conclusions of the issue as templates over the MATH-500 problems with a
+    whole-number answer: a formula of the problem in the subject ("Therefore, the value
+    of \\(f\\) is 15."), a computation in a formula before a noun ("giving us a total of
+    \\(2 + 13 = 15\\) possible values for \\(n\\)"), a count ("there are 15 whole numbers
+    left"); the right answer, a wrong one, and the same made uncommitted."""
+    cases: list[Case] = []
+    with open(data / "math500" / "test.jsonl", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    for row in rows:
+        gold = row["answer"].strip()
+        if not re.fullmatch(r"\d+", gold) or int(gold) < 2:
+            continue
+        # The problem's first short formula, where its dollar signs pair up (no prices,
+        # no displays).
+        problem = row["problem"]
+        paired = "$$" not in problem and "\\$" not in problem and problem.count("$") % 2 == 0
+        formulas = [
+            formula.rstrip(".,;: ")
+            for formula in (problem.split("$")[1::2] if paired else [])
+            if 3 <= len(formula) <= 60 and "\n" not in formula and "\\\\" not in formula
+        ]
+        subject = formulas[0] if formulas else "x^2 + 1"
+        part = int(gold) // 3 or 1
+        for value, expected in ((gold, True), (str(int(gold) + 1), False)):
+            sign = "" if expected else " (wrong)"
+            cases += [
+                (
+                    f"{WORK}Therefore, the value we want for \\({subject}\\) is {value}.",
+                    gold,
+                    expected,
+                    "template: formula in the subject" + sign,
+                ),
+                (
+                    f"{WORK}In summary, we have two cases, giving us a total of "
+                    f"\\({part} + {int(value) - part} = {value}\\) possible values for \\(n\\).",
+                    gold,
+                    expected,
+                    "template: computation, then a noun" + sign,
+                ),
+                (
+                    f"{WORK}After removing the multiples of 3, there are {value} whole numbers "
+                    "left.",
+                    gold,
+                    expected,
+                    "template: count" + sign,
+                ),
+                (
+                    f"{WORK}So there are \\({value}\\) ways.",
+                    gold,
+                    expected,
+                    "template: count" + sign,
+                ),
+                (f"{WORK}We get {value} solutions.", gold, expected, "template: count" + sign),
+            ]
+        uncommitted = [
+            f"There are {gold} numbers to check.",
+            f"Suppose there are {gold} of them.",
+            "We need to find how many there are.",
+            f"Are there {gold}?",
+            f"There are {gold} cases: \\(n\\) even and \\(n\\) odd.",
+            f"There are {gold} ways if \\(n\\) is odd, but the even case is left.",
+            f"So there are at least {gold} ways.",
+            f"Is the value we want for \\({subject}\\) equal to {gold}?",
+            f"We still have to check whether the value for \\({subject}\\) is {gold}.",
+        ]
+        cases += [(WORK + text, gold, False, "template: uncommitted") for text in uncommitted]
+    return cases
+
+
 # ---------------------------------------------------------------------------
 # Methods
 # ---------------------------------------------------------------------------
@@ -603,13 +770,14 @@ def print_table(title: str, cases: list[Case], results: dict[str, dict]) -> None
     kinds = sorted({kind for *_, kind in cases})
     if len(kinds) > 1:
         names = list(results)[:2]  # prmsynth and math-verify, side by side
-        print(f"\n  {'class':<34} " + "  ".join(f"{n[:3]} right/FP/FN" for n in names))
+        width = max(34, *map(len, kinds))
+        print(f"\n  {'class':<{width}} " + "  ".join(f"{n[:3]} right/FP/FN" for n in names))
         for kind in kinds:
             cells = [
                 "{:>6}/{:>3}/{:>3}".format(*results[name]["by_class"].get(kind, [0, 0, 0]))
                 for name in names
             ]
-            print(f"  {kind:<34} " + "      ".join(cells))
+            print(f"  {kind:<{width}} " + "      ".join(cells))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -635,6 +803,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+
+    prose_sets = []
+    if (args.data / "math" / "test.jsonl").is_file():
+        prose_sets.append(("MATH solutions ending in prose", math_prose_conclusions(args.data)))
+    else:
+        print("answer_check: no math/test.jsonl; the MATH prose set is skipped", file=sys.stderr)
 
     if not args.all_cores and hasattr(os, "sched_setaffinity"):
         # The worker process inherits this, so the whole check runs on one core.
@@ -665,6 +839,8 @@ def main(argv: list[str] | None = None) -> int:
             ("MATH500 answer rewrites (both directions)", math500_rewrites(args.data)),
             ("MATH500 decimals for fractions", math500_decimals(args.data)),
             ("MATH500 answers as models state them", math500_prose(args.data)),
+            ("MATH500 counts and subjects with formulas", math500_count_templates(args.data)),
+            *prose_sets,
         ):
             results = {name: measure(check, cases) for name, check in methods.items()}
             print_table(title, cases, results)

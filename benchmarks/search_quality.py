@@ -4,9 +4,18 @@ A simulated completer with a known truth.  Solutions come with a human-marked
 first wrong step (-1 if none): ProcessBench GSM8K (400 solutions; the
 development set) and BIG-Bench-Mistake multistep arithmetic (299 solutions;
 held out: no default was chosen by looking at it), both in ``../shared/data``.
+Long competition solutions come from MATH's human solutions (Level 4-5, split
+into 10 to 30 steps at sentences, display equations and aligned lines; see
+`long_rows`): 300 on a development split and 300 on a held-out split of other
+problems with another seed, each with no error, a planted error at a uniform
+step, or a "natural-like" one (the first step, or the last quarter), and some
+errors whose final answer stays right.
 From a prefix with no wrong step a completion reaches the right answer with
 probability ``p_good``, from a prefix that contains the first wrong step with
-``p_bad``; the whole solution's value is its real final answer.  Settings:
+``p_bad``; the whole solution's value is its real final answer.  ``--drift``
+adds the held-out long set again under a less tidy completer: ``p_good``
+falls by up to a fifth along a clean prefix and ``p_bad`` varies per prefix
+in [0, 2 p_bad].  Settings:
 
     A (0.8, 0.02)  B (0.7, 0.05)  C (0.5, 0.1)  D (0.3, 0.03)
     E  each solution draws p_good in [0.3, 0.95] and p_bad in [0, 0.2]
@@ -17,6 +26,7 @@ mean) and completions per solution (all, and on solutions of 8+ steps),
 averaged over ``--draws`` noise draws with fixed seeds.
 
     python benchmarks/search_quality.py [--rows N] [--draws 3] [--settings ABCDE]
+        [--sets long] [--policies default] [--drift]
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import statistics
 import sys
 import time
@@ -58,13 +69,22 @@ TARGETS = {"A": 0.97, "B": 0.95, "C": 0.85, "D": 0.80, "E": 0.90}
 class SimulatedCompleter(StepGenerator):
     """Completions whose success depends only on whether the prefix holds a wrong step."""
 
-    def __init__(self, rates: Callable[[Question], tuple[float, float]], seed: int) -> None:
-        self.rates, self.seed = rates, seed
+    def __init__(
+        self, rates: Callable[[Question], tuple[float, float]], seed: int, drift: bool = False
+    ) -> None:
+        self.rates, self.seed, self.drift = rates, seed, drift
 
     async def generate(self, question, prefix, *, n, sample_offset=0) -> LLMResponse:
         label = question.metadata["label"]
         p_good, p_bad = self.rates(question)
-        probability = p_bad if label != -1 and len(prefix) > label else p_good
+        wrong = label != -1 and len(prefix) > label
+        probability = p_bad if wrong else p_good
+        if self.drift:  # a less tidy model: success drifts along the solution
+            if wrong:
+                jitter = random.Random(f"drift|{self.seed}|{question.id}|{len(prefix)}")
+                probability = min(1.0, 2 * p_bad * jitter.random())
+            else:
+                probability = p_good * (1 - 0.2 * len(prefix) / question.metadata["n_steps"])
         rng = random.Random(f"{self.seed}|{question.id}|{len(prefix)}|{sample_offset}")
         completions = tuple(
             Completion(
@@ -91,6 +111,107 @@ class MarkerVerifier(StepVerifier):
 
     async def averify_many(self, responses, reference, *, finish_reasons=None):
         return [self.verify(response, reference) for response in responses]
+
+
+_DISPLAY = re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]|\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.S)
+_INLINE = re.compile(r"\$[^$]*\$|\\\(.*?\\\)", re.S)
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+|\n\s*\n")
+
+
+def split_solution(solution: str) -> list[str]:
+    r"""Steps of a MATH solution: sentences (not inside inline math), display
+    equations, and the lines of an ``align``-like environment, each its own step.
+
+    >>> split_solution(r"So $x=1.5$ here. Then \[y=2x+1\] and $z$ is 3.")
+    ['So $x=1.5$ here.', 'Then', '\\[y=2x+1\\]', 'and $z$ is 3.']
+    """
+    pieces: list[str] = []
+
+    def sentences(text: str) -> None:
+        masked = _INLINE.sub(lambda match: "\0" * len(match.group()), text)
+        start = 0
+        for match in _SENTENCE_END.finditer(masked):
+            pieces.append(text[start : match.start()])
+            start = match.end()
+        pieces.append(text[start:])
+
+    start = 0
+    for match in _DISPLAY.finditer(solution):
+        sentences(solution[start : match.start()])
+        if match.group(1):  # an environment: one step per line
+            pieces.extend(re.split(r"\\\\\s*\n?", match.group()))
+        else:
+            pieces.append(match.group())
+        start = match.end()
+    sentences(solution[start:])
+    steps: list[str] = []
+    for piece in (piece.strip() for piece in pieces):
+        if not piece:
+            continue
+        if steps and len(re.sub(r"[\W_]", "", piece)) < 3:  # "." or "and" after an equation
+            steps[-1] += " " + piece
+        else:
+            steps.append(piece)
+    return steps
+
+
+def _plant(step: str, rng: random.Random) -> str:
+    """The step with one of its numbers changed (or a wrong claim added): a planted error."""
+    numbers = list(re.finditer(r"\d+", step))
+    if not numbers:
+        return step + " (so the two sides are equal)"
+    match = rng.choice(numbers)
+    wrong = str(int(match.group()) + rng.choice([1, 2, 3]))
+    return step[: match.start()] + wrong + step[match.end() :]
+
+
+def long_rows(split: str, size: int = 300) -> list[dict]:
+    """Long competition solutions with a known first error, from MATH's test set.
+
+    MATH's Level 4-5 human solutions that split into 10 to 30 steps (the last
+    holding the ``\\boxed`` answer) are shuffled once; the first ``size``
+    problems are the ``dev`` split, the next ``size`` the ``heldout`` one,
+    each with its own seed.  Per problem: 45% no error (label -1, final answer
+    right); otherwise a planted first error (a changed number) at a uniform
+    step (60%), at the first step (20%) or in the last quarter (20%, where
+    natural errors often sit: a slip in the closing arithmetic).  In 15% of
+    them, if the error is not the last step, the final answer stays right (as
+    in real data, an error a later step undoes); otherwise it is wrong.
+    """
+    path = SHARED / "math" / "test.jsonl"
+    if not path.is_file():
+        return []
+    problems = []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if record["level"] not in ("Level 4", "Level 5"):
+            continue
+        steps = split_solution(record["solution"])
+        if 10 <= len(steps) <= 30 and "\\boxed" in steps[-1]:
+            problems.append((record["idx"], steps))
+    random.Random("math-long-split").shuffle(problems)
+    offset = {"dev": 0, "heldout": size}[split]
+    rows = []
+    for idx, steps in problems[offset : offset + size]:
+        rng = random.Random(f"math-long|{split}|{idx}")
+        n = len(steps)
+        label, right = -1, True
+        if rng.random() >= 0.45:
+            where = rng.random()
+            if where < 0.6:
+                label = rng.randrange(n)
+            elif where < 0.8:
+                label = 0
+            else:
+                label = rng.randrange(n - max(1, n // 4), n)
+            right = label < n - 1 and rng.random() < 0.15
+            steps = [*steps[:label], _plant(steps[label], rng), *steps[label + 1 :]]
+            if not right:
+                steps[-1] = steps[-1].replace("\\boxed{", "\\boxed{2+", 1)
+        rows.append(
+            {"id": f"math-{idx}", "steps": steps, "label": label, "final_answer_correct": right}
+        )
+    return rows
 
 
 def load_sets(limit: int | None) -> dict[str, list[dict]]:
@@ -120,6 +241,9 @@ def load_sets(limit: int | None) -> dict[str, list[dict]]:
                 }
             )
         sets["BIG-Bench-Mistake (held out)"] = rows
+    for split, name in (("dev", "MATH long (dev)"), ("heldout", "MATH long (held out)")):
+        if rows := long_rows(split):
+            sets[name] = rows
     return {name: rows[:limit] if limit else rows for name, rows in sets.items()}
 
 
@@ -131,7 +255,10 @@ async def label_rows(policy, rows: Sequence[dict], generator: StepGenerator) -> 
         marker = " \\boxed{OK}" if row["final_answer_correct"] else " \\boxed{NO}"
         steps = [*row["steps"][:-1], row["steps"][-1] + marker]
         question = Question(
-            id=str(row["id"]), text="", reference_answer="OK", metadata={"label": row["label"]}
+            id=str(row["id"]),
+            text="",
+            reference_answer="OK",
+            metadata={"label": row["label"], "n_steps": len(row["steps"])},
         )
         labels = await policy.label(question, steps, generator=generator, verifier=verifier)
         results.append((labels.first_error, labels.n_completions))
@@ -186,24 +313,38 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=None, help="use only the first N rows")
     parser.add_argument("--draws", type=int, default=3, help="noise draws (seeds 0 .. N-1)")
     parser.add_argument("--settings", default="ABCDE")
+    parser.add_argument("--sets", default="", help="only the sets whose name holds this text")
+    parser.add_argument("--policies", default="", help="only the policies whose name holds this")
+    parser.add_argument(
+        "--drift", action="store_true", help="add the held-out long set under a drifting completer"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
-    for set_name, rows in load_sets(args.rows).items():
+    sets = [(name, rows, False) for name, rows in load_sets(args.rows).items()]
+    if args.drift:
+        sets += [(f"{name}, drift", rows, True) for name, rows, _ in sets if "long (held" in name]
+    for set_name, rows, drift in sets:
+        if args.sets.lower() not in set_name.lower():
+            continue
         n_long = sum(len(row["steps"]) >= 8 for row in rows)
         n_error = sum(row["label"] != -1 for row in rows)
         print(f"\n{set_name}: {len(rows)} solutions, {n_error} with an error, {n_long} of 8+ steps")
         header = (
             f"{'':>3} {'policy, rule':<30} {'acc err':>7} {'acc ok':>7} {'F1':>6} "
-            f"{'compl/row':>9} {'8+ steps':>8}"
+            f"{'compl/row':>9} {'8+ steps':>8} {'labels/s':>8}"
         )
         print(header)
         print("-" * len(header))
         for setting in args.settings:
             for name, policy in policies().items():
+                if args.policies.lower() not in name.lower():
+                    continue
                 runs = []
+                clock = time.perf_counter()
                 for draw in range(args.draws):
-                    generator = SimulatedCompleter(rates_for(setting, draw), seed=draw)
+                    generator = SimulatedCompleter(rates_for(setting, draw), seed=draw, drift=drift)
                     runs.append(metrics(rows, asyncio.run(label_rows(policy, rows, generator))))
+                speed = len(rows) * args.draws / (time.perf_counter() - clock)
                 m = {key: statistics.mean(run[key] for run in runs) for key in runs[0]}
                 mark = ""
                 if "default" in name:
@@ -212,7 +353,8 @@ def main() -> None:
                 print(
                     f"{setting:>3} {name:<30} {m['error_accuracy']:>7.3f} "
                     f"{m['correct_accuracy']:>7.3f} {m['f1']:>6.3f} {m['completions']:>9.1f} "
-                    f"{m['long_completions']:>8.1f}{mark}"
+                    f"{m['long_completions']:>8.1f} {speed:>8.0f}{mark}",
+                    flush=True,
                 )
     print(
         f"\n({time.perf_counter() - started:.1f} s; targets: F1 >= {TARGETS} at <= 40 "

@@ -224,6 +224,11 @@ class ExportError(ValueError):
     """An export could not be made (a record failed its schema, or a bad setting)."""
 
 
+class PrefixModeError(ValueError):
+    """A prefix mode that cannot hold: ``continue`` asked of a backend that does not
+    continue a started reply, or ``auto`` used before it was settled."""
+
+
 class TreeInvariantError(ValueError):
     """A reasoning tree (or its serialized form) breaks a structural rule."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import attrs
@@ -15,12 +16,12 @@ def _check_probability(instance: object, attribute: attrs.Attribute, value: floa
 
 
 def _check_positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
+    if not (math.isfinite(value) and value > 0):  # NaN fails every comparison
         raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
 
 
 def _check_non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
+    if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 

@@ -24,6 +24,7 @@ from prmsynth import (
     tree_to_dict,
 )
 from prmsynth.llm._cache import request_fingerprint, sample_key
+from prmsynth.llm._continuation import PROBE_QUESTION
 from prmsynth.testing import FakeOpenAIServer, FaultRates, ScriptedLLM
 
 SECRET = "sk-cache-secret-42"
@@ -255,7 +256,9 @@ def test_a_cached_pipeline_rerun_spends_nothing_and_gives_the_same_trees(tmp_pat
         first = run_once(server)
         spent = server.requests
         again = run_once(server)
-        assert server.requests == spent
+        # Nothing but the prefix-mode probe, which no cache may answer.
+        asked = server.bodies[spent:]
+        assert [body["messages"][0]["content"] for body in asked] == [PROBE_QUESTION]
     assert spent > 0
     assert [r.status for r in again] == [r.status for r in first]
     assert "kept" in [r.status for r in first]

@@ -92,7 +92,9 @@ def test_bad_option_values_exit_2(tmp_path, capsys):
     seed = tmp_path / "seeds.jsonl"
     seed.write_text(json.dumps({"problem": "p", "final_answer": "1"}) + "\n")
     assert main(["run", str(seed), "--out", str(tmp_path / "o"), "--top-p", "1.5"]) == 2
-    assert "top_p" in capsys.readouterr().err
+    assert (
+        "argument --top-p: must be a finite number in [0, 1], got '1.5'" in capsys.readouterr().err
+    )
     assert main(["run", str(seed), "--out", str(tmp_path / "o"), "--limit", "0"]) == 2
 
 

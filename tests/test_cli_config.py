@@ -190,10 +190,11 @@ def test_a_run_writes_its_config_and_the_config_resumes_and_repeats_it(tmp_path,
     # The recorded command says what the run does, not how it reported.
     assert "--limit 2" in settings["command"] and " -v" not in settings["command"]
     requests = model.requests
-    # The same folder: resumed (nothing left to do, so no request beyond the check).
+    # The same folder: resumed (nothing left to do, so no request beyond the check
+    # and the prefix-mode probe).
     assert main(["run", "--config", str(out / "config.yaml")]) == 0
     assert json.loads((out / "run.json").read_text()) == settings  # "--config" not in it
-    assert model.requests == requests + 1
+    assert model.requests == requests + 2
     # A flag wins: two more questions on the same folder, the same identity.
     assert main(["run", "--config", str(out / "config.yaml"), "--limit", "4", "-q"]) == 0
     assert json.loads((out / "summary.json").read_text())["questions_done"] == 4

@@ -15,6 +15,7 @@ from prmsynth import (
     FORMATS,
     ExportError,
     ExportSettings,
+    InputError,
     Question,
     ReasoningTree,
     Rollout,
@@ -33,6 +34,7 @@ from prmsynth import (
 )
 from prmsynth.cli._export import add_parsers, run_export, run_validate
 from prmsynth.export._formats import (
+    STEP_SEPARATOR,
     STEP_TAG,
     label_path,
     manifest_path,
@@ -604,7 +606,7 @@ def test_a_record_that_fails_its_schema_writes_nothing(tmp_path, monkeypatch):
 
     def broken(tree, settings, stats):
         yield export_module._Example(
-            record={"prompt": tree.question.text, "completions": ["a"], "labels": [0.5]},
+            record={"prompt": tree.question.text, "completions": ["a"], "labels": [1.5]},
             question_id=tree.question.id,
             has_error=False,
         )
@@ -631,6 +633,133 @@ def test_exported_files_validate_and_tree_files_read_back(forest):
             assert manifest["files"]["all"]["records"] == out.read_text().count("\n")
 
 
+# -- soft labels ------------------------------------------------------------------------
+
+SOFT_FORMATS = ("trl", "math-shepherd")
+
+
+def test_soft_trl_records_hold_the_mc_value_of_each_estimated_step():
+    first, second = records("trl", soft_labels=True)
+    # a2 was never sampled from: it joins a3, whose value (1.0) labels both
+    assert first == {
+        "prompt": "What is 2 + 3 * 4?",
+        "completions": ["3 * 4 = 12.", f"2 + 12 = 14.{STEP_SEPARATOR}The answer is 14."],
+        "labels": [0.5, 1.0],
+        "mc_values": [0.5, 1.0],
+    }
+    assert second["labels"] == [0.0, 0.0]
+    assert all(type(label) is float for record in (first, second) for label in record["labels"])
+    # C (unknown first step) gives no record, as in the hard export
+    assert len(records("trl")) == 2
+
+
+def test_soft_math_shepherd_records_put_the_values_in_value_and_keep_the_marks():
+    first, second = records("math-shepherd", soft_labels=True)
+    assert first["input"] == (
+        f"What is 2 + 3 * 4? Step 1: 3 * 4 = 12. {STEP_TAG}\n"
+        f"Step 2: 2 + 12 = 14.{STEP_SEPARATOR}The answer is 14. {STEP_TAG}"
+    )
+    assert first["value"] == [0.5, 1.0] and second["value"] == [0.0, 0.0]
+    problem, steps, marks = parse_math_shepherd(first)
+    assert (problem, marks) == ("What is 2 + 3 * 4?", [True, True])
+    assert steps == ["3 * 4 = 12.", f"2 + 12 = 14.{STEP_SEPARATOR}The answer is 14."]
+    assert parse_math_shepherd(second)[2] == [False, False]
+
+
+def test_steps_after_the_last_estimated_step_are_left_out_and_paths_without_one_skipped(
+    tmp_path,
+):
+    tree = ReasoningTree(Question(id="q", text="Q?", reference_answer="14"))
+    _, s2, s3 = tree.add_steps(tree.root, ["one", "two", "three"])
+    tree.record_rollouts(s2, [right("x"), right("y"), wrong("z"), right("w")])
+    tree.set_label(s3, False)  # judged by the search, never sampled from
+    (record,) = export_records([tree], "trl", ExportSettings(soft_labels=True))
+    assert record["completions"] == [f"one{STEP_SEPARATOR}two"]
+    assert record["labels"] == [0.75]
+    lone = ReasoningTree(Question(id="p", text="P?", reference_answer="1"))
+    judged = lone.add_steps(lone.root, ["only"])[0]
+    lone.set_label(judged, True)  # a label from the search, no value anywhere
+    assert list(export_records([lone], "trl", ExportSettings(soft_labels=True))) == []
+    manifest = export_file([lone], "trl", tmp_path / "t.jsonl", ExportSettings(soft_labels=True))
+    assert manifest["counts"]["skipped"]["paths_without_estimated_step"] == 1
+    assert manifest["settings"]["soft_labels"] is True
+
+
+@pytest.mark.parametrize("format", [f for f in FORMATS if f not in SOFT_FORMATS])
+def test_formats_without_float_labels_refuse_soft_labels(tmp_path, format):
+    tree, _ = small_tree()
+    with pytest.raises(InputError, match=f"format '{format}' cannot carry float labels"):
+        list(export_records([tree], format, ExportSettings(soft_labels=True)))
+    with pytest.raises(InputError, match=f"'{format}'"):
+        export_file([tree], format, tmp_path / "out.jsonl", ExportSettings(soft_labels=True))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_schemas_take_soft_labels_in_range_and_of_one_kind():
+    soft = {"prompt": "Q", "completions": ["a", "b"], "labels": [0.25, 1], "mc_values": [0.25, 1]}
+    assert validate_record(soft, "trl") == []
+    assert validate_record({**soft, "labels": [0.25, 1.5]}, "trl") == [
+        "$.labels[1]: 1.5 is greater than the maximum of 1"
+    ]
+    assert validate_record({**soft, "labels": [-0.5, 1.0]}, "trl") == [
+        "$.labels[0]: -0.5 is less than the minimum of 0"
+    ]
+    assert validate_record({**soft, "labels": [True, 0.5]}, "trl") == [
+        "$.labels: mixes booleans and numbers"
+    ]
+    shepherd = math_shepherd_record("Q", ["a", "b"], [True, False], task="t")
+    assert validate_record({**shepherd, "value": [0.5, 0.0]}, "math-shepherd") == []
+    assert validate_record({**shepherd, "value": [0.5]}, "math-shepherd") == [
+        "$.value: 1 values for 2 tagged steps"
+    ]
+    assert validate_record({**shepherd, "value": ["+", 0.0]}, "math-shepherd") == [
+        "$.value: mixes marks and numbers"
+    ]
+    assert validate_record({**shepherd, "value": [0.5, 2]}, "math-shepherd") != []
+
+
+def matches_tree(tree: ReasoningTree, node: int, completions: list[str], labels: list) -> bool:
+    """Whether some path down from ``node`` gives these pieces: each a run of
+    steps never sampled from, then one step whose own MC value is its label."""
+    if not completions:
+        return True
+    stack = [(child, []) for child in tree.children(node)]
+    while stack:
+        current, texts = stack.pop()
+        texts = [*texts, tree[current]["text"]]
+        joined = STEP_SEPARATOR.join(texts)
+        if not completions[0].startswith(joined):
+            continue
+        value = tree.mc_value(current)
+        if value is None:
+            stack.extend((child, texts) for child in tree.children(current))
+        elif joined == completions[0] and value == labels[0]:
+            if matches_tree(tree, current, completions[1:], labels[1:]):
+                return True
+    return False
+
+
+@settings(max_examples=60, deadline=None)
+@given(trees(), export_settings())
+def test_every_soft_label_is_the_mc_value_of_its_step_in_the_tree(tree, export_options):
+    soft = attrs_evolve(export_options, soft_labels=True, deduplicate=False)
+    hard = attrs_evolve(export_options, deduplicate=False)
+    trl = list(export_records([tree], "trl", soft))
+    for record in trl:
+        assert validate_record(record, "trl") == [], record
+        assert all(type(label) is float and 0.0 <= label <= 1.0 for label in record["labels"])
+        assert record["mc_values"] == record["labels"]
+        assert matches_tree(tree, tree.root, record["completions"], record["labels"])
+    # the same paths as the hard export, less those without an estimated step
+    assert len(trl) <= len(list(export_records([tree], "trl", hard)))
+    texts = [tree[node]["text"] for node in tree.nodes()]
+    if not any(STEP_TAG in text for text in texts):
+        shepherd = list(export_records([tree], "math-shepherd", soft))
+        assert [record["value"] for record in shepherd] == [record["labels"] for record in trl]
+        for record in shepherd:
+            assert validate_record(record, "math-shepherd") == [], record
+
+
 # -- command line -----------------------------------------------------------------------
 
 
@@ -655,6 +784,24 @@ def test_cli_export_and_validate(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{out}: line 1: $: 'prompt' is a required property" in err
     assert "line 2:" in err
+
+
+def test_cli_export_soft_labels_writes_floats_and_records_the_choice(tmp_path, capsys):
+    tree, _ = small_tree()
+    source = write_trees(tmp_path / "trees.jsonl", [tree])
+    out = tmp_path / "soft.jsonl"
+    argv = ["export", str(source), "--format", "trl", "--out", str(out), "--soft-labels"]
+    assert run_export(parse(argv)) == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [line["labels"] for line in lines] == [[0.5, 1.0], [0.0, 0.0]]
+    assert json.loads(manifest_path(out).read_text())["settings"]["soft_labels"] is True
+    assert run_validate(parse(["validate", str(out), "--format", "trl"])) == 0
+    capsys.readouterr()
+    refused = tmp_path / "kto.jsonl"
+    argv = ["export", str(source), "--format", "kto", "--out", str(refused), "--soft-labels"]
+    assert run_export(parse(argv)) == 2
+    assert "format 'kto' cannot carry float labels" in capsys.readouterr().err
+    assert not refused.exists() and not manifest_path(refused).exists()
 
 
 def test_cli_export_with_split_and_options(tmp_path):
@@ -738,3 +885,11 @@ def test_every_jsonl_export_loads_with_datasets(tmp_path, monkeypatch):
         "json", data_files=str(tmp_path / "trl.jsonl"), split="train", cache_dir=str(tmp_path / "c")
     )
     assert trl[0]["labels"] == [True, True, True]
+    export_file([tree], "trl", tmp_path / "soft.jsonl", ExportSettings(soft_labels=True))
+    soft = datasets.load_dataset(
+        "json",
+        data_files=str(tmp_path / "soft.jsonl"),
+        split="train",
+        cache_dir=str(tmp_path / "s"),
+    )
+    assert soft[0]["labels"] == [0.5, 1.0]

@@ -126,6 +126,7 @@ def reference_export(forest: list[ReasoningTree], format: str, settings: ExportS
         negative_threshold=settings.negative_threshold,
         consensus=settings.consensus,
         system_prompt=settings.system_prompt,
+        soft_labels=settings.soft_labels,
         deduplicate=False,
     )
     split = settings.validation_fraction > 0
@@ -182,6 +183,12 @@ def option_sets(format: str) -> list[dict]:
             {"balance": "downsample", "deduplicate": False, "validation_fraction": 0.5},
             {"consensus": True, "balance": "downsample", "validation_fraction": 0.3},
             {"labels": "mc", "positive_threshold": 0.5, "negative_threshold": 0.25},
+        ]
+    if format == "math-shepherd":
+        # A soft record's class is read off its marks (label), which soft trl records lack.
+        sets += [
+            {"soft_labels": True},
+            {"soft_labels": True, "balance": "downsample", "validation_fraction": 0.3},
         ]
     return sets
 
@@ -245,8 +252,8 @@ def test_a_schema_error_in_a_balanced_export_is_numbered_as_in_its_file(tmp_path
     import prmsynth.export._formats as export_module
 
     def half_broken(tree, settings, stats):
-        # a valid solution with an error, then one without whose label is no boolean
-        for labels, has_error in (([False], True), ([0.5], False)):
+        # a valid solution with an error, then one without whose label is out of range
+        for labels, has_error in (([False], True), ([1.5], False)):
             yield export_module._Example(
                 record={"prompt": tree.question.text, "completions": ["a"], "labels": labels},
                 question_id=tree.question.id,

@@ -12,11 +12,21 @@ from prmsynth import Evidence, FirstErrorRule, RelativeDrop, Threshold
 from prmsynth.search._first_error import parse_rule
 
 
-def simulate(rule: FirstErrorRule, n_steps: int, first_error: int, p_good, p_bad, seed: int):
+def simulate(
+    rule: FirstErrorRule,
+    n_steps: int,
+    first_error: int,
+    p_good,
+    p_bad,
+    seed: int,
+    *,
+    final_correct: bool | None = None,
+):
     """Run ``rule`` against a completer whose success drops at ``first_error``."""
     rng = random.Random(seed)
     counts: dict[int, tuple[int, int]] = {}
-    final_correct = first_error == -1
+    if final_correct is None:
+        final_correct = first_error == -1
     spent = 0
     while (
         wanted := rule.next_sample(
@@ -25,6 +35,7 @@ def simulate(rule: FirstErrorRule, n_steps: int, first_error: int, p_good, p_bad
     ) is not None:
         index, n = wanted
         assert -1 <= index < n_steps - 1  # the last prefix's value is exact: never sampled
+        assert n >= 1
         bad = first_error != -1 and index >= first_error
         correct = sum(rng.random() < (p_bad if bad else p_good) for _ in range(n))
         old_correct, old_total = counts.get(index, (0, 0))
@@ -62,11 +73,94 @@ def test_relative_rule_beats_mc_zero_on_hard_and_easy_questions_alike(p_good, p_
     assert relative >= mc_zero + 0.1 or relative >= 0.95
 
 
+@pytest.mark.parametrize(
+    ("p_good", "p_bad", "exact", "within_one"),
+    # Settings A and D of benchmarks/search_quality.py.  On 25 steps, 40 completions
+    # pin an error exactly when a wrong prefix is clear (A); when a clean prefix
+    # succeeds only 30% of the time (D) they still land on it or next to it mostly.
+    [(0.8, 0.02, 0.9, 0.9), (0.3, 0.03, 0.3, 0.5)],
+)
+def test_relative_rule_finds_a_planted_error_in_a_25_step_solution(
+    p_good, p_bad, exact, within_one
+):
+    rng = random.Random(7)
+    trials = [(rng.randrange(25), seed) for seed in range(40)]
+    rule = RelativeDrop()
+    runs = [simulate(rule, 25, error, p_good, p_bad, seed) for error, seed in trials]
+    errors = [error for error, _ in trials]
+    assert all(spent <= rule.max_completions for _, spent in runs)
+    hits = sum(found == error for (found, _), error in zip(runs, errors, strict=True))
+    near = sum(abs(found - error) <= 1 for (found, _), error in zip(runs, errors, strict=True))
+    assert hits >= exact * len(trials)
+    assert near > within_one * len(trials)
+
+
+def test_relative_rule_calls_a_clean_long_solution_clean():
+    rule = RelativeDrop()
+    found = [simulate(rule, 20, -1, 0.5, 0.1, seed)[0] for seed in range(20)]
+    assert found.count(-1) >= 18
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_steps=st.integers(1, 30),
+    data=st.data(),
+    p_good=st.floats(0.05, 1.0),
+    p_bad=st.floats(0.0, 0.3),
+    final_correct=st.booleans(),
+    max_completions=st.integers(1, 60),
+    root_completions=st.integers(1, 10),
+    batch=st.integers(1, 6),
+    max_per_prefix=st.integers(1, 20),
+    seed=st.integers(0, 10**6),
+)
+def test_relative_rule_never_samples_the_last_prefix_nor_overspends(
+    n_steps,
+    data,
+    p_good,
+    p_bad,
+    final_correct,
+    max_completions,
+    root_completions,
+    batch,
+    max_per_prefix,
+    seed,
+):
+    first_error = data.draw(st.integers(-1, n_steps - 1))
+    rule = RelativeDrop(
+        max_completions=max_completions,
+        root_completions=root_completions,
+        batch=batch,
+        max_per_prefix=max_per_prefix,
+    )
+    rng = random.Random(seed)
+    counts: dict[int, tuple[int, int]] = {}
+    while True:
+        evidence = Evidence(n_steps=n_steps, counts=dict(counts), final_correct=final_correct)
+        wanted = rule.next_sample(evidence)
+        if wanted is None:
+            break
+        index, n = wanted
+        assert -1 <= index < n_steps - 1
+        assert 1 <= n <= max_completions - sum(total for _, total in counts.values())
+        if index != -1:
+            assert evidence.n_rollouts(index) + n <= max_per_prefix
+        bad = first_error != -1 and index >= first_error
+        correct = sum(rng.random() < (p_bad if bad else p_good) for _ in range(n))
+        old_correct, old_total = counts.get(index, (0, 0))
+        counts[index] = (old_correct + correct, old_total + n)
+    assert sum(total for _, total in counts.values()) <= max_completions
+    evidence = Evidence(n_steps=n_steps, counts=counts, final_correct=final_correct)
+    assert -1 <= rule.first_error(evidence) < n_steps
+    if not final_correct:
+        assert rule.first_error(evidence) != -1
+
+
 @settings(max_examples=100, deadline=None)
 @given(
-    n_steps=st.integers(1, 10),
+    n_steps=st.integers(1, 30),
     counts=st.dictionaries(
-        st.integers(-1, 8), st.tuples(st.integers(0, 16), st.integers(0, 16)), max_size=6
+        st.integers(-1, 28), st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=12
     ),
     final_correct=st.booleans(),
 )

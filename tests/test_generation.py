@@ -38,10 +38,11 @@ def test_messages_quote_the_prefix_in_user_mode():
     assert QUESTION.text in messages[-1]["content"]
 
 
-def test_messages_prefill_the_assistant_in_assistant_mode():
+def test_messages_start_the_assistant_reply_in_continue_mode():
+    # "assistant", the mode's first name, still means continue.
     generator = LLMStepGenerator(llm=ScriptedLLM(lambda r: ""), prefix_mode="assistant")
     messages = generator.messages(QUESTION, ["Step one."])
-    assert messages[-1] == {"role": "assistant", "content": "Step one.\n\n"}
+    assert messages[-1] == {"role": "assistant", "content": "Step one.\n\n", "prefix": True}
     assert generator.messages(QUESTION, [])[-1] == {"role": "user", "content": QUESTION.text}
 
 

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from types import MappingProxyType
 
 import pytest
@@ -30,7 +29,7 @@ from prmsynth.llm._client import (
     is_retryable,
     retry_after_seconds,
 )
-from prmsynth.testing import FakeOpenAIServer, FaultRates
+from prmsynth.testing import FakeOpenAIServer, FaultRates, VirtualClock
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 3?"}]
 
@@ -152,28 +151,39 @@ def test_retries_succeed_after_rate_limits_and_server_errors():
 
 
 def test_retry_after_is_honoured_and_capped():
+    # The waits are checked on virtual time: exact, whatever the machine's load.
+    clock = VirtualClock()
     with FakeOpenAIServer(fault_sequence=["rate_limit"], retry_after=0.4) as server:
-        started = time.perf_counter()
-        run(fake_client(server, max_backoff=1.0).complete(MESSAGES))
-        waited = time.perf_counter() - started
-    assert 0.4 <= waited < 3.0
+        run(fake_client(server, max_backoff=1.0, sleep=clock.sleep).complete(MESSAGES))
+    assert clock.slept == [0.4]  # the server's hint beats a shorter jittered backoff
+    clock = VirtualClock()
     with FakeOpenAIServer(fault_sequence=["rate_limit"], retry_after=60) as server:
-        started = time.perf_counter()
-        run(fake_client(server, max_backoff=0.1).complete(MESSAGES))
-        assert time.perf_counter() - started < 3.0  # capped at max_backoff
+        run(fake_client(server, max_backoff=0.1, sleep=clock.sleep).complete(MESSAGES))
+    assert clock.slept == [0.1]  # capped at max_backoff
+
+
+def test_backoff_is_full_jitter_under_an_exponential_ceiling():
+    clock = VirtualClock()
+    faults = ["server_error"] * 4
+    with FakeOpenAIServer(fault_sequence=faults) as server:
+        client = fake_client(
+            server, initial_backoff=1.0, max_backoff=5.0, max_attempts=5, sleep=clock.sleep
+        )
+        run(client.complete(MESSAGES))
+    assert len(clock.slept) == 4
+    for attempt, waited in enumerate(clock.slept, start=1):
+        assert 0.0 <= waited <= min(5.0, 2.0 ** (attempt - 1))
 
 
 def test_a_hang_past_the_timeout_is_retried_then_fails_with_llm_error():
+    clock = VirtualClock()
     with FakeOpenAIServer(fault_sequence=["hang"] * 3, hang_seconds=10) as server:
-        client = fake_client(server, request_timeout=0.5, max_attempts=3)
-        started = time.perf_counter()
+        client = fake_client(server, request_timeout=0.5, max_attempts=3, sleep=clock.sleep)
         with pytest.raises(LLMError) as caught:
             run(client.complete(MESSAGES))
-        elapsed = time.perf_counter() - started
-    assert server.requests == 3
+    assert server.requests == 3 and len(clock.slept) == 2  # a wait between attempts
     assert "Timeout" in str(caught.value) and "after 3 attempts" in str(caught.value)
     assert SECRET not in str(caught.value)
-    assert 1.5 <= elapsed < 6.0
 
 
 def test_a_hang_then_an_answer_succeeds():

@@ -21,11 +21,8 @@ QUESTIONS = [
 
 
 def scripted_pipeline(**parts) -> Pipeline:
-    return Pipeline(
-        generator=LLMStepGenerator(llm=ScriptedLLM(planted_script(GOOD, BAD))),
-        verifier=BoxedVerifier(),
-        **parts,
-    )
+    parts.setdefault("generator", LLMStepGenerator(llm=ScriptedLLM(planted_script(GOOD, BAD))))
+    return Pipeline(verifier=BoxedVerifier(), **parts)
 
 
 def test_run_returns_results_in_input_order():

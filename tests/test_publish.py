@@ -242,3 +242,21 @@ def test_a_format_without_records_is_left_out_and_the_card_still_loads(tmp_path)
         }
     ]
     assert not (tmp_path / "up" / "dpo-trl").exists()
+
+
+def test_soft_labels_push_refuses_a_format_without_floats_before_writing(run_dir, tmp_path, capsys):
+    folder = tmp_path / "up"
+    argv = ["push", str(run_dir), "me/prm-data", "--dry-run", "--folder", str(folder)]
+    assert main([*argv, "--soft-labels"]) == 2  # the default formats include dpo-trl
+    assert "format 'dpo-trl' cannot carry float labels" in capsys.readouterr().err
+    assert not folder.exists()
+    assert main([*argv, "--soft-labels", "--formats", "trl,math-shepherd"]) == 0
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert card.count("**Soft labels**") == 2
+    for name in ("trl", "math-shepherd"):
+        manifest = json.loads((folder / name / f"{name}.jsonl.manifest.json").read_text())
+        assert manifest["settings"]["soft_labels"] is True
+    labels = [
+        label for line in read_jsonl(folder / "trl" / "trl.train.jsonl") for label in line["labels"]
+    ]
+    assert labels and all(isinstance(label, float) and 0 <= label <= 1 for label in labels)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from prmsynth import RequestLimiter
 from prmsynth.llm._ratelimit import estimate_prompt_tokens
+from prmsynth.testing import VirtualClock
 
 
 def test_concurrency_is_bounded_and_first_come_first_served():
@@ -28,55 +28,57 @@ def test_concurrency_is_bounded_and_first_come_first_served():
     assert limiter.max_in_flight == 2 and limiter.in_flight == 0 and limiter.n_requests == 10
 
 
+def virtual_limiter(**limits):
+    """A limiter on virtual time: its waits are exact and cost no wall-clock time."""
+    clock = VirtualClock()
+    return RequestLimiter(clock=clock.time, sleep=clock.sleep, **limits), clock
+
+
 def test_no_limits_means_no_waiting():
-    limiter = RequestLimiter()
+    limiter, clock = virtual_limiter()
 
     async def main():
         for _ in range(1000):
             await limiter.acquire(100)
             limiter.release(100, 50)
 
-    started = time.perf_counter()
     asyncio.run(main())
-    assert time.perf_counter() - started < 1.0
+    assert clock.slept == []
     assert limiter.n_requests == 1000 and limiter.in_flight == 0
 
 
 def test_requests_per_minute_paces_after_the_burst():
     # 1200 a minute is 20 a second; the bucket holds one second of it.
-    limiter = RequestLimiter(requests_per_minute=1200)
+    limiter, clock = virtual_limiter(requests_per_minute=1200)
 
     async def main():
-        started = time.perf_counter()
         for _ in range(30):
             await limiter.acquire()
             limiter.release()
-        return time.perf_counter() - started
 
-    elapsed = asyncio.run(main())
-    assert 0.4 <= elapsed < 2.0
+    asyncio.run(main())
+    # The first 20 pass at once, the other 10 at 20 a second.
+    assert clock.time() == pytest.approx(0.5, abs=0.01)
 
 
 def test_tokens_per_minute_charges_estimates_and_refunds_the_difference():
     # 60000 a minute: 1000 tokens a second, a bucket of 1000.
-    limiter = RequestLimiter(tokens_per_minute=60_000)
+    limiter, clock = virtual_limiter(tokens_per_minute=60_000)
     assert limiter.counts_tokens
 
     async def main():
         await limiter.acquire(1000)  # empties the bucket
         limiter.release(1000, 100)  # used 100: 900 come back
-        started = time.perf_counter()
         await limiter.acquire(800)  # fits in the refund: no wait
         limiter.release(800, None)  # usage unknown: the estimate stands
-        quick = time.perf_counter() - started
-        started = time.perf_counter()
-        await limiter.acquire(500)  # ~100 left: waits ~0.4 s for the rest
+        quick = clock.time()
+        await limiter.acquire(500)  # 100 left: waits 0.4 s for the rest
         limiter.release(500, 500)
-        return quick, time.perf_counter() - started
+        return quick, clock.time() - quick
 
     quick, slow = asyncio.run(main())
-    assert quick < 0.05
-    assert 0.25 <= slow < 1.5
+    assert quick == 0.0
+    assert slow == pytest.approx(0.4, abs=0.01)
 
 
 def test_a_request_larger_than_the_bucket_is_paced_not_refused():

@@ -114,10 +114,49 @@ def test_a_torn_last_line_is_cut_and_its_question_runs_again(tmp_path):
 
 def test_other_settings_are_refused_unless_starting_over(tmp_path):
     run(tmp_path, QUESTIONS[:1])
-    with pytest.raises(InputError, match=r"other settings \(model\).*--overwrite"):
-        run(tmp_path, QUESTIONS[:1], run_info={**INFO, "model": "other"})
-    summary = run(tmp_path, QUESTIONS[:2], run_info={**INFO, "model": "other"}, overwrite=True)
+    with pytest.raises(InputError, match=r"other settings \(seed_file_sha256\b.*--overwrite"):
+        run(tmp_path, QUESTIONS[:1], run_info={**INFO, "seed_file_sha256": "other"})
+    summary = run(
+        tmp_path, QUESTIONS[:2], run_info={**INFO, "seed_file_sha256": "other"}, overwrite=True
+    )
     assert summary["questions_resumed"] == 0 and summary["kept"] == 2
+
+
+def test_a_folder_resumed_from_python_with_another_pipeline_is_refused(tmp_path):
+    """The run's identity comes from the Pipeline itself, not from what a caller records."""
+    import attrs
+
+    from prmsynth import MathShepherd, OmegaPRM, SamplingSettings, SearchSettings, Threshold
+
+    run(tmp_path, QUESTIONS[:1], run_info={})
+    base = scripted_pipeline()
+    other_pipelines = {
+        "pipeline.policy.name": scripted_pipeline(policy=MathShepherd()),
+        "pipeline.policy.settings.max_search": scripted_pipeline(
+            policy=OmegaPRM(settings=SearchSettings(max_search=9))
+        ),
+        "pipeline.policy.first_error_rule.name": scripted_pipeline(
+            policy=OmegaPRM(first_error_rule=Threshold(num_branches=8))
+        ),
+        "pipeline.generator.sampling.temperature": scripted_pipeline(
+            generator=attrs.evolve(base.generator, sampling=SamplingSettings(temperature=0.2))
+        ),
+        "pipeline.generator.prefix_mode": scripted_pipeline(
+            generator=attrs.evolve(base.generator, prefix_mode="continue")
+        ),
+    }
+    for path, pipeline in other_pipelines.items():
+        with pytest.raises(InputError, match=rf"other settings \(.*{path}\b"):
+            run(tmp_path, QUESTIONS[:2], run_info={}, pipeline=pipeline)
+        pipeline.verifier.close()
+    # A setting the policy never reads (OmegaPRM's adaptive rule sizes its own
+    # samples) is no part of the run: the folder resumes.
+    unused = scripted_pipeline(policy=OmegaPRM(settings=SearchSettings(num_branches=16)))
+    summary = run(tmp_path, QUESTIONS[:2], run_info={}, pipeline=unused)
+    assert summary["questions_resumed"] == 1 and summary["complete"] is True
+    settings = RunFolder(tmp_path).settings()
+    assert settings["pipeline"]["policy"]["name"] == "OmegaPRM"
+    assert settings["prefix_mode"] == "quote"
 
 
 def test_a_folder_of_unknown_files_is_refused(tmp_path):
@@ -152,7 +191,7 @@ def completions_served(pipeline):
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
-@pytest.mark.parametrize("max_completions", [10, 50, 130])
+@pytest.mark.parametrize("max_completions", [17, 50, 130])
 def test_a_completion_budget_is_hard_and_the_rest_runs_on_resume(
     tmp_path, concurrency, max_completions
 ):
@@ -174,6 +213,28 @@ def test_a_completion_budget_is_hard_and_the_rest_runs_on_resume(
     summary = run(tmp_path)  # no budget: the questions the budget left unfinished run
     assert summary["complete"] is True and summary["questions_done"] == len(QUESTIONS)
     assert sorted(ids_in(tmp_path / "trees.jsonl")) == sorted(q.id for q in QUESTIONS)
+
+
+def test_a_budget_too_small_to_screen_one_question_is_refused_before_any_request(tmp_path):
+    pipeline = scripted_pipeline()
+    with pytest.raises(InputError, match="below the 16 completions that screening"):
+        run(tmp_path, pipeline=pipeline, max_completions=10)
+    assert completions_served(pipeline) == 0 and not (tmp_path / "run.json").exists()
+
+
+def test_a_large_concurrency_costs_tasks_for_the_questions_in_flight_only():
+    import asyncio
+
+    pipeline = scripted_pipeline(concurrency=10**6)
+    tasks_seen = []
+
+    async def search_two():
+        async for _ in pipeline.astream(QUESTIONS[:2]):
+            tasks_seen.append(len(asyncio.all_tasks()))
+
+    asyncio.run(search_two())
+    pipeline.verifier.close()
+    assert len(tasks_seen) == 2 and max(tasks_seen) <= 8
 
 
 def test_screening_stays_within_max_branches(tmp_path):
@@ -207,7 +268,7 @@ def test_merge_joins_shard_folders(tmp_path):
     assert sorted(ids_in(tmp_path / "all" / "trees.jsonl")) == sorted(q.id for q in QUESTIONS)
     assert len(read_jsonl(tmp_path / "all" / "flat.jsonl")) == len(QUESTIONS)
     (tmp_path / "odd").mkdir()
-    run(tmp_path / "odd", QUESTIONS[:1], run_info={**INFO, "model": "other"})
+    run(tmp_path / "odd", QUESTIONS[:1], run_info={**INFO, "answer_field": "other"})
     with pytest.raises(InputError, match="other settings"):
         RunFolder(tmp_path / "bad").merge([tmp_path / "s0", tmp_path / "odd"])
 
@@ -495,7 +556,7 @@ def test_spend_no_line_records_survives_a_run_that_stops_at_once(tmp_path):
 
 def test_a_one_shot_iterator_stopped_early_never_counts_below_what_is_done(tmp_path):
     run(tmp_path, QUESTIONS[:3])
-    summary = run(tmp_path, iter(QUESTIONS), max_completions=1)
+    summary = run(tmp_path, iter(QUESTIONS), max_completions=17)
     assert summary["questions_done"] >= 3
     assert summary["questions_total"] >= summary["questions_done"]
     assert summary["questions_not_done"] >= 0 and summary["complete"] is False
@@ -538,3 +599,18 @@ def test_a_run_whose_writing_fails_ends_even_when_searches_lose_their_cancellati
     # What was committed before the error stays, and the summary says the run is not complete.
     assert ids_in(tmp_path / "trees.jsonl") == ["0"]
     assert RunFolder(tmp_path).summary()["complete"] is False
+
+
+def test_a_folder_of_the_version_before_the_pipeline_identity_resumes_on_its_own_keys(tmp_path):
+    """run.json without "pipeline" (an earlier version): compared on what it recorded."""
+    run(tmp_path, QUESTIONS[:1], run_info={"model": "fake"})
+    settings = json.loads((tmp_path / "run.json").read_text())
+    legacy = {key: value for key, value in settings.items() if key != "pipeline"}
+    (tmp_path / "run.json").write_text(json.dumps(legacy))
+    summary = run(tmp_path, QUESTIONS[:2], run_info={"model": "fake"})
+    assert summary["questions_resumed"] == 1 and summary["complete"] is True
+
+    legacy["search"]["max_search"] = 9
+    (tmp_path / "run.json").write_text(json.dumps(legacy))
+    with pytest.raises(InputError, match=r"other settings \(search\.max_search\)"):
+        run(tmp_path, QUESTIONS[:2], run_info={"model": "fake"})

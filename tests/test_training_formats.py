@@ -293,6 +293,29 @@ def test_cli_exports_kto_and_step_dpo_and_the_openrlhf_fields(tmp_path):
         assert set(record["value"]) <= {"+", "-"}
 
 
+def test_cli_soft_labels_give_openrlhf_a_float_per_placeholder(tmp_path, monkeypatch):
+    trees_file = run_folder(tmp_path / "out", "openai/gpt-4o-mini")
+    hard = export(trees_file, "math-shepherd")
+    soft = export(trees_file, "math-shepherd", "--soft-labels")
+    assert soft and len(soft) <= len(hard)
+    for record in soft:
+        # OpenRLHF 0.5 reads a list whose first item is no string as soft targets
+        assert len(record["value"]) == record["input"].count(f" {STEP_TAG}")
+        assert all(type(value) is float and 0 <= value <= 1 for value in record["value"])
+        marks = parse_math_shepherd(record)[2]  # the rule's marks stay in label
+        assert len(marks) == len(record["value"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    datasets = pytest.importorskip("datasets")
+    dataset = datasets.load_dataset(
+        "json",
+        data_files=str(trees_file.with_name("math-shepherd.jsonl")),
+        split="train",
+        cache_dir=str(tmp_path / "cache"),
+    )
+    assert dataset[0]["value"] == soft[0]["value"]
+
+
 def test_the_new_formats_load_with_datasets(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")

@@ -378,6 +378,168 @@ def test_committed_answers_in_prose_are_read(text, answer):
     assert extract_answer(text) == answer
 
 
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        # a formula in the subject: the answer is what its "is" states
+        (
+            "Therefore, the degree of the polynomial \\((ax^6+bx^8+cx^3+d)(x^5+ex^4+f)"
+            "(x^2+gx+h)\\) is 15.",
+            "15",
+        ),
+        ("So the remainder is $3$ when $n$ is divided by $7$.", "3"),
+        # ... but a formula that is the whole subject is the answer
+        ("Therefore, $129$ is the first term that is greater than 125.", "129"),
+        ("So, $6$ of the 10 numbers are factors of 34.", "6"),
+        # a computation in a formula, then a noun: the result after the last "="
+        (
+            "In summary, we have two cases, giving us a total of \\(2 + 1 = 3\\) possible "
+            "values for \\(n\\).",
+            "3",
+        ),
+        ("There are $7-(-3)+1=11$ integers in this range.", "11"),
+        ("After the empty seat is chosen, there are $6!=720$ ways to arrange the rest.", "720"),
+        ("Note that A = 24 and B = 150, for a total of $24+150=174$.", "174"),
+        # a count stated
+        ("After removing the multiples of 3, there are 50 whole numbers left.", "50"),
+        ("So there are \\(12\\) ways.", "12"),
+        ("We get 7 solutions.", "7"),
+        ("Therefore, there are $18$ possible values for $n$.", "18"),
+        ("In total, there are $12$ pairs of integer coordinates that are labeled with $25$.", "12"),
+        ("So there are $18 \\text{ integers}$ from $-9$ to $8$.", "18 \\text{ integers}"),
+        ("The pairs are $(1,3)$ and $(2,3)$, for a total of $2$ pairs.", "2"),
+        ("So there are $7$ numbers whose digits sum to 7: 16, 61, 25, 52, 34, 43, and 70.", "7"),
+        ("Therefore we have $3$ solutions: $(0,0,0)$, $(1,-2,0)$, and $(1,-1,-1)$.", "3"),
+        ("If there are 80 legs on the farm, there will be 80/2 = 40 pairs of legs", "40"),
+        # formulas that name or qualify what is counted
+        ("Therefore, there are $0$ values of $r$ such that $r + 1 = 15.5$.", "0"),
+        ("Thus, there is exactly $1$ function that is even and odd, namely $f(x) = 0.$", "1"),
+        ("So we find that there are $3$ solutions: $x=0$, $x=9$ and $x=-8$.", "3"),
+    ],
+)
+def test_committed_prose_conclusions_are_read(text, answer):
+    assert extract_answer(text) == answer
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # work left, a premise, a goal, a question
+        "There are 50 numbers to check.",
+        "So there are 12 cases to consider.",
+        "Suppose there are 5 red balls.",
+        "We need to find how many there are.",
+        "Are there 50?",
+        "So there are \\(12\\) ways?",
+        # an enumeration set up, a condition, working that goes on, a bound
+        "There are 3 cases: $n$ even, $n$ odd, and $n = 0$.",
+        "There are 12 ways if the first digit is odd, but the even case is left.",
+        "So there are 12 ways, but some of these are counted twice.",
+        "Thus, the minimum value of $f(n)$ is $1$, but some of these are counted twice.",
+        "So there are at least 5 ways.",
+        "This gives a total of at least $2 + 4 = 6$ solutions.",
+        "We still need to check whether there are $4 \\cdot 4 = 16$ values.",
+        "We still need to check whether the degree of \\((x^2+1)(x^3+1)\\) is 5.",
+        "Is the degree of the polynomial \\((x^2+1)(x^3+1)\\) equal to 5?",
+        # a premise restated
+        "We have 3 red balls.",
+        "There are 31 days in May.",
+        "The problem states there are 54 red candies in all.",
+        "First, the USA has a total of 50 states.",
+    ],
+)
+def test_uncommitted_prose_conclusions_read_nothing(text):
+    assert extract_answer(text) is None
+
+
+@pytest.mark.parametrize(
+    ("response", "gold", "status"),
+    [
+        # a computation displayed after the count is the result
+        (
+            "Gerald spent a total of $100 during the week: \\[150 - 100 = \\$50\\]",
+            "50",
+            "correct",
+        ),
+        # a count before the conclusion is no answer
+        ("There are 36 outcomes, so the probability is $\\frac{1}{6}$.", "\\frac{1}{6}", "correct"),
+        ("There are 36 outcomes, so the probability is $\\frac{1}{6}$.", "36", "incorrect"),
+        # a count as a premise, then the result
+        (
+            "If there were 10 girls, then each girl brought 3000/10 = 300 seashells",
+            "300",
+            "correct",
+        ),
+        # commas inside brackets of a computed chain
+        ("So $\\gcd(2^43^25^2,3^45^4) = 3^25^2 = 15^2 = 225$.", "225", "correct"),
+    ],
+)
+def test_counts_and_computations_in_prose_are_checked(verifier, response, gold, status):
+    assert verifier.verify(response, gold).status == status
+
+
+def test_normalizing_a_computed_chain_with_commas_inside_brackets_ends():
+    assert normalize_answer("\\gcd(12,54) = 6 = 2 \\cdot 3") == "\\gcd(12,54)=6=2\\cdot 3"
+
+
+_WORKING = "We simplify step by step.\n\nCollecting the terms gives the result.\n\n"
+_COUNT_CORES = st.sampled_from(
+    ["there are {q} {noun}", "we get {q} {noun}", "this gives a total of {q} {noun}"]
+)
+_COUNT_QUANTITIES = st.sampled_from(["{n}", "\\({n}\\)", "${a} + {b} = {n}$"])
+_COUNTED_NOUNS = st.sampled_from(
+    ["ways", "whole numbers", "possible values for \\(n\\)", "solutions", "ordered pairs"]
+)
+_COMMITTING = st.sampled_from(
+    ["So, {c}.", "Therefore {c}.", "After removing the rest, {c} left.", "In all, {c}."]
+)
+_UNCOMMITTING = st.sampled_from(
+    [
+        "So {c}?",
+        "Suppose {c}.",
+        "{C} if $n$ is even.",
+        "So {c}, but some of these are counted twice.",
+        "We still need to check whether {c}.",
+        "So {c} to consider.",
+        "Maybe {c}.",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    _COUNT_CORES,
+    _COUNT_QUANTITIES,
+    _COUNTED_NOUNS,
+    _COMMITTING,
+    _UNCOMMITTING,
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+)
+def test_a_stated_count_reads_its_number_and_the_same_count_in_doubt_reads_nothing(
+    core, quantity, noun, committing, uncommitting, a, b
+):
+    count = core.format(q=quantity, noun=noun).format(n=a + b, a=a, b=b)
+    assert extract_answer(_WORKING + committing.format(c=count)) == str(a + b)
+    doubted = uncommitting.format(c=count, C=count[0].upper() + count[1:])
+    assert extract_answer(_WORKING + doubted) is None, doubted
+    bound = core.format(q="at least " + quantity, noun=noun).format(n=a + b, a=a, b=b)
+    assert extract_answer(_WORKING + f"So {bound}.") is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 30),
+    st.integers(1, 30),
+    st.sampled_from(["degree of the polynomial", "leading exponent of"]),
+    st.sampled_from(["Therefore, the", "Thus the", "So the"]),
+)
+def test_a_formula_in_the_subject_is_not_the_answer(a, b, subject, opening):
+    sentence = f"{opening} {subject} \\((x^{{{a}}}+1)(x^{{{b}}}+2)\\) is {a + b}."
+    assert extract_answer(_WORKING + sentence) == str(a + b)
+    assert extract_answer(_WORKING + sentence[:-1] + "?") is None
+
+
 def test_truncated_completion_is_unparseable(verifier):
     verdict = verifier.verify("The answer is 72", "72", finish_reason="length")
     assert verdict.status == "unparseable"

@@ -11,6 +11,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prmsynth.cli._logging import FILE_ONLY
+from prmsynth.cli._types import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY
+from prmsynth.llm._continuation import PREFIX_MODES
+
 #: The exit status of every command: done, failed, bad input (nothing written),
 #: interrupted (Ctrl-C; a run folder stays resumable).
 EXIT_OK, EXIT_FAILURE, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -110,11 +114,11 @@ def add_seed_options(parser: argparse.ArgumentParser) -> None:
     )
     add_source_options(parser)
     parser.add_argument(
-        "--limit", type=int, default=None, help="use only the first N seed questions"
+        "--limit", type=COUNT, default=None, help="use only the first N seed questions"
     )
     parser.add_argument(
         "--max-question-chars",
-        type=int,
+        type=COUNT,
         default=MAX_QUESTION_CHARS,
         help="refuse seed questions longer than this (characters) (default: %(default)s)",
     )
@@ -136,19 +140,32 @@ def add_model_options(parser: argparse.ArgumentParser, *, sampling: bool = True)
         return
     defaults = SamplingSettings()
     parser.add_argument(
-        "--temperature", type=float, default=defaults.temperature, help="sampling temperature"
+        "--temperature",
+        type=NON_NEGATIVE,
+        default=defaults.temperature,
+        help="sampling temperature",
     )
     parser.add_argument(
-        "--top-p", type=float, default=defaults.top_p, help="nucleus sampling's top-p"
+        "--top-p", type=PROBABILITY, default=defaults.top_p, help="nucleus sampling's top-p"
     )
     parser.add_argument(
         "--max-tokens",
-        type=int,
+        type=COUNT,
         default=defaults.max_tokens,
         help="token limit of each completion",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="sampling seed (where the backend honours one)"
+    )
+    parser.add_argument(
+        "--prefix-mode",
+        choices=PREFIX_MODES,
+        default="auto",
+        help="how a partial solution reaches the model: 'continue' sends it as the start of "
+        "the model's own reply to continue (the Monte Carlo value as OmegaPRM defines it; "
+        "vLLM, SGLang, llama.cpp, Ollama, Anthropic, Mistral, DeepSeek, the embedded model); "
+        "'quote' quotes it in a user message (any chat API); 'auto' continues where a probe "
+        "shows the server does, else quotes with a warning",
     )
 
 
@@ -175,7 +192,7 @@ def add_first_error_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--first-error-threshold",
-        type=float,
+        type=PROBABILITY,
         default=0.0,
         help="MC value at or below which a step counts as wrong in the stored labels; "
         "above 0 and without --first-error-rule, also the search's rule (threshold:X)",
@@ -195,6 +212,136 @@ def first_error_rule_from_args(
         return parse_rule(args.first_error_rule, num_branches=num_branches)
     except ValueError as error:
         raise InputError("--first-error-rule", str(error)) from None
+
+
+def policy_from_args(
+    args: argparse.Namespace, *, num_branches_default: int, **settings: Any
+) -> Any:
+    """The search policy of ``--policy``, its first-error rule and sampling sizes.
+
+    Each sampling size has one owner: ``--num-branches`` sizes a threshold
+    rule's binary search (the rule's ``num_branches``) or Math-Shepherd's
+    per-step estimation (the settings'); the default ``relative`` rule sizes
+    its own samples.  An option given a value other than its default where it
+    has no effect is refused ([`InputError`][prmsynth.InputError]), never ignored.
+    ``settings`` are further [`SearchSettings`][prmsynth.SearchSettings] fields.
+    """
+    from prmsynth._seeds import InputError
+    from prmsynth._values import SearchSettings
+    from prmsynth.search._first_error import Threshold
+    from prmsynth.search._policies import POLICIES
+
+    num_branches = args.num_branches if args.num_branches is not None else num_branches_default
+    rule = first_error_rule_from_args(args, num_branches)
+    if rule is None and args.first_error_threshold > 0.0:
+        rule = Threshold(threshold=args.first_error_threshold, num_branches=num_branches)
+    try:
+        search = SearchSettings(
+            num_branches=num_branches, first_error_threshold=args.first_error_threshold, **settings
+        )
+    except ValueError as error:
+        raise InputError("options", str(error)) from None
+    policy = POLICIES[args.policy](settings=search, first_error_rule=rule)
+    effects = policy.option_effects()
+    why = f"--policy {args.policy}"
+    if policy.uses_rule:
+        why += f" and the {policy.rule.name} first-error rule"
+    defaults = {"num_branches": num_branches_default, "max_search": SearchSettings().max_search}
+    for dest, advice in (
+        (
+            "num_branches",
+            "the relative rule sizes its own samples (its batch, root_completions and "
+            "max_completions); choose --first-error-rule mc-zero or threshold:X for a binary "
+            "search with N completions per midpoint, or --policy math-shepherd",
+        ),
+        ("max_search", "only omegaprm selects candidates"),
+    ):
+        value = getattr(args, dest, None)
+        if value is not None and value != defaults[dest] and not effects[dest]:
+            option = "--" + dest.replace("_", "-")
+            raise InputError(option, f"has no effect with {why}: {advice}; leave it out")
+    if not effects["first_error_rule"] and (
+        args.first_error_rule is not None or args.first_error_threshold != 0.0
+    ):
+        raise InputError(
+            "--first-error-rule", f"has no effect with {why}: it locates no first errors"
+        )
+    return policy
+
+
+def generator_from_args(args: argparse.Namespace, llm: Any, sampling: Any, command: str) -> Any:
+    """The step generator of ``--prefix-mode``, its mode settled before the first question.
+
+    ``auto`` probes a server once: a model that does not continue a started
+    reply falls back to quoting, with one warning on stderr saying why and
+    what it changes.  ``continue`` on such a backend raises
+    [`PrefixModeError`][prmsynth.PrefixModeError] (bad options, exit 2).
+    """
+    import asyncio
+    import sys
+
+    import attrs
+
+    from prmsynth.search._generation import LLMStepGenerator
+
+    generator = LLMStepGenerator(llm=llm, sampling=sampling, prefix_mode=args.prefix_mode)
+    choice = asyncio.run(generator.resolve_prefix_mode())
+    if choice.fallback is not None:
+        message = f"prmsynth {command}: warning: prefix mode quote: {choice.fallback}."
+        logging.getLogger(__name__).warning(message, extra=FILE_ONLY)
+        if not getattr(args, "quiet", False):
+            print(message, file=sys.stderr)
+    return attrs.evolve(generator, prefix_mode=choice.mode)
+
+
+def add_backend_options(parser: argparse.ArgumentParser, *, default_cache: str) -> None:
+    """The options of every command that calls the model, with the defaults of
+    ``BackendSettings``."""
+    from prmsynth.llm._backend import BackendSettings
+
+    defaults = BackendSettings()
+    parser.add_argument(
+        "--concurrency",
+        type=COUNT,
+        default=defaults.concurrency,
+        help="requests in flight at once (all questions)",
+    )
+    parser.add_argument("--rpm", type=POSITIVE, default=None, help="requests per minute, at most")
+    parser.add_argument("--tpm", type=POSITIVE, default=None, help="tokens per minute, at most")
+    parser.add_argument(
+        "--request-timeout",
+        type=POSITIVE,
+        default=defaults.request_timeout,
+        help="seconds before a request is retried",
+    )
+    parser.add_argument(
+        "--max-attempts", type=COUNT, default=defaults.max_attempts, help="tries per request"
+    )
+    parser.add_argument(
+        "--router-config",
+        default=None,
+        help="litellm Router config (YAML or JSON model_list); --model names its model_name",
+    )
+    parser.add_argument("--cache", default=None, help=f"completion cache file ({default_cache})")
+    parser.add_argument("--no-cache", action="store_true", help="do not cache completions")
+
+
+def backend_settings_from_args(args: argparse.Namespace, default_cache: Path) -> BackendSettings:
+    """The ``BackendSettings`` of ``add_backend_options``."""
+    from prmsynth.llm._backend import BackendSettings
+
+    cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache
+    return BackendSettings(
+        model=args.model,
+        api_base=args.api_base,
+        concurrency=args.concurrency,
+        requests_per_minute=args.rpm,
+        tokens_per_minute=args.tpm,
+        request_timeout=args.request_timeout,
+        max_attempts=args.max_attempts,
+        router_config=args.router_config,
+        cache_path=cache,
+    )
 
 
 def add_judge_options(parser: argparse.ArgumentParser) -> None:

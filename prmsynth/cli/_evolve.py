@@ -20,9 +20,12 @@ from prmsynth.cli._common import (
     EXIT_FAILURE,
     EXIT_INPUT,
     EXIT_OK,
+    add_backend_options,
     add_model_options,
     add_seed_options,
+    backend_settings_from_args,
 )
+from prmsynth.cli._types import COUNT, NON_NEGATIVE_WHOLE, PROBABILITY
 
 if TYPE_CHECKING:
     from prmsynth.evolve._evolver import EvolutionSettings
@@ -40,14 +43,14 @@ DEFAULT_ANSWER_MAX_TOKENS = 512
 def _add_vote_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--n-answer-samples",
-        type=int,
+        type=COUNT,
         default=DEFAULT_N_ANSWER_SAMPLES,
         metavar="N",
         help="solutions sampled per evolved question to vote on its answer (default: %(default)s)",
     )
     parser.add_argument(
         "--agreement-threshold",
-        type=float,
+        type=PROBABILITY,
         default=DEFAULT_AGREEMENT_THRESHOLD,
         metavar="FRACTION",
         help="keep an evolved question only if its majority answer has at least this share "
@@ -71,15 +74,13 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_seed_options(parser)
     parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="questions file")
-    from prmsynth.llm._backend import add_backend_options
-
     add_backend_options(parser, default_cache="OUT.cache.sqlite")
     parser.add_argument(
-        "--rounds", type=int, default=1, metavar="N", help="rounds of evolution (default: 1)"
+        "--rounds", type=COUNT, default=1, metavar="N", help="rounds of evolution (default: 1)"
     )
     parser.add_argument(
         "--per-seed",
-        type=int,
+        type=COUNT,
         default=DEFAULT_PER_SEED,
         metavar="K",
         help=f"evolutions attempted per seed and round (default: {DEFAULT_PER_SEED})",
@@ -91,14 +92,14 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     _add_vote_options(parser)
     parser.add_argument(
         "--mutation-max-tokens",
-        type=int,
+        type=COUNT,
         default=DEFAULT_MUTATION_MAX_TOKENS,
         metavar="N",
         help=f"token limit of a rewritten question (default: {DEFAULT_MUTATION_MAX_TOKENS})",
     )
     parser.add_argument(
         "--answer-max-tokens",
-        type=int,
+        type=COUNT,
         default=DEFAULT_ANSWER_MAX_TOKENS,
         metavar="N",
         help=f"token limit of a solution for the vote (default: {DEFAULT_ANSWER_MAX_TOKENS})",
@@ -119,14 +120,14 @@ def add_evolve_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--evolve-rounds``, ``--evolve-per-seed`` and the vote options to a ``run`` parser."""
     parser.add_argument(
         "--evolve-rounds",
-        type=int,
+        type=NON_NEGATIVE_WHOLE,
         default=0,
         metavar="N",
         help="evolve the seeds for N rounds before the search (0: search the seeds as they are)",
     )
     parser.add_argument(
         "--evolve-per-seed",
-        type=int,
+        type=COUNT,
         default=DEFAULT_PER_SEED,
         metavar="K",
         help="evolutions attempted per seed and round",
@@ -168,7 +169,6 @@ def run(args: argparse.Namespace) -> int:
 
     from prmsynth._seeds import InputError, questions_from_args
     from prmsynth.cli._common import open_backend
-    from prmsynth.llm._backend import backend_settings_from_args
     from prmsynth.llm._client import BackendUnavailable
 
     try:

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from prmsynth.cli._types import PROBABILITY
 
 _ERRORS_SHOWN = 10
 
@@ -83,7 +84,7 @@ def add_export_settings_options(
         defaults["validation_fraction"] = validation_fraction
     parser.add_argument(
         "--positive-threshold",
-        type=float,
+        type=PROBABILITY,
         default=defaults["positive_threshold"],
         help="a step whose MC value is above this is positive (0.0: any completion succeeded)",
     )
@@ -96,7 +97,7 @@ def add_export_settings_options(
     )
     parser.add_argument(
         "--negative-threshold",
-        type=float,
+        type=PROBABILITY,
         default=defaults["negative_threshold"],
         help="prm800k: a negative step with MC value at most this is rated -1, others 0",
     )
@@ -120,7 +121,7 @@ def add_export_settings_options(
     )
     parser.add_argument(
         "--validation-fraction",
-        type=float,
+        type=PROBABILITY,
         default=defaults["validation_fraction"],
         help="share of questions (by a stable hash of the question id) in the validation file",
     )
@@ -132,6 +133,12 @@ def add_export_settings_options(
         action="store_true",
         help="keep only solutions whose critic verdict (a run with --judge-model) agrees with "
         "the labels on the first wrong step",
+    )
+    parser.add_argument(
+        "--soft-labels",
+        action="store_true",
+        help="trl, math-shepherd: write each step's MC value as a float label in [0, 1] instead "
+        "of a boolean (a step without a value of its own is joined to the next that has one)",
     )
     parser.add_argument(
         "--system-prompt",
@@ -162,6 +169,7 @@ def export_settings_from_args(args: argparse.Namespace, trees: list[str]) -> Any
         "validation_fraction": args.validation_fraction,
         "split_seed": args.split_seed,
         "consensus": args.consensus,
+        "soft_labels": args.soft_labels,
     }
     if args.system_prompt is not None:
         options["system_prompt"] = args.system_prompt

@@ -28,17 +28,22 @@ from prmsynth.cli._common import (
     EXIT_FAILURE,
     EXIT_INPUT,
     EXIT_OK,
+    add_backend_options,
     add_first_error_options,
     add_judge_options,
     add_model_options,
     add_source_options,
+    backend_settings_from_args,
 )
+from prmsynth.cli._types import COUNT
 
 if TYPE_CHECKING:
     from prmsynth._interfaces import LabelResult
     from prmsynth.run._pipeline import Pipeline
 
 REQUIRED_FIELDS = ("id", "problem", "steps", "answer")
+#: Completions per estimated prefix where ``--num-branches`` has an effect.
+NUM_BRANCHES = 8
 
 
 def read_label_rows(
@@ -96,67 +101,70 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--num-branches",
         "--num-completions",  # its first name, kept working
-        type=int,
-        default=8,
+        type=COUNT,
+        default=None,
         dest="num_branches",
-        help="completions per estimated prefix (K)",
+        help=f"completions per estimated prefix (K, default {NUM_BRANCHES}): Math-Shepherd's "
+        "per-step estimation, or a threshold rule's binary search; the relative rule sizes its "
+        "own samples, so it is refused there",
     )
     add_first_error_options(parser)
     add_judge_options(parser)
     parser.add_argument(
         "--max-branches",
         "--max-completions-per-row",  # its first name, kept working
-        type=int,
+        type=COUNT,
         default=None,
         dest="max_branches",
         help="completions per row in total (default: no limit)",
     )
     add_model_options(parser)
-    from prmsynth.llm._backend import add_backend_options
-
     add_backend_options(parser, default_cache="OUT.cache.sqlite")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from prmsynth._values import SearchSettings
-    from prmsynth.cli._common import first_error_rule_from_args, open_backend, sampling_from_args
-    from prmsynth.llm._backend import backend_settings_from_args
+    from prmsynth._errors import PrefixModeError
+    from prmsynth.cli._common import (
+        generator_from_args,
+        open_backend,
+        policy_from_args,
+        sampling_from_args,
+    )
     from prmsynth.llm._client import BackendUnavailable
     from prmsynth.run._pipeline import Pipeline
-    from prmsynth.search._generation import LLMStepGenerator
-    from prmsynth.search._policies import POLICIES
 
+    cache = None
     try:
         try:
             sampling = sampling_from_args(args)
-            settings = SearchSettings(
-                num_branches=args.num_branches,
-                max_branches=args.max_branches or 2**62,
-                first_error_threshold=args.first_error_threshold,
-            )
             out = Path(args.out)
             backend = backend_settings_from_args(args, out.with_name(out.name + ".cache.sqlite"))
         except ValueError as error:
             raise InputError("options", str(error)) from None
+        policy = policy_from_args(
+            args, num_branches_default=NUM_BRANCHES, max_branches=args.max_branches or 2**62
+        )
         if out.is_dir():
             raise InputError(out, "is a folder; --out names a file")
-        rule = first_error_rule_from_args(args, args.num_branches)
         rows = read_label_rows(
             RowSource(
                 location=args.input, subset=args.subset, split=args.split, revision=args.revision
             )
         )
-        llm, model, cache, critic = open_backend(args, backend)
-    except (InputError, BackendUnavailable) as error:
+        llm, _, cache, critic = open_backend(args, backend)
+        generator = generator_from_args(args, llm, sampling, "label")
+    except (InputError, BackendUnavailable, PrefixModeError) as error:
+        if cache is not None:
+            cache.close()
         from prmsynth.cli._logging import report_error
 
         report_error(f"prmsynth label: error: {error}")  # --log-file keeps it too
         return EXIT_INPUT
 
     pipeline = Pipeline(
-        generator=LLMStepGenerator.for_model(llm, model, sampling=sampling),
-        policy=POLICIES[args.policy](settings=settings, first_error_rule=rule),
+        generator=generator,
+        policy=policy,
         critic=critic,
         # More rows in flight than request slots keeps the backend busy.
         concurrency=2 * backend.concurrency,
@@ -199,8 +207,10 @@ def run(args: argparse.Namespace) -> int:
         (row["first_error"] is not None and row["first_error"] >= 0) for row in results.values()
     )
     failed = sum(row["status"] == "failed" for row in results.values())
+    sizes = f"K={policy.settings.num_branches}" if policy.option_effects()["num_branches"] else ""
     print(
-        f"labelled {len(rows) - failed} solutions with {args.policy} (K={args.num_branches}): "
+        f"labelled {len(rows) - failed} solutions with {args.policy} "
+        f"({', '.join(filter(None, [policy.rule.name, sizes, generator.prefix_mode]))}): "
         f"{with_error} with a first error, {failed} failed, {spent} completions -> {out}",
         file=sys.stderr,
     )
@@ -221,6 +231,7 @@ def label_row(
         if labels.final_verdict is None
         else labels.final_verdict.correct,
         "first_error_rule": pipeline.policy.rule.name,
+        "prefix_mode": getattr(pipeline.generator, "prefix_mode", None),
     }
     if labels.status == "failed":
         row["reason"] = None if labels.reason is None else redact_secrets(labels.reason)

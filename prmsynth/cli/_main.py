@@ -188,7 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             except InputError as error:
                 print(f"prmsynth {command}: error: {error}", file=sys.stderr)
                 return EXIT_INPUT
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit:  # a bad option (2, said by argparse) or --help (0)
+            return exit.code if isinstance(exit.code, int) else EXIT_INPUT
         handler = getattr(args, "handler", None)
         if handler is None:
             parser.print_help()

@@ -14,12 +14,15 @@ from prmsynth.cli._common import (
     EXIT_INPUT,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    add_backend_options,
     add_first_error_options,
     add_judge_options,
     add_model_options,
     add_seed_options,
+    backend_settings_from_args,
 )
 from prmsynth.cli._logging import FILE_ONLY, report_error
+from prmsynth.cli._types import COUNT, NON_NEGATIVE_WHOLE, POSITIVE, PROBABILITY
 
 _logger = logging.getLogger(__name__)
 #: The share of failed questions above which a run exits 1.
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     from prmsynth._values import SearchSettings
+    from prmsynth.search._policies import POLICIES
 
     search = SearchSettings()
     parser = subparsers.add_parser(
@@ -52,39 +56,36 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     parser.add_argument(
         "--screen-rollouts",
-        type=int,
+        type=COUNT,
         default=search.screen_rollouts,
         help="solutions sampled to screen a question (kept only if mixed)",
     )
     parser.add_argument(
         "--num-branches",
-        type=int,
-        default=search.num_branches,
-        help="completions per Monte Carlo estimation",
+        type=COUNT,
+        default=None,
+        help=f"completions per estimated prefix (default {search.num_branches}): Math-Shepherd's "
+        "per-step estimation, or a threshold rule's binary search; the relative rule sizes "
+        "its own samples, so it is refused there",
     )
     parser.add_argument(
         "--max-search",
-        type=int,
-        default=search.max_search,
-        help="candidate selections per question",
+        type=NON_NEGATIVE_WHOLE,
+        default=None,
+        help=f"candidate selections per question (omegaprm only; default {search.max_search})",
     )
     parser.add_argument(
         "--max-branches",
-        type=int,
+        type=COUNT,
         default=search.max_branches,
         help="completions per question in total, screening included",
     )
     parser.add_argument(
-        "--policy",
-        choices=("omegaprm", "math-shepherd", "best-of-n"),
-        default="omegaprm",
-        help="search policy",
+        "--policy", choices=tuple(POLICIES), default="omegaprm", help="search policy"
     )
 
     add_first_error_options(parser)
     add_judge_options(parser)
-    from prmsynth.llm._backend import add_backend_options
-
     add_backend_options(parser, default_cache="OUT/cache.sqlite")
     parser.add_argument(
         "--overwrite",
@@ -96,21 +97,21 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--max-completions",
-        type=int,
+        type=COUNT,
         default=None,
         help="hard limit on completions: no request is sent past it; unfinished questions "
         "run again on resume",
     )
     parser.add_argument(
         "--max-cost",
-        type=float,
+        type=POSITIVE,
         default=None,
         help="hard limit in USD: each request reserves its estimated cost before it is sent, "
         "so the run goes over by at most what requests in flight cost beyond the estimate",
     )
     parser.add_argument(
         "--max-failed-fraction",
-        type=float,
+        type=PROBABILITY,
         default=DEFAULT_MAX_FAILED_FRACTION,
         metavar="FRACTION",
         help="exit with status 1 when more than this share of the questions done failed",
@@ -122,28 +123,25 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import attrs
-
+    from prmsynth._errors import PrefixModeError
     from prmsynth._interfaces import NoEvolution
     from prmsynth._seeds import InputError, questions_from_args, seed_source_from_args
     from prmsynth._values import SearchSettings
     from prmsynth._version import __version__
     from prmsynth.cli import _evolve as _evolve_cli
     from prmsynth.cli._common import (
-        first_error_rule_from_args,
+        generator_from_args,
         judge_info,
         open_backend,
+        policy_from_args,
         sampling_from_args,
     )
     from prmsynth.cli._main import command_line
     from prmsynth.evolve._evolver import EvolveInstruct
-    from prmsynth.llm._backend import backend_settings_from_args
     from prmsynth.llm._client import BackendUnavailable
     from prmsynth.run._budget import Budget
     from prmsynth.run._folder import run_to_directory
     from prmsynth.run._pipeline import Pipeline
-    from prmsynth.search._generation import LLMStepGenerator
-    from prmsynth.search._policies import POLICIES
     from prmsynth.verify._math import MathAnswerVerifier
 
     cache = None
@@ -159,17 +157,30 @@ def run(args: argparse.Namespace) -> int:
         shard = _parse_shard(args.shard)
         try:
             sampling = sampling_from_args(args)
-            search = SearchSettings(
-                screen_rollouts=args.screen_rollouts,
-                num_branches=args.num_branches,
-                max_search=args.max_search,
-                max_branches=args.max_branches,
-                first_error_threshold=args.first_error_threshold,
-            )
             backend = backend_settings_from_args(args, Path(args.out) / "cache.sqlite")
         except ValueError as error:
             raise InputError("options", str(error)) from None
-        rule = first_error_rule_from_args(args, args.num_branches)
+        if args.max_cost is not None:
+            from prmsynth.llm._backend import unpriced_models
+
+            unpriced = unpriced_models(backend)
+            if unpriced:
+                raise InputError(
+                    "--max-cost",
+                    f"litellm knows no price for {', '.join(sorted(set(unpriced)))}, so its "
+                    "cost would count as $0 and the budget could never stop the run; give it a "
+                    "price (input_cost_per_token and output_cost_per_token in a --router-config "
+                    "deployment's litellm_params, or litellm.register_model from Python), or "
+                    "cap the run with --max-completions",
+                )
+        defaults = SearchSettings()
+        policy = policy_from_args(
+            args,
+            num_branches_default=defaults.num_branches,
+            screen_rollouts=args.screen_rollouts,
+            max_search=args.max_search if args.max_search is not None else defaults.max_search,
+            max_branches=args.max_branches,
+        )
         evolution = _evolve_cli.evolution_settings_from_args(args)
         source = seed_source_from_args(args)
         # Every row is checked before any work; the questions (of this shard)
@@ -182,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
         llm, model, cache, critic = open_backend(
             args, backend, fresh_cache=args.overwrite and own_cache
         )
+        generator = generator_from_args(args, llm, sampling, "run")
         checked = True
         log = None if args.quiet else sys.stderr
         verifier = MathAnswerVerifier()
@@ -197,9 +209,9 @@ def run(args: argparse.Namespace) -> int:
                 llm=llm, settings=evolution, equivalence=verifier.equivalence, progress=progress
             )
         pipeline = Pipeline(
-            generator=LLMStepGenerator.for_model(llm, model, sampling=sampling),
+            generator=generator,
             verifier=verifier,
-            policy=POLICIES[args.policy](settings=search, first_error_rule=rule),
+            policy=policy,
             evolver=evolver,
             critic=critic,
             # More questions in flight than request slots keeps the backend saturated.
@@ -216,15 +228,11 @@ def run(args: argparse.Namespace) -> int:
             "seed_revision": source.revision,
             "question_fields": fields,
             "answer_field": args.answer_column,
+            # What decides the labels (the pipeline's identity, run.json's
+            # "pipeline") is added by the library; these are for readers.
             "model": model,
             "api_base": args.api_base,
-            "sampling": attrs.asdict(sampling),
-            "search": search.to_dict(),
-            "policy": type(pipeline.policy).__name__,
-            "first_error_rule": pipeline.policy.rule.to_dict(),
-            "verifier": type(pipeline.verifier).__name__,
             "judge": judge_info(args),
-            "evolution": None if evolution is None else evolution.to_dict(),
             "limit": args.limit,
             "shard": args.shard,
             "command": command_line(args, leave_out=("quiet", "overwrite")),
@@ -239,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
             log=log,
             extra_files={CONFIG_FILE: _config_text(args)},
         )
-    except InputError as error:
+    except (InputError, PrefixModeError) as error:
         report_error(f"prmsynth run: error: {error}")
         return EXIT_INPUT
     except BackendUnavailable as error:

@@ -15,6 +15,7 @@ from typing import Any
 from prmsynth._errors import InputError
 from prmsynth._io import atomic_file, dumps_line
 from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
+from prmsynth.cli._types import POSITIVE
 
 
 def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
@@ -55,7 +56,7 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=POSITIVE,
         default=2.0,
         metavar="SECONDS",
         help="time bound of one symbolic check (default: 2.0)",

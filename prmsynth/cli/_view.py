@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
+from prmsynth.cli._types import COUNT, PROBABILITY
 
 
 def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -47,7 +48,7 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
     view.add_argument("--title", default=None, help="page title (default: from the input name)")
     view.add_argument(
         "--first-error-threshold",
-        type=float,
+        type=PROBABILITY,
         default=None,
         metavar="VALUE",
         help="a step is wrong when its MC value is at most this; the first wrong step on a "
@@ -55,7 +56,7 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
     )
     view.add_argument(
         "--excerpt-chars",
-        type=int,
+        type=COUNT,
         default=DEFAULT_EXCERPT_CHARS,
         metavar="N",
         help="keep one correct and one incorrect completion per step, cut to N characters "

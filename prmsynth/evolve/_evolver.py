@@ -51,6 +51,7 @@ import attrs
 from prmsynth._errors import RUN_FATAL
 from prmsynth._interfaces import LLM, QuestionEvolver, gather_or_cancel
 from prmsynth._values import Completion, Question
+from prmsynth.llm._cache import llm_identity
 from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT, derive_seed
 from prmsynth.verify._math import (
     MAX_ANSWER_LENGTH,
@@ -482,6 +483,14 @@ class EvolveInstruct(QuestionEvolver):
     prompt_version: str = PROMPT_VERSION
     progress: Callable[[str], None] | None = None
     _reports: list[EvolutionReport] = attrs.field(init=False, factory=list, repr=False)
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the evolved questions, as a run records it."""
+        return {
+            "llm": llm_identity(self.llm),
+            "settings": self.settings.to_dict(),
+            "prompt_version": self.prompt_version,
+        }
 
     def __attrs_post_init__(self) -> None:
         if not self.templates:

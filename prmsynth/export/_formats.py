@@ -28,6 +28,10 @@ steps, and a step's value is its node's ``mc_value``.
 3. A path is exported up to its first unknown step; a path with no labelled
    step gives no record.
 
+With ``soft_labels`` (``trl`` and ``math-shepherd`` only) the same paths carry,
+in place of the rule's labels, the MC value of each step the run estimated (see
+`ExportSettings`).
+
 >>> from prmsynth import Question, ReasoningTree, Verdict
 >>> tree = ReasoningTree(Question(id="q1", text="What is 2 + 3?", reference_answer="5"))
 >>> first, last = tree.add_steps(tree.root, ["2 + 3 = 5.", "The answer is 5."])
@@ -108,6 +112,10 @@ _SCHEMA_NAMES = {
 # they can be balanced and their label balance reported.
 _LABELLED_FORMATS = frozenset({"trl", "math-shepherd", "prm800k", "processbench", "kto"})
 
+# Formats whose trainers read a float label per step: TRL's ``labels``, the
+# ``value`` list OpenRLHF reads from a Math-Shepherd record.
+_SOFT_LABEL_FORMATS = ("trl", "math-shepherd")
+
 STEP_TAG = "ки"
 """Math-Shepherd's step tag: each step of ``input`` ends with ``" ки"``."""
 
@@ -154,6 +162,12 @@ class ExportSettings:
     are left out too.  Labelled formats only.  ``generator``: the model that
     wrote the solutions, as ProcessBench's ``generator`` field names it (None:
     unknown; ``prmsynth export`` reads it from the ``run.json`` beside the trees).
+    ``soft_labels``: each label is the MC value of its step, a float in [0, 1],
+    not a boolean (``trl`` ``labels``, ``math-shepherd`` ``value``; the other
+    formats refuse it with an [`InputError`][prmsynth.InputError]).  Only the values the run
+    estimated are written: a step with no MC value of its own is joined to the
+    next step that has one (their texts, with a blank line between), and the
+    steps after the last such step are left out.
 
     >>> settings = ExportSettings(positive_threshold=0.5)
     >>> (settings.negative_threshold, settings.deduplicate, settings.balance)
@@ -181,6 +195,7 @@ class ExportSettings:
     generator: str | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
     )
+    soft_labels: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.negative_threshold > self.positive_threshold:
@@ -483,7 +498,73 @@ def _labelled_paths(
         yield prefix
 
 
+def _estimated_pieces(steps: Sequence[LabelledStep]) -> list[list[LabelledStep]]:
+    """Cut a labelled path into pieces that each end at a step with an MC value
+    of its own: what a soft-labelled record writes as its steps.
+
+    A step never sampled from has no value to write, so it joins the next step
+    that has one (the label there is the value of the prefix through both);
+    the steps after the last estimated one are left out.
+
+    >>> def steps(*values):
+    ...     return [LabelledStep(node=i, text=str(i), mc_value=value, value=value, label=True,
+    ...                          rating=1) for i, value in enumerate(values)]
+    >>> [[step.node for step in piece] for piece in _estimated_pieces(steps(None, 0.5, 1.0, None))]
+    [[0, 1], [2]]
+    """
+    pieces: list[list[LabelledStep]] = []
+    pending: list[LabelledStep] = []
+    for step in steps:
+        pending.append(step)
+        if step.mc_value is not None:
+            pieces.append(pending)
+            pending = []
+    return pieces
+
+
+def _soft_paths(
+    tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]
+) -> Iterator[tuple[list[LabelledStep], list[list[LabelledStep]]]]:
+    """``(steps, pieces)``: the steps a soft-labelled record covers and their
+    `_estimated_pieces`, for the paths a hard-labelled export writes."""
+    for steps in _labelled_paths(tree, settings, stats):
+        pieces = _estimated_pieces(steps)
+        if not pieces:
+            stats["paths_without_estimated_step"] += 1
+            continue
+        yield [step for piece in pieces for step in piece], pieces
+
+
+def _soft_example(
+    tree: ReasoningTree,
+    record: dict[str, Any],
+    steps: list[LabelledStep],
+    pieces: list[list[LabelledStep]],
+) -> _Example:
+    # The class and the label balance count the rule's label at each labelled step.
+    ends = [piece[-1] for piece in pieces]
+    return _Example(
+        record=record,
+        question_id=tree.question.id,
+        has_error=not all(step.label for step in steps),
+        step_counts=_step_counts(ends, three_way=False),
+    )
+
+
 def _trl_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    if settings.soft_labels:
+        for steps, pieces in _soft_paths(tree, settings, stats):
+            values = [piece[-1].mc_value for piece in pieces]
+            record = {
+                "prompt": tree.question.text,
+                "completions": [
+                    STEP_SEPARATOR.join(step.text for step in piece) for piece in pieces
+                ],
+                "labels": values,
+                "mc_values": list(values),
+            }
+            yield _soft_example(tree, record, steps, pieces)
+        return
     for steps in _labelled_paths(tree, settings, stats):
         yield _Example(
             record={
@@ -498,7 +579,30 @@ def _trl_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[
         )
 
 
+def _soft_math_shepherd_examples(
+    tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]
+) -> Iterator[_Example]:
+    question = tree.question
+    for steps, pieces in _soft_paths(tree, settings, stats):
+        texts = [
+            STEP_SEPARATOR.join(_strip_step_marker(step.text) for step in piece) for piece in pieces
+        ]
+        if any(STEP_TAG in text for text in [question.text, *texts]):
+            stats["paths_with_step_tag_in_text"] += 1
+            continue
+        ends = [piece[-1] for piece in pieces]
+        # label keeps the rule's marks for Math-Shepherd's readers; value has the floats
+        record = math_shepherd_record(
+            question.text, texts, [bool(step.label) for step in ends], task=question.source
+        )
+        record["value"] = [step.mc_value for step in ends]
+        yield _soft_example(tree, record, steps, pieces)
+
+
 def _math_shepherd_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
+    if settings.soft_labels:
+        yield from _soft_math_shepherd_examples(tree, settings, stats)
+        return
     question = tree.question
     for steps in _labelled_paths(tree, settings, stats):
         texts = [_strip_step_marker(step.text) for step in steps]
@@ -873,6 +977,12 @@ def _first_in_memory() -> Callable[[bytes], bool]:
 
 def _check_options(format: str, settings: ExportSettings) -> None:
     _check_format(format)
+    if settings.soft_labels and format not in _SOFT_LABEL_FORMATS:
+        raise InputError(
+            "soft_labels",
+            f"format {format!r} cannot carry float labels; soft labels are written in "
+            f"{' and '.join(_SOFT_LABEL_FORMATS)} only",
+        )
     if format in _LABELLED_FORMATS:
         return
     labelled = ", ".join(sorted(_LABELLED_FORMATS))
@@ -1220,10 +1330,18 @@ def _shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _mixed(values: Sequence[Any], kind: type, field: str, what: str) -> Iterator[str]:
+    # A record's labels are all hard or all soft: a trainer reads one kind.
+    kinds = {isinstance(value, kind) for value in values}
+    if len(kinds) > 1:
+        yield f"$.{field}: mixes {what} and numbers"
+
+
 def _trl_checks(record: dict[str, Any]) -> Iterator[str]:
     completions, labels = record["completions"], record["labels"]
     if len(labels) != len(completions):
         yield f"$.labels: {len(labels)} labels for {len(completions)} completions"
+    yield from _mixed(labels, bool, "labels", "booleans")
     mc_values = record.get("mc_values")
     if mc_values is not None and len(mc_values) != len(completions):
         yield f"$.mc_values: {len(mc_values)} values for {len(completions)} completions"
@@ -1236,7 +1354,13 @@ def _math_shepherd_checks(record: dict[str, Any]) -> Iterator[str]:
         yield f"$.label: {error}"
         return
     value = record.get("value")  # absent from Math-Shepherd's own release
-    if value is not None and value != ["+" if label else "-" for label in labels]:
+    if value is None:
+        return
+    if any(not isinstance(item, str) for item in value):  # soft labels: a number per tag
+        yield from _mixed(value, str, "value", "marks")
+        if len(value) != len(labels):
+            yield f"$.value: {len(value)} values for {len(labels)} tagged steps"
+    elif value != ["+" if label else "-" for label in labels]:
         yield f"$.value: {value!r} is not the marks of label, in step order"
 
 
@@ -1258,13 +1382,16 @@ def validate_record(record: Any, format: str) -> list[str]:
 
     An empty list means the record is valid.  Beyond the schema, a few
     checks JSON Schema cannot express (``trl``: as many labels as
-    completions; ``math-shepherd``: ``label`` is ``input`` with each tag
-    replaced; ``processbench``: ``label`` is a step index).
+    completions, all booleans or all numbers; ``math-shepherd``: ``label`` is
+    ``input`` with each tag replaced, and ``value`` its marks or a number per
+    tag; ``processbench``: ``label`` is a step index).
 
     >>> validate_record({"prompt": "Q", "completions": ["a"], "labels": [True]}, "trl")
     []
-    >>> validate_record({"prompt": "Q", "completions": ["a"], "labels": [0.7]}, "trl")
-    ["$.labels[0]: 0.7 is not of type 'boolean'"]
+    >>> validate_record({"prompt": "Q", "completions": ["a"], "labels": [0.7]}, "trl")  # soft
+    []
+    >>> validate_record({"prompt": "Q", "completions": ["a"], "labels": [1.5]}, "trl")
+    ['$.labels[0]: 1.5 is greater than the maximum of 1']
     """
     name = _schema_name(format)
     quick = _quick_check(name)

@@ -1,14 +1,19 @@
-"""Building the run's LLM from command-line settings: client, limits, router, cache."""
+"""Building the run's LLM from its settings: client, limits, router, cache."""
 
 from __future__ import annotations
 
-import argparse
+import math
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from prmsynth._interfaces import LLM
+
+
+def _positive_or_none(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -24,52 +29,57 @@ class BackendSettings:
 
     model: str | None = None
     api_base: str | None = None
-    concurrency: int = 16
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    request_timeout: float = 600.0
-    max_attempts: int = 5
+    concurrency: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    requests_per_minute: float | None = attrs.field(default=None, validator=_positive_or_none)
+    tokens_per_minute: float | None = attrs.field(default=None, validator=_positive_or_none)
+    request_timeout: float = attrs.field(default=600.0, validator=_positive_or_none)
+    max_attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     router_config: str | None = None
     cache_path: Path | None = None
 
 
-def add_backend_options(parser: argparse.ArgumentParser, *, default_cache: str) -> None:
-    """The options of every command that calls the model."""
-    parser.add_argument(
-        "--concurrency", type=int, default=16, help="requests in flight at once (all questions)"
-    )
-    parser.add_argument("--rpm", type=float, default=None, help="requests per minute, at most")
-    parser.add_argument("--tpm", type=float, default=None, help="tokens per minute, at most")
-    parser.add_argument(
-        "--request-timeout", type=float, default=600.0, help="seconds before a request is retried"
-    )
-    parser.add_argument("--max-attempts", type=int, default=5, help="tries per request")
-    parser.add_argument(
-        "--router-config",
-        default=None,
-        help="litellm Router config (YAML or JSON model_list); --model names its model_name",
-    )
-    parser.add_argument("--cache", default=None, help=f"completion cache file ({default_cache})")
-    parser.add_argument("--no-cache", action="store_true", help="do not cache completions")
+def unpriced_models(settings: BackendSettings) -> list[str]:
+    """The models of ``settings`` that litellm knows no price for: their cost
+    would count as $0, so a budget in dollars could never bind.
+
+    A router deployment priced in its ``litellm_params`` (``input_cost_per_token``,
+    ``output_cost_per_token``) counts as priced; the embedded model never is.
+    """
+    from prmsynth.llm._client import DEFAULT_MODEL, LOCAL_PROVIDER, import_litellm
+
+    if settings.router_config:
+        from prmsynth.llm._router import load_router_config
+
+        deployments = [
+            deployment["litellm_params"]
+            for deployment in load_router_config(settings.router_config)["model_list"]
+            if settings.model is None or deployment["model_name"] == settings.model
+        ]
+    else:
+        deployments = [{"model": settings.model or DEFAULT_MODEL}]
+    litellm = import_litellm()
+    unpriced = []
+    for params in deployments:
+        model = str(params.get("model"))
+        if any(_price(params.get(key)) for key in _PRICE_KEYS):
+            continue
+        if model.startswith(LOCAL_PROVIDER + "/"):
+            unpriced.append(model)
+            continue
+        try:
+            info = litellm.get_model_info(model=model)
+        except Exception:  # litellm raises for a model it has no entry for
+            info = {}
+        if not any(_price(info.get(key)) for key in _PRICE_KEYS):
+            unpriced.append(model)
+    return unpriced
 
 
-def backend_settings_from_args(args: argparse.Namespace, default_cache: Path) -> BackendSettings:
-    if args.concurrency < 1:
-        raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")
-    if args.max_attempts < 1:
-        raise ValueError(f"--max-attempts must be >= 1, got {args.max_attempts}")
-    cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache
-    return BackendSettings(
-        model=args.model,
-        api_base=args.api_base,
-        concurrency=args.concurrency,
-        requests_per_minute=args.rpm,
-        tokens_per_minute=args.tpm,
-        request_timeout=args.request_timeout,
-        max_attempts=args.max_attempts,
-        router_config=args.router_config,
-        cache_path=cache,
-    )
+_PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
+
+
+def _price(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
 def judge_backend(settings: BackendSettings, model: str, api_base: str | None) -> BackendSettings:
@@ -145,6 +155,15 @@ _PROBE_ADVICE = (
     ),
     ("Timeout", "the server did not answer in time: is it running and not overloaded?"),
     (
+        "RateLimitError",
+        "the server kept refusing with 429 (rate-limited) through every attempt: wait, lower "
+        "--concurrency or --rpm, or raise --max-attempts",
+    ),
+    *(
+        (name, "the server failed (5xx) on every attempt: check its logs, or retry later")
+        for name in ("InternalServerError", "ServiceUnavailableError", "BadGatewayError")
+    ),
+    (
         "BadRequestError",
         "the server rejected a minimal request: check --model (a litellm model string "
         "such as openai/gpt-4o-mini or hosted_vllm/NAME)",
@@ -171,8 +190,10 @@ def check_backend(settings: BackendSettings, *, timeout: float = 120.0) -> None:
         LLMError,
     )
 
+    # The run's own retry policy: a server that rate-limits (429 with
+    # Retry-After) or fails for a moment (5xx) is asked again, as the run would.
     client_settings: dict[str, Any] = {
-        "max_attempts": min(settings.max_attempts, 2),
+        "max_attempts": settings.max_attempts,
         "request_timeout": min(settings.request_timeout, timeout),
     }
     llm: LLM
@@ -199,5 +220,5 @@ def check_backend(settings: BackendSettings, *, timeout: float = 120.0) -> None:
         advice = next((hint for name, hint in _PROBE_ADVICE if name in text), None)
         advice = advice or "check --model, --api-base and the provider's API key"
         raise BackendUnavailable(
-            f"the model {where} does not answer: {advice}.\n  what it said: {text}"
+            f"the model {where} cannot serve: {advice}.\n  what it said: {text}"
         ) from None

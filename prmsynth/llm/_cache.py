@@ -54,6 +54,7 @@ import attrs
 from prmsynth._errors import storage_error
 from prmsynth._interfaces import LLM
 from prmsynth._values import Completion, LLMResponse
+from prmsynth.llm._continuation import PrefixContinuation, prefix_continuation
 
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -262,7 +263,9 @@ class CompletionCache:
         self.close()
 
 
-def _default_model_name(llm: object) -> str:
+def llm_identity(llm: object) -> str:
+    """What names ``llm``'s answers: its ``cache_identity()`` (the model, its
+    server and options, no secrets) when it has one, else its model string or class."""
     identity = getattr(llm, "cache_identity", None)
     if callable(identity):
         return identity()  # the model, its server and options: never another server's answers
@@ -287,12 +290,24 @@ class CachedLLM:
     llm: LLM
     cache: CompletionCache
     model: str = attrs.field(
-        default=attrs.Factory(lambda self: _default_model_name(self.llm), takes_self=True)
+        default=attrs.Factory(lambda self: llm_identity(self.llm), takes_self=True)
     )
     hits: int = attrs.field(default=0, init=False)
     misses: int = attrs.field(default=0, init=False)
     # Sample indices already handed out per unseeded request in this run (see the module doc).
     _taken: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
+
+    @property
+    def prefix_continuation(self) -> PrefixContinuation | None:
+        """The wrapped LLM's (see ``prefix_mode`` of
+        [`LLMStepGenerator`][prmsynth.LLMStepGenerator])."""
+        return prefix_continuation(self.llm)
+
+    @property
+    def uncached(self) -> LLM:
+        """The wrapped LLM, for requests whose answer must come from the model
+        (a probe: a cached answer proves nothing about the server)."""
+        return getattr(self.llm, "uncached", self.llm)
 
     async def complete(
         self,

@@ -26,7 +26,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -34,6 +34,12 @@ import attrs
 
 from prmsynth._errors import BackendUnavailable, LLMError, is_secret_name, redact_secrets
 from prmsynth._values import Completion, LLMResponse
+from prmsynth.llm._continuation import (
+    ContinuationRoute,
+    PrefixContinuation,
+    continuation_request,
+    continuation_route,
+)
 from prmsynth.llm._ratelimit import RequestLimiter, estimate_prompt_tokens
 
 #: The embedded default: SmolLM2-135M-Instruct run in-process by llama.cpp.
@@ -242,6 +248,11 @@ class RetryingLLM:
     request_timeout: float | None = attrs.field(default=600.0, validator=_positive_or_none)
     limiter: RequestLimiter | None = attrs.field(default=None, eq=False)
     jitter_seed: int = 0
+    #: How the client waits between attempts (``asyncio.sleep``); a test passes its own
+    #: to check the waits without spending them (see `prmsynth.testing.VirtualClock`).
+    sleep: Callable[[float], Awaitable[Any]] = attrs.field(
+        default=asyncio.sleep, repr=False, eq=False
+    )
     _random: random.Random = attrs.field(init=False, repr=False, eq=False)
     # Remembers that the provider ignores `n`, so later requests fan out at once
     # instead of first waiting for a one-choice answer.
@@ -266,6 +277,26 @@ class RetryingLLM:
     def _served_by(self) -> dict[str, Any]:
         """What, besides the model string, decides which model answers (no secrets)."""
         return {}
+
+    def _continuation_route(self) -> ContinuationRoute | None:
+        """How this backend continues a started reply (see `_continuation`), None if it cannot."""
+        return None
+
+    @property
+    def prefix_continuation(self) -> PrefixContinuation:
+        """Whether a request whose last message is an assistant prefix (``"prefix":
+        True``) is continued: ``native`` (the embedded model, by construction),
+        ``probe`` (a server whose API can; `probe_continuation` checks that it
+        does) or ``unsupported`` (the prefix must be quoted).
+
+        >>> LiteLLMClient(model="hosted_vllm/m", api_base="http://127.0.0.1:8000/v1").prefix_continuation
+        'probe'
+        >>> LiteLLMClient(model="openai/gpt-4o-mini").prefix_continuation
+        'unsupported'
+        """
+        if self._local:
+            return "native"
+        return "unsupported" if self._continuation_route() is None else "probe"
 
     def cache_identity(self) -> str:
         """What a completion cache keys this backend's answers by: the model
@@ -307,9 +338,11 @@ class RetryingLLM:
             from prmsynth.llm._local import ensure_registered
 
             ensure_registered(litellm)
+        route = "prefill" if self._local else self._continuation_route()
+        sent, continuation = continuation_request(messages, route, model=self.model)
         base: dict[str, Any] = {
             "model": self.model,
-            "messages": [dict(message) for message in messages],
+            "messages": sent,
             "temperature": temperature,
             "top_p": top_p,
             "max_tokens": max_tokens,
@@ -320,6 +353,9 @@ class RetryingLLM:
             **self.options,
             **self._endpoint_kwargs(),
         }
+        if continuation:
+            extra_body = {**(base.get("extra_body") or {}), **continuation["extra_body"]}
+            base["extra_body"] = extra_body
         if base["timeout"] is None:
             del base["timeout"]
         completions: list[Completion] = []
@@ -408,7 +444,7 @@ class RetryingLLM:
             finally:
                 if limiter is not None:
                     limiter.release(estimate, used)
-            await asyncio.sleep(delay)
+            await self.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _guarded(self, litellm: ModuleType, kwargs: dict[str, Any]) -> Any:
@@ -491,6 +527,9 @@ class LiteLLMClient(RetryingLLM):
 
     def _served_by(self) -> dict[str, Any]:
         return {"api_base": self.api_base} if self.api_base else {}
+
+    def _continuation_route(self) -> ContinuationRoute | None:
+        return continuation_route(self.model, self.api_base)
 
     def _endpoint_kwargs(self) -> dict[str, Any]:
         endpoint: dict[str, Any] = {}

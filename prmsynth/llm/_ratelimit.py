@@ -32,8 +32,9 @@ import collections
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
+from typing import Any
 
 import attrs
 
@@ -90,9 +91,15 @@ class _TokenBucket:
     bucket is full, leaving it in debt, so big requests are paced, not refused."""
 
     def __init__(
-        self, name: str, per_minute: float, burst_seconds: float, clock: Callable[[], float]
+        self,
+        name: str,
+        per_minute: float,
+        burst_seconds: float,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.name = name
+        self._sleep = sleep
         self.per_minute = per_minute
         self.rate = per_minute / 60.0
         self.capacity = max(1.0, self.rate * burst_seconds)
@@ -133,7 +140,7 @@ class _TokenBucket:
                         self.per_minute,
                     )
                     logged = True
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
         finally:
             self._turn.release()
 
@@ -169,6 +176,8 @@ class RequestLimiter:
     tokens_per_minute: float | None = attrs.field(default=None, validator=_positive_or_none)
     burst_seconds: float = attrs.field(default=1.0, validator=_positive_or_none)
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
+    #: How the limiter waits (``asyncio.sleep``); with ``clock``, a test's virtual time.
+    sleep: Callable[[float], Awaitable[Any]] = attrs.field(default=asyncio.sleep, repr=False)
     in_flight: int = attrs.field(default=0, init=False)
     max_in_flight: int = attrs.field(default=0, init=False)
     n_requests: int = attrs.field(default=0, init=False)
@@ -184,14 +193,22 @@ class RequestLimiter:
             None
             if self.requests_per_minute is None
             else _TokenBucket(
-                "requests per minute", self.requests_per_minute, self.burst_seconds, self.clock
+                "requests per minute",
+                self.requests_per_minute,
+                self.burst_seconds,
+                self.clock,
+                self.sleep,
             )
         )
         self._tokens = (
             None
             if self.tokens_per_minute is None
             else _TokenBucket(
-                "tokens per minute", self.tokens_per_minute, self.burst_seconds, self.clock
+                "tokens per minute",
+                self.tokens_per_minute,
+                self.burst_seconds,
+                self.clock,
+                self.sleep,
             )
         )
 

@@ -42,6 +42,7 @@ import attrs
 
 from prmsynth._errors import InputError
 from prmsynth.llm._client import RetryingLLM, import_litellm, without_secrets
+from prmsynth.llm._continuation import ContinuationRoute, continuation_route
 
 #: Router settings prmsynth owns: retries are its own (see the module doc).
 _FORCED_SETTINGS = {"num_retries": 0, "retry_after": 0}
@@ -175,6 +176,14 @@ class RouterLLM(RetryingLLM):
 
     def _served_by(self) -> dict[str, Any]:
         return {"deployments": list(self.deployments)} if self.deployments else {}
+
+    def _continuation_route(self) -> ContinuationRoute | None:
+        # Any deployment may answer a request: all must continue the same way.
+        routes = {
+            continuation_route(str(params.get("model", "")), params.get("api_base"))
+            for params in self.deployments
+        }
+        return routes.pop() if len(routes) == 1 else None
 
     @property
     def _local(self) -> bool:

@@ -53,6 +53,15 @@ _POLICIES = {
         "with no step-level search."
     ),
 }
+#: How step prefixes reached the model (``prefix_mode`` in run.json), for the card.
+_PREFIX_MODES = {
+    "continue": " Completions continue each step prefix as the model's own partial reply "
+    "(`prefix_mode: continue`), the quantity OmegaPRM and Math-Shepherd define.",
+    "quote": " The model's API could not continue a partial reply, so each step prefix was "
+    "quoted in a user message for the model to continue (`prefix_mode: quote`); a chat model "
+    "asked that way may re-solve the problem or repair a quoted mistake, so MC values of wrong "
+    "steps may be too high.",
+}
 
 CITATIONS = """\
 @article{luo2024omegaprm,
@@ -192,6 +201,15 @@ def _table(rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines + ["| " + " | ".join(map(str, row)) + " |" for row in body]
 
 
+_SOFT_LABELS = (
+    "**Soft labels**: this config was exported with `soft_labels`, so each label is a "
+    "number in [0, 1], the Monte Carlo value of the steps up to it (the share of completions "
+    "sampled after them that reached the reference answer), not a boolean. A step the run "
+    "never sampled after is joined to the next step that it did, and the steps after the last "
+    "sampled one are left out."
+)
+
+
 def _json_block(value: Any) -> list[str]:
     return ["```json", json.dumps(value, indent=2, ensure_ascii=False), "```"]
 
@@ -221,9 +239,10 @@ def dataset_card(
         "",
         f"Step-level training data for process reward models (PRMs), made by "
         f"[prmsynth](https://pypi.org/project/prmsynth/) {version} from the seed questions of "
-        f"`{seed}` with `{model}`. Each step of a sampled solution carries a Monte Carlo "
-        "estimate of the chance that a completion from it reaches the reference answer; the "
-        "configs below hold the same data in the layouts trainers read.",
+        f"`{seed}` with `{model}`. The steps of sampled solutions are labelled from Monte Carlo "
+        "estimates, made where the run sampled completions, of the chance that a completion "
+        "after them reaches the reference answer; the configs below hold the same data in the "
+        "layouts trainers read.",
         "",
         "## Configs",
         "",
@@ -251,6 +270,8 @@ def dataset_card(
             if entry.get("label_balance")
         }
         lines += [f"### `{config.name}`", "", description, ""]
+        if (config.manifest.get("settings") or {}).get("soft_labels"):
+            lines += [_SOFT_LABELS, ""]
         if balance:
             keys = list(next(iter(balance.values())))
             rows = [("split", *keys)]
@@ -258,12 +279,13 @@ def dataset_card(
             lines += ["Label balance per split:", "", *_table(rows), ""]
     policy = str(info.get("policy") or "")
     method = _POLICIES.get(policy, f"the `{policy}` search policy." if policy else "")
+    prefix = _PREFIX_MODES.get(str(info.get("prefix_mode")), "")
     lines += [
         "## How it was made",
         "",
         "For every seed question an LLM writes step-by-step solutions; for a step prefix, "
         "the Monte Carlo (MC) value is the share of completions sampled from it whose final "
-        "answer matches the reference (Math-Shepherd, Wang et al., 2024). Where to spend "
+        f"answer matches the reference (Math-Shepherd, Wang et al., 2024).{prefix} Where to spend "
         f"completions: {method} Answers are compared with math-verify and prmsynth's own "
         "normalizations; a completion without a committed answer never counts. Questions "
         "the model always or never solves are skipped: they teach nothing about steps.",

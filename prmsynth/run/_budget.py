@@ -12,6 +12,7 @@ their estimates, and never over ``max_completions``.
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,8 +27,15 @@ from prmsynth._values import LLMResponse, Question
 class Budget:
     """Run-wide limits on completions and on cost in US dollars (None: no limit)."""
 
-    max_completions: int | None = None
-    max_cost: float | None = None
+    max_completions: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
+    )
+    max_cost: float | None = attrs.field(default=None)
+
+    @max_cost.validator
+    def _check_cost(self, attribute: attrs.Attribute, value: float | None) -> None:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"max_cost must be a finite number > 0, got {value!r}")
 
     @property
     def limited(self) -> bool:
@@ -149,6 +157,12 @@ class BudgetedGenerator(StepGenerator):
 
     def join_steps(self, steps: Sequence[str]) -> str:
         return self.generator.join_steps(steps)
+
+    async def resolved(self) -> StepGenerator:
+        """The wrapped generator's prefix mode settled, still within the budget."""
+        resolve = getattr(self.generator, "resolved", None)
+        inner = await resolve() if callable(resolve) else self.generator
+        return self if inner is self.generator else attrs.evolve(self, generator=inner)
 
     def __getattr__(self, name: str) -> Any:
         # system_prompt, sampling, messages(): the wrapped generator's.

@@ -94,25 +94,20 @@ RUN_FORMATS = {"flat.jsonl": "flat", "sft.jsonl": "sft", "dpo.jsonl": "dpo"}
 SETTINGS_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
 #: Keys of run.json that must match for a run to resume (the rest, such as
-#: --limit or --shard, only choose which questions to run).
+#: --limit or --shard, only choose which questions to run).  ``pipeline`` is
+#: computed by the library from the Pipeline (`run_identity`), never by a caller.
 IDENTITY_KEYS = (
-    "model",
-    "api_base",
-    "sampling",
-    "search",
-    "policy",
-    "first_error_rule",
-    "verifier",
-    "judge",
-    "system_prompt",
+    "pipeline",
     "seed_file_sha256",
     "seed_subset",
     "seed_split",
     "seed_revision",
     "question_fields",
     "answer_field",
-    "evolution",
 )
+#: What run.json held in place of ``pipeline`` before it existed; a folder of
+#: those versions is compared on these, less what its pipeline recorded.
+_LEGACY_IDENTITY_KEYS = ("model", "sampling", "policy", "first_error_rule", "system_prompt")
 
 
 def select_shard(questions: Iterable[Question], index: int, count: int) -> Iterator[Question]:
@@ -352,11 +347,82 @@ class _EvolutionStream:
             ready.put_nowait(None)
 
 
+def run_identity(pipeline: Pipeline) -> dict[str, Any]:
+    """What ``run.json`` records of a (prepared) pipeline: its `identity` under
+    ``pipeline``, compared on resume, and flat copies for readers (stats, the
+    dataset card, the viewer).
+
+    >>> from prmsynth import LLMStepGenerator, Pipeline
+    >>> from prmsynth.testing import ScriptedLLM
+    >>> pipeline = Pipeline(generator=LLMStepGenerator(llm=ScriptedLLM(lambda r: ""),
+    ...                                                prefix_mode="quote"))
+    >>> info = run_identity(pipeline)
+    >>> info["prefix_mode"], info["policy"], info["first_error_rule"]["name"]
+    ('quote', 'OmegaPRM', 'relative')
+    >>> pipeline.verifier.close()
+    """
+    identity = pipeline.identity()
+    generator, policy = identity["generator"], identity["policy"]
+    settings = getattr(pipeline.policy, "settings", None)
+    return {
+        "pipeline": identity,
+        "policy": policy["name"],
+        "search": settings.to_dict() if hasattr(settings, "to_dict") else None,
+        "first_error_rule": policy.get("first_error_rule"),
+        "sampling": generator.get("sampling"),
+        "prefix_mode": generator.get("prefix_mode"),
+        "system_prompt": generator.get("system_prompt", DEFAULT_SYSTEM_PROMPT),
+        "verifier": identity["verifier"]["name"],
+    }
+
+
+def _paths_differing(old: Any, new: Any, path: str) -> list[str]:
+    """Where two identities differ, as dotted paths with both values
+    (``pipeline.policy.settings.max_search: was 4, now 9``); parts of another
+    name (another policy, another rule) are one difference, not one per field."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        if "name" in old and "name" in new and old["name"] != new["name"]:
+            return _paths_differing(old["name"], new["name"], f"{path}.name")
+        found = []
+        for key in sorted(set(old) | set(new), key=str):
+            found += _paths_differing(old.get(key), new.get(key), f"{path}.{key}")
+        return found
+    if old == new:
+        return []
+    shown = [json.dumps(value, default=str) for value in (old, new)]
+    if max(map(len, shown)) > 40:
+        return [path]
+    return [f"{path}: was {shown[0]}, now {shown[1]}"]
+
+
+def _legacy_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """A folder of a version before the pipeline identity, compared on the keys it has."""
+    pipeline = new["pipeline"]
+    differences = [k for k in _LEGACY_IDENTITY_KEYS if old.get(k) != new.get(k)]
+    # Before prefix modes, the embedded model continued a prefix and servers got it quoted.
+    implied = "continue" if str(old.get("model", "")).startswith("prmsynth/") else "quote"
+    if new.get("prefix_mode") != implied:
+        differences.append("prefix_mode")
+    used = pipeline["policy"].get("settings") or {}
+    old_search = old.get("search") or {}
+    differences += [f"search.{k}" for k in used if old_search.get(k) != used[k]]
+    evolver = pipeline.get("evolver") or {}
+    if old.get("evolution") != evolver.get("settings"):
+        differences.append("evolution")
+    return differences
+
+
 def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     # As written: run.json holds its settings without credentials (a password
     # in --api-base is ***), so they are compared that way.
     old, new = scrub_secrets(old), scrub_secrets(new)
-    return [key for key in IDENTITY_KEYS if old.get(key) != new.get(key)]
+    differences = []
+    for key in IDENTITY_KEYS:
+        if key == "pipeline" and "pipeline" not in old and "pipeline" in new:
+            differences += _legacy_differences(old, new)
+        else:
+            differences += _paths_differing(old.get(key), new.get(key), key)
+    return differences
 
 
 def prepare_output_directory(
@@ -388,7 +454,7 @@ def prepare_output_directory(
         if differences:
             raise InputError(
                 out_dir,
-                "was started with other settings (" + ", ".join(differences) + "); "
+                "was started with other settings (" + "; ".join(differences) + "); "
                 "run with the same settings to resume, or pass --overwrite to start over",
             )
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -498,6 +564,7 @@ def run_to_directory(
     command line's ``config.yaml``) are written beside ``run.json`` once the
     folder is accepted.
     """
+    _check_budget_can_finish(pipeline, budget)
     with folder_lock(out_dir):
         clean_leftovers(out_dir)  # what a killed command left: finished or removed
         return _run_locked(
@@ -512,6 +579,21 @@ def run_to_directory(
             on_result=on_result,
             shard=shard,
             extra_files=extra_files or {},
+        )
+
+
+def _check_budget_can_finish(pipeline: Pipeline, budget: Budget | None) -> None:
+    """Refuse a completion budget below what one question needs to be screened:
+    it could only spend without finishing anything."""
+    settings = getattr(pipeline.policy, "settings", None)
+    if budget is None or budget.max_completions is None or settings is None:
+        return
+    needed = min(getattr(settings, "screen_rollouts", 1), getattr(settings, "max_branches", 1))
+    if budget.max_completions < needed:
+        raise InputError(
+            "--max-completions",
+            f"{budget.max_completions} is below the {needed} completions that screening one "
+            "question takes (screen_rollouts); no question could finish",
         )
 
 
@@ -530,8 +612,10 @@ def _run_locked(
     extra_files: Mapping[str, str],
 ) -> dict[str, Any]:
     started = time.monotonic()
-    system_prompt = getattr(pipeline.generator, "system_prompt", DEFAULT_SYSTEM_PROMPT)
-    run_info = {**run_info, "system_prompt": system_prompt}
+    # The prefix mode is settled (a probe, for "auto") before the identity is taken.
+    pipeline = asyncio.run(pipeline.prepared())
+    run_info = {**run_info, **run_identity(pipeline)}
+    system_prompt = run_info["system_prompt"]
     folder = prepare_output_directory(out_dir, run_info, overwrite=overwrite)
     for name, text in extra_files.items():
         with atomic_file(out_dir / name) as file:
@@ -755,7 +839,7 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
         differences = _identity_differences(infos[0], info)
         if differences:
             raise InputError(
-                source, f"was run with other settings than {sources[0]} ({', '.join(differences)})"
+                source, f"was run with other settings than {sources[0]} ({'; '.join(differences)})"
             )
     with folder_lock(out_dir):  # a run or another merge into the folder is refused
         return _merge_locked(sources, infos, out_dir)

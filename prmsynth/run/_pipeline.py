@@ -57,6 +57,17 @@ def _positive_or_none(instance: object, attribute: attrs.Attribute, value: float
         raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
 
 
+def part_identity(part: object) -> dict[str, Any]:
+    """A pipeline part as a run records it: its own ``identity()`` when it has
+    one, else its class.  Give your own part an ``identity()`` returning what
+    decides its output (JSON values), and a run resumed with other values is
+    refused."""
+    identity = getattr(part, "identity", None)
+    if callable(identity):
+        return {"name": type(part).__name__, **identity()}
+    return {"name": type(part).__name__}
+
+
 def _log_failure(what: str, error: Exception) -> str:
     """Log a failed question (its traceback too at DEBUG) and return its reason,
     without credentials."""
@@ -130,6 +141,39 @@ class Pipeline:
             parts.setdefault("policy", OmegaPRM(settings=search))
         return cls(generator=generator, **parts)
 
+    async def prepared(self) -> Pipeline:
+        """This pipeline with its generator's prefix mode settled (``auto`` becomes
+        ``continue`` or ``quote``, see [`LLMStepGenerator`][prmsynth.LLMStepGenerator]),
+        as a run does before its first question and records in ``run.json``."""
+        resolve = getattr(self.generator, "resolved", None)
+        if not callable(resolve):
+            return self
+        generator = await resolve()
+        return self if generator is self.generator else attrs.evolve(self, generator=generator)
+
+    def identity(self) -> dict[str, Any]:
+        """What decides this pipeline's labels, as a run records it and compares
+        on resume: the generator (model, server and options without secrets,
+        sampling, prefix mode, prompts), the policy with its rule and the
+        settings it uses, the verifier, the critic and the evolver.
+
+        >>> from prmsynth.testing import ScriptedLLM
+        >>> pipeline = Pipeline(generator=LLMStepGenerator(llm=ScriptedLLM(lambda r: "")))
+        >>> identity = pipeline.identity()
+        >>> sorted(identity), identity["policy"]["name"]
+        (['critic', 'evolver', 'generator', 'policy', 'verifier'], 'OmegaPRM')
+        >>> pipeline.verifier.close()
+        """
+        return {
+            "generator": part_identity(self.generator),
+            "policy": part_identity(self.policy),
+            "verifier": part_identity(self.verifier),
+            "critic": None if self.critic is None else part_identity(self.critic),
+            "evolver": None
+            if isinstance(self.evolver, NoEvolution)
+            else part_identity(self.evolver),
+        }
+
     async def search_question(self, question: Question) -> SearchResult:
         """Search one question; an error becomes a ``failed`` result, not a crash.
 
@@ -198,6 +242,7 @@ class Pipeline:
         async iterable (evolved questions as evolution accepts them): each is
         searched as soon as it arrives, and it is never evolved again.
         """
+        pipeline = await self.prepared()
         if isinstance(questions, AsyncIterable):
             source: AsyncIterator[Question] = aiter(questions)
         elif evolve and not isinstance(self.evolver, NoEvolution):
@@ -213,48 +258,63 @@ class Pipeline:
         # A fixed set of workers pulls questions and hands results over one
         # at a time, so memory holds the questions in flight, not every
         # finished result of a long run.
-        results: asyncio.Queue[SearchResult | Exception | None] = asyncio.Queue(
+        results: asyncio.Queue[SearchResult | BaseException | None] = asyncio.Queue(
             maxsize=self.concurrency
         )
         watch = _StallWatch(self.stall_seconds)
 
+        workers: list[asyncio.Future[None]] = []
         closing = False  # the consumer is gone: no question starts, no result waits
+        waiting = [0]  # workers waiting for their next question
 
         async def worker() -> None:
             try:
                 while not closing and not (stop_when is not None and stop_when()):
-                    question = await next_question()
+                    waiting[0] += 1
+                    try:
+                        question = await next_question()
+                    finally:
+                        waiting[0] -= 1
                     if question is None:
                         break
+                    # Another worker only when every one is busy: tasks (and
+                    # memory) grow with the questions in flight, never with a
+                    # concurrency larger than there is work for.
+                    if waiting[0] == 0 and len(workers) < self.concurrency:
+                        workers.append(asyncio.ensure_future(worker()))
                     # search_question turns errors into results, except a
                     # backend that is gone or a disk that is full: those end the run.
                     with watch.searching(question.id):
-                        result = await self.search_question(question)
+                        result = await pipeline.search_question(question)
                     if closing:
                         return
                     await results.put(result)
-            except Exception as error:  # a backend gone, a disk full, the source failing
+            except asyncio.CancelledError:
+                raise
+            except BaseException as error:  # a backend gone, a disk full, the source failing
+                # Handed to the consumer, never lost with its task: a worker that
+                # ended without a word would leave the run waiting for it forever.
                 if not closing:
                     await results.put(error)
                 return
             if not closing:
                 await results.put(None)
 
-        tasks = [asyncio.ensure_future(worker()) for _ in range(self.concurrency)]
-        tasks.append(asyncio.ensure_future(watch.run()))
+        workers.append(asyncio.ensure_future(worker()))
+        watcher = asyncio.ensure_future(watch.run())
         try:
-            running = self.concurrency
-            while running:
+            finished = 0
+            while finished < len(workers):  # a worker starts another before it ends
                 result = await results.get()
                 if result is None:
-                    running -= 1
-                elif isinstance(result, Exception):
+                    finished += 1
+                elif isinstance(result, BaseException):
                     raise result
                 else:
                     yield result
         finally:
             closing = True
-            await _cancel_all(tasks, results)
+            await _cancel_all([*workers, watcher], results)
 
     def run(self, questions: Sequence[Question]) -> list[SearchResult]:
         """Search every question and return the results in input order."""

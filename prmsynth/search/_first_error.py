@@ -144,16 +144,73 @@ class Threshold(FirstErrorRule):
         return left if left < evidence.n_steps and self._wrong(evidence, left) else -1
 
 
-@lru_cache(maxsize=8)
-def _grid_tables(
-    size: int, max_ratio: float
-) -> tuple[list[tuple[float, float]], list[list[tuple[float, float]]]]:
-    """log(p), log(1 - p) on the grid of success rates ``g`` and of ``g * u``."""
-    rates = [(i + 0.5) / size for i in range(size)]
-    ratios = [max_ratio * (j + 0.5) / max(1, size // 2) for j in range(max(1, size // 2))]
-    good = [(math.log(g), math.log1p(-g)) for g in rates]
-    bad = [[(math.log(g * u), math.log1p(-g * u)) for u in ratios] for g in rates]
-    return good, bad
+def _rates(size: int) -> list[float]:
+    """The grid of success rates ``g`` from clean prefixes (midpoints of ``size`` bins)."""
+    return [(i + 0.5) / size for i in range(size)]
+
+
+# Both caches are keyed by counts alone (a few hundred keys at the default budget), so
+# the per-call work is a sum over the grid of g for each way to split the prefixes.
+@lru_cache(maxsize=4096)
+def _clean_terms(correct: int, total: int, size: int) -> tuple[float, ...]:
+    """log P(``correct`` of ``total`` | g) on the grid of ``g``, up to the binomial factor."""
+    return tuple(correct * math.log(g) + (total - correct) * math.log1p(-g) for g in _rates(size))
+
+
+@lru_cache(maxsize=4096)
+def _wrong_terms(
+    correct: int, total: int, size: int, max_ratio: float
+) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """Per ``g``: log of the mean over ``u`` of P(``correct`` of ``total`` | rate g * u),
+    and the first two moments of the rate ``g * u`` given those counts."""
+    rates = _rates(size)
+    n_ratios = max(1, size // 2)
+    ratios = [max_ratio * (j + 0.5) / n_ratios for j in range(n_ratios)]
+    logs, firsts, seconds = [], [], []
+    for g in rates:
+        terms = [correct * math.log(g * u) + (total - correct) * math.log1p(-g * u) for u in ratios]
+        top = max(terms)
+        weights = [math.exp(t - top) for t in terms]
+        mass = sum(weights)
+        logs.append(top + math.log(mass / len(ratios)))
+        firsts.append(sum(w * g * u for w, u in zip(weights, ratios, strict=True)) / mass)
+        seconds.append(sum(w * (g * u) ** 2 for w, u in zip(weights, ratios, strict=True)) / mass)
+    return tuple(logs), tuple(firsts), tuple(seconds)
+
+
+@attrs.frozen(kw_only=True)
+class _Split:
+    """One way to split the sampled prefixes into clean (before k) and wrong (from k on):
+    the evidence's log marginal likelihood under it, and the predictive moments (mean,
+    variance) of a clean prefix's success rate and of a wrong one's."""
+
+    log_likelihood: float
+    clean: tuple[float, float]
+    wrong: tuple[float, float]
+
+
+def _beta_binomial(mean: float, variance: float, n: int) -> list[float]:
+    """P(c of n succeed), c = 0 .. n, when the rate is Beta with this mean and variance."""
+    mean = min(max(mean, 1e-6), 1.0 - 1e-6)
+    variance = min(max(variance, 1e-9), 0.999 * mean * (1.0 - mean))
+    strength = mean * (1.0 - mean) / variance - 1.0
+    a, b = mean * strength, (1.0 - mean) * strength
+    base = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) - math.lgamma(n + a + b)
+    return [
+        math.exp(
+            base
+            + math.lgamma(n + 1)
+            - math.lgamma(c + 1)
+            - math.lgamma(n - c + 1)
+            + math.lgamma(c + a)
+            + math.lgamma(n - c + b)
+        )
+        for c in range(n + 1)
+    ]
+
+
+def _entropy(probabilities: list[float]) -> float:
+    return -sum(p * math.log(p) for p in probabilities if p > 0.0)
 
 
 @attrs.frozen(kw_only=True)
@@ -161,20 +218,24 @@ class RelativeDrop(FirstErrorRule):
     """The default: a step is wrong when success from its prefix drops well below the
     model's own success from the question and the prefixes before it.
 
-    A noisy binary search over a posterior.  Each hypothesis "the first
-    wrong step is k" (or "none") predicts that completions succeed at one
-    rate ``g`` from the question and prefixes before k, and at a rate ``g * u``
-    with ``u`` at most ``max_ratio`` from prefix k on.  ``g`` and ``u`` are
-    unknown and integrated out (uniform priors on a grid), so the rule adapts
-    to how often this model solves this question instead of comparing with a
-    fixed number: on a hard question where a clean prefix succeeds 30% of the
-    time, 3% means wrong; on an easy one 60% may too.  A right final answer
-    is evidence against an error (``p_final_correct_given_error``).
+    A Bayesian noisy search.  Each hypothesis "the first wrong step is k" (or
+    "none") predicts that completions succeed at one rate ``g`` from the
+    question and prefixes before k, and at a rate ``g * u`` with ``u`` at most
+    ``max_ratio`` from prefix k on.  ``g`` and ``u`` are unknown and
+    integrated out (uniform priors on a grid), so the rule adapts to how often
+    this model solves this question instead of comparing with a fixed number:
+    on a hard question where a clean prefix succeeds 30% of the time, 3% means
+    wrong; on an easy one 60% may too.  The solution's final answer is exact
+    evidence: a wrong one means an error exists, a right one makes an error
+    less likely (``p_final_correct_given_error``).
 
-    Sampling is adaptive: ``batch`` completions at a time, at the prefix
-    where the posterior is most uncertain whether the error lies before or
-    after, until one hypothesis reaches ``confidence`` or ``max_completions``
-    (the question's ``root_completions`` included) are spent.
+    Sampling is adaptive: ``root_completions`` from the question, then
+    ``batch`` completions at a time at the prefix whose outcome is expected
+    to tell the most about where the first error is (the largest mutual
+    information between the batch's count of successes and the hypothesis),
+    until one hypothesis reaches ``confidence`` or ``max_completions`` (the
+    question's ``root_completions`` included) are spent, at most
+    ``max_per_prefix`` per prefix.  The answer is the most probable hypothesis.
 
     >>> rule = RelativeDrop()
     >>> evidence = Evidence(n_steps=4, counts={-1: (6, 8), 0: (5, 8), 1: (0, 8)})
@@ -184,76 +245,129 @@ class RelativeDrop(FirstErrorRule):
 
     name = "relative"
     max_ratio: float = attrs.field(default=0.5, validator=_probability)
-    confidence: float = attrs.field(default=0.98, validator=_probability)
+    confidence: float = attrs.field(default=0.99, validator=_probability)
     root_completions: int = attrs.field(default=8, validator=_positive)
-    batch: int = attrs.field(default=4, validator=_positive)
+    batch: int = attrs.field(default=2, validator=_positive)
     max_completions: int = attrs.field(default=40, validator=_positive)
-    max_per_prefix: int = attrs.field(default=16, validator=_positive)
+    max_per_prefix: int = attrs.field(default=20, validator=_positive)
     prior_no_error: float = attrs.field(default=0.5, validator=_probability)
-    p_final_correct_given_error: float = attrs.field(default=0.05, validator=_probability)
+    p_final_correct_given_error: float = attrs.field(default=0.1, validator=_probability)
     grid: int = attrs.field(default=24, validator=_positive)
+
+    def _splits(self, evidence: Evidence) -> tuple[list[int], list[_Split]]:
+        """The sampled prefixes in order, and split ``t`` for each ``t = 0 .. len``: the
+        first ``t`` of them clean (with the question), the rest wrong."""
+        rates = _rates(self.grid)
+        sampled = sorted(i for i, (_, total) in evidence.counts.items() if i != ROOT and total)
+        clean_c, clean_n = evidence.counts.get(ROOT, (0, 0))
+        wrong_c = sum(evidence.counts[i][0] for i in sampled)
+        wrong_n = sum(evidence.counts[i][1] for i in sampled)
+        splits = []
+        for t in range(len(sampled) + 1):
+            if t:
+                correct, total = evidence.counts[sampled[t - 1]]
+                clean_c, clean_n = clean_c + correct, clean_n + total
+                wrong_c, wrong_n = wrong_c - correct, wrong_n - total
+            clean = _clean_terms(clean_c, clean_n, self.grid)
+            wrong_log, wrong_first, wrong_second = _wrong_terms(
+                wrong_c, wrong_n, self.grid, self.max_ratio
+            )
+            terms = [c + w for c, w in zip(clean, wrong_log, strict=True)]
+            top = max(terms)
+            weights = [math.exp(t - top) for t in terms]
+            mass = sum(weights)
+            g1 = sum(w * g for w, g in zip(weights, rates, strict=True)) / mass
+            g2 = sum(w * g * g for w, g in zip(weights, rates, strict=True)) / mass
+            b1 = sum(w * m for w, m in zip(weights, wrong_first, strict=True)) / mass
+            b2 = sum(w * m for w, m in zip(weights, wrong_second, strict=True)) / mass
+            splits.append(
+                _Split(
+                    log_likelihood=top + math.log(mass / len(rates)),
+                    clean=(g1, g2 - g1 * g1),
+                    wrong=(b1, b2 - b1 * b1),
+                )
+            )
+        return sampled, splits
+
+    def _split_of(self, evidence: Evidence, sampled: list[int]) -> list[int]:
+        """For each hypothesis k (``n_steps`` is "none"), the split it implies."""
+        which, t = [], 0
+        for k in range(evidence.n_steps):
+            while t < len(sampled) and sampled[t] < k:
+                t += 1
+            which.append(t)
+        return [*which, len(sampled)]
+
+    def _posterior(
+        self, evidence: Evidence, sampled: list[int], splits: list[_Split]
+    ) -> list[float]:
+        n = evidence.n_steps
+        log_error = math.log((1.0 - self.prior_no_error) / n)
+        if evidence.final_correct:
+            log_error += math.log(max(self.p_final_correct_given_error, 1e-12))
+        log_weights = [
+            log_error + splits[t].log_likelihood for t in self._split_of(evidence, sampled)
+        ]
+        # No error: only with a right final answer.
+        log_weights[n] = (
+            math.log(self.prior_no_error) + splits[-1].log_likelihood
+            if evidence.final_correct and self.prior_no_error > 0.0
+            else -math.inf
+        )
+        top = max(log_weights)
+        weights = [math.exp(w - top) if w > -math.inf else 0.0 for w in log_weights]
+        total = sum(weights)
+        return [w / total for w in weights]
 
     def posterior(self, evidence: Evidence) -> list[float]:
         """P(first error = k) for k = 0 .. n_steps - 1, then P(no error) last.
 
         >>> rule = RelativeDrop()
         >>> p = rule.posterior(Evidence(n_steps=2, counts={-1: (8, 8)}, final_correct=True))
-        >>> p[-1] > 0.9
+        >>> p[-1] > 0.8
         True
         """
-        good_table, bad_table = _grid_tables(self.grid, self.max_ratio)
-        n = evidence.n_steps
-        log_weights = []
-        for k in range(n + 1):
-            good_c = good_n = bad_c = bad_n = 0
-            for index, (correct, total) in evidence.counts.items():
-                if index < k:
-                    good_c, good_n = good_c + correct, good_n + total
-                else:
-                    bad_c, bad_n = bad_c + correct, bad_n + total
-            if k == n:  # no error: the final answer must be right
-                prior = math.log(self.prior_no_error) if evidence.final_correct else -math.inf
-            else:
-                prior = math.log((1.0 - self.prior_no_error) / n)
-                if evidence.final_correct:
-                    prior += math.log(max(self.p_final_correct_given_error, 1e-12))
-            if prior == -math.inf:
-                log_weights.append(-math.inf)
-                continue
-            terms = []
-            for (log_g, log_not_g), bad_row in zip(good_table, bad_table, strict=True):
-                term = good_c * log_g + (good_n - good_c) * log_not_g
-                if bad_n:
-                    inner = [bad_c * lb + (bad_n - bad_c) * lnb for lb, lnb in bad_row]
-                    top = max(inner)
-                    term += top + math.log(sum(math.exp(x - top) for x in inner) / len(inner))
-                terms.append(term)
-            top = max(terms)
-            mean = sum(math.exp(t - top) for t in terms) / len(terms)
-            log_weights.append(prior + top + math.log(mean))
-        top = max(log_weights)
-        weights = [math.exp(w - top) if w > -math.inf else 0.0 for w in log_weights]
-        total = sum(weights)
-        return [w / total for w in weights]
+        return self._posterior(evidence, *self._splits(evidence))
 
     def next_sample(self, evidence: Evidence) -> tuple[int, int] | None:
         spent = sum(total for _, total in evidence.counts.values())
         root = evidence.n_rollouts(ROOT)
-        if root < self.root_completions:
-            return ROOT, self.root_completions - root
-        posterior = self.posterior(evidence)
-        if max(posterior) >= self.confidence or spent + self.batch > self.max_completions:
+        if root < self.root_completions and spent < self.max_completions:
+            return ROOT, min(self.root_completions - root, self.max_completions - spent)
+        sampled, splits = self._splits(evidence)
+        posterior = self._posterior(evidence, sampled, splits)
+        size = min(self.batch, self.max_completions - spent)
+        if max(posterior) >= self.confidence or size < 1:
             return None
-        # Sample where P(the first error is at or before this prefix) is nearest 1/2.
-        best, best_gap, below = None, 2.0, 0.0
-        for index in range(evidence.n_steps - 1):  # the last prefix's value is exact
-            below += posterior[index]
-            if evidence.n_rollouts(index) + self.batch > self.max_per_prefix:
+        # Each split's predictive distribution of the batch's successes, at a clean
+        # prefix and at a wrong one (its rates' posterior matched by a Beta).
+        clean = [_beta_binomial(*split.clean, size) for split in splits]
+        wrong = [_beta_binomial(*split.wrong, size) for split in splits]
+        clean_entropy = [_entropy(p) for p in clean]
+        wrong_entropy = [_entropy(p) for p in wrong]
+        which = self._split_of(evidence, sampled)
+        n = evidence.n_steps
+        best, best_gain = None, 0.0
+        for index in range(ROOT, n - 1):  # the last prefix's value is exact
+            if evidence.n_rollouts(index) + size > self.max_per_prefix:
                 continue
-            gap = abs(below - 0.5)
-            if gap < best_gap:
-                best, best_gap = index, gap
-        return None if best is None else (best, self.batch)
+            # Hypotheses k <= index say the prefix is wrong; the rest say clean.
+            by_split: dict[tuple[int, bool], float] = {}
+            for k, p in enumerate(posterior):
+                if p > 0.0:
+                    key = (which[k], k <= index)
+                    by_split[key] = by_split.get(key, 0.0) + p
+            mixture = [0.0] * (size + 1)
+            conditional = 0.0
+            for (t, is_wrong), p in by_split.items():
+                predictive = wrong[t] if is_wrong else clean[t]
+                for c, q in enumerate(predictive):
+                    mixture[c] += p * q
+                conditional += p * (wrong_entropy[t] if is_wrong else clean_entropy[t])
+            gain = _entropy(mixture) - conditional
+            if best is None or gain > best_gain + 1e-12:
+                best, best_gain = index, gain
+        return None if best is None else (best, size)
 
     def first_error(self, evidence: Evidence) -> int:
         posterior = self.posterior(evidence)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -337,6 +337,53 @@ class MonteCarloPolicy(SearchPolicy):
     first_error_rule: FirstErrorRule | None = None
     #: The run class `start` makes (a subclass of [`SearchRun`][prmsynth.SearchRun]).
     run_class: ClassVar[type[SearchRun]] = SearchRun
+    #: The fields of [`SearchSettings`][prmsynth.SearchSettings] this policy reads: only
+    #: they are part of its `identity` (None: all of them, the safe default for a
+    #: subclass of your own).
+    settings_used: ClassVar[tuple[str, ...] | None] = None
+    #: Whether the policy locates first errors (with `rule`).
+    uses_rule: ClassVar[bool] = True
+
+    def identity(self) -> dict[str, Any]:
+        """The policy and the parameters it uses, as a run records it.
+
+        Settings the policy never reads are left out, so that a run resumed
+        with a different value of one (``num_branches`` under OmegaPRM's
+        adaptive rule, say) is the same run, and one resumed with another
+        value of a setting that matters is refused.
+
+        >>> identity = OmegaPRM().identity()
+        >>> identity["name"], identity["first_error_rule"]["name"], "num_branches" in identity["settings"]
+        ('OmegaPRM', 'relative', False)
+        """  # noqa: E501
+        settings = self.settings.to_dict()
+        if self.settings_used is not None:
+            settings = {name: settings[name] for name in self.settings_used}
+        return {
+            "name": type(self).__name__,
+            "settings": settings,
+            "first_error_rule": self.rule.to_dict() if self.uses_rule else None,
+        }
+
+    def option_effects(self) -> dict[str, bool]:
+        """Whether each sampling size this policy could take has an effect here:
+        ``num_branches`` (per-step estimation, or a threshold rule's binary
+        search), ``max_search`` and the first-error rule.  The command line
+        refuses an option that has none.
+
+        >>> OmegaPRM().option_effects()["num_branches"]  # the adaptive rule sizes its own samples
+        False
+        >>> MathShepherd().option_effects()["num_branches"]
+        True
+        """
+        used = self.settings_used
+        return {
+            "num_branches": used is None
+            or "num_branches" in used
+            or (self.uses_rule and isinstance(self.rule, Threshold)),
+            "max_search": used is None or "max_search" in used,
+            "first_error_rule": self.uses_rule,
+        }
 
     @property
     def rule(self) -> FirstErrorRule:
@@ -476,6 +523,17 @@ class OmegaPRM(MonteCarloPolicy):
     """
 
     run_class: ClassVar[type[SearchRun]] = OmegaPRMRun
+    settings_used: ClassVar[tuple[str, ...] | None] = (
+        "screen_rollouts",
+        "max_search",
+        "max_branches",
+        "alpha",
+        "beta",
+        "length_scale",
+        "exploration",
+        "first_error_threshold",
+        "skip_uniform",
+    )
 
     async def expand(self, run: SearchRun) -> None:
         """Select candidates by ``Q + U`` and locate each one's first error."""
@@ -501,6 +559,14 @@ class MathShepherd(MonteCarloPolicy):
     MC value; the hard label is ``n_correct > 0``.  Costs grow linearly with
     the number of steps, which is what [`OmegaPRM`][prmsynth.OmegaPRM] avoids.
     """
+
+    settings_used: ClassVar[tuple[str, ...] | None] = (
+        "screen_rollouts",
+        "num_branches",
+        "max_branches",
+        "first_error_threshold",
+        "skip_uniform",
+    )
 
     async def expand(self, run: SearchRun) -> None:
         """Estimate every prefix of every screening solution, in order."""
@@ -537,6 +603,14 @@ class BestOfN(MonteCarloPolicy):
     The cheapest baseline: each solution joins the tree with its final
     verdict, and only the root (and the solutions' last steps) carry values.
     """
+
+    settings_used: ClassVar[tuple[str, ...] | None] = (
+        "screen_rollouts",
+        "max_branches",
+        "first_error_threshold",
+        "skip_uniform",
+    )
+    uses_rule: ClassVar[bool] = False
 
     async def search(
         self,

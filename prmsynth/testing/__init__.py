@@ -41,7 +41,31 @@ __all__ = [
     "FaultRates",
     "ScriptedLLM",
     "ScriptedRequest",
+    "VirtualClock",
 ]
+
+
+@attrs.define
+class VirtualClock:
+    """Time that passes only when something sleeps on it: give ``time`` as a
+    ``clock`` and ``sleep`` as a ``sleep`` (``RequestLimiter``, ``LiteLLMClient``)
+    and a test checks every wait exactly, whatever the machine's load.
+
+    >>> clock = VirtualClock()
+    >>> asyncio.run(clock.sleep(1.5)); clock.time(), clock.slept
+    (1.5, [1.5])
+    """
+
+    now: float = 0.0
+    slept: list[float] = attrs.field(factory=list)
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)  # let the others run, as a real wait would
 
 
 @attrs.frozen(kw_only=True)
@@ -79,11 +103,17 @@ class ScriptedLLM:
     The script returns the completion text (finish reason ``"stop"``) or a
     [`Completion`][prmsynth.Completion] to control finish reason and token count.
     Token counts default to the number of whitespace-separated words.
-    Every request is kept in ``requests`` for assertions.
+    Every request is kept in ``requests`` for assertions.  With
+    ``prefix_continuation="native"`` a partial solution arrives as a last
+    assistant message (``"prefix": True``) instead of quoted.
     """
 
     script: Script
     requests: list[tuple[tuple[Mapping[str, str], ...], int]] = attrs.field(factory=list)
+    #: What it says of continuing a started reply (see
+    #: [`LLMStepGenerator`][prmsynth.LLMStepGenerator]'s ``prefix_mode``): ``"native"``
+    #: to receive partial solutions as the start of its reply; None quotes them.
+    prefix_continuation: str | None = attrs.field(default=None, kw_only=True)
 
     async def complete(
         self,

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import re
 from collections.abc import Sequence
 from importlib import resources
+from typing import Any
 
 import attrs
 
@@ -24,6 +26,7 @@ from prmsynth._errors import RUN_FATAL
 from prmsynth._interfaces import LLM, StepCritic
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import Critique, Question
+from prmsynth.llm._cache import llm_identity
 
 
 @functools.cache
@@ -106,6 +109,15 @@ class LLMCritic(StepCritic):
     prompt_template: str = attrs.field(factory=default_critic_prompt)
     temperature: float = 0.0
     max_tokens: int = 2048
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the critic's verdicts, as a run records it (the prompt by its hash)."""
+        return {
+            "llm": llm_identity(self.llm),
+            "prompt_sha256": hashlib.sha256(self.prompt_template.encode()).hexdigest(),
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
 
     def prompt(self, question: Question, steps: Sequence[str]) -> str:
         return self.prompt_template.format(

@@ -313,6 +313,7 @@ _SIGN_OFF = re.compile(
 # A concluding sentence: "Therefore, the area is X", "Thus $x = 3$", "So the total is X".
 _CONCLUSION = re.compile(
     r"^(?:therefore|thus|hence|so|consequently|finally|in conclusion|in total|altogether|"
+    r"in summary|to summarize|in all|all in all|overall|as a result|"
     r"this gives|we get|we find|we conclude that)\b[,:]?\s*",
     re.IGNORECASE,
 )
@@ -362,18 +363,20 @@ def _main_clause(sentence: str) -> str:
     return sentence
 
 
+# "..., but some of these are counted twice": the working goes on after the value (a
+# "but" clause with a value of its own states it: "..., but the perimeter is 24").
+_GOES_ON_BUT = re.compile(r",\s*but\b(?![^$\d]*[$\d])", re.IGNORECASE)
+
+
 def _concluding_answer(sentence: str) -> str | None:
     """The answer a concluding sentence commits to, or None."""
     opening = _CONCLUSION.match(sentence)
-    if not opening or _HEDGE.search(_outside_math(sentence)):
+    if not opening or _HEDGE.search(_outside_math(sentence)) or _GOES_ON_BUT.search(sentence):
         return None
     rest = _main_clause(sentence[opening.end() :])
-    spans = [
-        next(group for group in match.groups() if group) for match in _MATH_SPAN.finditer(rest)
-    ]
-    if spans:
-        # "Thus $x = 3$" / "the volume is \(\frac{4\pi}{3}\) cubic units": the last formula.
-        return _strip_math_wrappers(spans[-1]) or None
+    matches = list(_MATH_SPAN.finditer(rest))
+    if matches:
+        return _stated_formula(rest, matches)
     copulas = list(_COPULA.finditer(rest))
     if copulas:
         stated = _phrase_answer(rest[copulas[-1].end() :])
@@ -391,6 +394,270 @@ def _concluding_answer(sentence: str) -> str | None:
     # "So she has 5 apples left": a conclusion with one number commits to it.
     numbers = _NUMBER.findall(rest)
     return numbers[0] if len(numbers) == 1 else None
+
+
+# "18 possible values for $n$": a count, its noun, and a formula that qualifies it.
+_QUALIFIER = re.compile(
+    r"\s+(?:[A-Za-z][\w'-]*\s+){1,4}(?:for|of|in|on|to|from|with|by|when|where|such\s+that|"
+    r"than|over|at|among|between)\s*",
+    re.IGNORECASE,
+)
+
+
+_QUALIFYING_CLAUSE = re.compile(
+    r"\s*,?\s*(?:when|whenever|where|such\s+that|for\s+which|provided)\b", re.IGNORECASE
+)
+# What may stand between a subject's formula and its "is": a few words, no relative clause.
+_SUBJECT_TAIL = re.compile(
+    r"\s*(?:(?!(?:that|which|who|where|when|if)\b)[A-Za-z][\w'-]*\s+){0,4}", re.IGNORECASE
+)
+
+
+def _has_variable(formula: str) -> bool:
+    return bool(re.search(r"[A-Za-z]", re.sub(r"\\text\{[^{}]*\}|\\[A-Za-z]+", "", formula)))
+
+
+def _formula(match: re.Match) -> str:
+    return next(group for group in match.groups() if group)
+
+
+def _stated_formula(rest: str, matches: list[re.Match]) -> str | None:
+    """The formula a concluding sentence states, from the formulas ``matches`` in ``rest``.
+
+    "Thus $x = 3$" / "the volume is \\(\\frac{4\\pi}{3}\\) cubic units": the last
+    formula.  When a subject in words holds every formula and an "is" follows them,
+    the answer is what the "is" states: "the degree of the polynomial
+    \\((x^6+1)(x^9+1)\\) is 15".  A formula with a variable that qualifies a counted
+    noun is not the answer: "\\(18\\) possible values for \\(n\\)".
+    """
+    masked = _MATH_SPAN.sub(lambda match: " " * len(match.group(0)), rest)
+    copulas = [
+        copula
+        for copula in _COPULA.finditer(masked)
+        if copula.group(0).strip().lower() in ("is", "are", "was", "equals", "=")
+    ]
+    for copula in copulas:
+        # "the remainder is $3$ when $n$ is divided by $7$": a clause right after the
+        # stated value qualifies it.
+        stated = next((match for match in matches if match.start() >= copula.end()), None)
+        if stated is None or masked[copula.end() : stated.start()].strip():
+            continue
+        clause = _QUALIFYING_CLAUSE.match(masked, stated.end())
+        if clause:
+            matches = [match for match in matches if match.start() < clause.start()]
+            copulas = [copula for copula in copulas if copula.start() < clause.start()]
+            break
+    if (
+        copulas
+        and copulas[-1].start() >= matches[-1].end()
+        and _PROSE_WORD.search(masked[: matches[0].start()])
+        and _SUBJECT_TAIL.fullmatch(masked[matches[-1].end() : copulas[-1].start()])
+        and not re.search(r"[,.;:()]", masked[matches[0].start() : copulas[-1].start()])
+    ):
+        stated = _phrase_answer(rest[copulas[-1].end() :])
+        if stated is not None and re.search(r"\d", stated):
+            return stated
+    while (
+        len(matches) > 1
+        and _QUALIFIER.fullmatch(masked[matches[-2].end() : matches[-1].start()])
+        and _has_variable(_formula(matches[-1]))
+        and not _has_variable(_formula(matches[-2]))
+    ):
+        matches = matches[:-1]
+    return _strip_math_wrappers(_formula(matches[-1])) or None
+
+
+# A count or total stated: "there are 50 whole numbers left", "we get $7$ solutions",
+# "giving us a total of \(2 + 1 = 3\) possible values for \(n\)".  The quantity is a
+# formula or a number (perhaps a computation, "7 - 3 + 1 = 5"), and a noun follows it.
+_COUNT = re.compile(
+    r"\b(?P<verb>there\s+(?:are|is|were|was|will\s+be|would\s+be|must\s+be|remain)"
+    r"(?:\s+(?:now|thus|then|therefore|still))?"
+    r"|we\s+(?:get|have|find|obtain|count|end\s+up\s+with)"
+    r"|(?:(?:this|which|that|it)\s+)?(?:gives|yields|leaves|makes)(?:\s+us)?"
+    r"|giving(?:\s+us)?|leaving(?:\s+us)?|yielding|leading\s+to|resulting\s+in|making|for"
+    r"|[a-z]+(?=\s+(?:a|the)\s+total\s+of\b))\s+"
+    r"(?P<modifiers>(?:(?:a|the)\s+total\s+of|at\s+(?:least|most)|(?:no\s+)?more\s+than|"
+    r"fewer\s+than|less\s+than|up\s+to|about|approximately|around|nearly|almost|roughly|"
+    r"over|under|exactly|only|just|precisely)\s+)*"
+    r"(?P<quantity>(?<!\\)\$[^$:]{1,80}(?<![\\.,;])\$|\\\((?:(?!\\[()]).){1,80}?(?<![.,;])\\\)"
+    r"|" + _NUMBER.pattern + r"(?:\s*[-+*/×x]\s*" + _NUMBER.pattern + r")*"
+    r"(?:\s*=\s*" + _NUMBER.pattern + r")?(?![\w.,/]))"
+    r"(?P<noun>\s*(?:\\text\{[^{}]*\}|[A-Za-z][\w'-]*)"
+    r"(?:[ \t]+(?!(?:that|which|who|whose|where|when|if|so|but|and|or|is|are|was|were)\b)"
+    r"[A-Za-z][\w'-]*){0,5})?",
+    re.IGNORECASE,
+)
+# What shows a count is a result: it totals ("a total of", "in all", "left") or is computed.
+_TOTAL_WORD = re.compile(
+    r"\b(?:total|in\s+all|altogether|left|remain(?:ing|s)?|overall|combined|all\s+together)\b",
+    re.IGNORECASE,
+)
+_CONCLUDING_WORD = re.compile(
+    r"\b(?:so|thus|therefore|hence|consequently|finally|in\s+summary|to\s+summarize|"
+    r"in\s+conclusion|as\s+a\s+result|overall|in\s+total|in\s+all|in\s+the\s+end|"
+    r"(?:we|one)\s+(?:can\s+)?(?:see|find|conclude|get)|it\s+follows|"
+    r"(?:this|which|that)\s+means)\b",
+    re.IGNORECASE,
+)
+# Work still to do with what is counted: "50 numbers to check", "3 cases to consider";
+# "12 ways to divide them" counts ways of doing something, but "12 ways to check" is work.
+_WORK_LEFT = re.compile(
+    r"^\s*(?:(?!(?:are|is|were|was|needed|required|used|necessary)\b)[A-Za-z][\w'-]*\s+){1,4}"
+    r"to\s+(?:(?:check|consider|test|try|examine|verify|evaluate|explore|look|analy[sz]e|handle|"
+    r"investigate|inspect|process|rule|eliminate)\b"
+    r"|(?<!ways to )(?<!possibilities to )(?<!choices to )(?<!options to )(?<!methods to )"
+    r"(?:count|find|compute|calculate|determine|remove|subtract|add|go|do|cover|solve|work|sum|"
+    r"multiply|divide)\b)",
+    re.IGNORECASE,
+)
+# Nouns that set up an enumeration: "there are 3 cases: ..." divides the work.
+_SETUP_NOUN = re.compile(
+    r"^\W*(?:\w+\s+)?(?:cases?|subcases?|steps?|parts?|scenarios?|possibilities|options|"
+    r"situations|types|kinds|stages|conditions)\b",
+    re.IGNORECASE,
+)
+# A statement after the count: "There are 36 outcomes, so the probability is $\frac{1}{6}$" ...
+_LATER_CONCLUSION = re.compile(
+    r"\b(?:so|thus|hence|therefore|which\s+means|which\s+gives)\b", re.IGNORECASE
+)
+# ... or states something of its own before any relative clause ("... that are prime" is none).
+_LATER_STATEMENT = re.compile(
+    r"=|\b(?:is|are|was|were|equals)\b|\b(?:will|would|must|should|can)\s+be\b", re.IGNORECASE
+)
+_RELATIVE = re.compile(
+    r"\b(?:that|which|who|whose|whom|where|such\s+that|for\s+which|in\s+which)\b", re.IGNORECASE
+)
+_NAMING = re.compile(_RELATIVE.pattern + r"|\bnamely\b|:", re.IGNORECASE)
+# A word that opens no noun phrase: "gives $5$ so that ...".
+_FUNCTION_WORD = re.compile(
+    r"\s*(?:and|or|so|that|which|is|are|was|were|as|to|of(?!\s+(?:these|those|them)\b)|in|for|"
+    r"when|if|then|but|with|by|"
+    r"since|because)\b",
+    re.IGNORECASE,
+)
+# A bound is no count: "at least 5 ways".
+_BOUND = re.compile(
+    r"\b(?:at\s+(?:least|most)|more|fewer|less|up\s+to|about|approximately|around|nearly|"
+    r"almost|roughly|over|under)\b",
+    re.IGNORECASE,
+)
+# A count the question gave: "The problem states there are 54 red candies."
+_GIVEN = re.compile(
+    r"\b(?:(?:problem|question)\s+(?:states|says|tells\s+us)|we\s+are\s+(?:told|given)|"
+    r"given\s+that)\b",
+    re.IGNORECASE,
+)
+# A premise that a comma closes before the count: "If there are 80 legs, there will be ...".
+_PREMISE_THEN = re.compile(r"\b(?:if|suppose|assume)\b[^,]*,", re.IGNORECASE)
+# A count that is a premise: "If there were 10 girls, ...", "when there are 10 guests".
+_PREMISE = re.compile(
+    r"\b(?:if|suppose|supposing|assume|assuming|when|whenever|since|because|given|as|once|"
+    r"until|unless)\s*(?:that\s+)?$",
+    re.IGNORECASE,
+)
+
+
+def _counted_answer(sentence: str) -> tuple[bool, str | None]:
+    """ "After removing the multiples of 3, there are 50 whole numbers left.": the
+    count a last sentence states, as ``(True, answer)``; ``(True, None)`` when it
+    states a count that commits to nothing, and ``(False, None)`` when it states none.
+
+    A count commits when the sentence concludes ("So there are \\(12\\) ways"), totals
+    ("a total of $2 + 1 = 3$ values", "50 numbers left"), computes it ("There are
+    $7 - 3 + 1 = 5$ integers", "there are 15 oranges - 12 oranges = 3 oranges left") or
+    is a result by its verb ("we get 7 solutions", "giving 4 circles").  It commits to
+    nothing under doubt ("are there 50?", "there are 12 ways if ..."), under a
+    condition ("if n is odd, there are 5"), as a bound ("at least 5"), with work left
+    ("50 numbers to check", "we need to find how many"), as an enumeration's set-up
+    ("there are 3 cases: ...") or when the working goes on ("..., but").  A count that
+    is itself a premise ("If there were 10 girls, ...") is no statement of one.
+    """
+    clause = _main_clause(sentence)
+    counts = [
+        match
+        for match in _COUNT.finditer(clause)
+        if _counts(match) and not _PREMISE.search(clause[: match.start()])
+    ]
+    if not counts:
+        return False, None
+    count = counts[-1]
+    head, tail = clause[: count.start()], clause[count.end() :]
+    noun = count.group("noun") or ""
+    quantity = _strip_math_wrappers(count.group("quantity"))
+    computed = "=" in quantity
+    if not computed and "=" in _outside_math(tail):
+        # "there are 6 girls + 12 boys = 18 kids": a computation with its units, read as one.
+        return False, None
+    stated = _outside_math(count.group(0))
+    after = _outside_math(sentence[count.end() :])  # comment clauses too
+    relative = _RELATIVE.search(after)
+    # "... $3$ solutions: $x = 0$, ...", "namely $f(x) = 0$", "such that $x = 1$": the
+    # formulas name or qualify what is counted, and compute nothing after it (a displayed
+    # one does: "a total of $100: \[150 - 100 = 50\]").
+    masked = _MATH_SPAN.sub(lambda match: " " * len(match.group(0)), sentence)
+    named = _NAMING.search(masked, count.end())
+    end = named.start() if named else len(sentence)
+    if (
+        _LATER_CONCLUSION.search(after)
+        or _LATER_STATEMENT.search(after[: relative.start()] if relative else after)
+        or any(
+            "=" in _formula(match) and (match.start() < end or match.group(0)[:2] in ("\\[", "$$"))
+            for match in _MATH_SPAN.finditer(sentence, count.end())
+        )
+    ):
+        return False, None  # "There are 36 outcomes, so the probability is ...": not the result
+    doubts = {word.lower() for word in _DOUBT.findall(_outside_math(head))}
+    if (
+        _DOUBT.search(stated + after)
+        or _GOAL.search(stated + after)
+        or _NOT_A_RESULT.search(stated + after)
+        or _NOT_A_RESULT.match(_outside_math(clause))
+        or _GIVEN.search(_outside_math(head))
+        or _BOUND.search(count.group("modifiers") or "")
+        or _WORK_LEFT.match(_outside_math(noun + tail))
+        or re.search(r"\bbut\b|^\s*(?:,\s*)?(?:then|and\s+then|next)\b", after, re.IGNORECASE)
+        # "If there are 80 legs, there will be 80/2 = 40 pairs": a premise, then the result.
+        or (doubts and not (computed and _PREMISE_THEN.search(head)))
+        or (tail.lstrip().startswith(":") and _SETUP_NOUN.match(noun))
+    ):
+        return True, None
+    verb = count.group("verb").lower()
+    if not (
+        computed
+        or "total" in (count.group("modifiers") or "").lower()
+        or _TOTAL_WORD.search(_outside_math(noun) + " " + after)
+        or _CONCLUDING_WORD.search(head)
+        or not verb.startswith(("there", "we have", "for"))
+    ):
+        return False, None  # "There are 31 days in May.": a premise restated, perhaps
+    # "\(2 + 1 = 3\)": the result of the computation.
+    return True, _meaningful(quantity.rsplit("=", 1)[-1].strip())
+
+
+def _counts(match: re.Match) -> bool:
+    """Whether a `_COUNT` match counts something: a noun follows a quantity that is a
+    number or a formula with no variable of its own ("$4\\cdot 4 = 16$", not "$x$")."""
+    total = "total" in (match.group("modifiers") or "").lower()
+    if match.group("verb").lower() == "for" and not total:
+        return False  # "for $n$": only "for a total of" counts
+    noun = match.group("noun")
+    rest = match.string[match.end() :]
+    quantity = _strip_math_wrappers(match.group("quantity"))
+    # "for a total of $24 + 150 = 174$." and "$18 \text{ integers}$" need no noun after.
+    if not (
+        noun
+        or (total and not rest.strip(" ."))
+        or re.search(r"\\text\{\s*[A-Za-z][^{}]*\}$", quantity)
+    ):
+        return False
+    if (
+        noun
+        and _FUNCTION_WORD.match(noun)
+        and not re.search(r"total|least|most|than", match.group("modifiers") or "")
+    ):
+        return False  # "gives $x = 5$ so that ...": no noun counted
+    return not _has_variable(quantity)
 
 
 # ", so the perimeter is 36 inches": a conclusion that ends the last sentence.
@@ -480,15 +747,19 @@ def extract_answer(text: str) -> str | None:
     In order of preference: the last ``\\boxed{...}`` or ``\\fbox{...}`` (nested
     braces are matched by a scan), the last "The answer is X" / "Final Answer:
     X" / "the final answer is X", the GSM8K marker ``#### X``, a bold
-    ``**X**`` or an ``Answer: X`` on the last line, a concluding sentence
-    ("Therefore/Thus/So ... is X"), a last line that is nothing but the
+    ``**X**`` or an ``Answer: X`` on the last line, a count the last sentence
+    states ("there are 50 whole numbers left", "giving us a total of \\(2 + 1 =
+    3\\) possible values for \\(n\\)": the result), a concluding sentence
+    ("Therefore/Thus/So ... is X"; "the degree of \\((x^2+1)(x^3+1)\\) is 5" states
+    5, not the subject's formula), a last line that is nothing but the
     answer, and a plain last sentence that restates the one number the
     working's last "=" computed ("... = 54 miles. Elvis is 54 miles east of
     his house."), or a last sentence that computes the result itself ("She
     makes 9 * 2 = $18 every day.").  A number buried in prose is no answer,
     and neither is a sentence that hedges or rejects ("could it be 4?", "4
-    is not a solution"): such a response is ``unparseable``, never scored
-    against the reference.
+    is not a solution") or a count that commits to nothing ("there are 50
+    numbers to check", "at least 5 ways", "there are 3 cases: ..."): such a
+    response is ``unparseable``, never scored against the reference.
     Surrounding ``$...$`` and trailing periods are removed.  Only the last
     10,000 characters are read.
 
@@ -505,6 +776,10 @@ def extract_answer(text: str) -> str | None:
     >>> extract_answer("6*7 = 42. Hmm, wait, let me reconsider.") is None
     True
     >>> extract_answer("So a = 3 and b = 4 is not a solution.") is None
+    True
+    >>> extract_answer("After removing them, there are 50 whole numbers left.")
+    '50'
+    >>> extract_answer("There are 50 numbers to check.") is None
     True
     """
     if not isinstance(text, str):
@@ -566,6 +841,9 @@ def extract_answer(text: str) -> str | None:
             return answer
     sentences = _sentences(last_line)
     if sentences:
+        counted, answer = _counted_answer(sentences[-1])
+        if counted:
+            return _meaningful(answer)  # a count stated, committed to or not
         answer = (
             _concluding_answer(sentences[-1])
             or _concluding_clause(sentences[-1])
@@ -622,7 +900,13 @@ def _restated_result(sentence: str, working: str) -> str | None:
     earlier step commits to nothing.
     """
     prose = _outside_math(sentence)
-    if "=" in sentence or sentence.endswith(":") or _HEDGE.search(prose) or _no_result(prose):
+    if (
+        "=" in sentence
+        or sentence.endswith(":")
+        or _HEDGE.search(prose)
+        or _no_result(prose)
+        or _GOES_ON_BUT.search(prose)
+    ):
         return None
     results = list(_LAST_RESULT.finditer(working[-2000:]))
     if not results or "=" in working[results[-1].end() :]:
@@ -883,8 +1167,10 @@ def _right_hand_side(answer: str) -> str:
     ``y_1 = 2x, y_2 = 3x`` -> ``2x, 3x`` when every part of a list is such an equation."""
     if answer.count("=") > 1 and "," in answer:
         parts = _top_level_parts(answer)
+        if len(parts) == 1:
+            return answer  # "\gcd(12,54) = 6 = 2 \cdot 3": the commas are inside brackets
         sides = [_right_hand_side(part) for part in parts]
-        if len(parts) > 1 and all("=" not in side for side in sides):
+        if all("=" not in side for side in sides):
             return ", ".join(sides)
         return answer
     member = _MEMBER.match(answer)

@@ -252,6 +252,7 @@ def collect_stats(out_dir: str | os.PathLike) -> dict[str, Any]:
     return {
         "folder": str(folder),
         "complete": None if summary is None else summary.get("complete") is True,
+        "method": _method(folder, summary),
         "questions": questions,
         "steps_per_solution": {
             "solutions": len(lengths),
@@ -268,6 +269,26 @@ def collect_stats(out_dir: str | os.PathLike) -> dict[str, Any]:
         },
         "label_balance": label_balance,
         "tokens": tokens,
+    }
+
+
+def _method(folder: Path, summary: dict[str, Any] | None) -> dict[str, Any]:
+    """How the labels were made, from the run's settings: the model, the policy,
+    the first-error rule and how partial solutions reached the model."""
+    info = summary
+    if info is None or "policy" not in info:
+        try:
+            info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            info = {}
+    if not isinstance(info, dict):
+        info = {}
+    rule = info.get("first_error_rule")
+    return {
+        "model": info.get("model"),
+        "policy": info.get("policy"),
+        "first_error_rule": rule.get("name") if isinstance(rule, dict) else rule,
+        "prefix_mode": info.get("prefix_mode"),
     }
 
 
@@ -337,6 +358,10 @@ def format_table(stats: dict[str, Any]) -> str:
     questions = stats["questions"]
     complete = {True: "complete", False: "not complete", None: "no summary.json"}
     sections = [f"Run folder {stats['folder']} ({complete[stats['complete']]})"]
+    method = stats.get("method") or {}
+    if any(method.values()):
+        rows_method = [[name.replace("_", " "), value] for name, value in method.items() if value]
+        sections.append(_table("Method", ["", "value"], rows_method, align="ll"))
     rows: list[list[Any]] = [["kept", questions["kept"]], ["skipped", questions["skipped"]]]
     rows += [[f"  {reason}", count] for reason, count in questions["skipped_by_reason"].items()]
     rows.append(["failed", questions["failed"]])
