@@ -23,6 +23,7 @@ from prmsynth._errors import (
     LLMError,
     PrefixModeError,
     PublishError,
+    StorageError,
     TreeInvariantError,
 )
 from prmsynth._interfaces import (
@@ -261,6 +262,7 @@ __all__ = [
     "StepCritic",
     "StepGenerator",
     "StepVerifier",
+    "StorageError",
     "Threshold",
     "TrainReport",
     "TrainSettings",

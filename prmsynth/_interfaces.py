@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol, runtime_checkable
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
@@ -212,3 +212,29 @@ class NoEvolution(QuestionEvolver):
 
     async def evolve(self, questions: Sequence[Question]) -> list[Question]:
         return list(questions)
+
+
+async def gather_or_cancel(awaitables: Iterable[Awaitable[Any]]) -> list[Any]:
+    """``asyncio.gather`` of ``awaitables``, except that the first error
+    cancels the others and waits until they have ended (their own errors
+    dropped) before it is raised: a disk gone full ends the command at once,
+    with nothing left running to fail again while it shuts down.
+
+    >>> async def double(x):
+    ...     return 2 * x
+    >>> asyncio.run(gather_or_cancel([double(1), double(2)]))
+    [2, 4]
+    """
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        pending = {task for task in tasks if not task.done()}
+        while pending:  # again and again: a library may lose a cancellation
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+        for task in tasks:
+            if not task.cancelled():
+                task.exception()  # seen: asyncio reports no "never retrieved"
+        raise

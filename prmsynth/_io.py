@@ -12,6 +12,14 @@ Every file prmsynth writes goes through here, so that they all agree:
   write, flushed to disk; on reading, a torn last line (a crash mid-write)
   is cut off, and a bad line anywhere else is an error of that line,
   never a silent end of the file.
+- A set of files written together ([`atomic_files`][prmsynth._io.atomic_files])
+  appears all at once as far as the next command can tell: a commit record
+  is written before the first rename, and a command killed between renames
+  has its renames finished by the next command on that folder
+  ([`clean_leftovers`][prmsynth._io.clean_leftovers]), which also removes
+  the temporary files and scratch folders a killed command left.
+- A write the disk refuses (full, out of inodes, read-only, permission
+  denied) raises [`StorageError`][prmsynth.StorageError] naming the path.
 - A pass over a file of any size keeps memory flat: what it must remember
   of every record (a hash, an id) goes to a [`SeenKeys`][prmsynth._io.SeenKeys]
   file, not into a Python set.
@@ -24,12 +32,19 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from prmsynth._errors import InputError, secrets_in_environment
+from prmsynth._errors import (
+    InputError,
+    may_hold_secret,
+    not_utf8,
+    scrub_secrets,
+    storage_error,
+)
 
 # Characters that str.splitlines() and some editors take for line ends but JSON
 # leaves unescaped: escaped, so that every reader sees one record per line.
@@ -47,16 +62,18 @@ def dumps_line(record: Any) -> str:
     >>> dumps_line(["\\ud800"])
     '["\\\\ud800"]\\n'
     """
-    text = _without_secrets(json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS))
+    text = _dumps_without_secrets(record).translate(_LINE_BREAKS)
     return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group(0)):04x}", text) + "\n"
 
 
-def _without_secrets(text: str) -> str:
-    # The last line of defence: a credential from the environment never
-    # reaches a file, whatever put it into a record.
-    for secret in secrets_in_environment():
-        if secret in text:
-            text = text.replace(secret, "***")
+def _dumps_without_secrets(record: Any, **options: Any) -> str:
+    # The last line of defence: a credential from the environment (or a URL's
+    # password) never reaches a file, whatever put it into a record.  Only
+    # string values are scrubbed, never keys or other data; the walk is paid
+    # only when the text may hold one.
+    text = json.dumps(record, ensure_ascii=False, **options)
+    if may_hold_secret(text):
+        text = json.dumps(scrub_secrets(record), ensure_ascii=False, **options)
     return text
 
 
@@ -64,11 +81,99 @@ def append_line(file: IO[str], record: Any) -> None:
     """Append one JSON line in a single write and push it to disk.
 
     One ``write`` of the whole line and a flush per record means a crash
-    loses at most the line being written, never the records before it.
+    loses at most the line being written, never the records before it.  The
+    line goes straight to the OS file, past Python's buffers, so that a disk
+    that refuses it leaves nothing buffered to fail again on closing: it
+    raises [`StorageError`][prmsynth.StorageError] naming the file (a torn
+    end on disk is cut on resume).
     """
-    file.write(dumps_line(record))
-    file.flush()
-    os.fsync(file.fileno())
+    data = dumps_line(record).encode("utf-8")
+    try:
+        file.flush()  # anything written to it the buffered way goes first
+        descriptor = file.fileno()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+        os.fsync(descriptor)
+    except OSError as error:
+        fatal = storage_error(error, getattr(file, "name", None), after_work=True)
+        if fatal is None:
+            raise
+        raise fatal from None
+
+
+#: The hidden names prmsynth gives what a command writes before it is
+#: complete: ``.<name>.<pid>-<random>.<kind>`` (kind: tmp, scratch, staging,
+#: commit).  The process id tells a killed command's leftovers from a
+#: running one's.
+_LEFTOVER = re.compile(r"^\..+\.(\d+)-[0-9a-f]{12}\.(tmp|scratch|staging|commit)$")
+
+
+def hidden_name(name: str, kind: str) -> str:
+    """A fresh hidden name beside ``name`` for something being written
+    (``kind``: tmp, scratch, staging or commit) that
+    [`clean_leftovers`][prmsynth._io.clean_leftovers] recognizes.
+
+    >>> bool(_LEFTOVER.match(hidden_name("trl.jsonl", "tmp")))
+    True
+    """
+    return f".{name}.{os.getpid()}-{secrets.token_hex(6)}.{kind}"
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or no way to tell: leave its files
+    return True
+
+
+def clean_leftovers(folder: str | os.PathLike) -> list[str]:
+    """Finish or remove what a killed command left in ``folder``; returns the
+    names handled.
+
+    A commit record (a set of files renamed into place together) has its
+    remaining renames done, so the set is whole; then temporary files,
+    scratch folders and push staging folders of processes that no longer
+    run are removed.  A running command's files are left alone.
+    """
+    folder = Path(folder)
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    handled = []
+    leftovers = [(name, _LEFTOVER.match(name)) for name in names]
+    leftovers = [(name, m) for name, m in leftovers if m and not _process_alive(int(m.group(1)))]
+    # Commits first: they name temporary files that must not be removed before.
+    for name, match in sorted(leftovers, key=lambda item: item[1].group(2) != "commit"):
+        path = folder / name
+        if match.group(2) == "commit":
+            _finish_commit(path)
+        elif path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        handled.append(name)
+    return handled
+
+
+def _finish_commit(path: Path) -> None:
+    """Do the renames a commit record lists whose temporary file is still there."""
+    try:
+        renames = json.loads(path.read_text(encoding="utf-8"))["renames"]
+    except (OSError, ValueError, KeyError, TypeError):
+        renames = []  # unreadable: its files are removed as leftovers
+    for source, target in renames:
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path.parent / source, path.parent / target)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def _create_beside(target: Path) -> tuple[int, str]:
@@ -81,17 +186,30 @@ def _create_beside(target: Path) -> tuple[int, str]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     flags |= getattr(os, "O_BINARY", 0)  # no newline translation on Windows
     while True:
-        name = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp")
+        name = str(target.parent / hidden_name(target.name, "tmp"))
         try:
             return os.open(name, flags, 0o666), name
         except FileExistsError:
             continue  # a name another writer holds; draw another
+        except OSError as error:
+            raise (storage_error(error, target) or error) from None
+
+
+def _relative(path: str | os.PathLike, folder: Path) -> str:
+    path = Path(path)
+    return path.name if path.parent == folder else str(path.resolve())
 
 
 @contextlib.contextmanager
 def atomic_files(paths: Sequence[str | os.PathLike], *, binary: bool = False) -> Iterator[list[IO]]:
     """Open a temporary file beside each of ``paths``; when the block ends
     without an error, rename them all over their targets, else remove them.
+
+    Several files appear together as far as the next command can tell: a
+    commit record listing the renames is written (atomically) before the
+    first one, and removed after the last; a command killed in between has
+    them finished by [`clean_leftovers`][prmsynth._io.clean_leftovers].  A
+    disk that refuses a write raises [`StorageError`][prmsynth.StorageError].
 
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -104,27 +222,53 @@ def atomic_files(paths: Sequence[str | os.PathLike], *, binary: bool = False) ->
     temporary: list[str] = []
     handles: list[IO] = []
     try:
-        for target in targets:
-            descriptor, name = _create_beside(target)
-            temporary.append(name)
-            if binary:
-                handles.append(os.fdopen(descriptor, "wb"))
-            else:
-                handles.append(os.fdopen(descriptor, "w", encoding="utf-8"))
-        yield handles
-        for handle in handles:
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
-        for name, target in zip(temporary, targets, strict=True):
-            os.replace(name, target)
-        temporary.clear()
+        try:
+            for target in targets:
+                descriptor, name = _create_beside(target)
+                temporary.append(name)
+                if binary:
+                    handles.append(os.fdopen(descriptor, "wb"))
+                else:
+                    handles.append(os.fdopen(descriptor, "w", encoding="utf-8"))
+            yield handles
+            for handle in handles:
+                handle.flush()
+                os.fsync(handle.fileno())
+                handle.close()
+            _rename_all(temporary, targets)
+            temporary.clear()
+        except OSError as error:
+            # A write the disk refused, in the block or here (not a file the
+            # block failed to read: that is no storage error of these files).
+            fatal = storage_error(error, targets[0] if targets else None, denied=False)
+            if fatal is None:
+                raise
+            raise fatal from None
     finally:
         for handle in handles:
-            handle.close()
+            with contextlib.suppress(OSError):
+                handle.close()
         for name in temporary:
             with contextlib.suppress(OSError):
                 os.unlink(name)
+
+
+def _rename_all(temporary: Sequence[str], targets: Sequence[Path]) -> None:
+    """Rename each temporary file over its target; several under a commit record."""
+    if len(targets) == 1:
+        os.replace(temporary[0], targets[0])
+        return
+    folder = targets[0].parent
+    record = folder / hidden_name("prmsynth", "commit")
+    renames = [
+        [_relative(name, folder), _relative(target, folder)]
+        for name, target in zip(temporary, targets, strict=True)
+    ]
+    with atomic_file(record) as handle:
+        handle.write(json.dumps({"renames": renames}))
+    for name, target in zip(temporary, targets, strict=True):
+        os.replace(name, target)
+    record.unlink()
 
 
 @contextlib.contextmanager
@@ -144,10 +288,33 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
     return count
 
 
+def dumps_json(data: Any) -> str:
+    """One indented JSON document, as [`write_json`][prmsynth._io.write_json]
+    writes it (credentials scrubbed from its string values)."""
+    return _dumps_without_secrets(data, indent=2) + "\n"
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write one indented JSON document, atomically."""
     with atomic_file(path) as handle:
-        handle.write(_without_secrets(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
+        handle.write(dumps_json(data))
+
+
+@contextlib.contextmanager
+def scratch_folder(beside: str | os.PathLike) -> Iterator[Path]:
+    """A hidden scratch folder beside ``beside`` (not in ``/tmp``, often in
+    memory), removed when the block ends; one a killed command left is
+    removed by [`clean_leftovers`][prmsynth._io.clean_leftovers]."""
+    beside = Path(beside)
+    path = beside.parent / hidden_name(beside.name, "scratch")
+    try:
+        path.mkdir()
+    except OSError as error:
+        raise (storage_error(error, path) or error) from None
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -167,8 +334,8 @@ def _open_for_reading(path: str | os.PathLike, mode: str) -> Iterator[IO]:
     with file:
         try:
             yield file
-        except UnicodeDecodeError as error:
-            raise InputError(path, f"not UTF-8 text: {error}") from None
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
 
 
 def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
@@ -329,18 +496,27 @@ class SeenKeys:
 
     def __init__(self, path: str | os.PathLike) -> None:
         # A scratch file: no journal, no fsync, one transaction never committed.
-        self._connection = sqlite3.connect(path, isolation_level=None)
-        self._connection.execute("PRAGMA journal_mode=OFF")
-        self._connection.execute("PRAGMA synchronous=OFF")
-        self._connection.execute(
-            "CREATE TABLE seen (key BLOB PRIMARY KEY, note TEXT NOT NULL) WITHOUT ROWID"
-        )
-        self._connection.execute("BEGIN")
+        self.path = Path(path)
+        try:
+            self._connection = sqlite3.connect(path, isolation_level=None)
+            self._connection.execute("PRAGMA journal_mode=OFF")
+            self._connection.execute("PRAGMA synchronous=OFF")
+            self._connection.execute(
+                "CREATE TABLE seen (key BLOB PRIMARY KEY, note TEXT NOT NULL) WITHOUT ROWID"
+            )
+            self._connection.execute("BEGIN")
+        except sqlite3.Error as error:
+            raise (storage_error(error, path) or error) from None
 
     def first(self, key: bytes, *, note: str = "") -> bool:
         """True the first time ``key`` is met (``note`` is kept with it),
         False every later time."""
-        cursor = self._connection.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (key, note))
+        try:
+            cursor = self._connection.execute(
+                "INSERT OR IGNORE INTO seen VALUES (?, ?)", (key, note)
+            )
+        except sqlite3.Error as error:
+            raise (storage_error(error, self.path) or error) from None
         return cursor.rowcount == 1
 
     def note(self, key: bytes) -> str | None:
@@ -373,9 +549,12 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     never leaves a stale lock behind.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
-    file = open(path, "a+", encoding="utf-8")  # held for the block
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        file = open(path, "a+", encoding="utf-8")  # held for the block
+    except OSError as error:
+        raise (storage_error(error, path) or error) from None
     try:
         if not _try_lock(file):
             file.seek(0)
@@ -385,13 +564,17 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
                 f"is in use by another prmsynth process (pid {holder}); wait for it to "
                 "finish, or choose another --out",
             )
-        file.seek(0)
-        file.truncate()
-        file.write(str(os.getpid()))
-        file.flush()
+        try:
+            file.seek(0)
+            file.truncate()
+            file.write(str(os.getpid()))
+            file.flush()
+        except OSError as error:
+            raise (storage_error(error, path) or error) from None
         yield
     finally:
-        file.close()  # closing releases the lock
+        with contextlib.suppress(OSError):  # a pid a full disk did not take
+            file.close()  # closing releases the lock
 
 
 def _try_lock(file: IO[str]) -> bool:

@@ -173,7 +173,7 @@ def _questions(
             answer = reference_from_answer(_required_text(row, answer_field, numbers=True))
             if not answer:
                 raise row.error("the answer is empty after '####'", field=answer_field)
-            question_id = str(record.get("id", record.get("idx", index)))
+            question_id = _question_id(row, index)
             if not seen_ids.first(question_id.encode(), note=row.where):
                 first = seen_ids.note(question_id.encode())
                 raise row.error(f"duplicate id {question_id!r} (first on {first})")
@@ -272,6 +272,40 @@ def shard_of(question_id: str, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
+def _question_id(row: Row, index: int) -> str:
+    """The id of a seed row: its ``id`` (or ``idx``) field, text or a number,
+    else its position (from 1); an object, a list or a flag is refused."""
+    record = row.record
+    field = next((name for name in ("id", "idx") if record.get(name) is not None), None)
+    if field is None:
+        return str(index)
+    value = record[field]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise row.error(f"expected text or a number, got {type(value).__name__}", field=field)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise row.error(f"not a finite number: {value}", field=field)
+    text = str(value)
+    if not text.strip():
+        raise row.error("empty id", field=field)
+    _check_sendable(row, field, text)
+    return text
+
+
+def _check_sendable(row: Row, field: str, text: str) -> None:
+    """Refuse text a request cannot carry: a lone surrogate (``"\\ud800"`` in
+    JSON) is no character UTF-8 can encode, so every request holding it would
+    fail, on every resume; the row is refused at load instead, located."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        code = ord(text[error.start])
+        raise row.error(
+            f"holds U+{code:04X} at character {error.start + 1}, a lone surrogate that no "
+            "request can carry (fix the escape in the file)",
+            field=field,
+        ) from None
+
+
 def _required_text(row: Row, field: str, *, numbers: bool = False) -> str:
     record = row.record
     if field not in record:
@@ -285,4 +319,5 @@ def _required_text(row: Row, field: str, *, numbers: bool = False) -> str:
     text = str(value).strip()
     if not text:
         raise row.error("empty value", field=field)
+    _check_sendable(row, field, text)
     return text

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import attrs
 
-from prmsynth._errors import InputError
+from prmsynth._errors import InputError, not_utf8
 
 #: How a Hub dataset is named on the command line: ``hf:openai/gsm8k``.
 HUB_PREFIX = "hf:"
@@ -228,8 +228,8 @@ class RowSource:
                     start = reader.line_num + 1
             except csv.Error as error:
                 raise InputError(self.location, f"bad CSV: {error}", line=reader.line_num) from None
-            except UnicodeDecodeError as error:
-                raise InputError(self.location, f"cannot read: {error}") from None
+            except UnicodeDecodeError:
+                raise not_utf8(self.location) from None
 
     def _parquet_rows(self, required: Sequence[str]) -> Iterator[Row]:
         parquet = import_optional("pyarrow.parquet", self.location, "reading Parquet")
@@ -407,8 +407,8 @@ class _JSONStream:
         self.position = 0
         try:
             data = self.file.read(size)
-        except UnicodeDecodeError as error:
-            raise InputError(self.path, f"cannot read: {error}") from None
+        except UnicodeDecodeError:
+            raise not_utf8(self.path) from None
         if not data:
             self.eof = True
             return False

@@ -113,3 +113,52 @@ def test_unknown_first_error_rule_exits_2_naming_the_choices(tmp_path, capsys, c
     error = capsys.readouterr().err
     assert "--first-error-rule" in error and "relative, mc-zero or threshold:X" in error
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("config.json", '{"limit": 3, "limit": 4}'),
+        ("config.yaml", "limit: 3\nlimit: 4\n"),
+    ],
+)
+def test_a_config_that_gives_an_option_twice_is_refused(tmp_path, capsys, name, text):
+    config = tmp_path / name
+    config.write_text(text)
+    argv = ["run", "seeds.jsonl", "--out", str(tmp_path / "out"), "--config", str(config)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(config) in err and "limit" in err and "twice" in err
+
+
+def test_a_yaml_alias_bomb_in_a_config_is_refused_with_a_short_message(tmp_path, capsys):
+    rows = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for name, previous in zip("bcdefgh", "abcdefg"):
+        rows.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    config = tmp_path / "bomb.yaml"
+    config.write_text("\n".join(rows) + "\nlimit: *h\n")
+    argv = ["run", "seeds.jsonl", "--out", str(tmp_path / "out"), "--config", str(config)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "aliases expand to more than" in err and len(err) < 500
+
+
+def test_a_bad_config_value_is_quoted_short(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("limit: [" + ", ".join(["12345"] * 5000) + "]\n")
+    argv = ["run", "seeds.jsonl", "--out", str(tmp_path / "out"), "--config", str(config)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "limit" in err and len(err) < 500
+
+
+def test_the_log_file_keeps_why_the_start_up_check_failed(tmp_path, capsys):
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text('{"problem": "What is 2 + 3?", "final_answer": "5"}\n')
+    log = tmp_path / "run.log"
+    argv = ["run", str(seeds), "--out", str(tmp_path / "out"), "--model", "openai/m"]
+    argv += ["--api-base", "http://127.0.0.1:9/v1", "--max-attempts", "1", "--log-file", str(log)]
+    assert main(argv) == 2
+    printed = capsys.readouterr().err.strip().splitlines()[0]
+    assert printed.startswith("prmsynth run: error:")
+    assert printed in log.read_text()

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prmsynth import InputError, Question, RunFolder, read_tree_file
+from prmsynth import InputError, OmegaPRM, Question, RunFolder, StorageError, read_tree_file
 from prmsynth.run._folder import select_shard
 
 from .test_pipeline import QUESTIONS, scripted_pipeline
@@ -558,6 +560,45 @@ def test_a_one_shot_iterator_stopped_early_never_counts_below_what_is_done(tmp_p
     assert summary["questions_done"] >= 3
     assert summary["questions_total"] >= summary["questions_done"]
     assert summary["questions_not_done"] >= 0 and summary["complete"] is False
+
+
+class CancelSwallowingPolicy(OmegaPRM):
+    """Question "0" is searched; every other one waits, and turns its
+    cancellation into an error, as a library's timeout firing at the same
+    moment does."""
+
+    async def search(self, question, *, generator, verifier):
+        if question.id == "0":
+            return await super().search(question, generator=generator, verifier=verifier)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise TimeoutError("the cancellation was lost in a timeout") from None
+
+
+def test_a_run_whose_writing_fails_ends_even_when_searches_lose_their_cancellation(tmp_path):
+    def fail_writing(result):
+        raise StorageError(tmp_path / "trees.jsonl", "no space left on device")
+
+    outcome = []
+
+    def start():
+        pipeline = scripted_pipeline(policy=CancelSwallowingPolicy(), concurrency=4)
+        try:
+            run(tmp_path, [*QUESTIONS, *QUESTIONS[1:]], pipeline=pipeline, on_result=fail_writing)
+        except StorageError as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the run hung after its writing failed"
+    assert [str(error) for error in outcome] == [
+        f"{tmp_path / 'trees.jsonl'}: cannot write: no space left on device"
+    ]
+    # What was committed before the error stays, and the summary says the run is not complete.
+    assert ids_in(tmp_path / "trees.jsonl") == ["0"]
+    assert RunFolder(tmp_path).summary()["complete"] is False
 
 
 def test_a_folder_of_the_version_before_the_pipeline_identity_resumes_on_its_own_keys(tmp_path):

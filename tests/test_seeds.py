@@ -143,3 +143,48 @@ def test_iter_questions_finds_a_duplicate_id_and_names_where_it_was_first(tmp_pa
     with pytest.raises(InputError) as caught:
         list(iter_questions(seeds))
     assert str(caught.value) == f"{seeds}:4: duplicate id '0' (first on line 1)"
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ('{"id": "a", "problem": "What is 2 + 3?\\ud800", "final_answer": "5"}', "problem"),
+        ('{"id": "a", "problem": "What is 2 + 3?", "final_answer": "5\\udfff"}', "final_answer"),
+        ('{"id": "a\\ud83d", "problem": "What is 2 + 3?", "final_answer": "5"}', "id"),
+    ],
+)
+def test_text_no_request_can_carry_is_refused_at_load_with_line_and_field(tmp_path, line, field):
+    path = tmp_path / "seeds.jsonl"
+    path.write_text('{"id": "ok", "problem": "1 + 1?", "final_answer": "2"}\n' + line + "\n")
+    with pytest.raises(InputError, match="lone surrogate") as caught:
+        load_questions(path)
+    assert (caught.value.line, caught.value.field) == (2, field)
+
+
+@pytest.mark.parametrize("value", ['{"x": 1}', "[1, 2]", "true"])
+def test_an_id_that_is_no_text_or_number_is_refused_not_turned_into_its_repr(tmp_path, value):
+    path = tmp_path / "seeds.jsonl"
+    path.write_text(f'{{"id": {value}, "problem": "1 + 1?", "final_answer": "2"}}\n')
+    with pytest.raises(InputError, match="expected text or a number") as caught:
+        load_questions(path)
+    assert (caught.value.line, caught.value.field) == (1, "id")
+
+
+def test_ids_given_as_numbers_are_kept_as_their_text(tmp_path):
+    path = tmp_path / "seeds.jsonl"
+    path.write_text('{"id": 7, "problem": "1 + 1?", "final_answer": "2"}\n')
+    assert [question.id for question in load_questions(path)] == ["7"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_bad_utf8_is_reported_at_its_line_and_column_not_a_byte_offset(tmp_path, suffix):
+    path = tmp_path / f"seeds{suffix}"
+    if suffix == ".csv":
+        head, bad = b"problem,final_answer\n" + b"1 + 1?,2\n" * 3000, b"caf\xe9?,2\n"
+    else:
+        row = b'{"problem": "1 + 1?", "final_answer": "2"}\n'
+        head, bad = row * 3000, b'{"problem": "caf\xe9?", "final_answer": "2"}\n'
+    path.write_bytes(head + bad)
+    with pytest.raises(InputError, match="not UTF-8 text: byte 0xe9 at column") as caught:
+        load_questions(path)
+    assert caught.value.line == head.count(b"\n") + 1

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prmsynth._errors import InputError, redact_secrets
+from prmsynth._errors import InputError, is_secret_name, not_utf8, redact_secrets
 
 #: The formats ``--config`` reads, by file suffix.
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
@@ -33,11 +32,6 @@ CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
 REPORTING_OPTIONS = ("config", "verbose", "quiet", "log_file")
 #: Options whose values are paths: a written config holds them absolute when they exist.
 PATH_OPTIONS = ("seed_file", "out", "cache", "router_config", "input", "trees", "folders")
-
-# An option named like a credential (api_key, hf_token, ...; not max_tokens) is never written.
-_SECRET_NAME = re.compile(
-    r"(?:^|_)(?:api_?key|key|token|secret|password|credentials?)$", re.IGNORECASE
-)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -54,30 +48,126 @@ def read_config(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise InputError(path, f"cannot read: {error.strerror or error}") from None
-    except UnicodeDecodeError as error:
-        raise InputError(path, f"not UTF-8 text: {error}") from None
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     if suffix == ".json":
-        try:
-            data = json.loads(text) if text.strip() else None
-        except json.JSONDecodeError as error:
-            raise InputError(path, f"invalid JSON: {error.msg}", line=error.lineno) from None
+        data = _read_json(path, text)
     elif suffix == ".toml":
         data = _read_toml(path, text)
     else:
-        import yaml  # lazily: only a YAML config needs it
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            line = None if mark is None else mark.line + 1
-            problem = getattr(error, "problem", None) or str(error)
-            raise InputError(path, f"invalid YAML: {problem}", line=line) from None
+        data = _read_yaml(path, text)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise InputError(path, "must hold a mapping of option names to values")
     return data
+
+
+#: The most values a YAML config may expand to, aliases counted each time they
+#: are used: a few lines of nested aliases ("billion laughs") expand past any memory.
+MAX_YAML_VALUES = 10_000
+# How much of a bad value a message quotes.
+_SHOWN_CHARS = 60
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut short: a message quotes a value, never a megabyte of it.
+
+    >>> _shown("x" * 100)
+    "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (102 characters)"
+    """
+    text = repr(value)
+    if len(text) <= _SHOWN_CHARS:
+        return text
+    return f"{text[: _SHOWN_CHARS - 3]}... ({len(text)} characters)"
+
+
+def _shown_key(key: Any) -> str:
+    return key if isinstance(key, str) and len(key) <= _SHOWN_CHARS else _shown(key)
+
+
+def _read_json(path: Path, text: str) -> Any:
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in data:
+                raise InputError(path, "the key appears twice in one object", field=key)
+            data[key] = value
+        return data
+
+    try:
+        return json.loads(text, object_pairs_hook=no_duplicates) if text.strip() else None
+    except json.JSONDecodeError as error:
+        raise InputError(path, f"invalid JSON: {error.msg}", line=error.lineno) from None
+    except RecursionError:
+        raise InputError(path, "invalid JSON: nested too deeply") from None
+
+
+def _read_yaml(path: Path, text: str) -> Any:
+    """The YAML config, with a key given twice in one mapping refused, and
+    aliases refused once they expand past ``MAX_YAML_VALUES`` values."""
+    import yaml  # lazily: only a YAML config needs it
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, (str, int, float, bool)):
+                    continue  # an odd key: refused later as no option
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {_shown(key)} appears twice", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    try:
+        node = yaml.compose(text, Loader=StrictLoader)
+        if node is not None and _expanded_size(node) > MAX_YAML_VALUES:
+            raise InputError(
+                path,
+                f"YAML aliases expand to more than {MAX_YAML_VALUES:,} values; "
+                "write the values out",
+            )
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = None if mark is None else mark.line + 1
+        problem = getattr(error, "problem", None) or str(error)
+        raise InputError(path, f"invalid YAML: {problem}", line=line) from None
+    except RecursionError:
+        raise InputError(path, "invalid YAML: nested too deeply") from None
+
+
+def _expanded_size(root: Any) -> int:
+    """How many values a composed YAML node stands for with every alias
+    written out (each shared node counted once per use; a node that holds
+    itself counts as too many)."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            return MAX_YAML_VALUES + 1  # a structure that contains itself
+        in_progress.add(key)
+        total = 1
+        children = node.value if isinstance(node.value, list) else []
+        for child in children:
+            for part in child if isinstance(child, tuple) else (child,):
+                total += size(part)
+                if total > MAX_YAML_VALUES:
+                    break
+        in_progress.discard(key)
+        sizes[key] = total = min(total, MAX_YAML_VALUES + 1)
+        return total
+
+    return size(root)
 
 
 def _read_toml(path: Path, text: str) -> Any:
@@ -124,11 +214,11 @@ def _is_flag(action: argparse.Action) -> bool:
 
 def _scalar(action: argparse.Action, value: Any, where: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"expected {where}, got {value!r}")
+        raise ValueError(f"expected {where}, got {_shown(value)}")
     kind = action.type
     if kind is int:
         if isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"expected a whole number, got {value!r}")
+            raise ValueError(f"expected a whole number, got {_shown(value)}")
         converted: Any = int(value)
     elif kind is float:
         converted = float(value)
@@ -138,7 +228,7 @@ def _scalar(action: argparse.Action, value: Any, where: str) -> Any:
         converted = str(value)
     if action.choices is not None and converted not in action.choices:
         choices = ", ".join(map(str, action.choices))
-        raise ValueError(f"expected one of {choices}, got {value!r}")
+        raise ValueError(f"expected one of {choices}, got {_shown(value)}")
     return converted
 
 
@@ -146,11 +236,11 @@ def _value(action: argparse.Action, value: Any) -> Any:
     """``value`` as the command line would have made it for ``action``; raises ValueError."""
     if _is_flag(action):
         if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {value!r}")
+            raise ValueError(f"expected true or false, got {_shown(value)}")
         return value
     if action.nargs == 0:  # a counter (-v)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"expected a whole number >= 0, got {value!r}")
+            raise ValueError(f"expected a whole number >= 0, got {_shown(value)}")
         return value
     if value is None:
         if action.default is not None:
@@ -191,14 +281,16 @@ def apply_config(
     for key, value in config.items():
         action = actions.get(str(key))
         if action is None or action.dest == "config":
-            raise InputError(path, f"not an option of {parser.prog!r}", field=str(key))
+            raise InputError(path, f"not an option of {parser.prog!r}", field=_shown_key(key))
         if action.dest in given:
-            raise InputError(path, f"the same option as {given[action.dest]!r}", field=str(key))
+            raise InputError(
+                path, f"the same option as {given[action.dest]!r}", field=_shown_key(key)
+            )
         given[action.dest] = str(key)
         try:
             defaults[action.dest] = _value(action, value)
         except (TypeError, ValueError) as error:
-            raise InputError(path, str(error), field=str(key)) from None
+            raise InputError(path, str(error), field=_shown_key(key)) from None
     for dest in defaults:
         action = next(a for a in parser._actions if a.dest == dest)
         action.required = False
@@ -215,7 +307,7 @@ def effective_config(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     config: dict[str, Any] = {}
     for action in parser._actions:
         dest = action.dest
-        if dest in (argparse.SUPPRESS, "help", *REPORTING_OPTIONS) or _SECRET_NAME.search(dest):
+        if dest in (argparse.SUPPRESS, "help", *REPORTING_OPTIONS) or is_secret_name(dest):
             continue
         value = getattr(args, dest, None)
         if dest in PATH_OPTIONS:

@@ -200,7 +200,9 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("options", str(error)) from None
         llm, _, cache, _ = open_backend(args, backend)
     except (InputError, BackendUnavailable) as error:
-        print(f"prmsynth evolve: error: {error}", file=sys.stderr)
+        from prmsynth.cli._logging import report_error
+
+        report_error(f"prmsynth evolve: error: {error}")  # --log-file keeps it too
         return EXIT_INPUT
 
     from prmsynth.evolve._evolver import EvolveInstruct, format_stats

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prmsynth._errors import redact_secrets
+from prmsynth._interfaces import gather_or_cancel
 from prmsynth._io import append_line, write_jsonl
 from prmsynth._seeds import InputError, reference_from_answer
 from prmsynth._sources import RowSource, iter_rows
@@ -156,7 +157,9 @@ def run(args: argparse.Namespace) -> int:
     except (InputError, BackendUnavailable, PrefixModeError) as error:
         if cache is not None:
             cache.close()
-        print(f"prmsynth label: error: {error}", file=sys.stderr)
+        from prmsynth.cli._logging import report_error
+
+        report_error(f"prmsynth label: error: {error}")  # --log-file keeps it too
         return EXIT_INPUT
 
     pipeline = Pipeline(
@@ -182,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             results[index] = row = label_row(record, labels, pipeline, args.judge_model)
             append_line(partial_file, row)
 
-        await asyncio.gather(*(one(i, *row) for i, row in enumerate(rows)))
+        await gather_or_cancel(one(i, *row) for i, row in enumerate(rows))
 
     with open(partial, "w", encoding="utf-8") as partial_file:
         try:

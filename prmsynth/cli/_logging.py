@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -23,6 +24,13 @@ from prmsynth._errors import redact_secrets
 LIBRARY_LOGGER = "prmsynth"
 #: ``extra`` of a record for the log file alone (the command printed it to stderr already).
 FILE_ONLY = {"prmsynth_file_only": True}
+
+
+def report_error(message: str) -> None:
+    """Print a command's closing error to stderr and keep it in ``--log-file``
+    (a run that stops before its first question leaves the reason there too)."""
+    logging.getLogger(LIBRARY_LOGGER + ".cli").error(message, extra=FILE_ONLY)
+    print(message, file=sys.stderr)
 
 
 def _not_file_only(record: logging.LogRecord) -> bool:

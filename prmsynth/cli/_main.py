@@ -14,10 +14,11 @@ import importlib
 import shlex
 import sys
 import textwrap
+import warnings
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from prmsynth.cli._common import EXIT_CODES, EXIT_INPUT, EXIT_INTERRUPTED
+from prmsynth.cli._common import EXIT_CODES, EXIT_FAILURE, EXIT_INPUT, EXIT_INTERRUPTED
 from prmsynth.cli._config import REPORTING_OPTIONS
 
 #: The command modules, in the order ``--help`` lists their commands.
@@ -172,9 +173,9 @@ def _command_and_config(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``prmsynth`` console script."""
-    from prmsynth._errors import InputError
+    from prmsynth._errors import InputError, storage_error
     from prmsynth.cli._config import apply_config, read_config
-    from prmsynth.cli._logging import command_logging
+    from prmsynth.cli._logging import command_logging, report_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -207,12 +208,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             except OSError as error:
                 print(f"prmsynth {command}: error: --log-file: {error}", file=sys.stderr)
                 return EXIT_INPUT
+            # A request cut off when a command stops (Ctrl-C, a full disk) leaves
+            # litellm's coroutine unawaited: no news to the user.
+            stack.enter_context(warnings.catch_warnings())
+            warnings.filterwarnings(
+                "ignore", message="coroutine .* was never awaited", category=RuntimeWarning
+            )
             try:
                 return handler(args)
             except KeyboardInterrupt:
                 # A command with more to say (run) says it and returns 130 itself.
                 print(f"\nprmsynth {args.command}: interrupted", file=sys.stderr)
                 return EXIT_INTERRUPTED
+            except Exception as error:
+                # A disk that cannot take what a command writes (full, read-only):
+                # one message naming the path and the cause, never a traceback.
+                fatal = storage_error(error)
+                if fatal is None:
+                    raise
+                report_error(f"prmsynth {args.command}: error: {fatal}")
+                return EXIT_FAILURE if fatal.after_work else EXIT_INPUT
     finally:
         sys.stderr = stderr
 

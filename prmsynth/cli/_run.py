@@ -21,7 +21,7 @@ from prmsynth.cli._common import (
     add_seed_options,
     backend_settings_from_args,
 )
-from prmsynth.cli._logging import FILE_ONLY
+from prmsynth.cli._logging import FILE_ONLY, report_error
 from prmsynth.cli._types import COUNT, NON_NEGATIVE_WHOLE, POSITIVE, PROBABILITY
 
 _logger = logging.getLogger(__name__)
@@ -261,13 +261,13 @@ def run(args: argparse.Namespace) -> int:
             executor=executor_from_option(args.ray),
         )
     except (InputError, PrefixModeError) as error:
-        print(f"prmsynth run: error: {error}", file=sys.stderr)
+        report_error(f"prmsynth run: error: {error}")
         return EXIT_INPUT
     except BackendUnavailable as error:
         if not checked:  # the check before the run: nothing was written
-            print(f"prmsynth run: error: {error}", file=sys.stderr)
+            report_error(f"prmsynth run: error: {error}")
             return EXIT_INPUT
-        print(f"prmsynth run: stopped: {error}", file=sys.stderr)
+        report_error(f"prmsynth run: stopped: {error}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         report = _interrupted_report(args, started=checked)

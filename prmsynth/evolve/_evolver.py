@@ -48,10 +48,10 @@ from typing import Any, TypeVar
 
 import attrs
 
-from prmsynth._interfaces import LLM, QuestionEvolver
+from prmsynth._errors import RUN_FATAL
+from prmsynth._interfaces import LLM, QuestionEvolver, gather_or_cancel
 from prmsynth._values import Completion, Question
 from prmsynth.llm._cache import llm_identity
-from prmsynth.llm._client import BackendUnavailable
 from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT, derive_seed
 from prmsynth.verify._math import (
     MAX_ANSWER_LENGTH,
@@ -640,7 +640,7 @@ class EvolveInstruct(QuestionEvolver):
                 max_tokens=self.settings.mutation_max_tokens,
                 seed=derive_seed(self.settings.seed, plan.candidate_id, _MUTATION_OFFSET),
             )
-        except BackendUnavailable:
+        except RUN_FATAL:  # a backend gone, a disk full
             raise  # the model is gone: every later call would fail too
         except Exception as error:  # one failed call must not end the run
             return error
@@ -713,7 +713,7 @@ class EvolveInstruct(QuestionEvolver):
                 max_tokens=16,
                 seed=derive_seed(self.settings.seed, plan.candidate_id, _EQUALITY_OFFSET),
             )
-        except BackendUnavailable:
+        except RUN_FATAL:  # a backend gone, a disk full
             raise  # the model is gone: every later call would fail too
         except Exception as error:  # one failed call must not end the run
             return error
@@ -740,7 +740,7 @@ class EvolveInstruct(QuestionEvolver):
                 max_tokens=settings.answer_max_tokens,
                 seed=derive_seed(settings.seed, question_id, _ANSWER_OFFSET),
             )
-        except BackendUnavailable:
+        except RUN_FATAL:  # a backend gone, a disk full
             raise  # the model is gone: every later call would fail too
         except Exception as error:  # one failed call must not end the run
             return error
@@ -833,10 +833,17 @@ class _Run:
         """Await all, at most ``concurrency`` at once, results in order."""
 
         async def bounded(awaitable: Awaitable[T]) -> T:
-            async with self.semaphore:
-                return await awaitable
+            try:
+                async with self.semaphore:
+                    return await awaitable
+            finally:
+                # Cancelled before its turn: closed, so it is not reported as never awaited.
+                close = getattr(awaitable, "close", None)
+                if close is not None:
+                    close()
 
-        return list(await asyncio.gather(*(bounded(awaitable) for awaitable in awaitables)))
+        # The first run-fatal error (a backend gone, a disk full) cancels the rest.
+        return await gather_or_cancel(bounded(awaitable) for awaitable in awaitables)
 
     def plan_round(self, round_number: int) -> list[_Plan]:
         """Draw ``per_seed`` parents and mutations for every seed, in seed order."""

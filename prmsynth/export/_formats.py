@@ -51,7 +51,6 @@ import math
 import os
 import random
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -63,10 +62,12 @@ from prmsynth._errors import ExportError, InputError
 from prmsynth._io import (
     SeenKeys,
     atomic_files,
+    clean_leftovers,
+    dumps_json,
     dumps_line,
     iter_appended_jsonl,
     numbered_lines,
-    write_json,
+    scratch_folder,
 )
 from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth.export._serialize import (
@@ -1667,17 +1668,18 @@ def export_file(
     split = settings.validation_fraction > 0
     targets = _split_paths(out_path) if split else {"all": out_path}
     stats: Counter[str] = Counter()
+    # What a killed export left here: its renames finished, its scratch removed.
+    clean_leftovers(out_path.parent)
     with contextlib.ExitStack() as stack:
         # Scratch space beside the output (not /tmp, often in memory): what the
         # passes must remember of every record, and the records balancing holds back.
-        scratch = Path(
-            stack.enter_context(
-                tempfile.TemporaryDirectory(prefix=f".{out_path.name}.", dir=out_path.parent)
-            )
-        )
+        scratch = stack.enter_context(scratch_folder(out_path))
         records_seen = stack.enter_context(SeenKeys(scratch / "records.sqlite"))
-        # Every file is renamed into place only once all are written.
-        handles = stack.enter_context(atomic_files(list(targets.values())))
+        # Every file, the manifest last, is renamed into place only once all
+        # are written, together: the next command sees the old set or the new.
+        *handles, manifest_file = stack.enter_context(
+            atomic_files([*targets.values(), manifest_path(out_path)])
+        )
         files = {
             part: _OutFile(
                 path=path,
@@ -1708,28 +1710,28 @@ def export_file(
             )
             more = f" (and {problems - _SHOWN_PROBLEMS} more)" if problems > _SHOWN_PROBLEMS else ""
             raise ExportError(f"{problems} schema errors, nothing written: {shown}{more}")
-    written = sum(file.records for file in files.values())
-    manifest = {
-        "format": format,
-        "schema": f"prmsynth/export/schemas/{_schema_name(format)}.schema.json",
-        "prmsynth_version": __version__,
-        "source_files": source_files,
-        "settings": settings.to_dict(),
-        "counts": {
-            "trees": stats["trees"],
-            "examples": stats["examples"],
-            "duplicates_removed": stats["duplicates_removed"],
-            "removed_by_balance": stats["removed_by_balance"],
-            "removed_by_consensus": stats["removed_by_consensus"],
-            "removed_without_critique": stats["removed_without_critique"],
-            "records_written": written,
-            "skipped": {
-                reason: count
-                for reason, count in sorted(stats.items())
-                if reason.startswith(("paths_", "solutions_"))
+        written = sum(file.records for file in files.values())
+        manifest = {
+            "format": format,
+            "schema": f"prmsynth/export/schemas/{_schema_name(format)}.schema.json",
+            "prmsynth_version": __version__,
+            "source_files": source_files,
+            "settings": settings.to_dict(),
+            "counts": {
+                "trees": stats["trees"],
+                "examples": stats["examples"],
+                "duplicates_removed": stats["duplicates_removed"],
+                "removed_by_balance": stats["removed_by_balance"],
+                "removed_by_consensus": stats["removed_by_consensus"],
+                "removed_without_critique": stats["removed_without_critique"],
+                "records_written": written,
+                "skipped": {
+                    reason: count
+                    for reason, count in sorted(stats.items())
+                    if reason.startswith(("paths_", "solutions_"))
+                },
             },
-        },
-        "files": {part: file.manifest_entry() for part, file in files.items()},
-    }
-    write_json(manifest_path(out_path), manifest)
+            "files": {part: file.manifest_entry() for part, file in files.items()},
+        }
+        manifest_file.write(dumps_json(manifest))
     return manifest

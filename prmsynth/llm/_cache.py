@@ -45,12 +45,13 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
 import attrs
 
+from prmsynth._errors import storage_error
 from prmsynth._interfaces import LLM
 from prmsynth._values import Completion, LLMResponse
 from prmsynth.llm._continuation import PrefixContinuation, prefix_continuation
@@ -145,6 +146,23 @@ class CompletionCache:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        with self._storage():
+            self._open()
+
+    @contextlib.contextmanager
+    def _storage(self, *, after_work: bool = False) -> Iterator[None]:
+        """A disk that cannot take the cache (full, read-only) stops the run:
+        [`StorageError`][prmsynth.StorageError], never a failed question
+        (``after_work``: a completion was paid for and could not be kept)."""
+        try:
+            yield
+        except (OSError, sqlite3.Error) as error:
+            fatal = storage_error(error, self.path, after_work=after_work)
+            if fatal is None:
+                raise
+            raise fatal from None
+
+    def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # SQLite creates a database 0o644 less the umask, never group-writable even
         # under umask 002; a file that exists keeps its mode (and its -wal and -shm
@@ -183,6 +201,10 @@ class CompletionCache:
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
         """The stored completions among ``keys`` (absent keys are left out)."""
+        with self._storage():
+            return self._get_many(keys)
+
+    def _get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
         found: dict[str, Completion] = {}
         connection = self._connection()
         for start in range(0, len(keys), _LOOKUP_CHUNK):
@@ -204,13 +226,15 @@ class CompletionCache:
         ]
         if not rows:
             return
-        connection = self._connection()
-        with connection:  # one transaction
-            connection.executemany(
-                "INSERT OR IGNORE INTO completions "
-                "(key, model, text, finish_reason, n_tokens, created) VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+        with self._storage(after_work=True):
+            connection = self._connection()
+            with connection:  # one transaction
+                connection.executemany(
+                    "INSERT OR IGNORE INTO completions "
+                    "(key, model, text, finish_reason, n_tokens, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
 
     async def aput_many(self, model: str, items: Iterable[tuple[str, Completion]]) -> None:
         """`put_many` in a worker thread, so a busy database never blocks the loop."""

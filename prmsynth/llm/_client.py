@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import ModuleType
@@ -33,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from prmsynth._errors import BackendUnavailable, LLMError, redact_secrets
+from prmsynth._errors import BackendUnavailable, LLMError, is_secret_name, redact_secrets
 from prmsynth._values import Completion, LLMResponse
 from prmsynth.llm._continuation import (
     ContinuationRoute,
@@ -77,12 +76,9 @@ def import_litellm() -> ModuleType:
     return litellm
 
 
-_SECRET_NAME = re.compile(r"key|token|secret|password|credential|authorization", re.IGNORECASE)
-
-
 def without_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
     """``options`` less every entry whose name says it holds a secret."""
-    return {name: value for name, value in options.items() if not _SECRET_NAME.search(name)}
+    return {name: value for name, value in options.items() if not is_secret_name(name)}
 
 
 def backend_failure(error: BaseException) -> BackendUnavailable | None:

@@ -11,19 +11,20 @@ or stores it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from prmsynth._errors import ExportError, InputError, PublishError
-from prmsynth._io import atomic_file, write_json
+from prmsynth._errors import ExportError, InputError, PublishError, storage_error
+from prmsynth._io import atomic_file, clean_leftovers, hidden_name, write_json
 from prmsynth._sources import import_optional
 from prmsynth.export._formats import FORMATS, ExportSettings, export_file, manifest_path
 from prmsynth.publish._card import ConfigFiles, dataset_card
@@ -64,10 +65,34 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         raise InputError(path, f"cannot read: {error}") from None
 
 
-def _empty_folder(folder: Path) -> None:
+def _check_empty(folder: Path) -> None:
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise InputError(folder, "must be an empty folder (or not exist yet)")
-    folder.mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def _staged(folder: Path) -> Iterator[Path]:
+    """A hidden staging folder beside ``folder`` to assemble in, renamed to
+    ``folder`` when the block ends without an error and removed otherwise:
+    ``folder`` is whole or absent, and a retry finds it as empty as before.
+    One a killed push left is removed by the next push beside it."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(folder.parent)
+        staging = folder.parent / hidden_name(folder.name, "staging")
+        staging.mkdir()
+    except OSError as error:
+        raise (storage_error(error, folder) or error) from None
+    try:
+        yield staging
+        try:
+            if folder.is_dir():
+                folder.rmdir()  # empty, as checked
+            os.replace(staging, folder)
+        except OSError as error:
+            raise (storage_error(error, folder) or error) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _export_config(trees: Path, format: str, folder: Path, settings: ExportSettings) -> ConfigFiles:
@@ -104,7 +129,9 @@ def prepare_push_folder(
 ) -> PushReport:
     """Write what [`push`][prmsynth.push] uploads into the empty ``folder``:
     one sub-folder per format with its splits and export manifest, and the
-    dataset card ``README.md``.  Nothing leaves the machine.
+    dataset card ``README.md``.  Nothing leaves the machine.  It is assembled
+    in a hidden folder beside ``folder`` and renamed into place when
+    complete, so a failure leaves ``folder`` as it was.
 
     ``settings`` default to [`ExportSettings`][prmsynth.ExportSettings] with a
     validation fraction of ``DEFAULT_VALIDATION_FRACTION``; ``command`` is the
@@ -128,28 +155,29 @@ def prepare_push_folder(
         raise InputError(run_dir, "holds no trees.jsonl: not a prmsynth run folder")
     if settings is None:
         settings = ExportSettings(validation_fraction=DEFAULT_VALIDATION_FRACTION)
-    _empty_folder(folder)
+    _check_empty(folder)
     configs, left_out = [], []
-    for format in dict.fromkeys(formats):
-        config = _export_config(trees, format, folder, settings)
-        if config.splits:
-            configs.append(config)
-        else:
-            shutil.rmtree(folder / format)
-            left_out.append(format)
-    if not configs:
-        raise ExportError(f"nothing to publish: no record in any of {', '.join(formats)}")
-    card = dataset_card(
-        configs,
-        repo_id=repo_id,
-        run_info=_read_json(run_dir / SETTINGS_FILE),
-        summary=_read_json(run_dir / SUMMARY_FILE),
-        license=license,
-        push_command=command,
-        version=__version__,
-    )
-    with atomic_file(folder / "README.md") as handle:
-        handle.write(card)
+    with _staged(folder) as staging:
+        for format in dict.fromkeys(formats):
+            config = _export_config(trees, format, staging, settings)
+            if config.splits:
+                configs.append(config)
+            else:
+                shutil.rmtree(staging / format)
+                left_out.append(format)
+        if not configs:
+            raise ExportError(f"nothing to publish: no record in any of {', '.join(formats)}")
+        card = dataset_card(
+            configs,
+            repo_id=repo_id,
+            run_info=_read_json(run_dir / SETTINGS_FILE),
+            summary=_read_json(run_dir / SUMMARY_FILE),
+            license=license,
+            push_command=command,
+            version=__version__,
+        )
+        with atomic_file(staging / "README.md") as handle:
+            handle.write(card)
     return PushReport(
         repo_id=repo_id,
         folder=folder,

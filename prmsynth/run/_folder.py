@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import (
     AsyncIterable,
@@ -38,18 +37,27 @@ from typing import IO, Any, TextIO
 
 import attrs
 
-from prmsynth._errors import BudgetExhausted, redact_secrets
+from prmsynth._errors import (
+    BudgetExhausted,
+    StorageError,
+    redact_secrets,
+    scrub_secrets,
+    storage_error,
+)
 from prmsynth._interfaces import NoEvolution, SearchResult
 from prmsynth._io import (
     SeenKeys,
     append_line,
     atomic_file,
     atomic_files,
+    clean_leftovers,
     cut_torn_last_line,
+    dumps_json,
     dumps_line,
     folder_lock,
     iter_appended_jsonl,
     read_appended_jsonl,
+    scratch_folder,
     set_aside_corrupt_lines,
     write_json,
     write_jsonl,
@@ -418,6 +426,9 @@ def _legacy_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    # As written: run.json holds its settings without credentials (a password
+    # in --api-base is ***), so they are compared that way.
+    old, new = scrub_secrets(old), scrub_secrets(new)
     differences = []
     for key in IDENTITY_KEYS:
         if key == "pipeline" and "pipeline" not in old and "pipeline" in new:
@@ -571,6 +582,7 @@ def run_to_directory(
     """
     _check_budget_can_finish(pipeline, budget)
     with folder_lock(out_dir):
+        clean_leftovers(out_dir)  # what a killed command left: finished or removed
         return _run_locked(
             pipeline,
             questions,
@@ -696,7 +708,7 @@ def _run_locked(
         detail=executor.progress_detail,
     )
     progress.update(tally)
-    files = {name: open(out_dir / name, "a", encoding="utf-8") for name in OUTPUT_FILES}
+    files = {name: _open_for_append(out_dir / name) for name in OUTPUT_FILES}
 
     def write(name: str, record: dict[str, Any]) -> None:
         append_line(files[name], record)
@@ -726,47 +738,61 @@ def _run_locked(
         return reason is not None
 
     async def consume() -> None:
-        async for result in executor.astream(pipeline, remaining, stop_when=should_stop):
-            if result.status == "failed" and ledger.exhausted is not None:
-                if (result.reason or "").startswith(BudgetExhausted.__name__):
-                    # Stopped by the budget, not failed: nothing is written, and a
-                    # resumed run searches the question again.
-                    should_stop()
-                    progress.update(tally, result)
-                    continue
-            problems = schema_problems(result) if result.status == "kept" else []
-            if problems:
-                # Nothing that fails its schema is written; the question is
-                # recorded as failed (and runs again on resume).
-                result = attrs.evolve(
-                    result, status="failed", reason="schema: " + "; ".join(problems[:3])
-                )
-                _logger.warning("question %s failed: %s", result.question.id, result.reason)
-            if result.status == "kept":
-                # The tree line is the question's commit; derived lines follow.
-                line = result_to_tree_record(result)
-                write("trees.jsonl", line)
-                for name, records in derived_records(result.tree, system_prompt).items():
-                    for record in records:
-                        write(name, record)
-            else:
-                line = _skipped_record(result)
-                write("skipped.jsonl", line)
-            tally.add(line, status=result.status, verdicts=_verdict_counts(result.tree))
-            progress.total = n_questions()
-            progress.update(tally, result)
-            if on_result is not None:
-                on_result(result)
+        # aclosing: an error here (a full disk) stops the search at once.
+        async with contextlib.aclosing(
+            executor.astream(pipeline, remaining, stop_when=should_stop)
+        ) as results:
+            async for result in results:
+                take(result)
+
+    def take(result: SearchResult) -> None:
+        """Write one finished question's lines and count it."""
+        if result.status == "failed" and ledger.exhausted is not None:
+            if (result.reason or "").startswith(BudgetExhausted.__name__):
+                # Stopped by the budget, not failed: nothing is written, and a
+                # resumed run searches the question again.
+                should_stop()
+                progress.update(tally, result)
+                return
+        problems = schema_problems(result) if result.status == "kept" else []
+        if problems:
+            # Nothing that fails its schema is written; the question is
+            # recorded as failed (and runs again on resume).
+            result = attrs.evolve(
+                result, status="failed", reason="schema: " + "; ".join(problems[:3])
+            )
+            _logger.warning("question %s failed: %s", result.question.id, result.reason)
+        if result.status == "kept":
+            # The tree line is the question's commit; derived lines follow.
+            line = result_to_tree_record(result)
+            write("trees.jsonl", line)
+            for name, records in derived_records(result.tree, system_prompt).items():
+                for record in records:
+                    write(name, record)
+        else:
+            line = _skipped_record(result)
+            write("skipped.jsonl", line)
+        tally.add(line, status=result.status, verdicts=_verdict_counts(result.tree))
+        progress.total = n_questions()
+        progress.update(tally, result)
+        if on_result is not None:
+            on_result(result)
 
     error: BaseException | None = None
     try:
         asyncio.run(consume())
     except BaseException as caught:  # keep the summary honest, then re-raise
         error = caught
+        fatal = storage_error(caught)
+        if fatal is not None:
+            fatal.after_work = True  # the questions finished before it stay in the folder
+            error = fatal
+            raise fatal from None
         raise
     finally:
         for file in files.values():
-            file.close()
+            with contextlib.suppress(OSError):  # each line was written and synced already
+                file.close()
         pipeline.verifier.close()
         progress.close(tally)
         progress.total = n_questions()
@@ -787,8 +813,20 @@ def _run_locked(
         )
         if error is not None:
             summary["error"] = redact_secrets(f"{type(error).__name__}: {error}")
-        write_json(summary_path, summary)
+        try:
+            write_json(summary_path, summary)
+        except StorageError:
+            if error is None:
+                raise
+            # The run stops for its own error; the summary is rebuilt on resume.
     return summary
+
+
+def _open_for_append(path: Path) -> IO[str]:
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as error:
+        raise (storage_error(error, path) or error) from None
 
 
 def _missing_shards(infos: Sequence[dict[str, Any]]) -> list[str]:
@@ -814,7 +852,9 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
     in several shards is kept once.  Derived files are rebuilt from the trees.
     Records are streamed one at a time (the question ids met so far are kept
     in a scratch file), so memory stays flat however many questions there are;
-    every file is renamed into place once all are written.
+    every file, ``run.json`` and ``summary.json`` included, is renamed into
+    place together once all are written.  Merging the same shards again into
+    the folder (a rerun) makes the merge afresh.
     """
     infos = []
     for source in sources:
@@ -835,19 +875,25 @@ def merge_directories(sources: Sequence[Path], out_dir: Path) -> dict[str, Any]:
 def _merge_locked(
     sources: Sequence[Path], infos: Sequence[dict[str, Any]], out_dir: Path
 ) -> dict[str, Any]:
+    clean_leftovers(out_dir)  # a killed merge's renames finished, its scratch removed
+    merged_from = [str(source) for source in sources]
     if any((out_dir / name).exists() for name in (*OUTPUT_FILES, SETTINGS_FILE)):
-        raise InputError(out_dir, "already holds a run; merge into an empty folder")
+        # The same merge again (a rerun) is made afresh; anything else is refused.
+        if (_read_json(out_dir / SETTINGS_FILE) or {}).get("merged_from") != merged_from:
+            raise InputError(out_dir, "already holds a run; merge into an empty folder")
     system_prompt = infos[0].get("system_prompt", DEFAULT_SYSTEM_PROMPT)
     incomplete = []
     kept = skipped = completions = 0
     # The summary's cost is summed as before, trees then skipped, so it comes
     # out the same to the last bit: a float per question, never the records.
     tree_costs, skipped_costs = array.array("d"), array.array("d")
-    names = list(OUTPUT_FILES)
+    names = [*OUTPUT_FILES, SETTINGS_FILE, SUMMARY_FILE]
     with contextlib.ExitStack() as stack:
-        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix=".merge.", dir=out_dir))
-        seen = stack.enter_context(SeenKeys(Path(scratch) / "questions.sqlite"))
-        # Every file is renamed into place only once all are written.
+        scratch = stack.enter_context(scratch_folder(out_dir / "merge"))
+        seen = stack.enter_context(SeenKeys(scratch / "questions.sqlite"))
+        # Every file, run.json and summary.json included, is renamed into place
+        # together once all are written: a killed merge leaves the folder as it
+        # was, or (its renames finished by the next command) merged.
         handles = stack.enter_context(atomic_files([out_dir / name for name in names]))
         files = dict(zip(names, handles, strict=True))
         for source in sources:
@@ -873,23 +919,23 @@ def _merge_locked(
                     skipped += 1
                     completions += record.get("n_completions", 0)
                     skipped_costs.append(record.get("cost", 0.0))
-    info = {key: value for key, value in infos[0].items() if key != "shard"}
-    info["merged_from"] = [str(source) for source in sources]
-    write_json(out_dir / SETTINGS_FILE, info)
-    missing = _missing_shards(infos)
-    summary = {
-        **info,
-        # Complete only with every shard present and every one of them complete.
-        "complete": not incomplete and not missing,
-        "incomplete_shards": incomplete,
-        "missing_shards": missing,
-        "kept": kept,
-        "skipped": skipped,
-        "completions": completions,
-        "cost_usd": sum(itertools.chain(tree_costs, skipped_costs)),
-        "finished_at": _now(),
-    }
-    write_json(out_dir / SUMMARY_FILE, summary)
+        info = {key: value for key, value in infos[0].items() if key != "shard"}
+        info["merged_from"] = merged_from
+        files[SETTINGS_FILE].write(dumps_json(info))
+        missing = _missing_shards(infos)
+        summary = {
+            **info,
+            # Complete only with every shard present and every one of them complete.
+            "complete": not incomplete and not missing,
+            "incomplete_shards": incomplete,
+            "missing_shards": missing,
+            "kept": kept,
+            "skipped": skipped,
+            "completions": completions,
+            "cost_usd": sum(itertools.chain(tree_costs, skipped_costs)),
+            "finished_at": _now(),
+        }
+        files[SUMMARY_FILE].write(dumps_json(summary))
     return summary
 
 

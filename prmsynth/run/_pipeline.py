@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from prmsynth._errors import BackendUnavailable, redact_secrets
+from prmsynth._errors import RUN_FATAL, redact_secrets
 from prmsynth._interfaces import (
     LLM,
     LabelResult,
@@ -189,7 +189,7 @@ class Pipeline:
 
                 await critique_tree(self.critic, result.tree)
             return result
-        except BackendUnavailable:
+        except RUN_FATAL:  # a backend gone, a disk full
             raise  # the model is gone: every later call would fail too
         except Exception as error:  # one bad question must not end a long run
             reason = _log_failure(f"question {question.id}", error)
@@ -210,7 +210,7 @@ class Pipeline:
             if self.critic is not None:
                 result = attrs.evolve(result, critique=await self.critic.critique(question, steps))
             return result
-        except BackendUnavailable:
+        except RUN_FATAL:  # a backend gone, a disk full
             raise
         except Exception as error:  # one bad row must not end a long labelling run
             reason = _log_failure(f"solution {question.id}", error)
@@ -264,11 +264,12 @@ class Pipeline:
         watch = _StallWatch(self.stall_seconds)
 
         workers: list[asyncio.Future[None]] = []
+        closing = False  # the consumer is gone: no question starts, no result waits
         waiting = [0]  # workers waiting for their next question
 
         async def worker() -> None:
             try:
-                while not (stop_when is not None and stop_when()):
+                while not closing and not (stop_when is not None and stop_when()):
                     waiting[0] += 1
                     try:
                         question = await next_question()
@@ -282,18 +283,22 @@ class Pipeline:
                     if waiting[0] == 0 and len(workers) < self.concurrency:
                         workers.append(asyncio.ensure_future(worker()))
                     # search_question turns errors into results, except a
-                    # backend that is gone: that one ends the run.
+                    # backend that is gone or a disk that is full: those end the run.
                     with watch.searching(question.id):
                         result = await pipeline.search_question(question)
+                    if closing:
+                        return
                     await results.put(result)
             except asyncio.CancelledError:
                 raise
-            except BaseException as error:  # a backend gone, the question source failing
+            except BaseException as error:  # a backend gone, a disk full, the source failing
                 # Handed to the consumer, never lost with its task: a worker that
                 # ended without a word would leave the run waiting for it forever.
-                await results.put(error)
+                if not closing:
+                    await results.put(error)
                 return
-            await results.put(None)
+            if not closing:
+                await results.put(None)
 
         workers.append(asyncio.ensure_future(worker()))
         watcher = asyncio.ensure_future(watch.run())
@@ -308,10 +313,8 @@ class Pipeline:
                 else:
                     yield result
         finally:
-            tasks = [*workers, watcher]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            closing = True
+            await _cancel_all([*workers, watcher], results)
 
     def run(self, questions: Sequence[Question]) -> list[SearchResult]:
         """Search every question and return the results in input order."""
@@ -322,6 +325,24 @@ class Pipeline:
         results = asyncio.run(collect())
         order = {question.id: index for index, question in enumerate(questions)}
         return sorted(results, key=lambda result: order.get(result.question.id, len(order)))
+
+
+async def _cancel_all(tasks: Sequence[asyncio.Task], results: asyncio.Queue) -> None:
+    """Cancel ``tasks`` and wait until every one has ended.
+
+    A cancellation can be lost inside a library (a timeout firing at the
+    same moment turns it into a ``TimeoutError``, which the question then
+    reports as its failure), and a worker that lost it would wait forever to
+    hand over its result: so the results are drained and the stragglers
+    cancelled again until none is left, and the run always ends.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        while not results.empty():
+            results.get_nowait()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
 
 
 async def _as_async_iterator(questions: Iterable[Question]) -> AsyncIterator[Question]:

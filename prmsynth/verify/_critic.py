@@ -22,11 +22,11 @@ from typing import Any
 
 import attrs
 
+from prmsynth._errors import RUN_FATAL
 from prmsynth._interfaces import LLM, StepCritic
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import Critique, Question
 from prmsynth.llm._cache import llm_identity
-from prmsynth.llm._client import BackendUnavailable
 
 
 @functools.cache
@@ -135,7 +135,7 @@ class LLMCritic(StepCritic):
                 max_tokens=self.max_tokens,
                 seed=0,
             )
-        except BackendUnavailable:
+        except RUN_FATAL:  # a backend gone, a disk full
             raise  # the critic's model is gone: every later call would fail too
         except Exception as error:  # no verdict, never an exception
             return Critique(first_error=None, reason=f"critic failed: {type(error).__name__}")

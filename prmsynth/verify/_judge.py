@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import attrs
 
+from prmsynth._errors import RUN_FATAL
 from prmsynth._interfaces import LLM, StepVerifier
 from prmsynth._values import Verdict
-from prmsynth.llm._client import BackendUnavailable
 
 DEFAULT_JUDGE_PROMPT = (
     "You grade answers. Compare the final answer of the response with the reference answer.\n\n"
@@ -78,7 +78,7 @@ class LLMJudgeVerifier(StepVerifier):
                 max_tokens=self.max_tokens,
             )
             text = reply.completions[0].text if reply.completions else ""
-        except BackendUnavailable:
+        except RUN_FATAL:  # a backend gone, a disk full
             raise  # the model is gone: every later call would fail too
         except Exception as error:  # a verdict, never an exception
             return Verdict(
