@@ -158,7 +158,8 @@ def test_a_killed_worker_loses_no_question_and_worker_logs_reach_the_log_file(
     ids = finished_ids(out)
     assert sorted(ids) == sorted(f"q{i}" for i in range(count))  # each exactly once
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["complete"] is True and summary["questions_done"] == count
+    failed = [row for row in lines(out / "skipped.jsonl") if row.get("status") == "failed"]
+    assert summary["complete"] is True and summary["questions_done"] == count, (summary, failed)
     # The workers' retries (logged in their processes) are in the driver's log file.
     log = log_file.read_text()
     assert faults.count >= 7
