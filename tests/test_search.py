@@ -298,22 +298,30 @@ def test_best_of_n_spends_only_the_screening(math_verifier):
     )
 
 
-def weak_script(request):
-    """From a prefix with a WEAK step exactly one completion in four is right."""
-    prompt = request.last_message
-    if CONTINUE_MARKER not in prompt:
-        return solution(GOOD)
-    if "WEAK" in prompt:
-        answer = 5 if request.sample_index == 0 else 7
-        return solution([f"The answer is \\boxed{{{answer}}}."])
-    return solution(["The answer is \\boxed{5}."])
+def weak_script():
+    """From a prefix with a WEAK step exactly one completion in four is right (the
+    first of every four, however the requests are sized)."""
+    weak_samples = 0
+
+    def script(request):
+        nonlocal weak_samples
+        prompt = request.last_message
+        if CONTINUE_MARKER not in prompt:
+            return solution(GOOD)
+        if "WEAK" in prompt:
+            answer = 5 if weak_samples % 4 == 0 else 7
+            weak_samples += 1
+            return solution([f"The answer is \\boxed{{{answer}}}."])
+        return solution(["The answer is \\boxed{5}."])
+
+    return script
 
 
 WEAK_SOLUTION = ["fine step", "WEAK step", "more", "The answer is \\boxed{5}."]
 
 
 def label_weak_solution(policy, verifier):
-    generator = LLMStepGenerator(llm=ScriptedLLM(weak_script))
+    generator = LLMStepGenerator(llm=ScriptedLLM(weak_script()))
     return asyncio.run(
         policy.label(QUESTION, WEAK_SOLUTION, generator=generator, verifier=verifier)
     )

@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from prmsynth._values import _check_non_negative as _non_negative
 from prmsynth._values import _check_positive as _positive
 from prmsynth._values import _check_probability as _probability
 
@@ -233,9 +234,16 @@ class RelativeDrop(FirstErrorRule):
     ``batch`` completions at a time at the prefix whose outcome is expected
     to tell the most about where the first error is (the largest mutual
     information between the batch's count of successes and the hypothesis),
-    until one hypothesis reaches ``confidence`` or ``max_completions`` (the
-    question's ``root_completions`` included) are spent, at most
-    ``max_per_prefix`` per prefix.  The answer is the most probable hypothesis.
+    at most ``max_per_prefix`` per prefix.  It stops when one hypothesis
+    reaches ``confidence``, when the best batch is expected to tell less than
+    ``min_gain`` nats per completion (more samples would barely move the
+    posterior: a clean-looking solution with a right answer, or a question
+    where a wrong prefix hardly differs from a clean one), or when
+    ``max_completions`` (the question's ``root_completions`` included) are
+    spent.  So the budget goes where it buys the most: a solution whose wrong
+    final answer says an error exists and whose drop is readable gets up to
+    ``max_completions``; a right answer on clean-looking prefixes a few
+    batches.  The answer is the most probable hypothesis.
 
     >>> rule = RelativeDrop()
     >>> evidence = Evidence(n_steps=4, counts={-1: (6, 8), 0: (5, 8), 1: (0, 8)})
@@ -244,11 +252,12 @@ class RelativeDrop(FirstErrorRule):
     """
 
     name = "relative"
-    max_ratio: float = attrs.field(default=0.5, validator=_probability)
+    max_ratio: float = attrs.field(default=0.35, validator=_probability)
     confidence: float = attrs.field(default=0.99, validator=_probability)
+    min_gain: float = attrs.field(default=0.0125, validator=_non_negative)
     root_completions: int = attrs.field(default=8, validator=_positive)
     batch: int = attrs.field(default=2, validator=_positive)
-    max_completions: int = attrs.field(default=40, validator=_positive)
+    max_completions: int = attrs.field(default=96, validator=_positive)
     max_per_prefix: int = attrs.field(default=20, validator=_positive)
     prior_no_error: float = attrs.field(default=0.5, validator=_probability)
     p_final_correct_given_error: float = attrs.field(default=0.1, validator=_probability)
@@ -367,7 +376,9 @@ class RelativeDrop(FirstErrorRule):
             gain = _entropy(mixture) - conditional
             if best is None or gain > best_gain + 1e-12:
                 best, best_gain = index, gain
-        return None if best is None else (best, size)
+        if best is None or best_gain < self.min_gain * size:
+            return None
+        return best, size
 
     def first_error(self, evidence: Evidence) -> int:
         posterior = self.posterior(evidence)
