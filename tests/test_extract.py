@@ -8,7 +8,7 @@ rule are responses it alone decides (no earlier rule fires), so each also checks
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prmsynth import extract_answer
@@ -155,9 +155,19 @@ def test_a_response_is_read_after_its_sign_off_and_currency_signs():
     assert Response.read("").last_sentence is None
 
 
+@settings(deadline=None, max_examples=40)  # 10,000-character texts on a shared machine
 @given(st.text(alphabet="ab 1=$.\\{}\n", min_size=1, max_size=60), st.text(max_size=40))
 def test_only_the_last_window_of_a_response_is_read(tail, head):
     text = (tail * (EXTRACTION_WINDOW // max(len(tail), 1) + 1))[-EXTRACTION_WINDOW:]
     answer = extract_answer(head + text)
     assert answer == extract_answer(text)
     assert answer is None or answer != ""
+
+
+def test_the_verifier_guide_lists_the_rules_in_their_order():
+    from .conftest import REPO_ROOT
+
+    guide = (REPO_ROOT / "docs" / "howto-verifier.md").read_text(encoding="utf-8")
+    places = [guide.find(f"`{rule.name}`") for rule in EXTRACTION_RULES]
+    assert -1 not in places
+    assert places == sorted(places)
