@@ -1,7 +1,7 @@
 """The labelling rule: which steps of a root-to-leaf path are right, wrong or unknown.
 
-**The labelling rule** (shared by ``trl``, ``math-shepherd``, ``prm800k``,
-``processbench``, ``kto`` and ``step-dpo``, see `label_path`): a root-to-leaf path is a list of
+The rule is shared by ``trl``, ``math-shepherd``, ``prm800k``,
+``processbench``, ``kto`` and ``step-dpo`` (see `label_path`).  A root-to-leaf path is a list of
 steps, and a step's value is its node's ``mc_value``.
 
 0. A step the search's first-error rule judged (its node's ``label``, set

@@ -56,6 +56,14 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     return Draft202012Validator(schema)
 
 
+# jsonschema walks a tree record at about 0.3 ms a node (12 ms for a typical
+# tree), more than everything else an export does.  A schema made only of the
+# keywords below compiles into plain type tests that say "surely valid" for
+# the common case; anything else (a doubt, an error) goes to jsonschema, which
+# decides and writes the messages.  So the quick check may only ever err
+# towards "not sure": an instance of an inexact type (a dict subclass, a float
+# where an integer is allowed, a NaN) is never surely valid.
+
 _JSON_TYPES = {
     "object": (dict,),
     "array": (list,),

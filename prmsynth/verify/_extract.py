@@ -908,6 +908,7 @@ def _boxed(response: Response) -> Found:
     if boxed is None:
         return None
     answer, boxed_end = boxed
+    # A "final answer" stated after the last box overrides a box in the working.
     later = [
         match
         for match in response.phrases
