@@ -9,34 +9,12 @@ validates every record against a JSON Schema (Draft 2020-12) shipped in
 
 This module is the package's face: the rest of prmsynth imports exports from here.
 Behind it, one concern a module: ``_settings.py`` (the options), ``_labels.py``
-(the labelling rule below), ``_builders.py`` (each format's records),
+(the labelling rule), ``_builders.py`` (each format's records),
 ``_registry.py`` (one `ExportFormat` entry per format), ``_schema.py`` (schemas and
 validation), ``_records.py`` (dedup, split, balance) and ``_write.py`` (the files).
 
-**The labelling rule** (shared by ``trl``, ``math-shepherd``, ``prm800k``,
-``processbench``, ``kto`` and ``step-dpo``, see `label_path`): a root-to-leaf path is a list of
-steps, and a step's value is its node's ``mc_value``.
-
-0. A step the search's first-error rule judged (its node's ``label``, set
-   by the run) keeps that judgement (``ExportSettings.labels = "search"``,
-   the default), so the labels trainers see are the ones the search made.
-   The rules below label the other steps, or every step with
-   ``labels = "mc"`` (thresholds only, an explicit override).
-1. A step never sampled from (``mc_value`` None) takes the nearest value
-   *below* it on the path when that value is positive (``> positive_threshold``):
-   a later prefix that can reach the answer means this one can too (the
-   Math-Shepherd "hard" estimate).  Otherwise it stays unknown: a negative
-   label is never invented from no data.
-2. Going down the path, the first step whose value is ``<= positive_threshold``
-   is the first error, and every step after it is negative whatever its own
-   value (after the first error every step is wrong, as in Math-Shepherd and
-   ProcessBench).
-3. A path is exported up to its first unknown step; a path with no labelled
-   step gives no record.
-
-With ``soft_labels`` (``trl`` and ``math-shepherd`` only) the same paths carry,
-in place of the rule's labels, the MC value of each step the run estimated (see
-`ExportSettings`).
+The labelling rule every labelled format shares is told in ``_labels.py`` (see
+`label_path`).
 
 >>> from prmsynth import Question, ReasoningTree, Verdict
 >>> tree = ReasoningTree(Question(id="q1", text="What is 2 + 3?", reference_answer="5"))
