@@ -35,3 +35,22 @@ def forests(draw, min_size: int = 1, max_size: int = 6) -> list[ReasoningTree]:
     """Several trees, each with its own question id and question text."""
     drawn = draw(st.lists(trees(), min_size=min_size, max_size=max_size))
     return [_renamed(tree, index) for index, tree in enumerate(drawn)]
+
+
+def register_format(monkeypatch, entry) -> None:
+    """Put ``entry`` into the format registry (replacing one of its name), for one test."""
+    from types import MappingProxyType
+
+    from prmsynth.export import _registry
+
+    entries = {**_registry.FORMAT_BY_NAME, entry.name: entry}
+    monkeypatch.setattr(_registry, "FORMAT_BY_NAME", MappingProxyType(entries))
+
+
+def replace_builder(monkeypatch, name: str, build) -> None:
+    """Swap the builder of format ``name`` in the format registry, for one test."""
+    import attrs
+
+    from prmsynth.export._registry import export_format
+
+    register_format(monkeypatch, attrs.evolve(export_format(name), build=build))

@@ -33,19 +33,14 @@ from prmsynth import (
     validate_record,
 )
 from prmsynth.cli._export import add_parsers, run_export, run_validate
-from prmsynth.export._formats import (
-    STEP_SEPARATOR,
-    STEP_TAG,
-    label_path,
-    manifest_path,
-    math_shepherd_record,
-    parse_math_shepherd,
-    question_split,
-    read_trees,
-)
-from prmsynth.export._serialize import result_to_tree_record
+from prmsynth.export._builders import STEP_TAG, Example, math_shepherd_record, parse_math_shepherd
+from prmsynth.export._labels import label_path
+from prmsynth.export._records import question_split
+from prmsynth.export._registry import EXPORT_FORMATS, ExportFormat
+from prmsynth.export._serialize import STEP_SEPARATOR, result_to_tree_record
+from prmsynth.export._write import manifest_path, read_trees
 
-from .export_strategies import export_settings, forests
+from .export_strategies import export_settings, forests, register_format, replace_builder
 from .strategies import trees
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -601,17 +596,51 @@ def test_export_file_writes_records_and_a_manifest(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
-def test_a_record_that_fails_its_schema_writes_nothing(tmp_path, monkeypatch):
-    import prmsynth.export._formats as export_module
+def test_each_format_is_one_registry_entry_with_a_schema_file():
+    from importlib import resources
 
+    names = [entry.name for entry in EXPORT_FORMATS]
+    assert tuple(names) == FORMATS
+    assert len(set(names)) == len(names)
+    schemas = resources.files("prmsynth.export").joinpath("schemas")
+    for entry in EXPORT_FORMATS:
+        assert schemas.joinpath(f"{entry.schema}.schema.json").is_file(), entry.name
+    labelled = tuple(entry.name for entry in EXPORT_FORMATS if entry.labelled)
+    assert labelled == LABELLED_FORMATS
+
+
+def test_a_new_format_is_one_registry_entry(tmp_path, monkeypatch):
+    def toy(tree, settings, stats):
+        yield Example(
+            record={"prompt": tree.question.text, "completions": ["a"], "labels": [True]},
+            question_id=tree.question.id,
+            has_error=False,
+            step_counts=(1, 0, 0),
+        )
+
+    register_format(monkeypatch, ExportFormat(name="toy", build=toy, schema="trl", labelled=True))
+    tree, _ = small_tree()
+    out = tmp_path / "toy.jsonl"
+    manifest = export_file([tree], "toy", out, ExportSettings(balance="downsample"))
+    assert manifest["schema"] == "prmsynth/export/schemas/trl.schema.json"
+    entry = manifest["files"]["all"]
+    assert entry["records"] == 0  # one class only: balancing keeps none
+    assert entry["label_balance"] is not None  # a labelled format
+    assert load_schema("toy") == load_schema("trl")
+    assert validate_record({"prompt": "Q", "completions": ["a"], "labels": [2]}, "toy") != []
+    with pytest.raises(InputError, match="soft labels are written in trl and math-shepherd only"):
+        export_file([tree], "toy", out, ExportSettings(soft_labels=True))
+
+
+def test_a_record_that_fails_its_schema_writes_nothing(tmp_path, monkeypatch):
     def broken(tree, settings, stats):
-        yield export_module._Example(
+        yield Example(
             record={"prompt": tree.question.text, "completions": ["a"], "labels": [1.5]},
             question_id=tree.question.id,
             has_error=False,
         )
 
-    monkeypatch.setitem(export_module._BUILDERS, "trl", broken)
+    replace_builder(monkeypatch, "trl", broken)
     tree, _ = small_tree()
     with pytest.raises(ExportError, match=r"labels\[0\]"):
         export_file([tree], "trl", tmp_path / "trl.jsonl")

@@ -33,15 +33,12 @@ from prmsynth import (
     validate_record,
 )
 from prmsynth._io import dumps_line
-from prmsynth.export._formats import (
-    _quick_check,
-    _sample_bits,
-    _schema_name,
-    _validator,
-    question_split,
-)
+from prmsynth.export._builders import Example
+from prmsynth.export._records import _sample_bits, question_split
+from prmsynth.export._schema import _quick_check, _validator, schema_name
 from prmsynth.run._folder import derived_records
 
+from .export_strategies import replace_builder
 from .strategies import trees
 
 LABELLED_FORMATS = ("trl", "math-shepherd", "prm800k", "processbench", "kto")
@@ -249,18 +246,16 @@ def test_a_bad_line_late_in_the_input_leaves_no_file_behind(forest_file, tmp_pat
 
 
 def test_a_schema_error_in_a_balanced_export_is_numbered_as_in_its_file(tmp_path, monkeypatch):
-    import prmsynth.export._formats as export_module
-
     def half_broken(tree, settings, stats):
         # a valid solution with an error, then one without whose label is out of range
         for labels, has_error in (([False], True), ([1.5], False)):
-            yield export_module._Example(
+            yield Example(
                 record={"prompt": tree.question.text, "completions": ["a"], "labels": labels},
                 question_id=tree.question.id,
                 has_error=has_error,
             )
 
-    monkeypatch.setitem(export_module._BUILDERS, "trl", half_broken)
+    replace_builder(monkeypatch, "trl", half_broken)
     settings = ExportSettings(balance="downsample")
     with pytest.raises(ExportError, match=r"^3 schema errors.*trl.jsonl: record 2: \$\.labels"):
         export_file(varied_forest(3), "trl", tmp_path / "trl.jsonl", settings)
@@ -357,9 +352,9 @@ def mutated_records(draw) -> tuple[str, dict]:
 @given(mutated_records())
 def test_the_quick_check_passes_only_records_the_schema_passes(case):
     format, record = case
-    quick = _quick_check(_schema_name(format))
+    quick = _quick_check(schema_name(format))
     if quick is not None and quick(record):
-        assert list(_validator(_schema_name(format)).iter_errors(record)) == []
+        assert list(_validator(schema_name(format)).iter_errors(record)) == []
 
 
 @settings(max_examples=50, deadline=None)
@@ -367,7 +362,7 @@ def test_the_quick_check_passes_only_records_the_schema_passes(case):
 def test_the_quick_check_passes_every_written_record(tree):
     assert _quick_check("tree")(json.loads(dumps_line(tree_to_dict(tree))))
     for format in FORMATS:
-        quick = _quick_check(_schema_name(format))
+        quick = _quick_check(schema_name(format))
         if quick is None:
             continue  # a schema with a keyword the quick check leaves to jsonschema
         for record in export_records([tree], format):

@@ -19,9 +19,22 @@ LAYERS = (
     ("prmsynth._tree",),
     ("prmsynth._interfaces", "prmsynth._seeds"),
     ("prmsynth.llm",),
+    # The answer check: LaTeX text and the checker pool, extraction and normalization,
+    # equivalence, then the verifiers (_math, _judge, _critic) and the package.
+    ("prmsynth.verify._latex", "prmsynth.verify._pool"),
+    ("prmsynth.verify._extract", "prmsynth.verify._normalize"),
+    ("prmsynth.verify._equivalence",),
     ("prmsynth.verify",),
     ("prmsynth.search",),
     ("prmsynth.evolve",),
+    # Exports: settings, the labelling rule, the builders, the format registry, schemas
+    # and records, writing, then the package's face (_formats).
+    ("prmsynth.export._serialize", "prmsynth.export._settings"),
+    ("prmsynth.export._labels",),
+    ("prmsynth.export._builders",),
+    ("prmsynth.export._registry",),
+    ("prmsynth.export._schema", "prmsynth.export._records"),
+    ("prmsynth.export._write",),
     ("prmsynth.export",),
     ("prmsynth.run",),
     ("prmsynth.view",),

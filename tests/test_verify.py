@@ -1,4 +1,6 @@
-"""Tests of answer extraction, equivalence and the verifiers (prmsynth.verify._math)."""
+"""Tests of answer extraction, equivalence and the verifiers (prmsynth.verify).
+
+Each extraction rule has its own cases in tests/test_extract.py."""
 
 from __future__ import annotations
 
@@ -26,12 +28,9 @@ from prmsynth import (
     extract_answer,
 )
 from prmsynth.cli._verify import add_parsers, run
-from prmsynth.verify._math import (
-    EquivalenceCheckError,
-    MathEquivalence,
-    fast_equivalent,
-    normalize_answer,
-)
+from prmsynth.verify._equivalence import MathEquivalence, fast_equivalent
+from prmsynth.verify._normalize import normalize_answer
+from prmsynth.verify._pool import EquivalenceCheckError
 
 # Generous: the machine is shared and noisy; this only catches hangs.
 HANG_GUARD_SECONDS = 30.0
@@ -624,7 +623,7 @@ def test_a_pathological_check_costs_its_own_timeout_not_everyone_s():
 
 
 def test_the_checker_pool_has_one_process_per_core_by_default():
-    from prmsynth.verify._math import default_checker_processes
+    from prmsynth.verify._pool import default_checker_processes
 
     assert MathEquivalence()._pool.size == default_checker_processes() >= 1
 
