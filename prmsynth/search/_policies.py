@@ -33,7 +33,7 @@ from prmsynth._interfaces import (
     StepVerifier,
 )
 from prmsynth._tree import ReasoningTree
-from prmsynth._values import Question, Rollout, SearchSettings, Verdict
+from prmsynth._values import Question, Rollout, SearchSettings, Usage, Verdict
 from prmsynth.search._first_error import Evidence, FirstErrorRule, RelativeDrop, Threshold
 
 #: Extra sampling rounds for completions that were cut off or had no answer.
@@ -68,11 +68,26 @@ class SearchRun:
     settings: SearchSettings
     generator: StepGenerator
     verifier: StepVerifier
-    n_completions: int = 0
+    #: What the question's requests have spent so far.
+    usage: Usage = attrs.Factory(Usage)
     n_selections: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
+
+    @property
+    def n_completions(self) -> int:
+        """Completions sampled for the question so far (``usage.n_completions``)."""
+        return self.usage.n_completions
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.usage.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.usage.completion_tokens
+
+    @property
+    def cost(self) -> float:
+        return self.usage.cost
 
     @property
     def budget_left(self) -> bool:
@@ -88,10 +103,7 @@ class SearchRun:
         response = await self.generator.generate(
             question, prefix, n=n, sample_offset=self.n_completions
         )
-        self.n_completions += n
-        self.prompt_tokens += response.prompt_tokens
-        self.completion_tokens += response.completion_tokens
-        self.cost += response.cost
+        self.usage += Usage.of_response(response, n)
         completions = response.completions
         # The answer is read from the whole solution: a continuation may end
         # without restating an answer the prefix already reached.
@@ -278,11 +290,8 @@ class SearchRun:
             tree=self.tree,
             status=status,
             reason=reason,
-            n_completions=self.n_completions,
+            usage=self.usage,
             n_selections=self.n_selections,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            cost=self.cost,
         )
 
     def label_result(
@@ -298,9 +307,7 @@ class SearchRun:
             step_values=values,
             first_error=first_error,
             final_verdict=verdict,
-            n_completions=self.n_completions,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
+            usage=self.usage,
         )
 
 
