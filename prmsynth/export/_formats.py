@@ -270,8 +270,8 @@ def label_path(
         if error_seen:
             # negative because an earlier step was: only the step's own value is shown
             label, value = False, mc_value
-        elif settings.labels == "search" and tree[node]["label"] is not None:
-            label = tree[node]["label"]  # the first-error rule's judgement
+        elif settings.labels == "search" and tree.node(node).label is not None:
+            label = tree.node(node).label  # the first-error rule's judgement
         elif value is None:
             label = None
         else:
@@ -289,7 +289,7 @@ def label_path(
         steps.append(
             LabelledStep(
                 node=node,
-                text=tree[node]["text"],
+                text=tree.node(node).text,
                 mc_value=mc_value,
                 value=value,
                 label=label,
@@ -470,7 +470,7 @@ def agrees_with_critic(steps: Sequence[LabelledStep], critic_first_error: int) -
 def _passes_consensus(
     tree: ReasoningTree, leaf: int, steps: Sequence[LabelledStep], stats: Counter[str]
 ) -> bool:
-    critic_first_error = tree[leaf]["critic_first_error"]
+    critic_first_error = tree.node(leaf).critic_first_error
     if critic_first_error is None:
         stats["removed_without_critique"] += 1
         return False
@@ -626,10 +626,10 @@ def _math_shepherd_examples(tree: ReasoningTree, settings: ExportSettings, stats
 def _prm800k_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
     question = tree.question
     for steps in _labelled_paths(tree, settings, stats):
-        last = tree[steps[-1].node]
+        last = tree.node(steps[-1].node)
         if any(step.rating == -1 for step in steps):
             finish_reason = "found_error"
-        elif last["terminal"] and len(steps) == len(tree.path(steps[-1].node)) - 1:
+        elif last.terminal and len(steps) == len(tree.path(steps[-1].node)) - 1:
             finish_reason = "solution"
         else:
             finish_reason = "give_up"
@@ -674,15 +674,15 @@ def _processbench_examples(tree: ReasoningTree, settings: ExportSettings, stats:
     # where most wrong solutions of a tree are.
     question = tree.question
     for node in tree.nodes():
-        data = tree[node]
+        data = tree.node(node)
         if node == tree.root:
             continue
         steps = label_path(tree, node, settings)
         known = all(step.label is not None for step in steps)
         first_error = next((i for i, step in enumerate(steps) if step.label is False), -1)
         texts = [step.text for step in steps]
-        if data["terminal"]:
-            if data["verdict"] is None:
+        if data.terminal:
+            if data.verdict is None:
                 stats["solutions_without_verdict"] += 1
             elif not known:
                 stats["solutions_with_unknown_step"] += 1
@@ -696,7 +696,7 @@ def _processbench_examples(tree: ReasoningTree, settings: ExportSettings, stats:
                         "problem": question.text,
                         "steps": texts,
                         "label": first_error,
-                        "final_answer_correct": data["verdict"] == "correct",
+                        "final_answer_correct": data.verdict == "correct",
                     },
                     question_id=question.id,
                     has_error=first_error != -1,
@@ -706,9 +706,9 @@ def _processbench_examples(tree: ReasoningTree, settings: ExportSettings, stats:
             continue  # a failed continuation of a good prefix: its first error is unknown
         if settings.consensus:
             # No critic read the prefix with this continuation.
-            stats["removed_without_critique"] += len(data["incorrect_rollouts"])
+            stats["removed_without_critique"] += len(data.incorrect_rollouts)
             continue
-        for index, rollout in enumerate(data["incorrect_rollouts"]):
+        for index, rollout in enumerate(data.incorrect_rollouts):
             if rollout.finish_reason == "length" or not rollout.steps:
                 continue  # a cut-off text is no finished solution
             yield _Example(
@@ -775,9 +775,9 @@ def _step_pairs(
     for node in tree.nodes():
         if node == tree.root:
             continue  # the root's rollouts are whole solutions: the dpo export has them
-        data = tree[node]
+        data = tree.node(node)
 
-        def usable(rollouts: list[Any]) -> list[str]:
+        def usable(rollouts: Sequence[Any]) -> list[str]:
             texts: list[str] = []
             for rollout in rollouts:
                 text = rollout.text.strip()
@@ -786,8 +786,8 @@ def _step_pairs(
                     texts.append(text)
             return texts
 
-        correct = usable(data["correct_rollouts"])
-        incorrect = usable(data["incorrect_rollouts"])
+        correct = usable(data.correct_rollouts)
+        incorrect = usable(data.incorrect_rollouts)
         if not correct or not incorrect:
             continue
         prompt = _continue_prompt(tree, settings, tree.prefix_steps(node))
@@ -862,11 +862,11 @@ def _finished_continuation(tree: ReasoningTree, node: int, *, correct: bool) -> 
     stack = [node]
     while stack:
         current = stack.pop()
-        data = tree[current]
+        data = tree.node(current)
         steps = tree.prefix_steps(current)[start:]
-        if data["terminal"] and data["verdict"] == ("correct" if correct else "incorrect"):
+        if data.terminal and data.verdict == ("correct" if correct else "incorrect"):
             return steps
-        for rollout in data["correct_rollouts" if correct else "incorrect_rollouts"]:
+        for rollout in data.correct_rollouts if correct else data.incorrect_rollouts:
             if rollout.finish_reason != "length" and rollout.steps:
                 return [*steps, *rollout.steps]
         stack.extend(reversed(tree.children(current)))

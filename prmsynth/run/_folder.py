@@ -266,29 +266,26 @@ class RunSummary:
 def _verdict_counts(tree: ReasoningTree) -> dict[str, int]:
     counts: collections.Counter[str] = collections.Counter()
     for node in tree.nodes():
-        data = tree[node]
+        data = tree.node(node)
         for rollout in (
-            *data["correct_rollouts"],
-            *data["incorrect_rollouts"],
-            *data["unusable_rollouts"],
+            *data.correct_rollouts,
+            *data.incorrect_rollouts,
+            *data.unusable_rollouts,
         ):
             counts[rollout.verdict.status] += 1
     return dict(counts)
 
 
 def _skipped_record(result: SearchResult) -> dict[str, Any]:
-    root = result.tree[result.tree.root]
+    root = result.tree.node(result.tree.root)
     return {
         "question_id": result.question.id,
         "question": result.question.text,
         "status": result.status,
         "reason": None if result.reason is None else redact_secrets(result.reason),
-        "n_correct": root["n_correct"],
-        "n_rollouts": root["n_rollouts"],
-        "n_completions": result.n_completions,
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
-        "cost": result.cost,
+        "n_correct": root.n_correct,
+        "n_rollouts": root.n_rollouts,
+        **result.usage.as_record(),
         "rollout_verdicts": _verdict_counts(result.tree),
     }
 

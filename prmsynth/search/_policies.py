@@ -154,12 +154,12 @@ class SearchRun:
         shared prefix) is reused, neither costs completions.  With ``grow``
         the rollouts also `grow` the tree (and OmegaPRM's candidate pool).
         """
-        data = self.tree[node]
-        if data["terminal"] or data["n_rollouts"] >= self.settings.num_branches:
-            return data["mc_value"]
+        data = self.tree.node(node)
+        if data.terminal or data.n_rollouts >= self.settings.num_branches:
+            return data.mc_value
         if not self.budget_left:
             return None
-        wanted = self.settings.num_branches - data["n_rollouts"]
+        wanted = self.settings.num_branches - data.n_rollouts
         # Cut-off or answerless completions say nothing about the prefix: the
         # shortfall is sampled again (twice at most), within the budget.
         for _ in range(1 + UNUSABLE_RETRIES):
@@ -221,14 +221,14 @@ class SearchRun:
         counts = {}
         pooled = [0, 0]
         for node in self.tree.path(anchor):
-            pooled[0] += self.tree[node]["n_correct"]
-            pooled[1] += self.tree[node]["n_rollouts"]
+            pooled[0] += self.tree.node(node).n_correct
+            pooled[1] += self.tree.node(node).n_rollouts
         if pooled[1]:
             counts[-1] = (pooled[0], pooled[1])
         for index, node in enumerate(nodes[:-1]):  # the last prefix's value is exact
-            data = self.tree[node]
-            if data["n_rollouts"]:
-                counts[index] = (data["n_correct"], data["n_rollouts"])
+            data = self.tree.node(node)
+            if data.n_rollouts:
+                counts[index] = (data.n_correct, data.n_rollouts)
         return Evidence(n_steps=len(nodes), counts=counts, final_correct=verdict.correct)
 
     async def locate_first_error(
@@ -326,7 +326,7 @@ class MonteCarloPolicy(SearchPolicy):
     >>> from prmsynth.testing import ScriptedLLM
     >>> class FirstStepsOnly(MonteCarloPolicy):
     ...     async def expand(self, run):
-    ...         for rollout in run.tree[run.tree.root]["incorrect_rollouts"]:
+    ...         for rollout in run.tree.node(run.tree.root).incorrect_rollouts:
     ...             await run.estimate(run.tree.add_step(run.tree.root, rollout.steps[0]))
     >>> replies = ["Add.\\n\\nSo 4.", "Guess.\\n\\nSo 5."]
     >>> llm = ScriptedLLM(lambda request: replies[request.sample_index % 2])
@@ -494,7 +494,7 @@ class OmegaPRMRun(SearchRun):
         quality = settings.alpha ** (1.0 - mc_value) * settings.beta ** (
             rollout_length(candidate.rollout) / settings.length_scale
         )
-        visits = self.tree[candidate.node]["visits"]
+        visits = self.tree.node(candidate.node).visits
         exploration = settings.exploration * math.sqrt(total_visits) / (1 + visits)
         return quality + exploration
 
@@ -577,8 +577,8 @@ class MathShepherd(MonteCarloPolicy):
 
     async def expand(self, run: SearchRun) -> None:
         """Estimate every prefix of every screening solution, in order."""
-        root = run.tree[run.tree.root]
-        for rollout in (*root["correct_rollouts"], *root["incorrect_rollouts"]):
+        root = run.tree.node(run.tree.root)
+        for rollout in (*root.correct_rollouts, *root.incorrect_rollouts):
             last = run.add_solution(run.tree.root, rollout)
             if last is None:
                 continue
@@ -634,7 +634,7 @@ class BestOfN(MonteCarloPolicy):
     async def expand(self, run: SearchRun) -> None:
         """The incorrect screening solutions join the tree (the correct ones
         joined it while screening)."""
-        for rollout in run.tree[run.tree.root]["incorrect_rollouts"]:
+        for rollout in run.tree.node(run.tree.root).incorrect_rollouts:
             run.add_solution(run.tree.root, rollout)
 
 
