@@ -774,7 +774,7 @@ class _RunLoop:
     started_at: str = attrs.Factory(_now)
     #: What earlier runs in this folder spent on no line (their unfinished and
     #: failed questions): it counts against the budget too.
-    unlined: Usage = attrs.Factory(Usage)
+    unlined: Usage = attrs.field(init=False)
     ledger: Ledger = attrs.field(init=False)
     progress: Progress = attrs.field(init=False)
     stopped_by: str | None = None
