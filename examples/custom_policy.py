@@ -24,7 +24,7 @@ from prmsynth.testing import ScriptedLLM, ScriptedRequest
 
 class FirstStepsOnly(MonteCarloPolicy):
     async def expand(self, run):
-        for rollout in run.tree[run.tree.root]["incorrect_rollouts"]:
+        for rollout in run.tree.node(run.tree.root).incorrect_rollouts:
             if rollout.steps:
                 first = run.tree.add_step(run.tree.root, rollout.steps[0])
                 await run.estimate(first, grow=False)
@@ -61,16 +61,17 @@ def main() -> None:
     [result] = pipeline.run([question])
     tree = result.tree
     for node in tree.children(tree.root):
-        print(f"{tree[node]['text']!r}: MC {tree.mc_value(node)}")
+        print(f"{tree.node(node).text!r}: MC {tree.mc_value(node)}")
     print(f"{result.n_completions} completions")
     pipeline.verifier.close()
 
     pipeline = Pipeline(generator=generator, policy=OmegaPRM(first_error_rule=HalfOfTheQuestion()))
     [result] = pipeline.run([question])
     pipeline.verifier.close()
-    wrong = [node for node in result.tree.nodes() if result.tree[node]["label"] is False]
+    wrong = [node for node in result.tree.nodes() if result.tree.node(node).label is False]
     print(
-        f"first errors named by {HalfOfTheQuestion.name}:", [result.tree[n]["text"] for n in wrong]
+        f"first errors named by {HalfOfTheQuestion.name}:",
+        [result.tree.node(n).text for n in wrong],
     )
 
 

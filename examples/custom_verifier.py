@@ -50,10 +50,10 @@ def main() -> None:
         id="day", text="Which day is two days after Monday?", reference_answer="wednesday"
     )
     [result] = pipeline.run([question])
-    root = result.tree[result.tree.root]
+    root = result.tree.node(result.tree.root)
     print(
         f"{result.status}: root MC {result.tree.mc_value(0):.2f} "
-        f"({root['n_correct']}/{root['n_rollouts']} screening solutions right)"
+        f"({root.n_correct}/{root.n_rollouts} screening solutions right)"
     )
 
 

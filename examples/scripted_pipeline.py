@@ -35,7 +35,7 @@ def main() -> None:
         depth = len(tree.path(node)) - 1
         value = tree.mc_value(node)
         shown = "  -  " if value is None else f"{value:.2f}"
-        print(f"{'  ' * depth}[{shown}] {tree[node]['text'][:60]}")
+        print(f"{'  ' * depth}[{shown}] {tree.node(node).text[:60]}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from prmsynth._interfaces import (
     StepVerifier,
 )
 from prmsynth._seeds import iter_questions, load_questions, reference_from_answer
-from prmsynth._tree import ReasoningTree
+from prmsynth._tree import NodeStats, ReasoningTree
 from prmsynth._values import (
     Completion,
     Critique,
@@ -48,6 +48,7 @@ from prmsynth._values import (
     SamplingSettings,
     SearchSettings,
     Step,
+    Usage,
     Verdict,
 )
 from prmsynth._version import __version__ as __version__
@@ -234,6 +235,7 @@ __all__ = [
     "MathShepherd",
     "MonteCarloPolicy",
     "NoEvolution",
+    "NodeStats",
     "OmegaPRM",
     "OmegaPRMRun",
     "Pipeline",
@@ -267,6 +269,7 @@ __all__ = [
     "TrainReport",
     "TrainSettings",
     "TreeInvariantError",
+    "Usage",
     "Verdict",
     "best_of_n",
     "choose_threshold",

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import attrs
 
 from prmsynth._tree import ReasoningTree
-from prmsynth._values import Critique, LLMResponse, Question, Verdict
+from prmsynth._values import Critique, LLMResponse, Question, Usage, Verdict
 
 Message = Mapping[str, str]
 
@@ -24,31 +24,95 @@ Message = Mapping[str, str]
 SearchStatus = Literal["kept", "skipped", "failed"]
 
 
-@attrs.frozen(kw_only=True)
-class SearchResult:
+def _usage_of(
+    usage: Usage | None,
+    n_completions: int | None,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    cost: float | None,
+) -> Usage:
+    """``usage``, or one made of the separate counts older callers pass."""
+    legacy = (n_completions, prompt_tokens, completion_tokens, cost)
+    if all(value is None for value in legacy):
+        return Usage() if usage is None else usage
+    if usage is not None:
+        raise TypeError("pass usage or its separate counts, not both")
+    return Usage(
+        n_completions=n_completions or 0,
+        prompt_tokens=prompt_tokens or 0,
+        completion_tokens=completion_tokens or 0,
+        cost=cost or 0.0,
+    )
+
+
+class _Spent:
+    """Read-only views of ``usage`` under the names results had before `Usage`."""
+
+    __slots__ = ()
+    usage: Usage
+
+    @property
+    def n_completions(self) -> int:
+        return self.usage.n_completions
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.usage.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.usage.completion_tokens
+
+    @property
+    def cost(self) -> float:
+        return self.usage.cost
+
+
+@attrs.frozen(kw_only=True, init=False)
+class SearchResult(_Spent):
     """The outcome of searching one question: the whole tree and what it cost.
 
     ``status`` is ``"kept"`` (the tree is training data), ``"skipped"`` (the
     question teaches a PRM nothing, ``reason`` says why) or ``"failed"`` (an
-    error, ``reason`` holds it).
+    error, ``reason`` holds it).  ``usage`` is what its requests spent (also
+    read as ``n_completions``, ``prompt_tokens``, ``completion_tokens`` and
+    ``cost``, which the constructor accepts in its place).
     """
 
     tree: ReasoningTree
     status: SearchStatus
     reason: str | None = None
-    n_completions: int = 0
+    usage: Usage = attrs.Factory(Usage)
     n_selections: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
+
+    def __init__(
+        self,
+        *,
+        tree: ReasoningTree,
+        status: SearchStatus,
+        reason: str | None = None,
+        usage: Usage | None = None,
+        n_selections: int = 0,
+        n_completions: int | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        cost: float | None = None,
+    ) -> None:
+        self.__attrs_init__(
+            tree=tree,
+            status=status,
+            reason=reason,
+            usage=_usage_of(usage, n_completions, prompt_tokens, completion_tokens, cost),
+            n_selections=n_selections,
+        )
 
     @property
     def question(self) -> Question:
         return self.tree.question
 
 
-@attrs.frozen(kw_only=True)
-class LabelResult:
+@attrs.frozen(kw_only=True, init=False)
+class LabelResult(_Spent):
     """Step labels for one given solution.
 
     ``step_values[i]`` is the MC value of the prefix ending with step i (None
@@ -57,19 +121,45 @@ class LabelResult:
     [`Pipeline`][prmsynth.Pipeline] could not label has ``status``
     ``"failed"``, the error in ``reason`` and no values (``first_error`` and
     ``final_verdict`` None).  ``critique`` is the pipeline critic's verdict on
-    the whole solution, when it has one.
+    the whole solution, when it has one.  ``usage`` is what labelling spent
+    (also read as ``n_completions``, ``prompt_tokens``, ``completion_tokens``
+    and ``cost``; the constructor accepts the first three in its place).
     """
 
     tree: ReasoningTree
     step_values: list[float | None]
     first_error: int | None
     final_verdict: Verdict | None
-    n_completions: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    usage: Usage = attrs.Factory(Usage)
     status: Literal["labelled", "failed"] = "labelled"
     reason: str | None = None
     critique: Critique | None = None
+
+    def __init__(
+        self,
+        *,
+        tree: ReasoningTree,
+        step_values: list[float | None],
+        first_error: int | None,
+        final_verdict: Verdict | None,
+        usage: Usage | None = None,
+        status: Literal["labelled", "failed"] = "labelled",
+        reason: str | None = None,
+        critique: Critique | None = None,
+        n_completions: int | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+    ) -> None:
+        self.__attrs_init__(
+            tree=tree,
+            step_values=step_values,
+            first_error=first_error,
+            final_verdict=final_verdict,
+            usage=_usage_of(usage, n_completions, prompt_tokens, completion_tokens, None),
+            status=status,
+            reason=reason,
+            critique=critique,
+        )
 
 
 @runtime_checkable

@@ -2,20 +2,88 @@
 
 The root holds the question; every other node holds one solution step, and
 the node's prefix is the path from the root.  Monte Carlo statistics live on
-the nodes: ``n_rollouts`` completions were sampled from the node's prefix and
-``n_correct`` of them reached the reference answer, so
-``mc_value = n_correct / n_rollouts`` (None while nothing was sampled).
+the nodes, one read-only `NodeStats` each (``tree.node(id)``): ``n_rollouts``
+completions were sampled from the node's prefix and ``n_correct`` of them
+reached the reference answer, so ``mc_value = n_correct / n_rollouts`` (None
+while nothing was sampled).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import attrs
 import networkx as nx
 
 from prmsynth._errors import TreeInvariantError
-from prmsynth._values import Question, Rollout, Step, Verdict
+from prmsynth._values import Question, Rollout, Step, Verdict, VerdictStatus
+
+
+@attrs.frozen(kw_only=True)
+class NodeStats:
+    """One node of a [`ReasoningTree`][prmsynth.ReasoningTree]: its step text and
+    Monte Carlo statistics, read with [`ReasoningTree.node`][prmsynth.ReasoningTree.node].
+
+    Read-only: the search changes a node through the tree's methods
+    (``record_rollouts``, ``mark_terminal``, ``set_label``, ...), which
+    replace the node's value.  ``n_correct`` of ``n_rollouts`` usable
+    completions from the node's prefix reached the reference answer
+    (``mc_value`` is their ratio, None while nothing was sampled); completions
+    that could not be judged are kept apart (``unusable_rollouts``, counted in
+    ``n_truncated`` and ``n_unparseable``).  ``terminal`` marks the last step
+    of a finished solution, ``verdict`` its answer's status; ``label`` is the
+    first-error rule's judgement of the step (False: the first wrong step),
+    ``critic_first_error`` a critic's verdict on the solution ending here.
+
+    >>> from prmsynth import Question, ReasoningTree
+    >>> tree = ReasoningTree(Question(id="q", text="2 + 2?", reference_answer="4"))
+    >>> stats = tree.node(tree.add_step(tree.root, "2 + 2 = 4."))
+    >>> stats.text, stats.mc_value, stats.n_rollouts
+    ('2 + 2 = 4.', None, 0)
+    """
+
+    text: str
+    mc_value: float | None = None
+    n_correct: int = 0
+    n_rollouts: int = 0
+    visits: int = 0
+    terminal: bool = False
+    verdict: VerdictStatus | None = None
+    correct_rollouts: tuple[Rollout, ...] = ()
+    incorrect_rollouts: tuple[Rollout, ...] = ()
+    n_truncated: int = 0
+    n_unparseable: int = 0
+    unusable_rollouts: tuple[Rollout, ...] = ()
+    label: bool | None = None
+    critic_first_error: int | None = None
+
+
+class _NodeView(Mapping[str, Any]):
+    """``tree[node]``: a node's fields by name, read-only (deprecated: use attributes)."""
+
+    __slots__ = ("_stats",)
+
+    def __init__(self, stats: NodeStats) -> None:
+        self._stats = stats
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _FIELD_NAMES:
+            raise KeyError(key)
+        return getattr(self._stats, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_FIELD_NAMES)
+
+    def __len__(self) -> int:
+        return len(_FIELD_NAMES)
+
+    def __repr__(self) -> str:
+        return f"_NodeView({self._stats!r})"
+
+
+_FIELD_NAMES = tuple(field.name for field in attrs.fields(NodeStats))
 
 
 class ReasoningTree:
@@ -30,6 +98,8 @@ class ReasoningTree:
     True
     >>> tree.mc_value(first) is None
     True
+    >>> tree.node(second).text
+    'The answer is 5.'
     >>> [step.depth for step in tree.steps_to(second)]
     [1, 2]
     """
@@ -43,31 +113,20 @@ class ReasoningTree:
 
     # -- structure -----------------------------------------------------------------
 
-    def _add_node(self, node: int, text: str, **attributes: Any) -> None:
-        self.graph.add_node(
-            node,
-            text=text,
-            mc_value=None,
-            n_correct=0,
-            n_rollouts=0,
-            visits=0,
-            terminal=False,
-            verdict=None,
-            correct_rollouts=[],
-            incorrect_rollouts=[],
-            n_truncated=0,
-            n_unparseable=0,
-            unusable_rollouts=[],
-            label=None,
-            critic_first_error=None,
-        )
-        self.graph.nodes[node].update(attributes)
+    def _add_node(self, node: int, text: str, **fields: Any) -> None:
+        # The graph's one node attribute: the node's (frozen) NodeStats,
+        # replaced by `_update` whenever the search learns something.
+        self.graph.add_node(node, stats=NodeStats(text=text, **fields))
+
+    def _update(self, node: int, **changes: Any) -> None:
+        data = self.graph.nodes[node]
+        data["stats"] = attrs.evolve(data["stats"], **changes)
 
     def add_step(self, parent: int, text: str) -> int:
         """Add one step under ``parent`` (or return the child that already has this text)."""
         text = text.strip()
         for child in self.graph.successors(parent):
-            if self.graph.nodes[child]["text"] == text:
+            if self.node(child).text == text:
                 return child
         node = self.graph.number_of_nodes()
         while node in self.graph:  # ids stay unique even for trees loaded with gaps
@@ -100,20 +159,20 @@ class ReasoningTree:
 
     def prefix_steps(self, node: int) -> list[str]:
         """The step texts from the root (excluded) down to ``node`` (included)."""
-        return [self.graph.nodes[n]["text"] for n in self.path(node)[1:]]
+        return [self.node(n).text for n in self.path(node)[1:]]
 
     def step(self, node: int) -> Step:
         """A read-only [`Step`][prmsynth.Step] view of ``node``."""
-        data = self.graph.nodes[node]
+        stats = self.node(node)
         return Step(
             node_id=node,
-            text=data["text"],
+            text=stats.text,
             depth=len(self.path(node)) - 1,
-            mc_value=data["mc_value"],
-            n_correct=data["n_correct"],
-            n_rollouts=data["n_rollouts"],
-            visits=data["visits"],
-            terminal=data["terminal"],
+            mc_value=stats.mc_value,
+            n_correct=stats.n_correct,
+            n_rollouts=stats.n_rollouts,
+            visits=stats.visits,
+            terminal=stats.terminal,
         )
 
     def steps_to(self, node: int) -> list[Step]:
@@ -130,14 +189,23 @@ class ReasoningTree:
     def __len__(self) -> int:
         return self.graph.number_of_nodes()
 
-    def __getitem__(self, node: int) -> dict[str, Any]:
-        """The attribute dict of ``node`` (read it; change it through the methods)."""
-        return self.graph.nodes[node]
+    def node(self, node: int) -> NodeStats:
+        """``node``'s text and statistics ([`NodeStats`][prmsynth.NodeStats], read-only)."""
+        return self.graph.nodes[node]["stats"]
+
+    def __getitem__(self, node: int) -> Mapping[str, Any]:
+        """Deprecated: ``node``'s fields by name, read-only; use `node` (attributes)."""
+        warnings.warn(
+            "tree[node][key] is deprecated; read tree.node(node).key instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return _NodeView(self.node(node))
 
     # -- statistics ----------------------------------------------------------------
 
     def mc_value(self, node: int) -> float | None:
-        return self.graph.nodes[node]["mc_value"]
+        return self.node(node).mc_value
 
     def record_rollouts(self, node: int, rollouts: Sequence[Rollout]) -> None:
         """Count ``rollouts`` sampled from ``node``'s prefix and update its MC value.
@@ -148,21 +216,27 @@ class ReasoningTree:
         ``n_unparseable``, never in the MC value.  A prefix with no usable
         rollout keeps the value None.
         """
-        data = self.graph.nodes[node]
-        for rollout in rollouts:
-            if not rollout.usable:
-                key = "n_truncated" if rollout.finish_reason == "length" else "n_unparseable"
-                data[key] += 1
-                data["unusable_rollouts"].append(rollout)
-                continue
-            data["n_rollouts"] += 1
-            if rollout.correct:
-                data["n_correct"] += 1
-                data["correct_rollouts"].append(rollout)
-            else:
-                data["incorrect_rollouts"].append(rollout)
-        if data["n_rollouts"]:
-            data["mc_value"] = data["n_correct"] / data["n_rollouts"]
+        stats = self.node(node)
+        usable = [rollout for rollout in rollouts if rollout.usable]
+        unusable = [rollout for rollout in rollouts if not rollout.usable]
+        truncated = sum(rollout.finish_reason == "length" for rollout in unusable)
+        correct = [rollout for rollout in usable if rollout.correct]
+        n_rollouts = stats.n_rollouts + len(usable)
+        n_correct = stats.n_correct + len(correct)
+        self._update(
+            node,
+            n_truncated=stats.n_truncated + truncated,
+            n_unparseable=stats.n_unparseable + len(unusable) - truncated,
+            unusable_rollouts=(*stats.unusable_rollouts, *unusable),
+            n_rollouts=n_rollouts,
+            n_correct=n_correct,
+            correct_rollouts=(*stats.correct_rollouts, *correct),
+            incorrect_rollouts=(
+                *stats.incorrect_rollouts,
+                *(rollout for rollout in usable if not rollout.correct),
+            ),
+            mc_value=n_correct / n_rollouts if n_rollouts else stats.mc_value,
+        )
 
     def mark_terminal(self, node: int, verdict: Verdict) -> None:
         """Mark ``node`` as the last step of a finished solution with this ``verdict``.
@@ -171,31 +245,30 @@ class ReasoningTree:
         rollout of its own (1 correct or 0) unless the node was already sampled
         or its answer cannot be judged (then the value stays unknown).
         """
-        data = self.graph.nodes[node]
-        data["terminal"] = True
-        data["verdict"] = verdict.status
-        if data["n_rollouts"] == 0 and verdict.status != "unparseable":
-            data["n_rollouts"] = 1
-            data["n_correct"] = int(verdict.correct)
-            data["mc_value"] = float(verdict.correct)
+        changes: dict[str, Any] = {"terminal": True, "verdict": verdict.status}
+        if self.node(node).n_rollouts == 0 and verdict.status != "unparseable":
+            changes.update(
+                n_rollouts=1, n_correct=int(verdict.correct), mc_value=float(verdict.correct)
+            )
+        self._update(node, **changes)
 
     def set_label(self, node: int, label: bool) -> None:
         """Record the first-error rule's judgement of ``node``'s step: False for
         the first wrong step of a solution, True for a step before it.  A later
         judgement, made with more evidence, replaces an earlier one."""
-        self.graph.nodes[node]["label"] = label
+        self._update(node, label=label)
 
     def set_critique(self, leaf: int, first_error: int | None) -> None:
         """Record a critic's verdict on the solution that ends at ``leaf``: the
         index (into the path's steps) of its first wrong step, -1 for none,
         None for no verdict."""
-        self.graph.nodes[leaf]["critic_first_error"] = first_error
+        self._update(leaf, critic_first_error=first_error)
 
     def increment_visits(self, node: int) -> None:
-        self.graph.nodes[node]["visits"] += 1
+        self._update(node, visits=self.node(node).visits + 1)
 
     def total_visits(self) -> int:
-        return sum(data["visits"] for _, data in self.graph.nodes(data=True))
+        return sum(self.node(node).visits for node in self.graph)
 
     # -- invariants ----------------------------------------------------------------
 
@@ -220,18 +293,19 @@ class ReasoningTree:
         reachable = nx.descendants(graph, self.root) | {self.root}
         if len(reachable) != graph.number_of_nodes():
             raise TreeInvariantError("some nodes are not reachable from the root")
-        for node, data in graph.nodes(data=True):
-            n_correct, n_rollouts = data["n_correct"], data["n_rollouts"]
+        for node in graph:
+            stats = self.node(node)
+            n_correct, n_rollouts = stats.n_correct, stats.n_rollouts
             if not 0 <= n_correct <= n_rollouts:
                 raise TreeInvariantError(
                     f"node {node}: need 0 <= n_correct <= n_rollouts, got {n_correct}, {n_rollouts}"
                 )
             expected = n_correct / n_rollouts if n_rollouts else None
-            if data["mc_value"] != expected:
+            if stats.mc_value != expected:
                 raise TreeInvariantError(
-                    f"node {node}: mc_value {data['mc_value']!r} is not n_correct / n_rollouts"
+                    f"node {node}: mc_value {stats.mc_value!r} is not n_correct / n_rollouts"
                 )
-            if data["visits"] < 0:
+            if stats.visits < 0:
                 raise TreeInvariantError(f"node {node}: negative visit count")
 
     # -- comparison ------------------------------------------------------------------

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import attrs
 
@@ -92,6 +93,64 @@ class LLMResponse:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+
+
+@attrs.frozen(kw_only=True)
+class Usage:
+    """What LLM requests spent: completions, tokens and cost in US dollars.
+
+    One value wherever spend is carried (a search result, a run's tally, its
+    budget ledger); ``+`` adds two.
+
+    >>> Usage(n_completions=4, prompt_tokens=30, cost=0.5) + Usage(n_completions=2)
+    Usage(n_completions=6, prompt_tokens=30, completion_tokens=0, cost=0.5)
+    >>> Usage.from_record({"n_completions": 3, "cost": 0.25}).as_record()
+    {'n_completions': 3, 'prompt_tokens': 0, 'completion_tokens': 0, 'cost': 0.25}
+    """
+
+    n_completions: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            n_completions=self.n_completions + other.n_completions,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost=self.cost + other.cost,
+        )
+
+    @classmethod
+    def of_response(cls, response: LLMResponse, n: int) -> Usage:
+        """The spend of one request of ``n`` completions."""
+        return cls(
+            n_completions=n,
+            prompt_tokens=response.prompt_tokens,
+            completion_tokens=response.completion_tokens,
+            cost=response.cost,
+        )
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Usage:
+        """The spend a tree or skipped line records (its absent keys count 0)."""
+        return cls(
+            n_completions=record.get("n_completions", 0),
+            prompt_tokens=record.get("prompt_tokens", 0),
+            completion_tokens=record.get("completion_tokens", 0),
+            cost=record.get("cost", 0.0),
+        )
+
+    def as_record(self) -> dict[str, Any]:
+        """The keys a tree or skipped line carries, in their file order."""
+        return {
+            "n_completions": self.n_completions,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost": self.cost,
+        }
 
 
 @attrs.frozen(kw_only=True)

@@ -101,7 +101,7 @@ def test_the_pipeline_stores_a_critique_on_every_leaf_and_it_survives_serializat
         leaves = [leaf for leaf in tree.leaves() if leaf != tree.root]
         assert leaves
         for leaf in leaves:
-            assert tree[leaf]["critic_first_error"] == critic_index(tree.prefix_steps(leaf))
+            assert tree.node(leaf).critic_first_error == critic_index(tree.prefix_steps(leaf))
         assert tree_from_dict(json.loads(json.dumps(tree_to_dict(tree)))) == tree
 
 
@@ -172,7 +172,7 @@ def test_run_with_a_judge_model_then_a_consensus_export(tmp_path, monkeypatch, c
     }
     [tree] = [tree_from_dict(json.loads(line)) for line in open(out / "trees.jsonl")]
     leaves = [leaf for leaf in tree.leaves() if leaf != tree.root]
-    assert [tree[leaf]["critic_first_error"] for leaf in leaves] == [
+    assert [tree.node(leaf).critic_first_error for leaf in leaves] == [
         critic_index(tree.prefix_steps(leaf)) for leaf in leaves
     ]
 

@@ -443,7 +443,7 @@ def test_labels_agree_with_mc_values_and_the_thresholds(tree, export_options):
         if False in labels:
             first_error = labels.index(False)
             assert trl_record["mc_values"][first_error] <= positive
-    texts = [tree[node]["text"] for node in tree.nodes()]
+    texts = [tree.node(node).text for node in tree.nodes()]
     if not any(STEP_TAG in text for text in texts):
         shepherd = list(export_records([tree], "math-shepherd", no_dedup))
         assert [parse_math_shepherd(r)[2] for r in shepherd] == [r["labels"] for r in trl]
@@ -460,12 +460,12 @@ def test_labels_agree_with_mc_values_and_the_thresholds(tree, export_options):
         assert record["steps"][: len(steps)] == [step.text for step in steps]
         assert record["label"] == (labels.index(False) if False in labels else -1)
         if not from_rollout:
-            assert record["final_answer_correct"] == (tree[node]["verdict"] == "correct")
+            assert record["final_answer_correct"] == (tree.node(node).verdict == "correct")
             assert len(record["steps"]) == len(steps)
         else:
             assert record["label"] != -1 and record["final_answer_correct"] is False
             index = int(rollout_part[1:])
-            continuation = tree[node]["incorrect_rollouts"][index].steps
+            continuation = tree.node(node).incorrect_rollouts[index].steps
             assert record["steps"][len(steps) :] == list(continuation)
 
 
@@ -755,7 +755,7 @@ def matches_tree(tree: ReasoningTree, node: int, completions: list[str], labels:
     stack = [(child, []) for child in tree.children(node)]
     while stack:
         current, texts = stack.pop()
-        texts = [*texts, tree[current]["text"]]
+        texts = [*texts, tree.node(current).text]
         joined = STEP_SEPARATOR.join(texts)
         if not completions[0].startswith(joined):
             continue
@@ -781,7 +781,7 @@ def test_every_soft_label_is_the_mc_value_of_its_step_in_the_tree(tree, export_o
         assert matches_tree(tree, tree.root, record["completions"], record["labels"])
     # the same paths as the hard export, less those without an estimated step
     assert len(trl) <= len(list(export_records([tree], "trl", hard)))
-    texts = [tree[node]["text"] for node in tree.nodes()]
+    texts = [tree.node(node).text for node in tree.nodes()]
     if not any(STEP_TAG in text for text in texts):
         shepherd = list(export_records([tree], "math-shepherd", soft))
         assert [record["value"] for record in shepherd] == [record["labels"] for record in trl]

@@ -284,7 +284,7 @@ def test_a_cost_budget_sends_one_request_until_a_price_is_known_across_workers(r
         if not reserved:
             return 0
         await asyncio.sleep(0.05)  # in flight, its price unknown until it returns
-        await keeper.settle.remote(worker, "q", 4, value, 0.04)
+        await keeper.settle.remote(worker, 4, value, 0.04)
         return 1
 
     async def sixteen_workers():

@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -621,3 +622,39 @@ def test_a_folder_of_the_version_before_the_pipeline_identity_resumes_on_its_own
         (tmp_path / "run.json").write_text(json.dumps(changed))
         with pytest.raises(InputError, match=rf"other settings \({key}\)"):
             run(tmp_path, QUESTIONS[:2], run_info={"model": "fake"})
+
+
+def test_the_returned_summary_is_the_one_summary_json_holds(tmp_path):
+    questions = [*QUESTIONS[:2], Question(id="easy", text="uniform", reference_answer="5")]
+    summary = run(tmp_path, questions, max_completions=10_000)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == written
+    assert list(summary) == list(written)  # the keys in summary.json's order
+    spent = read_jsonl(tmp_path / "trees.jsonl") + read_jsonl(tmp_path / "skipped.jsonl")
+    assert summary["completions"] == sum(line["n_completions"] for line in spent)
+    assert summary["prompt_tokens"] == sum(line["prompt_tokens"] for line in spent)
+
+
+def test_a_summary_written_before_the_end_says_incomplete_and_lacks_the_end_keys(
+    tmp_path, monkeypatch
+):
+    from prmsynth.run._folder import RunSummary
+    from prmsynth.run._progress import Progress
+
+    seen = []
+    original = Progress.update
+
+    def spy(self, tally, result=None):
+        if result is not None and not seen:  # the first question is done: the run goes on
+            seen.append(json.loads((tmp_path / "summary.json").read_text()))
+        return original(self, tally, result)
+
+    monkeypatch.setattr(Progress, "update", spy)
+    final = run(tmp_path, QUESTIONS[:2])
+    [during] = seen
+    assert during["complete"] is False and final["complete"] is True
+    end_keys = {"questions_total", "questions_not_done", "stopped_by", "finished_at"}
+    assert set(final) - set(during) == {*end_keys, "wall_seconds"}
+    # Every field of the typed summary is a key of the file (usage is four of them).
+    fields = {field.name for field in attrs.fields(RunSummary)} - {"run_info", "usage"}
+    assert fields - {"lines_set_aside", "error"} <= set(final)

@@ -72,7 +72,7 @@ MC_ZERO = Threshold(threshold=0.0, num_branches=4)
 
 
 def node_with_text(tree, text: str) -> int:
-    [node] = [n for n in tree.nodes() if tree[n]["text"] == text]
+    [node] = [n for n in tree.nodes() if tree.node(n).text == text]
     return node
 
 
@@ -112,10 +112,10 @@ def test_deep_planted_error_costs_logarithmic_estimations(math_verifier):
     estimated = [
         n
         for n in tree.nodes()
-        if n != tree.root and not tree[n]["terminal"] and tree[n]["n_rollouts"]
+        if n != tree.root and not tree.node(n).terminal and tree.node(n).n_rollouts
     ]
     assert len(estimated) == estimations
-    assert all(tree[n]["n_rollouts"] == 4 for n in estimated)
+    assert all(tree.node(n).n_rollouts == 4 for n in estimated)
 
 
 def test_mc_values_match_planted_rates(math_verifier):
@@ -124,12 +124,12 @@ def test_mc_values_match_planted_rates(math_verifier):
         planted_script(GOOD, BAD, root_correct_every=4), SearchSettings(), math_verifier
     )
     tree = result.tree
-    assert tree[tree.root]["n_correct"] == 4
-    assert tree[tree.root]["n_rollouts"] == 16
+    assert tree.node(tree.root).n_correct == 4
+    assert tree.node(tree.root).n_rollouts == 16
     assert tree.mc_value(tree.root) == 0.25
     # the correct solution joined the tree as one step per node, ending in a terminal node
     [path_end] = [n for n in tree.nodes() if tree.prefix_steps(n) == GOOD]
-    assert tree[path_end]["terminal"] and tree.mc_value(path_end) == 1.0
+    assert tree.node(path_end).terminal and tree.mc_value(path_end) == 1.0
     assert tree.mc_value(node_with_text(tree, "good step 2")) is None  # never sampled
 
 
@@ -156,11 +156,11 @@ def test_cut_off_and_answerless_completions_are_recorded_but_never_count(math_ve
         return "I do not know."
 
     result = search(script, SearchSettings(screen_rollouts=4, max_search=0), math_verifier)
-    root = result.tree[result.tree.root]
-    assert (root["n_correct"], root["n_rollouts"]) == (1, 1)  # the one judged completion
-    assert (root["n_truncated"], root["n_unparseable"]) == (1, 2)
-    assert root["incorrect_rollouts"] == []
-    assert len(root["unusable_rollouts"]) == 3
+    root = result.tree.node(result.tree.root)
+    assert (root.n_correct, root.n_rollouts) == (1, 1)  # the one judged completion
+    assert (root.n_truncated, root.n_unparseable) == (1, 2)
+    assert root.incorrect_rollouts == ()
+    assert len(root.unusable_rollouts) == 3
     # three of four screening rollouts unusable: the question teaches nothing
     assert (result.status, result.reason) == ("skipped", "unusable_rollouts")
 
@@ -183,7 +183,7 @@ def test_a_prefix_whose_completions_are_all_cut_off_has_no_value_and_no_error(ma
     assert labels.first_error == -1
     assert all(value is None for value in labels.step_values[:-1])
     tree = labels.tree
-    truncated = sum(tree[node]["n_truncated"] for node in tree.nodes())
+    truncated = sum(tree.node(node).n_truncated for node in tree.nodes())
     assert 0 < truncated <= 4 * 3  # the rule's batch, asked again at most twice
 
 
@@ -291,7 +291,7 @@ def test_best_of_n_spends_only_the_screening(math_verifier):
     result = asyncio.run(BestOfN().search(QUESTION, generator=generator, verifier=math_verifier))
     tree = result.tree
     assert result.n_completions == 16
-    terminals = [n for n in tree.nodes() if tree[n]["terminal"]]
+    terminals = [n for n in tree.nodes() if tree.node(n).terminal]
     assert sorted(tree.mc_value(n) for n in terminals) == [0.0, 1.0]
     assert all(
         tree.mc_value(n) is None for n in tree.nodes() if n != tree.root and n not in terminals
@@ -386,7 +386,7 @@ def test_a_user_written_policy_plugs_into_the_pipeline():
         """Screens, then estimates the first step of every screening solution."""
 
         async def expand(self, run):
-            for rollout in run.tree[run.tree.root]["incorrect_rollouts"]:
+            for rollout in run.tree.node(run.tree.root).incorrect_rollouts:
                 first = run.tree.add_step(run.tree.root, rollout.steps[0])
                 await run.estimate(first, grow=False)
 
@@ -425,7 +425,7 @@ def test_the_search_stores_its_first_error_and_every_export_uses_it(math_verifie
     tree = tree_from_dict(tree_to_dict(labels.tree))  # stored in trees.jsonl and read back
     chain = [tree.children(tree.root)[0]]
     chain.append(tree.children(chain[0])[0])
-    assert [tree[node]["label"] for node in chain] == [True, False]
+    assert [tree.node(node).label for node in chain] == [True, False]
     [trl] = export_records([tree], "trl")
     assert trl["labels"][:2] == [True, False]
     # every path through the WEAK step (the given solution and the rollouts

@@ -35,7 +35,9 @@ def test_flat_record_has_one_entry_per_node(tree):
     assert len(record["reasoning_steps"]) == len(tree)
     for entry, node in zip(record["reasoning_steps"], tree.nodes()):
         assert entry["reward"] == tree.mc_value(node)
-        assert len(entry["correctBranches"]) == tree[node]["n_correct"] or tree[node]["terminal"]
+        assert (
+            len(entry["correctBranches"]) == tree.node(node).n_correct or tree.node(node).terminal
+        )
         assert set(entry) >= {"solution_prefix", "reward", "correctBranches", "falseBranches"}
 
 

@@ -194,8 +194,8 @@ def test_a_complete_run_takes_tokens_from_its_summary(tmp_path):
     assert stats["complete"] is True
     tokens = stats["tokens"]
     assert tokens["source"] == "summary.json"
-    assert tokens["completions"] == summary["completions"]
-    assert tokens["prompt_tokens"] == summary["prompt_tokens"]
+    assert tokens["completions"] == summary.usage.n_completions
+    assert tokens["prompt_tokens"] == summary.usage.prompt_tokens
     records = read_jsonl(tmp_path / "trees.jsonl")
     assert tokens["completions"] == sum(r["n_completions"] for r in records)
     assert tokens["completion_tokens"] == sum(r["completion_tokens"] for r in records)

@@ -130,7 +130,7 @@ def test_kto_follows_the_search_labels_and_balances_right_and_wrong_steps():
 @given(labelled_trees(), export_settings(deduplicate=False))
 def test_kto_records_are_the_judged_steps_of_the_labelling_rule(tree, options):
     expected = [
-        kto(tree.prefix_steps(node)[:-1], tree[node]["text"], label, tree.question.text)
+        kto(tree.prefix_steps(node)[:-1], tree.node(node).text, label, tree.question.text)
         for node, label in judged_steps(tree, options).items()
     ]
     got = records(tree, "kto", **options.to_dict())
@@ -206,10 +206,10 @@ def correct_solution_through(tree: ReasoningTree, node: int) -> bool:
     below it, or a right completion sampled at or below it)."""
     below = [node, *(n for n in tree.nodes() if node in tree.path(n)[:-1])]
     for current in below:
-        data = tree[current]
-        if data["terminal"] and data["verdict"] == "correct":
+        stats = tree.node(current)
+        if stats.terminal and stats.verdict == "correct":
             return True
-        if any(r.finish_reason != "length" and r.steps for r in data["correct_rollouts"]):
+        if any(r.finish_reason != "length" and r.steps for r in stats.correct_rollouts):
             return True
     return False
 
@@ -226,8 +226,8 @@ def test_step_dpo_rejects_each_first_error_once_against_a_right_sibling(tree, op
     for prefix, nodes in siblings.items():
         good = [n for n in nodes if judged[n] and correct_solution_through(tree, n)]
         if good:
-            choices[prefix] = {tree[n]["text"] for n in good}
-            expected_rejected.update((prefix, tree[n]["text"]) for n in nodes if not judged[n])
+            choices[prefix] = {tree.node(n).text for n in good}
+            expected_rejected.update((prefix, tree.node(n).text) for n in nodes if not judged[n])
     got = records(tree, "step-dpo", **options.to_dict())
     seen = Counter()
     for record in got:

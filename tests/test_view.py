@@ -112,7 +112,7 @@ def synthetic_tree(index: int, *, rollout_words: int = 12) -> ReasoningTree:
         nodes = tree.add_steps(tree.root, texts)
         error_at = rng.randint(1, length - 1) if rng.random() < 0.7 else None
         for position, node in enumerate(nodes):
-            if tree[node]["n_rollouts"] or rng.random() < 0.4:
+            if tree.node(node).n_rollouts or rng.random() < 0.4:
                 continue  # shared, or never sampled
             wrong = error_at is not None and position >= error_at
             correct = 0 if wrong else rng.randint(1, 4)

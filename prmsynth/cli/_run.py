@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -278,23 +279,24 @@ def run(args: argparse.Namespace) -> int:
         scratch.close()
         if cache is not None:
             cache.close()
-    stopped = f" (stopped: {summary['stopped_by']})" if summary["stopped_by"] else ""
+    stopped = f" (stopped: {summary.stopped_by})" if summary.stopped_by else ""
+    usage = summary.usage
     done_line = (
-        f"done{stopped}: {summary['kept']} kept, {summary['skipped']} skipped "
-        f"{summary['skipped_by_reason']}, {summary['failed']} failed, "
-        f"{summary['questions_not_done']} not done; {summary['completions']} completions, "
-        f"{summary['prompt_tokens'] + summary['completion_tokens']:,} tokens, "
-        f"${summary['cost_usd']:.4f}, {summary['wall_seconds']:.1f} s -> {args.out}"
+        f"done{stopped}: {summary.kept} kept, {summary.skipped} skipped "
+        f"{dict(summary.skipped_by_reason)}, {summary.failed} failed, "
+        f"{summary.questions_not_done} not done; {usage.n_completions} completions, "
+        f"{usage.prompt_tokens + usage.completion_tokens:,} tokens, "
+        f"${round(usage.cost, 6):.4f}, {summary.wall_seconds:.1f} s -> {args.out}"
     )
     _logger.info(done_line, extra=FILE_ONLY)
     if log is not None:
         print(done_line, file=log)
-    failed, done = summary["failed"], summary["questions_done"]
+    failed, done = summary.failed, summary.questions_done
     if done and failed / done > args.max_failed_fraction:
         message = (
             f"prmsynth run: {failed} of {done} questions failed, more than "
             f"--max-failed-fraction {args.max_failed_fraction:g}; "
-            f"{_common_reasons(summary['failures'])}. Failed questions run again on resume."
+            f"{_common_reasons(summary.failures)}. Failed questions run again on resume."
         )
         _logger.error(message, extra=FILE_ONLY)
         print(message, file=sys.stderr)
@@ -312,7 +314,7 @@ def _config_text(args: argparse.Namespace) -> str:
     return dump_config(config, command=("prmsynth", "run"))
 
 
-def _common_reasons(failures: list[dict[str, Any]], shown: int = 3) -> str:
+def _common_reasons(failures: Sequence[Mapping[str, Any]], shown: int = 3) -> str:
     """The most frequent failure reasons, with counts.
 
     >>> _common_reasons([{"reason": "LLMError: x"}, {"reason": "LLMError: x"}, {"reason": "y"}])

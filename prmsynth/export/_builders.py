@@ -281,10 +281,10 @@ def math_shepherd_examples(tree: ReasoningTree, settings: ExportSettings, stats:
 def prm800k_examples(tree: ReasoningTree, settings: ExportSettings, stats: Counter[str]):
     question = tree.question
     for steps in labelled_paths(tree, settings, stats):
-        last = tree[steps[-1].node]
+        last = tree.node(steps[-1].node)
         if any(step.rating == -1 for step in steps):
             finish_reason = "found_error"
-        elif last["terminal"] and len(steps) == len(tree.path(steps[-1].node)) - 1:
+        elif last.terminal and len(steps) == len(tree.path(steps[-1].node)) - 1:
             finish_reason = "solution"
         else:
             finish_reason = "give_up"
@@ -329,15 +329,15 @@ def processbench_examples(tree: ReasoningTree, settings: ExportSettings, stats: 
     # where most wrong solutions of a tree are.
     question = tree.question
     for node in tree.nodes():
-        data = tree[node]
+        data = tree.node(node)
         if node == tree.root:
             continue
         steps = label_path(tree, node, settings)
         known = all(step.label is not None for step in steps)
         first_error = next((i for i, step in enumerate(steps) if step.label is False), -1)
         texts = [step.text for step in steps]
-        if data["terminal"]:
-            if data["verdict"] is None:
+        if data.terminal:
+            if data.verdict is None:
                 stats["solutions_without_verdict"] += 1
             elif not known:
                 stats["solutions_with_unknown_step"] += 1
@@ -351,7 +351,7 @@ def processbench_examples(tree: ReasoningTree, settings: ExportSettings, stats: 
                         "problem": question.text,
                         "steps": texts,
                         "label": first_error,
-                        "final_answer_correct": data["verdict"] == "correct",
+                        "final_answer_correct": data.verdict == "correct",
                     },
                     question_id=question.id,
                     has_error=first_error != -1,
@@ -361,9 +361,9 @@ def processbench_examples(tree: ReasoningTree, settings: ExportSettings, stats: 
             continue  # a failed continuation of a good prefix: its first error is unknown
         if settings.consensus:
             # No critic read the prefix with this continuation.
-            stats["removed_without_critique"] += len(data["incorrect_rollouts"])
+            stats["removed_without_critique"] += len(data.incorrect_rollouts)
             continue
-        for index, rollout in enumerate(data["incorrect_rollouts"]):
+        for index, rollout in enumerate(data.incorrect_rollouts):
             if rollout.finish_reason == "length" or not rollout.steps:
                 continue  # a cut-off text is no finished solution
             yield Example(
@@ -430,9 +430,9 @@ def _step_pairs(
     for node in tree.nodes():
         if node == tree.root:
             continue  # the root's rollouts are whole solutions: the dpo export has them
-        data = tree[node]
+        data = tree.node(node)
 
-        def usable(rollouts: list[Any]) -> list[str]:
+        def usable(rollouts: Sequence[Any]) -> list[str]:
             texts: list[str] = []
             for rollout in rollouts:
                 text = rollout.text.strip()
@@ -441,8 +441,8 @@ def _step_pairs(
                     texts.append(text)
             return texts
 
-        correct = usable(data["correct_rollouts"])
-        incorrect = usable(data["incorrect_rollouts"])
+        correct = usable(data.correct_rollouts)
+        incorrect = usable(data.incorrect_rollouts)
         if not correct or not incorrect:
             continue
         prompt = _continue_prompt(tree, settings, tree.prefix_steps(node))
@@ -498,11 +498,11 @@ def _finished_continuation(tree: ReasoningTree, node: int, *, correct: bool) -> 
     stack = [node]
     while stack:
         current = stack.pop()
-        data = tree[current]
+        data = tree.node(current)
         steps = tree.prefix_steps(current)[start:]
-        if data["terminal"] and data["verdict"] == ("correct" if correct else "incorrect"):
+        if data.terminal and data.verdict == ("correct" if correct else "incorrect"):
             return steps
-        for rollout in data["correct_rollouts" if correct else "incorrect_rollouts"]:
+        for rollout in data.correct_rollouts if correct else data.incorrect_rollouts:
             if rollout.finish_reason != "length" and rollout.steps:
                 return [*steps, *rollout.steps]
         stack.extend(reversed(tree.children(current)))

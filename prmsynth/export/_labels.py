@@ -105,8 +105,8 @@ def label_path(
         if error_seen:
             # negative because an earlier step was: only the step's own value is shown
             label, value = False, mc_value
-        elif settings.labels == "search" and tree[node]["label"] is not None:
-            label = tree[node]["label"]  # the first-error rule's judgement
+        elif settings.labels == "search" and tree.node(node).label is not None:
+            label = tree.node(node).label  # the first-error rule's judgement
         elif value is None:
             label = None
         else:
@@ -124,7 +124,7 @@ def label_path(
         steps.append(
             LabelledStep(
                 node=node,
-                text=tree[node]["text"],
+                text=tree.node(node).text,
                 mc_value=mc_value,
                 value=value,
                 label=label,
@@ -169,7 +169,7 @@ def agrees_with_critic(steps: Sequence[LabelledStep], critic_first_error: int) -
 def passes_consensus(
     tree: ReasoningTree, leaf: int, steps: Sequence[LabelledStep], stats: Counter[str]
 ) -> bool:
-    critic_first_error = tree[leaf]["critic_first_error"]
+    critic_first_error = tree.node(leaf).critic_first_error
     if critic_first_error is None:
         stats["removed_without_critique"] += 1
         return False

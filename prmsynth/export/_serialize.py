@@ -47,16 +47,16 @@ def tree_to_dict(tree: ReasoningTree) -> dict[str, Any]:
 
 
 def _node_to_dict(tree: ReasoningTree, node: int) -> dict[str, Any]:
-    data = tree[node]
-    record: dict[str, Any] = {"id": node, "text": data["text"]}
-    record.update({field: data[field] for field in _NODE_FIELDS})
-    record["correct_rollouts"] = [rollout.to_dict() for rollout in data["correct_rollouts"]]
-    record["incorrect_rollouts"] = [rollout.to_dict() for rollout in data["incorrect_rollouts"]]
-    record["label"] = data["label"]
-    record["critic_first_error"] = data["critic_first_error"]
-    record["n_truncated"] = data["n_truncated"]
-    record["n_unparseable"] = data["n_unparseable"]
-    record["unusable_rollouts"] = [rollout.to_dict() for rollout in data["unusable_rollouts"]]
+    stats = tree.node(node)
+    record: dict[str, Any] = {"id": node, "text": stats.text}
+    record.update({field: getattr(stats, field) for field in _NODE_FIELDS})
+    record["correct_rollouts"] = [rollout.to_dict() for rollout in stats.correct_rollouts]
+    record["incorrect_rollouts"] = [rollout.to_dict() for rollout in stats.incorrect_rollouts]
+    record["label"] = stats.label
+    record["critic_first_error"] = stats.critic_first_error
+    record["n_truncated"] = stats.n_truncated
+    record["n_unparseable"] = stats.n_unparseable
+    record["unusable_rollouts"] = [rollout.to_dict() for rollout in stats.unusable_rollouts]
     record["children"] = [_node_to_dict(tree, child) for child in tree.children(node)]
     return record
 
@@ -84,22 +84,21 @@ def tree_from_dict(record: dict[str, Any]) -> ReasoningTree:
                 node,
                 node_record["text"],
                 **{field: node_record[field] for field in _NODE_FIELDS},
+                correct_rollouts=tuple(
+                    Rollout.from_dict(r) for r in node_record["correct_rollouts"]
+                ),
+                incorrect_rollouts=tuple(
+                    Rollout.from_dict(r) for r in node_record["incorrect_rollouts"]
+                ),
+                # Records written before unusable rollouts were kept apart have none.
+                label=node_record.get("label"),
+                critic_first_error=node_record.get("critic_first_error"),
+                n_truncated=int(node_record.get("n_truncated", 0)),
+                n_unparseable=int(node_record.get("n_unparseable", 0)),
+                unusable_rollouts=tuple(
+                    Rollout.from_dict(r) for r in node_record.get("unusable_rollouts", [])
+                ),
             )
-            data = tree[node]
-            data["correct_rollouts"] = [
-                Rollout.from_dict(r) for r in node_record["correct_rollouts"]
-            ]
-            data["incorrect_rollouts"] = [
-                Rollout.from_dict(r) for r in node_record["incorrect_rollouts"]
-            ]
-            # Records written before unusable rollouts were kept apart have none.
-            data["label"] = node_record.get("label")
-            data["critic_first_error"] = node_record.get("critic_first_error")
-            data["n_truncated"] = int(node_record.get("n_truncated", 0))
-            data["n_unparseable"] = int(node_record.get("n_unparseable", 0))
-            data["unusable_rollouts"] = [
-                Rollout.from_dict(r) for r in node_record.get("unusable_rollouts", [])
-            ]
             if parent is not None:
                 tree.graph.add_edge(parent, node)
             # reversed so that children are added, and so ordered, as written
@@ -141,18 +140,18 @@ def flat_record(tree: ReasoningTree) -> dict[str, Any]:
     """
     steps = []
     for node in tree.nodes():
-        data = tree[node]
+        stats = tree.node(node)
         steps.append(
             {
                 "node_id": node,
                 "solution_prefix": STEP_SEPARATOR.join(tree.prefix_steps(node)),
-                "reward": data["mc_value"],
-                "label": data["label"],
-                "critic_first_error": data["critic_first_error"],
-                "n_correct": data["n_correct"],
-                "n_rollouts": data["n_rollouts"],
-                "correctBranches": [r.text for r in data["correct_rollouts"]],
-                "falseBranches": [r.text for r in data["incorrect_rollouts"]],
+                "reward": stats.mc_value,
+                "label": stats.label,
+                "critic_first_error": stats.critic_first_error,
+                "n_correct": stats.n_correct,
+                "n_rollouts": stats.n_rollouts,
+                "correctBranches": [r.text for r in stats.correct_rollouts],
+                "falseBranches": [r.text for r in stats.incorrect_rollouts],
             }
         )
     question = tree.question
@@ -168,9 +167,9 @@ def full_solutions(tree: ReasoningTree) -> Iterator[tuple[str, bool]]:
     """Every distinct whole solution seen in the tree (prefix + rollout), with correctness."""
     seen: set[str] = set()
     for node in tree.nodes():
-        data = tree[node]
+        stats = tree.node(node)
         prefix = tree.prefix_steps(node)
-        for rollout in (*data["correct_rollouts"], *data["incorrect_rollouts"]):
+        for rollout in (*stats.correct_rollouts, *stats.incorrect_rollouts):
             if rollout.finish_reason == "length":
                 continue  # a cut-off text is no solution to imitate or contrast
             text = STEP_SEPARATOR.join([*prefix, rollout.text]).strip()

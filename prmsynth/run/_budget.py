@@ -11,7 +11,6 @@ their estimates, and never over ``max_completions``.
 
 from __future__ import annotations
 
-import collections
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +19,7 @@ import attrs
 
 from prmsynth._errors import BudgetExhausted
 from prmsynth._interfaces import StepGenerator
-from prmsynth._values import LLMResponse, Question
+from prmsynth._values import LLMResponse, Question, Usage
 
 
 @attrs.frozen(kw_only=True)
@@ -53,18 +52,31 @@ class Ledger:
     """
 
     budget: Budget
-    spent_completions: int = 0
-    spent_cost: float = 0.0
+    #: What the run has spent (its completions and cost count against the budget).
+    spent: Usage = attrs.Factory(Usage)
     reserved_completions: int = 0
     reserved_cost: float = 0.0
     cost_per_completion: float = 0.0
     exhausted: str | None = None
-    #: Completions and cost spent per question id by this process.
-    by_question: collections.Counter = attrs.Factory(collections.Counter)
-    cost_by_question: collections.Counter = attrs.Factory(collections.Counter)
 
     price_known: bool = False
     _price_event: Any = attrs.field(default=None, init=False, repr=False)
+
+    @property
+    def spent_completions(self) -> int:
+        return self.spent.n_completions
+
+    @spent_completions.setter
+    def spent_completions(self, value: int) -> None:
+        self.spent = attrs.evolve(self.spent, n_completions=value)
+
+    @property
+    def spent_cost(self) -> float:
+        return self.spent.cost
+
+    @spent_cost.setter
+    def spent_cost(self, value: float) -> None:
+        self.spent = attrs.evolve(self.spent, cost=value)
 
     async def wait_for_price(self) -> None:
         """Under a cost limit, send one request at a time until one has returned:
@@ -101,13 +113,10 @@ class Ledger:
         self.reserved_cost += cost
         return cost
 
-    def settle(self, question_id: str, n: int, reserved_cost: float, response: LLMResponse) -> None:
+    def settle(self, n: int, reserved_cost: float, response: LLMResponse) -> None:
         """Turn a reservation into spending once its response is back."""
         self.release(n, reserved_cost)
-        self.spent_completions += n
-        self.spent_cost += response.cost
-        self.by_question[question_id] += n
-        self.cost_by_question[question_id] += response.cost
+        self.spent += Usage(n_completions=n, cost=response.cost)
         if n:
             self.cost_per_completion = max(self.cost_per_completion, response.cost / n)
         self.price_known = True
@@ -149,7 +158,7 @@ class BudgetedGenerator(StepGenerator):
         except BaseException:
             self.ledger.release(n, reserved_cost)
             raise
-        self.ledger.settle(question.id, n, reserved_cost, response)
+        self.ledger.settle(n, reserved_cost, response)
         return response
 
     def split_steps(self, text: str) -> list[str]:

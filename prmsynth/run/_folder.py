@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import time
+import types
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -64,7 +65,7 @@ from prmsynth._io import (
 )
 from prmsynth._seeds import InputError, shard_of
 from prmsynth._tree import ReasoningTree, TreeInvariantError
-from prmsynth._values import Question
+from prmsynth._values import Question, Usage
 from prmsynth.evolve._files import (
     EVOLVED_FILE,
     load_evolved_questions,
@@ -165,10 +166,8 @@ class _Tally:
     verdicts: collections.Counter = attrs.Factory(collections.Counter)
     failures: list = attrs.Factory(list)
     lines: collections.Counter = attrs.Factory(collections.Counter)
-    n_completions: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
+    #: What the questions' lines record as spent.
+    usage: Usage = attrs.Factory(Usage)
     resumed: int = 0
 
     def add(self, record: dict[str, Any], *, status: str, verdicts: dict[str, int]) -> None:
@@ -180,60 +179,113 @@ class _Tally:
             self.skip_reasons[reason or "unknown"] += 1
         elif status == "failed":
             self.failures.append({"question_id": record["question_id"], "reason": reason or ""})
-        self.n_completions += record.get("n_completions", 0)
-        self.prompt_tokens += record.get("prompt_tokens", 0)
-        self.completion_tokens += record.get("completion_tokens", 0)
-        self.cost += record.get("cost", 0.0)
+        self.usage += Usage.from_record(record)
         self.verdicts.update(verdicts)
 
     @property
     def done(self) -> int:
         return sum(self.status.values())
 
+
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return types.MappingProxyType(dict(value))
+
+
+@attrs.frozen(kw_only=True)
+class RunSummary:
+    """What a run did, as ``summary.json`` records it (`as_dict` gives its keys).
+
+    A summary written while the run goes on has no ``finished_at`` (nor
+    ``questions_total``, ``questions_not_done``, ``stopped_by`` and
+    ``wall_seconds``); ``complete`` is True only when every question is done.
+    ``usage`` is what the run spent (under a budget, what the ledger counted,
+    the questions left unfinished included).
+    """
+
+    complete: bool
+    started_at: str
+    #: run.json's settings, repeated at the top of the summary.
+    run_info: Mapping[str, Any] = attrs.field(converter=_frozen_mapping)
+    #: The corrupt lines set aside when the run resumed, described.
+    lines_set_aside: tuple[str, ...] = ()
+    questions_done: int
+    questions_resumed: int
+    kept: int
+    skipped: int
+    skipped_by_reason: Mapping[str, int] = attrs.field(converter=_frozen_mapping)
+    failed: int
+    failures: tuple[Mapping[str, str], ...] = ()
+    usage: Usage
+    rollout_verdicts: Mapping[str, int] = attrs.field(converter=_frozen_mapping)
+    lines_written: Mapping[str, int] = attrs.field(converter=_frozen_mapping)
+    questions_total: int | None = None
+    questions_not_done: int | None = None
+    stopped_by: str | None = None
+    finished_at: str | None = None
+    wall_seconds: float | None = None
+    #: The error that ended the run, secrets redacted.
+    error: str | None = None
+
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "questions_done": self.done,
-            "questions_resumed": self.resumed,
-            "kept": self.status["kept"],
-            "skipped": self.status["skipped"],
-            "skipped_by_reason": dict(self.skip_reasons),
-            "failed": self.status["failed"],
-            "failures": self.failures,
-            "completions": self.n_completions,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cost_usd": round(self.cost, 6),
-            "rollout_verdicts": dict(self.verdicts),
-            "lines_written": dict(self.lines),
+        """The summary as ``summary.json`` holds it, keys in its order."""
+        summary: dict[str, Any] = {
+            "complete": self.complete,
+            "started_at": self.started_at,
+            **self.run_info,
         }
+        if self.lines_set_aside:
+            summary["lines_set_aside"] = list(self.lines_set_aside)
+        summary.update(
+            questions_done=self.questions_done,
+            questions_resumed=self.questions_resumed,
+            kept=self.kept,
+            skipped=self.skipped,
+            skipped_by_reason=dict(self.skipped_by_reason),
+            failed=self.failed,
+            failures=[dict(failure) for failure in self.failures],
+            completions=self.usage.n_completions,
+            prompt_tokens=self.usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens,
+            cost_usd=round(self.usage.cost, 6),
+            rollout_verdicts=dict(self.rollout_verdicts),
+            lines_written=dict(self.lines_written),
+        )
+        if self.finished_at is not None:
+            summary.update(
+                questions_total=self.questions_total,
+                questions_not_done=self.questions_not_done,
+                stopped_by=self.stopped_by,
+                finished_at=self.finished_at,
+                wall_seconds=self.wall_seconds,
+            )
+        if self.error is not None:
+            summary["error"] = self.error
+        return summary
 
 
 def _verdict_counts(tree: ReasoningTree) -> dict[str, int]:
     counts: collections.Counter[str] = collections.Counter()
     for node in tree.nodes():
-        data = tree[node]
+        data = tree.node(node)
         for rollout in (
-            *data["correct_rollouts"],
-            *data["incorrect_rollouts"],
-            *data["unusable_rollouts"],
+            *data.correct_rollouts,
+            *data.incorrect_rollouts,
+            *data.unusable_rollouts,
         ):
             counts[rollout.verdict.status] += 1
     return dict(counts)
 
 
 def _skipped_record(result: SearchResult) -> dict[str, Any]:
-    root = result.tree[result.tree.root]
+    root = result.tree.node(result.tree.root)
     return {
         "question_id": result.question.id,
         "question": result.question.text,
         "status": result.status,
         "reason": None if result.reason is None else redact_secrets(result.reason),
-        "n_correct": root["n_correct"],
-        "n_rollouts": root["n_rollouts"],
-        "n_completions": result.n_completions,
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
-        "cost": result.cost,
+        "n_correct": root.n_correct,
+        "n_rollouts": root.n_rollouts,
+        **result.usage.as_record(),
         "rollout_verdicts": _verdict_counts(result.tree),
     }
 
@@ -561,7 +613,7 @@ def run_to_directory(
     shard: tuple[int, int] | None = None,
     extra_files: Mapping[str, str] | None = None,
     executor: Executor | None = None,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Evolve (with ``pipeline.evolver``) and search ``questions`` into
     ``out_dir``, resuming what the folder already holds.
 
@@ -569,7 +621,8 @@ def run_to_directory(
     ``skipped.jsonl``, so a crash (SIGKILL included) keeps every finished
     question and a rerun of the same command continues where it stopped.
     ``summary.json`` says ``"complete": true`` only when every question is
-    done.  ``questions`` are read lazily, as the search takes them: a list, a
+    done; the returned [`RunSummary`][prmsynth.run._folder.RunSummary] is what it
+    says last.  ``questions`` are read lazily, as the search takes them: a list, a
     [`QuestionSpool`][prmsynth._seeds.QuestionSpool] or any other sized
     collection gives the progress its total at the start, a one-shot iterator
     (from [`iter_questions`][prmsynth.iter_questions]) as it is read.
@@ -628,12 +681,11 @@ def _run_locked(
     shard: tuple[int, int] | None,
     extra_files: Mapping[str, str],
     executor: Executor,
-) -> dict[str, Any]:
+) -> RunSummary:
     started = time.monotonic()
     # The prefix mode is settled (a probe, for "auto") before the identity is taken.
     pipeline = asyncio.run(pipeline.prepared())
     run_info = {**run_info, **run_identity(pipeline)}
-    system_prompt = run_info["system_prompt"]
     folder = prepare_output_directory(out_dir, run_info, overwrite=overwrite)
     for name, text in extra_files.items():
         with atomic_file(out_dir / name) as file:
@@ -641,90 +693,166 @@ def _run_locked(
     for problem in folder.set_aside:
         if log is not None:
             print(f"warning: {problem}; its question runs again", file=log)
-    tally = folder.tally
     # Where evolution runs is the executor's (a Ray cluster's worker, or here).
     evolver = executor.evolver_for(pipeline.evolver)
     if evolver is not pipeline.evolver:
         pipeline = attrs.evolve(pipeline, evolver=evolver)
     to_search = questions_to_search(pipeline, questions, out_dir, shard=shard, log=log)
-    remaining: Iterator[Question] | AsyncIterator[Question]
-    if isinstance(to_search, _EvolutionStream):
-        remaining = _unfinished(to_search, folder.finished)
-        evolution = to_search
-
-        def n_questions() -> int:  # grows as evolution accepts questions
-            return len(evolution.questions)
-
-        def all_questions_known() -> bool:
-            return evolution.finished
-
-    else:
-        known_total = _known_total(to_search)
-        pulled = _Pulled(to_search)
-        remaining = (question for question in pulled if question.id not in folder.finished)
-
-        def n_questions() -> int:
-            # An iterator not read to its end: at least what is done.
-            return known_total if known_total is not None else max(pulled.count, tally.done)
-
-        def all_questions_known() -> bool:
-            return known_total is not None or pulled.exhausted
-
-    summary_path = out_dir / SUMMARY_FILE
-    # What earlier runs in this folder spent counts against the budget too:
-    # their unfinished and failed questions' spend is in no line, only in
-    # their summary.  Every summary, a run's first one included, carries it
-    # on, so that a run killed before its last summary passes it to the next.
-    earlier = _read_json(summary_path) or {}
-    unlined_completions = max(0, earlier.get("completions", 0) - tally.n_completions)
-    unlined_cost = max(0.0, earlier.get("cost_usd", 0.0) - tally.cost)
-    ledger = Ledger(
+    loop = _RunLoop(
+        pipeline=pipeline,
+        executor=executor,
+        out_dir=out_dir,
+        run_info=run_info,
+        folder=folder,
+        questions=_Questions.of(to_search, folder),
         budget=budget,
-        spent_completions=tally.n_completions + unlined_completions,
-        spent_cost=tally.cost + unlined_cost,
+        started=started,
+        on_result=on_result,
+        log=log,
+        progress_interval=progress_interval,
     )
+    return loop.run()
 
-    def spent() -> dict[str, Any]:
-        if budget.limited:  # the ledger saw every request, unfinished questions' too
-            completions, cost = ledger.spent_completions, ledger.spent_cost
-        else:
-            completions = tally.n_completions + unlined_completions
-            cost = tally.cost + unlined_cost
-        return {"completions": completions, "cost_usd": round(cost, 6)}
 
-    if budget.limited:
-        # Every request reserves its share before it is sent (see run._budget).
-        pipeline = attrs.evolve(
-            pipeline, generator=BudgetedGenerator(generator=pipeline.generator, ledger=ledger)
+@attrs.define(kw_only=True)
+class _Questions:
+    """The questions a run has left to search, and how many it has in all."""
+
+    remaining: Iterator[Question] | AsyncIterator[Question]
+    #: The evolution that yields the questions, when the run evolves them.
+    evolution: _EvolutionStream | None = None
+    #: The seeds as the search pulls them, otherwise.
+    pulled: _Pulled | None = None
+    #: Their number, when it is known before they are read.
+    known_total: int | None = None
+
+    @classmethod
+    def of(cls, to_search: Iterable[Question] | _EvolutionStream, folder: _Folder) -> _Questions:
+        if isinstance(to_search, _EvolutionStream):
+            return cls(remaining=_unfinished(to_search, folder.finished), evolution=to_search)
+        pulled = _Pulled(to_search)
+        return cls(
+            remaining=(question for question in pulled if question.id not in folder.finished),
+            pulled=pulled,
+            known_total=_known_total(to_search),
         )
-    summary: dict[str, Any] = {"complete": False, "started_at": _now(), **run_info}
-    if folder.set_aside:
-        summary["lines_set_aside"] = folder.set_aside
-    write_json(summary_path, {**summary, **tally.as_dict(), **spent()})
-    progress = Progress(
-        total=n_questions(),
-        stream=log,
-        interval=progress_interval,
-        detail=executor.progress_detail,
-    )
-    progress.update(tally)
-    files = {name: _open_for_append(out_dir / name) for name in OUTPUT_FILES}
 
-    def write(name: str, record: dict[str, Any]) -> None:
-        append_line(files[name], record)
-        tally.lines[name] += 1
+    def total(self, done: int) -> int:
+        """How many questions the run has (``done`` of them are finished)."""
+        if self.evolution is not None:
+            return len(self.evolution.questions)  # grows as evolution accepts questions
+        if self.known_total is not None:
+            return self.known_total
+        # An iterator not read to its end: at least what is done.
+        return max(self.pulled.count if self.pulled is not None else 0, done)
 
-    def schema_problems(result: SearchResult) -> list[str]:
-        """Every line a kept question would write, checked against its format's schema."""
-        problems = [f"tree: {p}" for p in validate_record(result_to_tree_record(result), "tree")]
-        for name, records in derived_records(result.tree, system_prompt).items():
-            for record in records:
-                problems += [f"{name}: {p}" for p in validate_record(record, RUN_FORMATS[name])]
-        return problems
+    def all_known(self) -> bool:
+        """Whether `total` is final: every question was read (or counted beforehand)."""
+        if self.evolution is not None:
+            return self.evolution.finished
+        return self.known_total is not None or (self.pulled is not None and self.pulled.exhausted)
 
-    stop_reason: list[str] = []
 
-    def should_stop() -> bool:
+@attrs.define(kw_only=True)
+class _RunLoop:
+    """One run over a prepared folder: search, write each finished question's
+    lines (`take`), stop when the budget is spent (`should_stop`), and write
+    the summary (`finish`)."""
+
+    pipeline: Pipeline
+    executor: Executor
+    out_dir: Path
+    run_info: dict[str, Any]
+    folder: _Folder
+    questions: _Questions
+    budget: Budget
+    #: ``time.monotonic()`` when the run started.
+    started: float
+    on_result: Callable[[SearchResult], None] | None = None
+    log: TextIO | None = None
+    progress_interval: float = 10.0
+    started_at: str = attrs.Factory(_now)
+    #: What earlier runs in this folder spent on no line (their unfinished and
+    #: failed questions): it counts against the budget too.
+    unlined: Usage = attrs.field(init=False)
+    ledger: Ledger = attrs.field(init=False)
+    progress: Progress = attrs.field(init=False)
+    stopped_by: str | None = None
+    files: dict[str, IO[str]] = attrs.Factory(dict)
+
+    def __attrs_post_init__(self) -> None:
+        # Only the summary carries the spend of questions that wrote no line;
+        # every summary, a run's first one included, carries it on, so that a
+        # run killed before its last summary passes it to the next.
+        earlier = _read_json(self.summary_path) or {}
+        lined = self.tally.usage
+        self.unlined = Usage(
+            n_completions=max(0, earlier.get("completions", 0) - lined.n_completions),
+            cost=max(0.0, earlier.get("cost_usd", 0.0) - lined.cost),
+        )
+        self.ledger = Ledger(
+            budget=self.budget,
+            spent=Usage(
+                n_completions=lined.n_completions + self.unlined.n_completions,
+                cost=lined.cost + self.unlined.cost,
+            ),
+        )
+        if self.budget.limited:
+            # Every request reserves its share before it is sent (see run._budget).
+            generator = BudgetedGenerator(generator=self.pipeline.generator, ledger=self.ledger)
+            self.pipeline = attrs.evolve(self.pipeline, generator=generator)
+        self.progress = Progress(
+            total=self.questions.total(self.tally.done),
+            stream=self.log,
+            interval=self.progress_interval,
+            detail=self.executor.progress_detail,
+        )
+
+    @property
+    def tally(self) -> _Tally:
+        return self.folder.tally
+
+    @property
+    def summary_path(self) -> Path:
+        return self.out_dir / SUMMARY_FILE
+
+    @property
+    def system_prompt(self) -> str:
+        return self.run_info["system_prompt"]
+
+    def run(self) -> RunSummary:
+        """Search every remaining question into the folder; returns the last summary."""
+        write_json(self.summary_path, self.summary().as_dict())
+        self.progress.update(self.tally)
+        self.files = {name: _open_for_append(self.out_dir / name) for name in OUTPUT_FILES}
+        error: BaseException | None = None
+        try:
+            asyncio.run(self._consume())
+        except BaseException as caught:  # keep the summary honest, then re-raise
+            error = caught
+            fatal = storage_error(caught)
+            if fatal is not None:
+                fatal.after_work = True  # the questions finished before it stay in the folder
+                error = fatal
+                raise fatal from None
+            raise
+        finally:
+            summary = self.finish(error)
+        return summary
+
+    async def _consume(self) -> None:
+        # aclosing: an error here (a full disk) stops the search at once.
+        async with contextlib.aclosing(
+            self.executor.astream(
+                self.pipeline, self.questions.remaining, stop_when=self.should_stop
+            )
+        ) as results:
+            async for result in results:
+                self.take(result)
+
+    def should_stop(self) -> bool:
+        """Whether the budget is spent; the first reason is kept as ``stopped_by``."""
+        ledger, budget = self.ledger, self.budget
         reason = ledger.exhausted
         if (
             budget.max_completions is not None
@@ -733,28 +861,21 @@ def _run_locked(
             reason = reason or "max_completions"
         if budget.max_cost is not None and ledger.spent_cost >= budget.max_cost:
             reason = reason or "max_cost"
-        if reason and not stop_reason:
-            stop_reason.append(reason)
+        if self.stopped_by is None:
+            self.stopped_by = reason
         return reason is not None
 
-    async def consume() -> None:
-        # aclosing: an error here (a full disk) stops the search at once.
-        async with contextlib.aclosing(
-            executor.astream(pipeline, remaining, stop_when=should_stop)
-        ) as results:
-            async for result in results:
-                take(result)
-
-    def take(result: SearchResult) -> None:
+    def take(self, result: SearchResult) -> None:
         """Write one finished question's lines and count it."""
-        if result.status == "failed" and ledger.exhausted is not None:
+        if result.status == "failed" and self.ledger.exhausted is not None:
             if (result.reason or "").startswith(BudgetExhausted.__name__):
                 # Stopped by the budget, not failed: nothing is written, and a
                 # resumed run searches the question again.
-                should_stop()
-                progress.update(tally, result)
+                self.should_stop()
+                self.progress.update(self.tally, result)
                 return
-        problems = schema_problems(result) if result.status == "kept" else []
+        lines = self._kept_lines(result) if result.status == "kept" else []
+        problems = _schema_problems(lines)
         if problems:
             # Nothing that fails its schema is written; the question is
             # recorded as failed (and runs again on resume).
@@ -762,64 +883,105 @@ def _run_locked(
                 result, status="failed", reason="schema: " + "; ".join(problems[:3])
             )
             _logger.warning("question %s failed: %s", result.question.id, result.reason)
-        if result.status == "kept":
-            # The tree line is the question's commit; derived lines follow.
-            line = result_to_tree_record(result)
-            write("trees.jsonl", line)
-            for name, records in derived_records(result.tree, system_prompt).items():
-                for record in records:
-                    write(name, record)
-        else:
-            line = _skipped_record(result)
-            write("skipped.jsonl", line)
-        tally.add(line, status=result.status, verdicts=_verdict_counts(result.tree))
-        progress.total = n_questions()
-        progress.update(tally, result)
-        if on_result is not None:
-            on_result(result)
+            lines = []
+        if not lines:
+            lines = [("skipped.jsonl", _skipped_record(result))]
+        # A kept question's tree line is its commit; derived lines follow.
+        for name, record in lines:
+            append_line(self.files[name], record)
+            self.tally.lines[name] += 1
+        self.tally.add(lines[0][1], status=result.status, verdicts=_verdict_counts(result.tree))
+        self.progress.total = self.questions.total(self.tally.done)
+        self.progress.update(self.tally, result)
+        if self.on_result is not None:
+            self.on_result(result)
 
-    error: BaseException | None = None
-    try:
-        asyncio.run(consume())
-    except BaseException as caught:  # keep the summary honest, then re-raise
-        error = caught
-        fatal = storage_error(caught)
-        if fatal is not None:
-            fatal.after_work = True  # the questions finished before it stay in the folder
-            error = fatal
-            raise fatal from None
-        raise
-    finally:
-        for file in files.values():
+    def _kept_lines(self, result: SearchResult) -> list[tuple[str, dict[str, Any]]]:
+        """Every line a kept question writes, its tree line first."""
+        lines = [("trees.jsonl", result_to_tree_record(result))]
+        for name, records in derived_records(result.tree, self.system_prompt).items():
+            lines += [(name, record) for record in records]
+        return lines
+
+    def finish(self, error: BaseException | None) -> RunSummary:
+        """Close the files and write the final summary (also after ``error``)."""
+        for file in self.files.values():
             with contextlib.suppress(OSError):  # each line was written and synced already
                 file.close()
-        pipeline.verifier.close()
-        progress.close(tally)
-        progress.total = n_questions()
-        not_done = n_questions() - tally.done
-        summary.update(tally.as_dict())
-        summary.update(spent())
-        summary.update(
-            complete=error is None
-            and not stop_reason
-            and tally.status["failed"] == 0
-            and not_done == 0
-            and all_questions_known(),
-            questions_total=n_questions(),
-            questions_not_done=not_done,
-            stopped_by=stop_reason[0] if stop_reason else None,
-            finished_at=_now(),
-            wall_seconds=round(time.monotonic() - started, 3),
-        )
-        if error is not None:
-            summary["error"] = redact_secrets(f"{type(error).__name__}: {error}")
+        self.pipeline.verifier.close()
+        self.progress.close(self.tally)
+        summary = self.summary(finished=True, error=error)
         try:
-            write_json(summary_path, summary)
+            write_json(self.summary_path, summary.as_dict())
         except StorageError:
             if error is None:
                 raise
             # The run stops for its own error; the summary is rebuilt on resume.
-    return summary
+        return summary
+
+    def spent(self) -> Usage:
+        """What the run has spent: under a budget, the ledger's count (it saw
+        every request, unfinished questions' too); else what the lines record
+        and earlier runs spent on no line."""
+        if self.budget.limited:
+            spent = self.ledger.spent
+            return attrs.evolve(
+                self.tally.usage, n_completions=spent.n_completions, cost=spent.cost
+            )
+        return self.tally.usage + self.unlined
+
+    def summary(self, *, finished: bool = False, error: BaseException | None = None) -> RunSummary:
+        """The summary now; with ``finished``, the one the run ends with."""
+        tally = self.tally
+        end: dict[str, Any] = {}
+        complete = False
+        if finished:
+            total = self.questions.total(tally.done)
+            not_done = total - tally.done
+            complete = (
+                error is None
+                and self.stopped_by is None
+                and tally.status["failed"] == 0
+                and not_done == 0
+                and self.questions.all_known()
+            )
+            end = {
+                "questions_total": total,
+                "questions_not_done": not_done,
+                "stopped_by": self.stopped_by,
+                "finished_at": _now(),
+                "wall_seconds": round(time.monotonic() - self.started, 3),
+            }
+            if error is not None:
+                end["error"] = redact_secrets(f"{type(error).__name__}: {error}")
+        return RunSummary(
+            complete=complete,
+            started_at=self.started_at,
+            run_info=self.run_info,
+            lines_set_aside=tuple(self.folder.set_aside),
+            questions_done=tally.done,
+            questions_resumed=tally.resumed,
+            kept=tally.status["kept"],
+            skipped=tally.status["skipped"],
+            skipped_by_reason=tally.skip_reasons,
+            failed=tally.status["failed"],
+            failures=tuple(tally.failures),
+            usage=self.spent(),
+            rollout_verdicts=tally.verdicts,
+            lines_written=tally.lines,
+            **end,
+        )
+
+
+def _schema_problems(lines: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Every line checked against its format's schema."""
+    problems = []
+    for name, record in lines:
+        if name == "trees.jsonl":
+            problems += [f"tree: {p}" for p in validate_record(record, "tree")]
+        else:
+            problems += [f"{name}: {p}" for p in validate_record(record, RUN_FORMATS[name])]
+    return problems
 
 
 def _open_for_append(path: Path) -> IO[str]:
@@ -1009,7 +1171,7 @@ class RunFolder:
         [`RayExecutor`][prmsynth.RayExecutor] ships the Pipeline to a Ray
         cluster's workers; the folder is written here either way).
         """
-        return run_to_directory(
+        summary = run_to_directory(
             pipeline,
             questions,
             self.path,
@@ -1021,6 +1183,7 @@ class RunFolder:
             shard=shard,
             executor=executor,
         )
+        return summary.as_dict()
 
     def merge(self, shards: Sequence[str | os.PathLike]) -> dict[str, Any]:
         """Join the folders of a sharded run into this (empty or new) folder;

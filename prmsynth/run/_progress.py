@@ -53,7 +53,7 @@ class Progress:
     def _line(self, tally: Any) -> str:
         elapsed = max(self.clock() - self.started, 1e-9)
         first_completions, first_done = self._baseline(tally)
-        rate = (tally.n_completions - first_completions) / elapsed
+        rate = (tally.usage.n_completions - first_completions) / elapsed
         finished_here = tally.done - first_done
         left = max(self.total - tally.done, 0)
         if left == 0:
@@ -62,13 +62,13 @@ class Progress:
             eta = format_duration(left * elapsed / finished_here)
         else:
             eta = "?"
-        tokens = tally.prompt_tokens + tally.completion_tokens
+        tokens = tally.usage.prompt_tokens + tally.usage.completion_tokens
         width = 20
         filled = int(width * tally.done / self.total) if self.total else width
         bar = "#" * filled + "." * (width - filled)
         return (
             f"[{bar}] {tally.done}/{self.total} questions | {format_duration(elapsed)} elapsed, "
-            f"ETA {eta} | {rate:.1f} completions/s | {tokens:,} tokens | ${tally.cost:.4f} | "
+            f"ETA {eta} | {rate:.1f} completions/s | {tokens:,} tokens | ${tally.usage.cost:.4f} | "
             f"{tally.status['failed']} failed"
         ) + self._detail()
 
@@ -80,7 +80,7 @@ class Progress:
         # What the folder held when the display started (a resumed run's
         # questions) does not count towards the pace.
         if self.first_completions is None or self.first_done is None:
-            self.first_completions, self.first_done = tally.n_completions, tally.done
+            self.first_completions, self.first_done = tally.usage.n_completions, tally.done
         return self.first_completions, self.first_done
 
     def update(self, tally: Any, result: Any = None) -> None:

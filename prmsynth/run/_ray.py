@@ -35,7 +35,7 @@ import attrs
 from prmsynth._errors import BackendUnavailable, BudgetExhausted, InputError
 from prmsynth._interfaces import NoEvolution, QuestionEvolver, SearchResult, StepGenerator
 from prmsynth._tree import ReasoningTree
-from prmsynth._values import LLMResponse, Question
+from prmsynth._values import LLMResponse, Question, Usage
 from prmsynth.run._budget import Budget, BudgetedGenerator, Ledger
 from prmsynth.run._pipeline import _as_async_iterator, _StallWatch
 
@@ -327,7 +327,7 @@ class _BudgetKeeper:
 
     def __init__(self, budget: Budget, spent_completions: int, spent_cost: float) -> None:
         self.ledger = Ledger(
-            budget=budget, spent_completions=spent_completions, spent_cost=spent_cost
+            budget=budget, spent=Usage(n_completions=spent_completions, cost=spent_cost)
         )
         # What each worker has reserved and not yet settled.
         self.held: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
@@ -348,11 +348,9 @@ class _BudgetKeeper:
         held[1] += cost
         return True, cost
 
-    def settle(
-        self, worker: str, question_id: str, n: int, reserved_cost: float, cost: float
-    ) -> None:
+    def settle(self, worker: str, n: int, reserved_cost: float, cost: float) -> None:
         self._unhold(worker, n, reserved_cost)
-        self.ledger.settle(question_id, n, reserved_cost, types.SimpleNamespace(cost=cost))
+        self.ledger.settle(n, reserved_cost, types.SimpleNamespace(cost=cost))
 
     def release(self, worker: str, n: int, reserved_cost: float) -> None:
         self._unhold(worker, n, reserved_cost)
@@ -363,8 +361,7 @@ class _BudgetKeeper:
         n, cost = self.held.pop(worker, (0, 0.0))
         if n:
             self.ledger.release(int(n), cost)
-            self.ledger.spent_completions += int(n)
-            self.ledger.spent_cost += cost
+            self.ledger.spent += Usage(n_completions=int(n), cost=cost)
 
     def _unhold(self, worker: str, n: int, reserved_cost: float) -> None:
         held = self.held[worker]
@@ -411,7 +408,7 @@ class _KeptBudgetGenerator(StepGenerator):
         except BaseException:
             self.keeper.release.remote(self.worker, n, value)
             raise
-        await self.keeper.settle.remote(self.worker, question.id, n, value, response.cost)
+        await self.keeper.settle.remote(self.worker, n, value, response.cost)
         return response
 
     def split_steps(self, text: str) -> list[str]:

@@ -33,7 +33,7 @@ from prmsynth._interfaces import (
     StepVerifier,
 )
 from prmsynth._tree import ReasoningTree
-from prmsynth._values import Question, Rollout, SearchSettings, Verdict
+from prmsynth._values import Question, Rollout, SearchSettings, Usage, Verdict
 from prmsynth.search._first_error import Evidence, FirstErrorRule, RelativeDrop, Threshold
 
 #: Extra sampling rounds for completions that were cut off or had no answer.
@@ -68,11 +68,26 @@ class SearchRun:
     settings: SearchSettings
     generator: StepGenerator
     verifier: StepVerifier
-    n_completions: int = 0
+    #: What the question's requests have spent so far.
+    usage: Usage = attrs.Factory(Usage)
     n_selections: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
+
+    @property
+    def n_completions(self) -> int:
+        """Completions sampled for the question so far (``usage.n_completions``)."""
+        return self.usage.n_completions
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.usage.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.usage.completion_tokens
+
+    @property
+    def cost(self) -> float:
+        return self.usage.cost
 
     @property
     def budget_left(self) -> bool:
@@ -88,10 +103,7 @@ class SearchRun:
         response = await self.generator.generate(
             question, prefix, n=n, sample_offset=self.n_completions
         )
-        self.n_completions += n
-        self.prompt_tokens += response.prompt_tokens
-        self.completion_tokens += response.completion_tokens
-        self.cost += response.cost
+        self.usage += Usage.of_response(response, n)
         completions = response.completions
         # The answer is read from the whole solution: a continuation may end
         # without restating an answer the prefix already reached.
@@ -142,12 +154,12 @@ class SearchRun:
         shared prefix) is reused, neither costs completions.  With ``grow``
         the rollouts also `grow` the tree (and OmegaPRM's candidate pool).
         """
-        data = self.tree[node]
-        if data["terminal"] or data["n_rollouts"] >= self.settings.num_branches:
-            return data["mc_value"]
+        data = self.tree.node(node)
+        if data.terminal or data.n_rollouts >= self.settings.num_branches:
+            return data.mc_value
         if not self.budget_left:
             return None
-        wanted = self.settings.num_branches - data["n_rollouts"]
+        wanted = self.settings.num_branches - data.n_rollouts
         # Cut-off or answerless completions say nothing about the prefix: the
         # shortfall is sampled again (twice at most), within the budget.
         for _ in range(1 + UNUSABLE_RETRIES):
@@ -209,14 +221,14 @@ class SearchRun:
         counts = {}
         pooled = [0, 0]
         for node in self.tree.path(anchor):
-            pooled[0] += self.tree[node]["n_correct"]
-            pooled[1] += self.tree[node]["n_rollouts"]
+            pooled[0] += self.tree.node(node).n_correct
+            pooled[1] += self.tree.node(node).n_rollouts
         if pooled[1]:
             counts[-1] = (pooled[0], pooled[1])
         for index, node in enumerate(nodes[:-1]):  # the last prefix's value is exact
-            data = self.tree[node]
-            if data["n_rollouts"]:
-                counts[index] = (data["n_correct"], data["n_rollouts"])
+            data = self.tree.node(node)
+            if data.n_rollouts:
+                counts[index] = (data.n_correct, data.n_rollouts)
         return Evidence(n_steps=len(nodes), counts=counts, final_correct=verdict.correct)
 
     async def locate_first_error(
@@ -278,11 +290,8 @@ class SearchRun:
             tree=self.tree,
             status=status,
             reason=reason,
-            n_completions=self.n_completions,
+            usage=self.usage,
             n_selections=self.n_selections,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            cost=self.cost,
         )
 
     def label_result(
@@ -298,9 +307,7 @@ class SearchRun:
             step_values=values,
             first_error=first_error,
             final_verdict=verdict,
-            n_completions=self.n_completions,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
+            usage=self.usage,
         )
 
 
@@ -319,7 +326,7 @@ class MonteCarloPolicy(SearchPolicy):
     >>> from prmsynth.testing import ScriptedLLM
     >>> class FirstStepsOnly(MonteCarloPolicy):
     ...     async def expand(self, run):
-    ...         for rollout in run.tree[run.tree.root]["incorrect_rollouts"]:
+    ...         for rollout in run.tree.node(run.tree.root).incorrect_rollouts:
     ...             await run.estimate(run.tree.add_step(run.tree.root, rollout.steps[0]))
     >>> replies = ["Add.\\n\\nSo 4.", "Guess.\\n\\nSo 5."]
     >>> llm = ScriptedLLM(lambda request: replies[request.sample_index % 2])
@@ -487,7 +494,7 @@ class OmegaPRMRun(SearchRun):
         quality = settings.alpha ** (1.0 - mc_value) * settings.beta ** (
             rollout_length(candidate.rollout) / settings.length_scale
         )
-        visits = self.tree[candidate.node]["visits"]
+        visits = self.tree.node(candidate.node).visits
         exploration = settings.exploration * math.sqrt(total_visits) / (1 + visits)
         return quality + exploration
 
@@ -570,8 +577,8 @@ class MathShepherd(MonteCarloPolicy):
 
     async def expand(self, run: SearchRun) -> None:
         """Estimate every prefix of every screening solution, in order."""
-        root = run.tree[run.tree.root]
-        for rollout in (*root["correct_rollouts"], *root["incorrect_rollouts"]):
+        root = run.tree.node(run.tree.root)
+        for rollout in (*root.correct_rollouts, *root.incorrect_rollouts):
             last = run.add_solution(run.tree.root, rollout)
             if last is None:
                 continue
@@ -627,7 +634,7 @@ class BestOfN(MonteCarloPolicy):
     async def expand(self, run: SearchRun) -> None:
         """The incorrect screening solutions join the tree (the correct ones
         joined it while screening)."""
-        for rollout in run.tree[run.tree.root]["incorrect_rollouts"]:
+        for rollout in run.tree.node(run.tree.root).incorrect_rollouts:
             run.add_solution(run.tree.root, rollout)
 
 

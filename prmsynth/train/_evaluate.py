@@ -253,8 +253,8 @@ def candidates_from_trees(path: str | os.PathLike) -> list[Candidate]:
     candidates = []
     for tree in read_tree_file(path):
         for leaf in tree.leaves():
-            data = tree[leaf]
-            if not data.get("terminal") or data.get("verdict") not in ("correct", "incorrect"):
+            data = tree.node(leaf)
+            if not data.terminal or data.verdict not in ("correct", "incorrect"):
                 continue
             steps = tuple(tree.prefix_steps(leaf))
             candidates.append(
@@ -262,7 +262,7 @@ def candidates_from_trees(path: str | os.PathLike) -> list[Candidate]:
                     question_id=tree.question.id,
                     problem=tree.question.text,
                     steps=steps,
-                    correct=data["verdict"] == "correct",
+                    correct=data.verdict == "correct",
                     final=extract_answer("\n\n".join(steps)),
                     answer=tree.question.reference_answer,
                 )

@@ -47,7 +47,7 @@ def _solution_lengths(tree: ReasoningTree) -> list[int]:
     """Steps of every solution: the path from the root to each node that ends one."""
     lengths = []
     for node in tree.nodes():
-        if node != tree.root and tree[node]["terminal"]:
+        if node != tree.root and tree.node(node).terminal:
             lengths.append(len(tree.path(node)) - 1)
     return lengths
 
