@@ -188,7 +188,7 @@ class RouterLLM(RetryingLLM):
         if self.router_arguments is None:
             raise TypeError("only a RouterLLM built by from_config can be pickled")
         fields = {
-            field.name: getattr(self, field.name)
+            field.alias: getattr(self, field.name)
             for field in attrs.fields(type(self))
             if field.init and field.name != "router"
         }
