@@ -49,7 +49,13 @@ from typing import Any, TypeVar
 import attrs
 
 from prmsynth._errors import RUN_FATAL
-from prmsynth._interfaces import LLM, QuestionEvolver, gather_or_cancel
+from prmsynth._interfaces import (
+    LLM,
+    EvolutionReport,
+    QuestionEvolver,
+    Rejection,
+    gather_or_cancel,
+)
 from prmsynth._values import Completion, Question
 from prmsynth.llm._cache import llm_identity
 from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT, derive_seed
@@ -320,51 +326,6 @@ class EvolutionSettings:
         return data
 
 
-@attrs.frozen(kw_only=True)
-class Rejection:
-    """A candidate that did not become a question, and why.
-
-    ``reason`` is one of `REJECTION_REASONS`; ``detail`` says more (the
-    matched question, the vote).  ``candidate_id`` is the id the question
-    would have had; ``root_id`` the seed it descends from.
-    """
-
-    candidate_text: str
-    parent_id: str
-    mutation: str
-    round: int
-    reason: str
-    detail: str = ""
-    candidate_id: str | None = None
-    root_id: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        from prmsynth._errors import redact_secrets
-
-        # The detail may quote a failed request's error, and errors may echo keys.
-        return {**attrs.asdict(self), "detail": redact_secrets(self.detail)}
-
-
-@attrs.frozen(kw_only=True)
-class EvolutionReport:
-    """What an evolution produced: the questions, every rejected candidate, and counts.
-
-    ``questions`` holds the seeds first (when ``keep_seeds``), then the
-    survivors in the order they were made.  ``stats`` has ``seeds``,
-    ``rounds``, ``attempted`` (candidates asked for), ``evolved`` (candidates
-    that passed elimination and went to the vote), ``eliminated`` and
-    ``eliminated_by_reason``, ``answered`` (kept with a majority answer),
-    ``unsolvable``, ``errors`` (failed LLM calls), ``questions`` (returned),
-    ``by_mutation`` and the LLM cost (``completions``, ``prompt_tokens``,
-    ``completion_tokens``).  Every attempt ends exactly one way:
-    ``attempted == eliminated + unsolvable + errors + answered``.
-    """
-
-    questions: list[Question]
-    rejects: list[Rejection]
-    stats: dict[str, Any]
-
-
 def format_stats(stats: Mapping[str, Any]) -> str:
     """One line with the counts of an [`EvolutionReport`][prmsynth.EvolutionReport].
 
@@ -482,7 +443,6 @@ class EvolveInstruct(QuestionEvolver):
     extractor: Callable[[str], str | None] = extract_answer
     prompt_version: str = PROMPT_VERSION
     progress: Callable[[str], None] | None = None
-    _reports: list[EvolutionReport] = attrs.field(init=False, factory=list, repr=False)
 
     def identity(self) -> dict[str, Any]:
         """What decides the evolved questions, as a run records it."""
@@ -536,11 +496,6 @@ class EvolveInstruct(QuestionEvolver):
                 if len(words.split()) >= 2:  # "#Problem#" alone would ban the word "problem"
                     markers.add(words)
         return sorted(markers)
-
-    @property
-    def last_report(self) -> EvolutionReport | None:
-        """The report of the latest `evolve` or `evolve_with_report` call."""
-        return self._reports[-1] if self._reports else None
 
     def close(self) -> None:
         """End the equivalence worker process; the evolver stays usable."""
@@ -599,9 +554,7 @@ class EvolveInstruct(QuestionEvolver):
                     f"round {round_number}/{self.settings.rounds}: {len(plans)} attempted, "
                     f"{len(passed)} passed elimination, {answered} answered"
                 )
-        report = run.report()
-        self._reports.append(report)
-        return report
+        return run.report()
 
     # -- steps -----------------------------------------------------------
 
