@@ -7,13 +7,28 @@ application, may.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
+from prmsynth._errors import InputError
+from prmsynth._seeds import MAX_QUESTION_CHARS, QuestionSpool, spool_questions
+from prmsynth._sources import RowSource
+from prmsynth._values import SamplingSettings, SearchSettings
 from prmsynth.cli._logging import FILE_ONLY
 from prmsynth.cli._types import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY
+from prmsynth.llm._backend import BackendSettings, build_llm, check_backend, judge_backend
+from prmsynth.llm._client import import_litellm
 from prmsynth.llm._continuation import PREFIX_MODES
+from prmsynth.search._first_error import Threshold, parse_rule
+from prmsynth.search._generation import LLMStepGenerator
+from prmsynth.search._policies import POLICIES
+from prmsynth.verify._critic import LLMCritic
 
 #: The exit status of every command: done, failed, bad input (nothing written),
 #: interrupted (Ctrl-C; a run folder stays resumable).
@@ -58,7 +73,6 @@ def quiet_litellm() -> None:
     prmsynth reports every failed request itself (with the key redacted), so
     the banner that litellm prints to stdout on each error only adds noise.
     """
-    from prmsynth.llm._client import import_litellm
 
     litellm = import_litellm()
     litellm.suppress_debug_info = True
@@ -98,7 +112,6 @@ def add_seed_options(parser: argparse.ArgumentParser) -> None:
     """The seed questions and their fields, for run and evolve: ``seed_file``,
     ``--column-names``, ``--answer-column``, the source options, ``--limit``
     and ``--max-question-chars``."""
-    from prmsynth._seeds import MAX_QUESTION_CHARS
 
     parser.add_argument("seed_file", metavar="SEEDS", help=SEED_SOURCES)
     parser.add_argument(
@@ -124,10 +137,43 @@ def add_seed_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def seed_source_from_args(args: argparse.Namespace) -> RowSource:
+    """The seed source the command line names: ``seed_file`` with ``--subset``,
+    ``--split`` and ``--revision``, a Hub dataset pinned to the commit it is at."""
+    return RowSource(
+        location=str(args.seed_file),
+        subset=getattr(args, "subset", None),
+        split=getattr(args, "split", None),
+        revision=getattr(args, "revision", None),
+    ).pinned()
+
+
+def questions_from_args(
+    args: argparse.Namespace,
+    source: RowSource | None = None,
+    *,
+    shard: tuple[int, int] | None = None,
+) -> contextlib.AbstractContextManager[QuestionSpool]:
+    """The seed questions of ``add_seed_options``: ``seed_file`` (or ``source``,
+    from `seed_source_from_args`), ``--column-names``, ``--answer-column``,
+    ``--limit`` and ``--max-question-chars``, spooled by
+    [`spool_questions`][prmsynth._seeds.spool_questions] (every row checked first)."""
+    fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
+    if not fields:
+        raise InputError("--column-names", "names no field")
+    return spool_questions(
+        source or seed_source_from_args(args),
+        question_fields=fields,
+        answer_field=args.answer_column,
+        limit=args.limit,
+        max_question_chars=getattr(args, "max_question_chars", MAX_QUESTION_CHARS),
+        shard=shard,
+    )
+
+
 def add_model_options(parser: argparse.ArgumentParser, *, sampling: bool = True) -> None:
     """The model: ``--model``, ``--api-base``; with ``sampling`` also
     ``--temperature``, ``--top-p``, ``--max-tokens``, ``--seed`` (run and label)."""
-    from prmsynth._values import SamplingSettings
 
     parser.add_argument(
         "--model",
@@ -172,7 +218,6 @@ def add_model_options(parser: argparse.ArgumentParser, *, sampling: bool = True)
 def sampling_from_args(args: argparse.Namespace) -> Any:
     """The [`SamplingSettings`][prmsynth.SamplingSettings] of ``add_model_options``
     (raises ValueError on a bad value)."""
-    from prmsynth._values import SamplingSettings
 
     return SamplingSettings(
         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed
@@ -203,8 +248,6 @@ def first_error_rule_from_args(
     args: argparse.Namespace, num_branches: int
 ) -> FirstErrorRule | None:
     """The rule ``--first-error-rule`` names, or None for the policy's default."""
-    from prmsynth._seeds import InputError
-    from prmsynth.search._first_error import parse_rule
 
     if args.first_error_rule is None:
         return None
@@ -226,10 +269,6 @@ def policy_from_args(
     has no effect is refused ([`InputError`][prmsynth.InputError]), never ignored.
     ``settings`` are further [`SearchSettings`][prmsynth.SearchSettings] fields.
     """
-    from prmsynth._seeds import InputError
-    from prmsynth._values import SearchSettings
-    from prmsynth.search._first_error import Threshold
-    from prmsynth.search._policies import POLICIES
 
     num_branches = args.num_branches if args.num_branches is not None else num_branches_default
     rule = first_error_rule_from_args(args, num_branches)
@@ -277,12 +316,6 @@ def generator_from_args(args: argparse.Namespace, llm: Any, sampling: Any, comma
     what it changes.  ``continue`` on such a backend raises
     [`PrefixModeError`][prmsynth.PrefixModeError] (bad options, exit 2).
     """
-    import asyncio
-    import sys
-
-    import attrs
-
-    from prmsynth.search._generation import LLMStepGenerator
 
     generator = LLMStepGenerator(llm=llm, sampling=sampling, prefix_mode=args.prefix_mode)
     choice = asyncio.run(generator.resolve_prefix_mode())
@@ -297,7 +330,6 @@ def generator_from_args(args: argparse.Namespace, llm: Any, sampling: Any, comma
 def add_backend_options(parser: argparse.ArgumentParser, *, default_cache: str) -> None:
     """The options of every command that calls the model, with the defaults of
     ``BackendSettings``."""
-    from prmsynth.llm._backend import BackendSettings
 
     defaults = BackendSettings()
     parser.add_argument(
@@ -328,7 +360,6 @@ def add_backend_options(parser: argparse.ArgumentParser, *, default_cache: str) 
 
 def backend_settings_from_args(args: argparse.Namespace, default_cache: Path) -> BackendSettings:
     """The ``BackendSettings`` of ``add_backend_options``."""
-    from prmsynth.llm._backend import BackendSettings
 
     cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache
     return BackendSettings(
@@ -364,8 +395,6 @@ def critic_from_args(args: argparse.Namespace, backend: BackendSettings, cache: 
 
     Raises [`BackendUnavailable`][prmsynth.BackendUnavailable] when it cannot serve.
     """
-    from prmsynth.llm._backend import build_llm, check_backend, judge_backend
-    from prmsynth.verify._critic import LLMCritic
 
     if args.judge_model is None:
         return None
@@ -394,7 +423,6 @@ def open_backend(
     (``run --overwrite`` on its own folder's cache) empties the cache first,
     once the backend has answered.
     """
-    from prmsynth.llm._backend import build_llm, check_backend
 
     quiet_litellm()
     check_backend(backend)

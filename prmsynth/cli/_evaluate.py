@@ -16,7 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from prmsynth._errors import BackendUnavailable, InputError
+from prmsynth._io import write_json
 from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from prmsynth.cli._types import COUNT, SEED, number
+from prmsynth.train._evaluate import (
+    MonteCarloJudge,
+    OutcomeJudge,
+    best_of_n,
+    calibration_split,
+    choose_threshold,
+    processbench_score,
+    read_candidates,
+    read_labelled_solutions,
+    score_all,
+)
 
 
 def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
@@ -28,7 +41,6 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     >>> args.prm, args.data, args.threshold, args.calibration_fraction
     ('prm', 'gsm8k.json', 0.5, 0.2)
     """
-    from prmsynth.cli._types import COUNT, SEED, number
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -102,7 +114,6 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
 
 def open_judge(args: argparse.Namespace, solutions: list[Any]) -> Any:
     """The scorer ``PRM`` names."""
-    from prmsynth.train._evaluate import MonteCarloJudge, OutcomeJudge
 
     spec = args.prm
     if spec == "outcome":
@@ -146,16 +157,6 @@ def _progress(label: str, quiet: bool) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prmsynth._io import write_json
-    from prmsynth.train._evaluate import (
-        best_of_n,
-        calibration_split,
-        choose_threshold,
-        processbench_score,
-        read_candidates,
-        read_labelled_solutions,
-        score_all,
-    )
 
     judge = None
     try:

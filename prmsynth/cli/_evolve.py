@@ -12,10 +12,13 @@ parser stays cheap.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from prmsynth._errors import BackendUnavailable, InputError
 from prmsynth.cli._common import (
     EXIT_FAILURE,
     EXIT_INPUT,
@@ -24,12 +27,12 @@ from prmsynth.cli._common import (
     add_model_options,
     add_seed_options,
     backend_settings_from_args,
+    open_backend,
+    questions_from_args,
 )
 from prmsynth.cli._types import COUNT, NON_NEGATIVE_WHOLE, PROBABILITY
-
-if TYPE_CHECKING:
-    from prmsynth.evolve._evolver import EvolutionSettings
-
+from prmsynth.evolve._evolver import EvolutionSettings, EvolveInstruct, format_stats
+from prmsynth.evolve._files import write_report
 
 # Defaults, repeated here so that building the parser imports nothing heavy;
 # tests check that they match EvolutionSettings.
@@ -136,8 +139,6 @@ def add_evolve_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(**values: Any) -> EvolutionSettings:
-    from prmsynth._seeds import InputError
-    from prmsynth.evolve._evolver import EvolutionSettings
 
     try:
         return EvolutionSettings(**values)
@@ -147,7 +148,6 @@ def _settings(**values: Any) -> EvolutionSettings:
 
 def evolution_settings_from_args(args: argparse.Namespace) -> EvolutionSettings | None:
     """The settings of ``run --evolve-rounds N``, or None for N = 0; raises InputError."""
-    from prmsynth._seeds import InputError
 
     if args.evolve_rounds < 0:
         raise InputError("--evolve-rounds", f"must be >= 0, got {args.evolve_rounds}")
@@ -164,12 +164,6 @@ def evolution_settings_from_args(args: argparse.Namespace) -> EvolutionSettings 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``evolve`` with parsed ``args``; 0 on success, 2 on bad input, 1 if every call failed."""
-    import asyncio
-    import time
-
-    from prmsynth._seeds import InputError, questions_from_args
-    from prmsynth.cli._common import open_backend
-    from prmsynth.llm._client import BackendUnavailable
 
     try:
         if args.limit is not None and args.limit < 1:
@@ -204,9 +198,6 @@ def run(args: argparse.Namespace) -> int:
 
         report_error(f"prmsynth evolve: error: {error}")  # --log-file keeps it too
         return EXIT_INPUT
-
-    from prmsynth.evolve._evolver import EvolveInstruct, format_stats
-    from prmsynth.evolve._files import write_report
 
     log = None if args.quiet else sys.stderr
 

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
+import attrs
+
+from prmsynth._errors import ExportError, InputError
 from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
 from prmsynth.cli._types import PROBABILITY
+from prmsynth.export._formats import FORMATS, ExportSettings, export_file, validate_file
+from prmsynth.run._folder import RunFolder
 
 _ERRORS_SHOWN = 10
 
@@ -28,7 +34,6 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
     >>> (args.command, args.format, args.positive_threshold, args.deduplicate)
     ('export', 'trl', 0.0, True)
     """
-    from prmsynth.export._formats import FORMATS
 
     export = subparsers.add_parser(
         "export",
@@ -74,9 +79,6 @@ def add_export_settings_options(
 ) -> None:
     """The options of [`ExportSettings`][prmsynth.ExportSettings], with its
     defaults (``validation_fraction`` overrides that one), for export and push."""
-    import attrs
-
-    from prmsynth.export._formats import ExportSettings
 
     # The defaults come from ExportSettings, so the two cannot drift apart.
     defaults = {field.name: field.default for field in attrs.fields(ExportSettings)}
@@ -157,7 +159,6 @@ def add_export_settings_options(
 def export_settings_from_args(args: argparse.Namespace, trees: list[str]) -> Any:
     """The [`ExportSettings`][prmsynth.ExportSettings] of ``add_export_settings_options``
     for exports of ``trees`` (raises ValueError on a bad value)."""
-    from prmsynth.export._formats import ExportSettings
 
     options: dict[str, Any] = {
         "labels": args.labels,
@@ -188,10 +189,6 @@ def run_generator(trees: list[str]) -> str | None:
     >>> run_generator([str(folder / "trees.jsonl")])
     'Qwen2.5-7B'
     """
-    from pathlib import Path
-
-    from prmsynth._errors import InputError
-    from prmsynth.run._folder import RunFolder
 
     names = set()
     for path in trees:
@@ -206,8 +203,6 @@ def run_generator(trees: list[str]) -> str | None:
 def run_export(args: argparse.Namespace) -> int:
     """Run ``export`` with parsed ``args``: 0 when written, 1 when a record failed its
     schema, 2 on bad input (nothing is written in either case)."""
-    from prmsynth._errors import ExportError, InputError
-    from prmsynth.export._formats import export_file
 
     try:
         settings = export_settings_from_args(args, args.trees)
@@ -245,8 +240,6 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     """Run ``validate`` with parsed ``args``: 0 valid, 1 schema errors, 2 unreadable file."""
-    from prmsynth._errors import InputError
-    from prmsynth.export._formats import validate_file
 
     try:
         errors = validate_file(args.file, args.format)

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prmsynth._errors import redact_secrets
+from prmsynth._errors import BackendUnavailable, InputError, PrefixModeError, redact_secrets
 from prmsynth._interfaces import gather_or_cancel
 from prmsynth._io import append_line, write_jsonl
-from prmsynth._seeds import InputError, reference_from_answer
+from prmsynth._seeds import reference_from_answer
 from prmsynth._sources import RowSource, iter_rows
 from prmsynth._values import Question
 from prmsynth.cli._common import (
@@ -34,8 +34,13 @@ from prmsynth.cli._common import (
     add_model_options,
     add_source_options,
     backend_settings_from_args,
+    generator_from_args,
+    open_backend,
+    policy_from_args,
+    sampling_from_args,
 )
 from prmsynth.cli._types import COUNT
+from prmsynth.run._pipeline import Pipeline
 
 if TYPE_CHECKING:
     from prmsynth._interfaces import LabelResult
@@ -124,15 +129,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prmsynth._errors import PrefixModeError
-    from prmsynth.cli._common import (
-        generator_from_args,
-        open_backend,
-        policy_from_args,
-        sampling_from_args,
-    )
-    from prmsynth.llm._client import BackendUnavailable
-    from prmsynth.run._pipeline import Pipeline
 
     cache = None
     try:

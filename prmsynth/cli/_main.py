@@ -18,8 +18,11 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from prmsynth._errors import InputError, redact_secrets, storage_error
+from prmsynth._version import __version__
 from prmsynth.cli._common import EXIT_CODES, EXIT_FAILURE, EXIT_INPUT, EXIT_INTERRUPTED
-from prmsynth.cli._config import REPORTING_OPTIONS
+from prmsynth.cli._config import REPORTING_OPTIONS, apply_config, read_config
+from prmsynth.cli._logging import command_logging, report_error
 
 #: The command modules, in the order ``--help`` lists their commands.
 COMMAND_MODULES = (
@@ -87,7 +90,6 @@ def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argum
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from prmsynth._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="prmsynth",
@@ -113,7 +115,6 @@ class _RedactingStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        from prmsynth._errors import redact_secrets
 
         return self._stream.write(redact_secrets(text))
 
@@ -173,9 +174,6 @@ def _command_and_config(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``prmsynth`` console script."""
-    from prmsynth._errors import InputError, storage_error
-    from prmsynth.cli._config import apply_config, read_config
-    from prmsynth.cli._logging import command_logging, report_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from prmsynth._errors import InputError
 from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
+from prmsynth.run._folder import merge_directories
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -20,10 +23,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from prmsynth._seeds import InputError
-    from prmsynth.run._folder import merge_directories
 
     try:
         summary = merge_directories([Path(folder) for folder in args.folders], Path(args.out))

@@ -12,13 +12,17 @@ import os
 import sys
 from typing import Any
 
+from prmsynth._errors import ExportError, InputError, PublishError
 from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from prmsynth.cli._export import add_export_settings_options, export_settings_from_args
+from prmsynth.cli._main import command_line
+from prmsynth.export._formats import FORMATS
+from prmsynth.export._formats import _check_options as check_options
+from prmsynth.publish._push import DEFAULT_FORMATS, DEFAULT_VALIDATION_FRACTION, push
 
 
 def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``push`` subcommand to an argparse ``subparsers`` object."""
-    from prmsynth.cli._export import add_export_settings_options
-    from prmsynth.publish._push import DEFAULT_FORMATS, DEFAULT_VALIDATION_FRACTION
 
     parser = subparsers.add_parser(
         "push",
@@ -66,12 +70,6 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``push`` with parsed ``args``: 0 when uploaded (or written, with
     --dry-run), 1 when an export or the upload failed, 2 on bad input."""
-    from prmsynth._errors import ExportError, InputError, PublishError
-    from prmsynth.cli._export import export_settings_from_args
-    from prmsynth.cli._main import command_line
-    from prmsynth.export._formats import FORMATS
-    from prmsynth.export._formats import _check_options as check_options
-    from prmsynth.publish._push import push
 
     formats = [name.strip() for name in args.formats.split(",") if name.strip()]
     try:

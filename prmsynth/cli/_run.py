@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import json
 import logging
+import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from prmsynth._errors import BackendUnavailable, InputError, PrefixModeError
+from prmsynth._interfaces import NoEvolution
+from prmsynth._sources import HUB_PREFIX, RowSource
+from prmsynth._values import SearchSettings
+from prmsynth._version import __version__
+from prmsynth.cli import _evolve as _evolve_cli
 from prmsynth.cli._common import (
     EXIT_FAILURE,
     EXIT_INPUT,
@@ -20,9 +29,25 @@ from prmsynth.cli._common import (
     add_model_options,
     add_seed_options,
     backend_settings_from_args,
+    generator_from_args,
+    judge_info,
+    open_backend,
+    policy_from_args,
+    questions_from_args,
+    sampling_from_args,
+    seed_source_from_args,
 )
+from prmsynth.cli._config import dump_config, effective_config
 from prmsynth.cli._logging import FILE_ONLY, report_error
+from prmsynth.cli._main import build_parser, command_line, command_parsers
 from prmsynth.cli._types import COUNT, NON_NEGATIVE_WHOLE, POSITIVE, PROBABILITY
+from prmsynth.evolve._evolver import EvolveInstruct
+from prmsynth.run._budget import Budget
+from prmsynth.run._executor import executor_from_option
+from prmsynth.run._folder import SUMMARY_FILE, run_to_directory
+from prmsynth.run._pipeline import Pipeline
+from prmsynth.search._policies import POLICIES
+from prmsynth.verify._math import MathAnswerVerifier
 
 _logger = logging.getLogger(__name__)
 #: The share of failed questions above which a run exits 1.
@@ -30,13 +55,8 @@ DEFAULT_MAX_FAILED_FRACTION = 0.1
 #: The effective options a run writes beside run.json; ``--config`` reads it back.
 CONFIG_FILE = "config.yaml"
 
-if TYPE_CHECKING:
-    from prmsynth._sources import RowSource
-
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    from prmsynth._values import SearchSettings
-    from prmsynth.search._policies import POLICIES
 
     search = SearchSettings()
     parser = subparsers.add_parser(
@@ -127,34 +147,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "runs in, HOST:PORT or ray://HOST:PORT another, no ADDRESS starts one on this machine; "
         "--concurrency, --rpm and --tpm hold per worker",
     )
-    from prmsynth.cli import _evolve
 
-    _evolve.add_evolve_options(parser)
+    _evolve_cli.add_evolve_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from prmsynth._errors import PrefixModeError
-    from prmsynth._interfaces import NoEvolution
-    from prmsynth._seeds import InputError, questions_from_args, seed_source_from_args
-    from prmsynth._values import SearchSettings
-    from prmsynth._version import __version__
-    from prmsynth.cli import _evolve as _evolve_cli
-    from prmsynth.cli._common import (
-        generator_from_args,
-        judge_info,
-        open_backend,
-        policy_from_args,
-        sampling_from_args,
-    )
-    from prmsynth.cli._main import command_line
-    from prmsynth.evolve._evolver import EvolveInstruct
-    from prmsynth.llm._client import BackendUnavailable
-    from prmsynth.run._budget import Budget
-    from prmsynth.run._executor import executor_from_option
-    from prmsynth.run._folder import run_to_directory
-    from prmsynth.run._pipeline import Pipeline
-    from prmsynth.verify._math import MathAnswerVerifier
 
     cache = None
     checked = False
@@ -304,8 +302,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _config_text(args: argparse.Namespace) -> str:
     """``config.yaml``: every option of this run, as ``--config`` reads it back."""
-    from prmsynth.cli._config import dump_config, effective_config
-    from prmsynth.cli._main import build_parser, command_parsers
 
     config = effective_config(command_parsers(build_parser())["run"], args)
     config["overwrite"] = False  # replaying the file resumes, never starts over
@@ -318,7 +314,6 @@ def _common_reasons(failures: list[dict[str, Any]], shown: int = 3) -> str:
     >>> _common_reasons([{"reason": "LLMError: x"}, {"reason": "LLMError: x"}, {"reason": "y"}])
     'most common reasons: 2x LLMError: x; 1x y'
     """
-    import collections
 
     counts = collections.Counter(failure.get("reason") or "unknown" for failure in failures)
     listed = "; ".join(f"{count}x {reason}" for reason, count in counts.most_common(shown))
@@ -327,10 +322,6 @@ def _common_reasons(failures: list[dict[str, Any]], shown: int = 3) -> str:
 
 def _interrupted_report(args: argparse.Namespace, *, started: bool) -> str:
     """What Ctrl-C prints: how far the run got, and the command that resumes it."""
-    import json
-    import shlex
-
-    from prmsynth.run._folder import SUMMARY_FILE
 
     out = Path(args.out)
     config = out / CONFIG_FILE
@@ -353,7 +344,6 @@ def _interrupted_report(args: argparse.Namespace, *, started: bool) -> str:
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
     """``"I/N"`` (0-based I) as a pair; None when not sharding."""
-    from prmsynth._seeds import InputError
 
     if text is None:
         return None
@@ -368,7 +358,6 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def _seed_location(source: RowSource) -> str:
     """The seed source as run.json records it: a local path made absolute."""
-    from prmsynth._sources import HUB_PREFIX
 
     local = source.local_path()
     if local is None:

