@@ -9,18 +9,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from prmsynth._errors import InputError
+from prmsynth._errors import (
+    BackendUnavailable,
+    ExportError,
+    InputError,
+    PrefixModeError,
+    PublishError,
+    storage_error,
+)
 from prmsynth._seeds import MAX_QUESTION_CHARS, QuestionSpool, spool_questions
 from prmsynth._sources import RowSource
 from prmsynth._values import SamplingSettings, SearchSettings
-from prmsynth.cli._logging import FILE_ONLY
+from prmsynth.cli._logging import FILE_ONLY, report_error
 from prmsynth.cli._types import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY
 from prmsynth.llm._backend import BackendSettings, build_llm, check_backend, judge_backend
 from prmsynth.llm._client import import_litellm
@@ -29,6 +38,7 @@ from prmsynth.search._first_error import Threshold, parse_rule
 from prmsynth.search._generation import LLMStepGenerator
 from prmsynth.search._policies import POLICIES
 from prmsynth.verify._critic import LLMCritic
+from prmsynth.view._stats import PlotUnavailableError
 
 #: The exit status of every command: done, failed, bad input (nothing written),
 #: interrupted (Ctrl-C; a run folder stays resumable).
@@ -55,6 +65,90 @@ EXIT_CODES = (
         "says how to resume",
     ),
 )
+
+#: Errors that are the user's to fix (input, options, a model that does not answer
+#: before any work): exit 2, and nothing was written.
+_INPUT_ERRORS = (InputError, PrefixModeError, BackendUnavailable, PlotUnavailableError)
+#: Errors of a command that could not make what it was asked for: exit 1.
+_FAILURES = (ExportError, PublishError)
+
+
+#: A command's handler: parsed arguments in, exit status out.
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Stopped(Exception):
+    """A command's failure once its work has begun (the model stopped serving
+    mid-run): exit 1, reported as ``stopped: CAUSE`` and ``note`` (what stays
+    on disk).  A command raises it from the error, ``raise Stopped(error) from error``."""
+
+    def __init__(self, cause: BaseException, note: str = "") -> None:
+        super().__init__(str(cause))
+        self.cause, self.note = cause, note
+
+
+def exit_status(error: BaseException) -> tuple[int, str] | None:
+    """The exit status and message of ``error`` ending a command, the one
+    mapping of every command; None for an error that is a bug (it propagates).
+
+    >>> exit_status(InputError("--limit", "must be >= 1, got 0"))
+    (2, 'error: --limit: must be >= 1, got 0')
+    >>> exit_status(Stopped(BackendUnavailable("the model process died"), "3 rows kept"))
+    (1, 'stopped: the model process died\n3 rows kept')
+    >>> exit_status(ZeroDivisionError()) is None
+    True
+    """
+    if isinstance(error, Stopped):
+        return EXIT_FAILURE, f"stopped: {error.cause}" + (f"\n{error.note}" if error.note else "")
+    # A disk that cannot take what a command writes (full, read-only).
+    fatal = storage_error(error)
+    if fatal is not None:
+        return (EXIT_FAILURE if fatal.after_work else EXIT_INPUT), f"error: {fatal}"
+    if isinstance(error, _FAILURES):
+        return EXIT_FAILURE, f"error: {error}"
+    if isinstance(error, _INPUT_ERRORS):
+        return EXIT_INPUT, f"error: {error}"
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename is not None else ""
+        return EXIT_INPUT, f"error: {where}{error.strerror or error}"
+    return None
+
+
+def reports_errors(command: str) -> Callable[[Handler], Handler]:
+    """A command's handler with the one error path of the command line: an error
+    `exit_status` knows is printed (and kept in ``--log-file``) as
+    ``prmsynth COMMAND: MESSAGE`` and its status returned; any other propagates."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def handle(args: argparse.Namespace) -> int:
+            try:
+                return handler(args)
+            except Exception as error:
+                status = exit_status(error)
+                if status is None:
+                    raise
+                code, message = status
+                report_error(f"prmsynth {command}: {message}")
+                return code
+
+        return handle
+
+    return decorate
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Writes to ``path`` inside: an ``OSError`` (other than a full or read-only
+    disk, which `exit_status` reports itself) becomes an
+    [`InputError`][prmsynth.InputError] saying ``PATH: cannot write: CAUSE``."""
+    try:
+        yield
+    except OSError as error:
+        if storage_error(error) is not None:
+            raise
+        raise InputError(path, f"cannot write: {error.strerror or error}") from error
+
 
 if TYPE_CHECKING:
     from prmsynth.llm._backend import BackendSettings
@@ -217,11 +311,17 @@ def add_model_options(parser: argparse.ArgumentParser, *, sampling: bool = True)
 
 def sampling_from_args(args: argparse.Namespace) -> Any:
     """The [`SamplingSettings`][prmsynth.SamplingSettings] of ``add_model_options``
-    (raises ValueError on a bad value)."""
+    (raises [`InputError`][prmsynth.InputError] on a bad value)."""
 
-    return SamplingSettings(
-        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed
-    )
+    try:
+        return SamplingSettings(
+            temperature=args.temperature,
+            top_p=args.top_p,
+            max_tokens=args.max_tokens,
+            seed=args.seed,
+        )
+    except ValueError as error:
+        raise InputError("options", str(error)) from None
 
 
 def add_first_error_options(parser: argparse.ArgumentParser) -> None:
@@ -359,20 +459,23 @@ def add_backend_options(parser: argparse.ArgumentParser, *, default_cache: str) 
 
 
 def backend_settings_from_args(args: argparse.Namespace, default_cache: Path) -> BackendSettings:
-    """The ``BackendSettings`` of ``add_backend_options``."""
-
+    """The ``BackendSettings`` of ``add_backend_options`` (raises
+    [`InputError`][prmsynth.InputError] on a bad value)."""
     cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache
-    return BackendSettings(
-        model=args.model,
-        api_base=args.api_base,
-        concurrency=args.concurrency,
-        requests_per_minute=args.rpm,
-        tokens_per_minute=args.tpm,
-        request_timeout=args.request_timeout,
-        max_attempts=args.max_attempts,
-        router_config=args.router_config,
-        cache_path=cache,
-    )
+    try:
+        return BackendSettings(
+            model=args.model,
+            api_base=args.api_base,
+            concurrency=args.concurrency,
+            requests_per_minute=args.rpm,
+            tokens_per_minute=args.tpm,
+            request_timeout=args.request_timeout,
+            max_attempts=args.max_attempts,
+            router_config=args.router_config,
+            cache_path=cache,
+        )
+    except ValueError as error:
+        raise InputError("options", str(error)) from None
 
 
 def add_judge_options(parser: argparse.ArgumentParser) -> None:

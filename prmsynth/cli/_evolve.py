@@ -21,14 +21,16 @@ from typing import Any
 from prmsynth._errors import BackendUnavailable, InputError
 from prmsynth.cli._common import (
     EXIT_FAILURE,
-    EXIT_INPUT,
     EXIT_OK,
+    Stopped,
     add_backend_options,
     add_model_options,
     add_seed_options,
     backend_settings_from_args,
     open_backend,
     questions_from_args,
+    reports_errors,
+    writing,
 )
 from prmsynth.cli._types import COUNT, NON_NEGATIVE_WHOLE, PROBABILITY
 from prmsynth.evolve._evolver import EvolutionSettings, EvolveInstruct, format_stats
@@ -162,42 +164,32 @@ def evolution_settings_from_args(args: argparse.Namespace) -> EvolutionSettings 
     )
 
 
+@reports_errors("evolve")
 def run(args: argparse.Namespace) -> int:
     """Run ``evolve`` with parsed ``args``; 0 on success, 2 on bad input, 1 if every call failed."""
 
-    try:
-        if args.limit is not None and args.limit < 1:
-            raise InputError("--limit", f"must be >= 1, got {args.limit}")
-        settings = _settings(
-            rounds=args.rounds,
-            per_seed=args.per_seed,
-            n_answer_samples=args.n_answer_samples,
-            agreement_threshold=args.agreement_threshold,
-            mutation_max_tokens=args.mutation_max_tokens,
-            answer_max_tokens=args.answer_max_tokens,
-            llm_equality_check=args.llm_equality_check,
-            keep_seeds=not args.no_seeds,
-            seed=args.seed,
-        )
-        with questions_from_args(args) as spool:
-            questions = list(spool)  # evolution holds its population
-        out_path = Path(args.out)
-        if out_path.is_dir():
-            raise InputError(out_path, "is a folder; --out names a file")
-        if not out_path.parent.is_dir():
-            raise InputError(out_path, f"folder {str(out_path.parent)!r} does not exist")
-        try:
-            backend = backend_settings_from_args(
-                args, out_path.with_name(out_path.name + ".cache.sqlite")
-            )
-        except ValueError as error:
-            raise InputError("options", str(error)) from None
-        llm, _, cache, _ = open_backend(args, backend)
-    except (InputError, BackendUnavailable) as error:
-        from prmsynth.cli._logging import report_error
-
-        report_error(f"prmsynth evolve: error: {error}")  # --log-file keeps it too
-        return EXIT_INPUT
+    if args.limit is not None and args.limit < 1:
+        raise InputError("--limit", f"must be >= 1, got {args.limit}")
+    settings = _settings(
+        rounds=args.rounds,
+        per_seed=args.per_seed,
+        n_answer_samples=args.n_answer_samples,
+        agreement_threshold=args.agreement_threshold,
+        mutation_max_tokens=args.mutation_max_tokens,
+        answer_max_tokens=args.answer_max_tokens,
+        llm_equality_check=args.llm_equality_check,
+        keep_seeds=not args.no_seeds,
+        seed=args.seed,
+    )
+    with questions_from_args(args) as spool:
+        questions = list(spool)  # evolution holds its population
+    out_path = Path(args.out)
+    if out_path.is_dir():
+        raise InputError(out_path, "is a folder; --out names a file")
+    if not out_path.parent.is_dir():
+        raise InputError(out_path, f"folder {str(out_path.parent)!r} does not exist")
+    backend = backend_settings_from_args(args, out_path.with_name(out_path.name + ".cache.sqlite"))
+    llm, _, cache, _ = open_backend(args, backend)
 
     log = None if args.quiet else sys.stderr
 
@@ -210,17 +202,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(evolver.evolve_with_report(questions))
     except BackendUnavailable as error:
-        print(f"prmsynth evolve: stopped: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+        raise Stopped(error) from error
     finally:
         evolver.close()
         if cache is not None:
             cache.close()
-    try:
+    with writing(out_path):
         rejects_path = write_report(report, out_path)
-    except OSError as error:
-        print(f"prmsynth evolve: cannot write output: {error}", file=sys.stderr)
-        return EXIT_INPUT
     stats = report.stats
     print(
         f"evolve: {format_stats(stats)}; {stats['completions']} completions, "

@@ -16,8 +16,8 @@ from typing import Any
 
 import attrs
 
-from prmsynth._errors import ExportError, InputError
-from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from prmsynth._errors import InputError
+from prmsynth.cli._common import EXIT_FAILURE, EXIT_OK, reports_errors, writing
 from prmsynth.cli._types import PROBABILITY
 from prmsynth.export._formats import FORMATS, ExportSettings, export_file, validate_file
 from prmsynth.run._folder import RunFolder
@@ -158,7 +158,7 @@ def add_export_settings_options(
 
 def export_settings_from_args(args: argparse.Namespace, trees: list[str]) -> Any:
     """The [`ExportSettings`][prmsynth.ExportSettings] of ``add_export_settings_options``
-    for exports of ``trees`` (raises ValueError on a bad value)."""
+    for exports of ``trees`` (raises [`InputError`][prmsynth.InputError] on a bad value)."""
 
     options: dict[str, Any] = {
         "labels": args.labels,
@@ -175,7 +175,10 @@ def export_settings_from_args(args: argparse.Namespace, trees: list[str]) -> Any
     if args.system_prompt is not None:
         options["system_prompt"] = args.system_prompt
     options["generator"] = args.generator or run_generator(trees)
-    return ExportSettings(**options)
+    try:
+        return ExportSettings(**options)
+    except ValueError as error:
+        raise InputError("options", str(error)) from None
 
 
 def run_generator(trees: list[str]) -> str | None:
@@ -200,26 +203,13 @@ def run_generator(trees: list[str]) -> str | None:
     return names.pop() if len(names) == 1 else None
 
 
+@reports_errors("export")
 def run_export(args: argparse.Namespace) -> int:
     """Run ``export`` with parsed ``args``: 0 when written, 1 when a record failed its
     schema, 2 on bad input (nothing is written in either case)."""
-
-    try:
-        settings = export_settings_from_args(args, args.trees)
-    except ValueError as error:
-        print(f"prmsynth export: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
-    try:
+    settings = export_settings_from_args(args, args.trees)
+    with writing(args.out):
         manifest = export_file(args.trees, args.format, args.out, settings)
-    except InputError as error:
-        print(f"prmsynth export: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
-    except ExportError as error:
-        print(f"prmsynth export: error: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    except OSError as error:
-        print(f"prmsynth export: cannot write output: {error}", file=sys.stderr)
-        return EXIT_INPUT
     counts = manifest["counts"]
     files = ", ".join(
         f"{entry['path']} ({entry['records']} records)" for entry in manifest["files"].values()
@@ -238,14 +228,10 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@reports_errors("validate")
 def run_validate(args: argparse.Namespace) -> int:
     """Run ``validate`` with parsed ``args``: 0 valid, 1 schema errors, 2 unreadable file."""
-
-    try:
-        errors = validate_file(args.file, args.format)
-    except InputError as error:
-        print(f"prmsynth validate: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
+    errors = validate_file(args.file, args.format)
     if not errors:
         print(f"{args.file}: valid {args.format}", file=sys.stderr)
         return EXIT_OK

@@ -18,9 +18,9 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from prmsynth._errors import InputError, redact_secrets, storage_error
+from prmsynth._errors import InputError, redact_secrets
 from prmsynth._version import __version__
-from prmsynth.cli._common import EXIT_CODES, EXIT_FAILURE, EXIT_INPUT, EXIT_INTERRUPTED
+from prmsynth.cli._common import EXIT_CODES, EXIT_INPUT, EXIT_INTERRUPTED, exit_status
 from prmsynth.cli._config import REPORTING_OPTIONS, apply_config, read_config
 from prmsynth.cli._logging import command_logging, report_error
 
@@ -219,13 +219,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"\nprmsynth {args.command}: interrupted", file=sys.stderr)
                 return EXIT_INTERRUPTED
             except Exception as error:
-                # A disk that cannot take what a command writes (full, read-only):
-                # one message naming the path and the cause, never a traceback.
-                fatal = storage_error(error)
-                if fatal is None:
+                # One mapping of errors to exit statuses for every command; anything
+                # else is a bug, with its traceback.
+                status = exit_status(error)
+                if status is None:
                     raise
-                report_error(f"prmsynth {args.command}: error: {fatal}")
-                return EXIT_FAILURE if fatal.after_work else EXIT_INPUT
+                code, message = status
+                report_error(f"prmsynth {args.command}: {message}")
+                return code
     finally:
         sys.stderr = stderr
 

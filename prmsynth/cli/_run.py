@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prmsynth._errors import BackendUnavailable, InputError, PrefixModeError
+from prmsynth._errors import BackendUnavailable, InputError
 from prmsynth._interfaces import NoEvolution
 from prmsynth._sources import HUB_PREFIX, RowSource
 from prmsynth._values import SearchSettings
@@ -20,9 +20,9 @@ from prmsynth._version import __version__
 from prmsynth.cli import _evolve as _evolve_cli
 from prmsynth.cli._common import (
     EXIT_FAILURE,
-    EXIT_INPUT,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    Stopped,
     add_backend_options,
     add_first_error_options,
     add_judge_options,
@@ -34,11 +34,12 @@ from prmsynth.cli._common import (
     open_backend,
     policy_from_args,
     questions_from_args,
+    reports_errors,
     sampling_from_args,
     seed_source_from_args,
 )
 from prmsynth.cli._config import dump_config, effective_config
-from prmsynth.cli._logging import FILE_ONLY, report_error
+from prmsynth.cli._logging import FILE_ONLY
 from prmsynth.cli._main import build_parser, command_line, command_parsers
 from prmsynth.cli._types import COUNT, NON_NEGATIVE_WHOLE, POSITIVE, PROBABILITY
 from prmsynth.evolve._evolver import EvolveInstruct
@@ -152,6 +153,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+@reports_errors("run")
 def run(args: argparse.Namespace) -> int:
 
     cache = None
@@ -165,11 +167,8 @@ def run(args: argparse.Namespace) -> int:
                 "--max-failed-fraction", f"must be in [0, 1], got {args.max_failed_fraction}"
             )
         shard = _parse_shard(args.shard)
-        try:
-            sampling = sampling_from_args(args)
-            backend = backend_settings_from_args(args, Path(args.out) / "cache.sqlite")
-        except ValueError as error:
-            raise InputError("options", str(error)) from None
+        sampling = sampling_from_args(args)
+        backend = backend_settings_from_args(args, Path(args.out) / "cache.sqlite")
         if args.max_cost is not None:
             from prmsynth.llm._backend import unpriced_models
 
@@ -247,26 +246,21 @@ def run(args: argparse.Namespace) -> int:
             "shard": args.shard,
             "command": command_line(args, leave_out=("quiet", "overwrite")),
         }
-        summary = run_to_directory(
-            pipeline,
-            questions,
-            Path(args.out),
-            run_info=run_info,
-            overwrite=args.overwrite,
-            budget=Budget(max_completions=args.max_completions, max_cost=args.max_cost),
-            log=log,
-            extra_files={CONFIG_FILE: _config_text(args)},
-            executor=executor_from_option(args.ray),
-        )
-    except (InputError, PrefixModeError) as error:
-        report_error(f"prmsynth run: error: {error}")
-        return EXIT_INPUT
-    except BackendUnavailable as error:
-        if not checked:  # the check before the run: nothing was written
-            report_error(f"prmsynth run: error: {error}")
-            return EXIT_INPUT
-        report_error(f"prmsynth run: stopped: {error}")
-        return EXIT_FAILURE
+        try:
+            summary = run_to_directory(
+                pipeline,
+                questions,
+                Path(args.out),
+                run_info=run_info,
+                overwrite=args.overwrite,
+                budget=Budget(max_completions=args.max_completions, max_cost=args.max_cost),
+                log=log,
+                extra_files={CONFIG_FILE: _config_text(args)},
+                executor=executor_from_option(args.ray),
+            )
+        except BackendUnavailable as error:
+            # The model stopped serving after the check: finished questions stay.
+            raise Stopped(error) from error
     except KeyboardInterrupt:
         report = _interrupted_report(args, started=checked)
         _logger.warning(report.strip(), extra=FILE_ONLY)
