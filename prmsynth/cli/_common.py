@@ -93,8 +93,8 @@ def exit_status(error: BaseException) -> tuple[int, str] | None:
 
     >>> exit_status(InputError("--limit", "must be >= 1, got 0"))
     (2, 'error: --limit: must be >= 1, got 0')
-    >>> exit_status(Stopped(BackendUnavailable("the model process died"), "3 rows kept"))
-    (1, 'stopped: the model process died\n3 rows kept')
+    >>> exit_status(Stopped(BackendUnavailable("the model process died")))
+    (1, 'stopped: the model process died')
     >>> exit_status(ZeroDivisionError()) is None
     True
     """
