@@ -226,7 +226,7 @@ def spool_questions(
 
     >>> import json, pathlib, tempfile
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "seeds.jsonl"
-    >>> _ = path.write_text(json.dumps({"problem": "What is 1 + 1?", "final_answer": 2}) + "\n")
+    >>> _ = path.write_text(json.dumps({"problem": "What is 1 + 1?", "final_answer": 2}))
     >>> with spool_questions(RowSource(location=str(path))) as spool:
     ...     len(spool), [q.reference_answer for q in spool]
     (1, ['2'])
