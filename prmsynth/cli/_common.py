@@ -183,6 +183,40 @@ SEED_SOURCES = (
 )
 
 
+def add_field_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    settings: type,
+    field: str,
+    *flags: str,
+    default: Any = attrs.NOTHING,
+    **options: Any,
+) -> argparse.Action:
+    """An option for the attrs field ``field`` of ``settings``, whose default and
+    help are the field's own (its ``metadata["help"]``, where ``{default}``
+    is the field's default), so each is written once; ``default`` overrides
+    the option's default (None: "not given", for an option with an effect only
+    sometimes).  ``options`` go to ``add_argument`` (``type``, ``metavar``, ...).
+
+    >>> parser = argparse.ArgumentParser()
+    >>> _ = add_field_option(parser, BackendSettings, "max_attempts", "--max-attempts", type=int)
+    >>> parser.parse_args([]).max_attempts, parser._actions[-1].help
+    (5, 'tries per request')
+    """
+    attribute = attrs.fields_dict(settings)[field]
+    own = attribute.default
+    if isinstance(own, attrs.Factory):  # type: ignore[arg-type]
+        own = own.factory() if not own.takes_self else attrs.NOTHING  # type: ignore[union-attr]
+    help = attribute.metadata.get("help")
+    if help is None:
+        raise TypeError(f"{settings.__name__}.{field} has no help in its metadata")
+    return parser.add_argument(
+        *flags,
+        default=own if default is attrs.NOTHING else default,
+        help=help.format(default=own),
+        **options,
+    )
+
+
 def add_source_options(parser: argparse.ArgumentParser) -> None:
     """``--subset``, ``--split`` and ``--revision``: which part of a Hub dataset
     (or of a save_to_disk folder) the input is, for every command that reads one."""
@@ -278,22 +312,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, sampling: bool = True)
     parser.add_argument("--api-base", default=None, help="base URL of the model's API")
     if not sampling:
         return
-    defaults = SamplingSettings()
-    parser.add_argument(
-        "--temperature",
-        type=NON_NEGATIVE,
-        default=defaults.temperature,
-        help="sampling temperature",
-    )
-    parser.add_argument(
-        "--top-p", type=PROBABILITY, default=defaults.top_p, help="nucleus sampling's top-p"
-    )
-    parser.add_argument(
-        "--max-tokens",
-        type=COUNT,
-        default=defaults.max_tokens,
-        help="token limit of each completion",
-    )
+    add_field_option(parser, SamplingSettings, "temperature", "--temperature", type=NON_NEGATIVE)
+    add_field_option(parser, SamplingSettings, "top_p", "--top-p", type=PROBABILITY)
+    add_field_option(parser, SamplingSettings, "max_tokens", "--max-tokens", type=COUNT)
     parser.add_argument(
         "--seed", type=int, default=0, help="sampling seed (where the backend honours one)"
     )
@@ -335,12 +356,8 @@ def add_first_error_options(parser: argparse.ArgumentParser) -> None:
         "it, sampled adaptively), 'mc-zero' (no completion from the prefix succeeds) or "
         "'threshold:X' (MC value at most X)",
     )
-    parser.add_argument(
-        "--first-error-threshold",
-        type=PROBABILITY,
-        default=0.0,
-        help="MC value at or below which a step counts as wrong in the stored labels; "
-        "above 0 and without --first-error-rule, also the search's rule (threshold:X)",
+    add_field_option(
+        parser, SearchSettings, "first_error_threshold", "--first-error-threshold", type=PROBABILITY
     )
 
 
@@ -431,29 +448,12 @@ def add_backend_options(parser: argparse.ArgumentParser, *, default_cache: str) 
     """The options of every command that calls the model, with the defaults of
     ``BackendSettings``."""
 
-    defaults = BackendSettings()
-    parser.add_argument(
-        "--concurrency",
-        type=COUNT,
-        default=defaults.concurrency,
-        help="requests in flight at once (all questions)",
-    )
-    parser.add_argument("--rpm", type=POSITIVE, default=None, help="requests per minute, at most")
-    parser.add_argument("--tpm", type=POSITIVE, default=None, help="tokens per minute, at most")
-    parser.add_argument(
-        "--request-timeout",
-        type=POSITIVE,
-        default=defaults.request_timeout,
-        help="seconds before a request is retried",
-    )
-    parser.add_argument(
-        "--max-attempts", type=COUNT, default=defaults.max_attempts, help="tries per request"
-    )
-    parser.add_argument(
-        "--router-config",
-        default=None,
-        help="litellm Router config (YAML or JSON model_list); --model names its model_name",
-    )
+    add_field_option(parser, BackendSettings, "concurrency", "--concurrency", type=COUNT)
+    add_field_option(parser, BackendSettings, "requests_per_minute", "--rpm", type=POSITIVE)
+    add_field_option(parser, BackendSettings, "tokens_per_minute", "--tpm", type=POSITIVE)
+    add_field_option(parser, BackendSettings, "request_timeout", "--request-timeout", type=POSITIVE)
+    add_field_option(parser, BackendSettings, "max_attempts", "--max-attempts", type=COUNT)
+    add_field_option(parser, BackendSettings, "router_config", "--router-config")
     parser.add_argument("--cache", default=None, help=f"completion cache file ({default_cache})")
     parser.add_argument("--no-cache", action="store_true", help="do not cache completions")
 

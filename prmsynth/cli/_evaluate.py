@@ -158,7 +158,6 @@ def _progress(label: str, quiet: bool) -> Any:
 
 @reports_errors("evaluate")
 def run(args: argparse.Namespace) -> int:
-
     judge = None
     if args.data is None and args.best_of_n is None:
         raise InputError("DATA", "give ProcessBench-format DATA, --best-of-n, or both")

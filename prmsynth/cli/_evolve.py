@@ -141,7 +141,6 @@ def add_evolve_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(**values: Any) -> EvolutionSettings:
-
     try:
         return EvolutionSettings(**values)
     except ValueError as error:

@@ -42,6 +42,7 @@ from prmsynth.cli._common import (
 )
 from prmsynth.cli._types import COUNT
 from prmsynth.run._pipeline import Pipeline
+from prmsynth.search._policies import POLICIES
 
 if TYPE_CHECKING:
     from prmsynth._interfaces import LabelResult
@@ -103,7 +104,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     add_source_options(parser)
     parser.add_argument("--out", required=True, help="output JSONL")
-    parser.add_argument("--policy", choices=("omegaprm", "math-shepherd"), default="omegaprm")
+    # Labels need a first error: the policies that locate one.
+    parser.add_argument(
+        "--policy",
+        choices=tuple(name for name, policy in POLICIES.items() if policy.uses_rule),
+        default="omegaprm",
+    )
     parser.add_argument(
         "--num-branches",
         "--num-completions",  # its first name, kept working
@@ -131,7 +137,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 @reports_errors("label")
 def run(args: argparse.Namespace) -> int:
-
     sampling = sampling_from_args(args)
     out = Path(args.out)
     backend = backend_settings_from_args(args, out.with_name(out.name + ".cache.sqlite"))

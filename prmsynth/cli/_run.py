@@ -24,6 +24,7 @@ from prmsynth.cli._common import (
     EXIT_OK,
     Stopped,
     add_backend_options,
+    add_field_option,
     add_first_error_options,
     add_judge_options,
     add_model_options,
@@ -58,8 +59,6 @@ CONFIG_FILE = "config.yaml"
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-
-    search = SearchSettings()
     parser = subparsers.add_parser(
         "run",
         help="search step-by-step solutions for seed questions and write trees and records",
@@ -75,32 +74,20 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     add_seed_options(parser)
     parser.add_argument("--out", required=True, help="output folder")
     add_model_options(parser)
-    parser.add_argument(
-        "--screen-rollouts",
-        type=COUNT,
-        default=search.screen_rollouts,
-        help="solutions sampled to screen a question (kept only if mixed)",
+    add_field_option(parser, SearchSettings, "screen_rollouts", "--screen-rollouts", type=COUNT)
+    # None: not given (each is refused where it has no effect, see policy_from_args).
+    add_field_option(
+        parser, SearchSettings, "num_branches", "--num-branches", type=COUNT, default=None
     )
-    parser.add_argument(
-        "--num-branches",
-        type=COUNT,
-        default=None,
-        help=f"completions per estimated prefix (default {search.num_branches}): Math-Shepherd's "
-        "per-step estimation, or a threshold rule's binary search; the relative rule sizes "
-        "its own samples, so it is refused there",
-    )
-    parser.add_argument(
+    add_field_option(
+        parser,
+        SearchSettings,
+        "max_search",
         "--max-search",
         type=NON_NEGATIVE_WHOLE,
         default=None,
-        help=f"candidate selections per question (omegaprm only; default {search.max_search})",
     )
-    parser.add_argument(
-        "--max-branches",
-        type=COUNT,
-        default=search.max_branches,
-        help="completions per question in total, screening included",
-    )
+    add_field_option(parser, SearchSettings, "max_branches", "--max-branches", type=COUNT)
     parser.add_argument(
         "--policy", choices=tuple(POLICIES), default="omegaprm", help="search policy"
     )
@@ -155,7 +142,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 @reports_errors("run")
 def run(args: argparse.Namespace) -> int:
-
     cache = None
     checked = False
     scratch = contextlib.ExitStack()

@@ -147,7 +147,6 @@ def resolve_base_argument(base: str) -> str:
 
 @reports_errors("train")
 def run(args: argparse.Namespace) -> int:
-
     try:
         settings = TrainSettings(
             epochs=args.epochs,

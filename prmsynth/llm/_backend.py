@@ -10,10 +10,8 @@ import attrs
 
 from prmsynth._interfaces import LLM
 
-
-def _positive_or_none(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+# A rate or a timeout is a finite number above 0.
+_POSITIVE = [attrs.validators.gt(0), attrs.validators.lt(math.inf)]
 
 
 @attrs.frozen(kw_only=True)
@@ -29,12 +27,35 @@ class BackendSettings:
 
     model: str | None = None
     api_base: str | None = None
-    concurrency: int = attrs.field(default=16, validator=attrs.validators.ge(1))
-    requests_per_minute: float | None = attrs.field(default=None, validator=_positive_or_none)
-    tokens_per_minute: float | None = attrs.field(default=None, validator=_positive_or_none)
-    request_timeout: float = attrs.field(default=600.0, validator=_positive_or_none)
-    max_attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-    router_config: str | None = None
+    concurrency: int = attrs.field(
+        default=16,
+        validator=attrs.validators.ge(1),
+        metadata={"help": "requests in flight at once (all questions)"},
+    )
+    requests_per_minute: float | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_POSITIVE),
+        metadata={"help": "requests per minute, at most"},
+    )
+    tokens_per_minute: float | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_POSITIVE),
+        metadata={"help": "tokens per minute, at most"},
+    )
+    request_timeout: float = attrs.field(
+        default=600.0,
+        validator=_POSITIVE,
+        metadata={"help": "seconds before a request is retried"},
+    )
+    max_attempts: int = attrs.field(
+        default=5, validator=attrs.validators.ge(1), metadata={"help": "tries per request"}
+    )
+    router_config: str | None = attrs.field(
+        default=None,
+        metadata={
+            "help": "litellm Router config (YAML or JSON model_list); --model names its model_name"
+        },
+    )
     cache_path: Path | None = None
 
 
