@@ -762,13 +762,19 @@ def test_cli_missing_file_and_missing_output_folder_exit_2(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_cli_defaults_match_the_settings():
+def test_cli_defaults_are_the_settings_defaults():
+    from prmsynth.cli._main import build_parser
+
     settings = EvolutionSettings()
-    assert _evolve_cli.DEFAULT_PER_SEED == settings.per_seed
-    assert _evolve_cli.DEFAULT_N_ANSWER_SAMPLES == settings.n_answer_samples
-    assert _evolve_cli.DEFAULT_AGREEMENT_THRESHOLD == settings.agreement_threshold
-    assert _evolve_cli.DEFAULT_MUTATION_MAX_TOKENS == settings.mutation_max_tokens
-    assert _evolve_cli.DEFAULT_ANSWER_MAX_TOKENS == settings.answer_max_tokens
+    args = build_parser().parse_args(["evolve", "seeds.jsonl", "--out", "q.jsonl"])
+    assert args.per_seed == settings.per_seed
+    assert args.n_answer_samples == settings.n_answer_samples
+    assert args.agreement_threshold == settings.agreement_threshold
+    assert args.mutation_max_tokens == settings.mutation_max_tokens
+    assert args.answer_max_tokens == settings.answer_max_tokens
+    run_args = build_parser().parse_args(["run", "seeds.jsonl", "--out", "o"])
+    assert run_args.evolve_per_seed == settings.per_seed
+    assert run_args.n_answer_samples == settings.n_answer_samples
 
 
 def test_run_options_give_evolution_settings_only_for_rounds_above_zero():

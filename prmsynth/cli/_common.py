@@ -189,13 +189,16 @@ def add_field_option(
     field: str,
     *flags: str,
     default: Any = attrs.NOTHING,
+    show_default: bool = False,
     **options: Any,
 ) -> argparse.Action:
     """An option for the attrs field ``field`` of ``settings``, whose default and
     help are the field's own (its ``metadata["help"]``, where ``{default}``
     is the field's default), so each is written once; ``default`` overrides
     the option's default (None: "not given", for an option with an effect only
-    sometimes).  ``options`` go to ``add_argument`` (``type``, ``metavar``, ...).
+    sometimes); ``show_default`` ends the help with the default (a parser that
+    does not do so itself).  ``options`` go to ``add_argument`` (``type``,
+    ``metavar``, ...).
 
     >>> parser = argparse.ArgumentParser()
     >>> _ = add_field_option(parser, BackendSettings, "max_attempts", "--max-attempts", type=int)
@@ -212,7 +215,7 @@ def add_field_option(
     return parser.add_argument(
         *flags,
         default=own if default is attrs.NOTHING else default,
-        help=help.format(default=own),
+        help=help.format(default=own) + (" (default: %(default)s)" if show_default else ""),
         **options,
     )
 

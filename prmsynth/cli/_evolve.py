@@ -24,6 +24,7 @@ from prmsynth.cli._common import (
     EXIT_OK,
     Stopped,
     add_backend_options,
+    add_field_option,
     add_model_options,
     add_seed_options,
     backend_settings_from_args,
@@ -36,31 +37,25 @@ from prmsynth.cli._types import COUNT, NON_NEGATIVE_WHOLE, PROBABILITY
 from prmsynth.evolve._evolver import EvolutionSettings, EvolveInstruct, format_stats
 from prmsynth.evolve._files import write_report
 
-# Defaults, repeated here so that building the parser imports nothing heavy;
-# tests check that they match EvolutionSettings.
-DEFAULT_PER_SEED = 1
-DEFAULT_N_ANSWER_SAMPLES = 8
-DEFAULT_AGREEMENT_THRESHOLD = 0.5
-DEFAULT_MUTATION_MAX_TOKENS = 384
-DEFAULT_ANSWER_MAX_TOKENS = 512
-
 
 def _add_vote_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    add_field_option(
+        parser,
+        EvolutionSettings,
+        "n_answer_samples",
         "--n-answer-samples",
         type=COUNT,
-        default=DEFAULT_N_ANSWER_SAMPLES,
         metavar="N",
-        help="solutions sampled per evolved question to vote on its answer (default: %(default)s)",
+        show_default=True,
     )
-    parser.add_argument(
+    add_field_option(
+        parser,
+        EvolutionSettings,
+        "agreement_threshold",
         "--agreement-threshold",
         type=PROBABILITY,
-        default=DEFAULT_AGREEMENT_THRESHOLD,
         metavar="FRACTION",
-        help="keep an evolved question only if its majority answer has at least this share "
-        "of the samples, unparseable ones included "
-        "(default: %(default)s)",
+        show_default=True,
     )
 
 
@@ -83,32 +78,30 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--rounds", type=COUNT, default=1, metavar="N", help="rounds of evolution (default: 1)"
     )
-    parser.add_argument(
+    add_field_option(
+        parser,
+        EvolutionSettings,
+        "per_seed",
         "--per-seed",
         type=COUNT,
-        default=DEFAULT_PER_SEED,
         metavar="K",
-        help=f"evolutions attempted per seed and round (default: {DEFAULT_PER_SEED})",
+        show_default=True,
     )
     add_model_options(parser, sampling=False)
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the random choices and of the LLM samples"
     )
     _add_vote_options(parser)
-    parser.add_argument(
-        "--mutation-max-tokens",
-        type=COUNT,
-        default=DEFAULT_MUTATION_MAX_TOKENS,
-        metavar="N",
-        help=f"token limit of a rewritten question (default: {DEFAULT_MUTATION_MAX_TOKENS})",
-    )
-    parser.add_argument(
-        "--answer-max-tokens",
-        type=COUNT,
-        default=DEFAULT_ANSWER_MAX_TOKENS,
-        metavar="N",
-        help=f"token limit of a solution for the vote (default: {DEFAULT_ANSWER_MAX_TOKENS})",
-    )
+    for field in ("mutation_max_tokens", "answer_max_tokens"):
+        add_field_option(
+            parser,
+            EvolutionSettings,
+            field,
+            "--" + field.replace("_", "-"),
+            type=COUNT,
+            metavar="N",
+            show_default=True,
+        )
     parser.add_argument(
         "--llm-equality-check",
         action="store_true",
@@ -130,12 +123,8 @@ def add_evolve_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="evolve the seeds for N rounds before the search (0: search the seeds as they are)",
     )
-    parser.add_argument(
-        "--evolve-per-seed",
-        type=COUNT,
-        default=DEFAULT_PER_SEED,
-        metavar="K",
-        help="evolutions attempted per seed and round",
+    add_field_option(
+        parser, EvolutionSettings, "per_seed", "--evolve-per-seed", type=COUNT, metavar="K"
     )
     _add_vote_options(parser)
 

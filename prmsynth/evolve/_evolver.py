@@ -238,20 +238,9 @@ def token_jaccard(first: str, second: str) -> float:
 
 
 def _check_range(low: float, high: float, *, low_open: bool = False) -> Callable[..., None]:
-    def check(instance: object, attribute: attrs.Attribute, value: float) -> None:
-        if not (low < value <= high if low_open else low <= value <= high):
-            bracket = "(" if low_open else "["
-            raise ValueError(f"{attribute.name} must be in {bracket}{low}, {high}], got {value!r}")
-
-    return check
-
-
-def _check_at_least(minimum: int) -> Callable[..., None]:
-    def check(instance: object, attribute: attrs.Attribute, value: int) -> None:
-        if value < minimum:
-            raise ValueError(f"{attribute.name} must be >= {minimum}, got {value!r}")
-
-    return check
+    """attrs' validators of ``low <= value <= high`` (``low < value`` when ``low_open``)."""
+    above = attrs.validators.gt(low) if low_open else attrs.validators.ge(low)
+    return attrs.validators.and_(above, attrs.validators.le(high))
 
 
 def _check_weights(instance: object, attribute: attrs.Attribute, value: Mapping) -> None:
@@ -284,32 +273,53 @@ class EvolutionSettings:
     >>> EvolutionSettings(agreement_threshold=0)
     Traceback (most recent call last):
     ...
-    ValueError: agreement_threshold must be in (0, 1], got 0
+    ValueError: 'agreement_threshold' must be > 0: 0
     """
 
-    rounds: int = attrs.field(default=1, validator=_check_at_least(0))
-    per_seed: int = attrs.field(default=1, validator=_check_at_least(1))
+    rounds: int = attrs.field(default=1, validator=attrs.validators.ge(0))
+    per_seed: int = attrs.field(
+        default=1,
+        validator=attrs.validators.ge(1),
+        metadata={"help": "evolutions attempted per seed and round"},
+    )
     mutation_weights: Mapping[str, float] = attrs.field(
         factory=lambda: dict(DEFAULT_MUTATION_WEIGHTS), validator=_check_weights
     )
-    n_answer_samples: int = attrs.field(default=8, validator=_check_at_least(1))
-    agreement_threshold: float = attrs.field(
-        default=0.5, validator=_check_range(0, 1, low_open=True)
+    n_answer_samples: int = attrs.field(
+        default=8,
+        validator=attrs.validators.ge(1),
+        metadata={"help": "solutions sampled per evolved question to vote on its answer"},
     )
-    min_words: int = attrs.field(default=5, validator=_check_at_least(0))
-    max_words: int = attrs.field(default=200, validator=_check_at_least(1))
+    agreement_threshold: float = attrs.field(
+        default=0.5,
+        validator=_check_range(0, 1, low_open=True),
+        metadata={
+            "help": "keep an evolved question only if its majority answer has at least this share "
+            "of the samples, unparseable ones included"
+        },
+    )
+    min_words: int = attrs.field(default=5, validator=attrs.validators.ge(0))
+    max_words: int = attrs.field(default=200, validator=attrs.validators.ge(1))
     near_duplicate_threshold: float = attrs.field(
         default=0.9, validator=_check_range(0, 1, low_open=True)
     )
     mutation_temperature: float = attrs.field(default=0.7, validator=_check_range(0, 2))
     answer_temperature: float = attrs.field(default=0.7, validator=_check_range(0, 2))
     top_p: float = attrs.field(default=0.95, validator=_check_range(0, 1, low_open=True))
-    mutation_max_tokens: int = attrs.field(default=384, validator=_check_at_least(1))
-    answer_max_tokens: int = attrs.field(default=512, validator=_check_at_least(1))
+    mutation_max_tokens: int = attrs.field(
+        default=384,
+        validator=attrs.validators.ge(1),
+        metadata={"help": "token limit of a rewritten question"},
+    )
+    answer_max_tokens: int = attrs.field(
+        default=512,
+        validator=attrs.validators.ge(1),
+        metadata={"help": "token limit of a solution for the vote"},
+    )
     equivalence_timeout: float = attrs.field(
         default=2.0, validator=_check_range(0, 600, low_open=True)
     )
-    concurrency: int = attrs.field(default=8, validator=_check_at_least(1))
+    concurrency: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     seed: int = 0
     keep_seeds: bool = True
     llm_equality_check: bool = False
