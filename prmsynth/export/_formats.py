@@ -125,9 +125,8 @@ SplitName = Literal["train", "validation"]
 """The two sides of a train/validation split (see `question_split`)."""
 
 
-def _check_fraction(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1), got {value!r}")
+# A fraction in [0, 1).
+_check_fraction = attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.lt(1.0))
 
 
 def _default_system_prompt() -> str:
