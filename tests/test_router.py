@@ -230,3 +230,26 @@ def test_the_cache_keys_a_router_by_its_deployments_never_by_their_keys(tmp_path
     assert one.model == two.model and one.cache_identity() != two.cache_identity()
     assert a.url in one.cache_identity()
     assert not any(secret in one.cache_identity() for secret in one.secrets)
+
+
+def test_every_credential_named_parameter_of_a_deployment_is_a_secret(tmp_path):
+    # One secret-name rule (is_secret_name) decides, not a list of known parameter names.
+    config = {
+        "model_list": [
+            {
+                "model_name": "g",
+                "litellm_params": {
+                    "model": "openai/fake",
+                    "api_base": "http://127.0.0.1:9/v1",
+                    "azure_ad_token": "tok-0123456789abcdef",
+                    "max_tokens": 64,
+                },
+            }
+        ]
+    }
+    path = tmp_path / "router.json"
+    path.write_text(json.dumps(config))
+    llm = RouterLLM.from_config(path, **FAST)
+    assert llm.secrets == ("tok-0123456789abcdef",)
+    assert "tok-0123456789abcdef" not in llm.cache_identity()
+    assert "max_tokens" in llm.cache_identity()  # a token count is no credential
