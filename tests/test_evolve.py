@@ -675,7 +675,7 @@ SEED_RECORDS = [
 @pytest.fixture
 def scripted_backend(monkeypatch):
     """Make the CLI's LiteLLMClient a scripted LLM."""
-    import prmsynth.llm._client
+    import prmsynth.llm._backend
     from prmsynth.llm._backend import CHECK_PROMPT
 
     def script(request):
@@ -690,7 +690,7 @@ def scripted_backend(monkeypatch):
     def factory(**kwargs):
         return ScriptedLLM(script)
 
-    monkeypatch.setattr(prmsynth.llm._client, "LiteLLMClient", factory)
+    monkeypatch.setattr(prmsynth.llm._backend, "LiteLLMClient", factory)
 
 
 def test_cli_writes_questions_that_run_reads_and_a_rejects_file(tmp_path, scripted_backend, capsys):

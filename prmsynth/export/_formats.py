@@ -53,6 +53,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -70,6 +71,7 @@ from prmsynth._io import (
     scratch_folder,
 )
 from prmsynth._tree import ReasoningTree, TreeInvariantError
+from prmsynth._version import __version__
 from prmsynth.export._serialize import (
     STEP_SEPARATOR,
     dpo_records,
@@ -79,6 +81,7 @@ from prmsynth.export._serialize import (
     tree_from_dict,
     tree_to_dict,
 )
+from prmsynth.search._generation import DEFAULT_CONTINUE_TEMPLATE, DEFAULT_SYSTEM_PROMPT
 
 if TYPE_CHECKING:
     import jsonschema
@@ -130,7 +133,6 @@ _check_fraction = attrs.validators.and_(attrs.validators.ge(0.0), attrs.validato
 
 
 def _default_system_prompt() -> str:
-    from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT
 
     return DEFAULT_SYSTEM_PROMPT
 
@@ -430,7 +432,6 @@ def _continue_prompt(
     tree: ReasoningTree, settings: ExportSettings, prefix: Sequence[str]
 ) -> list[dict[str, str]]:
     """The messages the default generator asks for the step after ``prefix`` with."""
-    from prmsynth.search._generation import DEFAULT_CONTINUE_TEMPLATE
 
     if not prefix:
         return _chat_prompt(tree, settings)
@@ -1153,7 +1154,6 @@ def _schema_name(format: str) -> str:
 
 
 def _read_schema(name: str) -> dict[str, Any]:
-    from importlib import resources
 
     schemas = resources.files("prmsynth.export").joinpath("schemas")
     text = schemas.joinpath(f"{name}.schema.json").read_text("utf-8")
@@ -1653,7 +1653,6 @@ def export_file(
     >>> manifest["files"]["all"]["records"], out.read_text().count("\\n")
     (1, 1)
     """
-    from prmsynth._version import __version__
 
     settings = settings or ExportSettings()
     _check_format(format)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,16 @@ from typing import Any
 import attrs
 
 from prmsynth._interfaces import LLM
+from prmsynth.llm._cache import CachedLLM, CompletionCache
+from prmsynth.llm._client import (
+    DEFAULT_MODEL,
+    LOCAL_PROVIDER,
+    BackendUnavailable,
+    LiteLLMClient,
+    LLMError,
+    import_litellm,
+)
+from prmsynth.llm._ratelimit import RequestLimiter
 
 # A rate or a timeout is a finite number above 0.
 _POSITIVE = [attrs.validators.gt(0), attrs.validators.lt(math.inf)]
@@ -66,7 +77,6 @@ def unpriced_models(settings: BackendSettings) -> list[str]:
     A router deployment priced in its ``litellm_params`` (``input_cost_per_token``,
     ``output_cost_per_token``) counts as priced; the embedded model never is.
     """
-    from prmsynth.llm._client import DEFAULT_MODEL, LOCAL_PROVIDER, import_litellm
 
     if settings.router_config:
         from prmsynth.llm._router import load_router_config
@@ -114,8 +124,6 @@ def build_llm(settings: BackendSettings, *, cache: Any = None) -> tuple[LLM, str
     ``cache``: an open completion cache to share (a second model of the same
     run) instead of opening ``settings.cache_path``; the caller closes it.
     """
-    from prmsynth.llm._client import DEFAULT_MODEL, LiteLLMClient
-    from prmsynth.llm._ratelimit import RequestLimiter
 
     limiter = RequestLimiter(
         max_concurrency=settings.concurrency,
@@ -136,7 +144,6 @@ def build_llm(settings: BackendSettings, *, cache: Any = None) -> tuple[LLM, str
     else:
         model = settings.model or DEFAULT_MODEL
         llm = LiteLLMClient(model=model, api_base=settings.api_base, **client_settings)
-    from prmsynth.llm._cache import CachedLLM, CompletionCache
 
     if cache is not None:
         return CachedLLM(llm=llm, cache=cache), model, None
@@ -201,15 +208,6 @@ def check_backend(settings: BackendSettings, *, timeout: float = 120.0) -> None:
     The request skips the cache (a cached answer proves nothing) and the
     run's limiter.  Raises [`BackendUnavailable`][prmsynth.BackendUnavailable].
     """
-    import asyncio
-
-    from prmsynth.llm._client import (
-        DEFAULT_MODEL,
-        LOCAL_PROVIDER,
-        BackendUnavailable,
-        LiteLLMClient,
-        LLMError,
-    )
 
     # The run's own retry policy: a server that rate-limits (429 with
     # Retry-After) or fails for a moment (5xx) is asked again, as the run would.

@@ -115,7 +115,6 @@ def _sha256(path: Path) -> str:
 def export_manifest(export: Path) -> dict[str, Any] | None:
     """The manifest ``prmsynth export`` wrote beside ``export`` (``X.jsonl``'s,
     or for a split file ``X.train.jsonl`` that of ``X.jsonl``), or None."""
-    import json
 
     candidates = [export.with_name(export.name + ".manifest.json")]
     for part in (".train", ".validation"):

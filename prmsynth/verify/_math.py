@@ -25,11 +25,20 @@ replaceable parts:
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import queue
 import re
+import signal
+import socket
 import subprocess
+import sys
 import threading
+import weakref
 from collections.abc import Callable
 from fractions import Fraction
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -1685,9 +1694,6 @@ def _worker_main(arguments: list[str]) -> None:
     ``arguments`` are the socket's file descriptor and the memory limit in
     bytes (0 for none).
     """
-    import logging
-    import signal
-    from multiprocessing.connection import Connection
 
     connection = Connection(int(arguments[0]))
     memory_limit = int(arguments[1])
@@ -1804,12 +1810,6 @@ class _Worker:
         return self._process is not None and self._process.poll() is None
 
     def _start(self) -> None:
-        import os
-        import socket
-        import sys
-        import weakref
-        from multiprocessing.connection import Connection
-        from pathlib import Path
 
         parent_socket, child_socket = socket.socketpair()
         environment = dict(os.environ)
@@ -1902,7 +1902,6 @@ class _Worker:
 
 def default_checker_processes() -> int:
     """One checker process per core this process may run on."""
-    import os
 
     try:
         return len(os.sched_getaffinity(0))
@@ -1925,7 +1924,6 @@ class _WorkerPool:
         startup_timeout: float = 120.0,
         size: int | None = None,
     ):
-        import queue
 
         self.memory_limit = memory_limit
         self.startup_timeout = startup_timeout
