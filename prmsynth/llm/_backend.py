@@ -20,6 +20,7 @@ from prmsynth.llm._client import (
     import_litellm,
 )
 from prmsynth.llm._ratelimit import RequestLimiter
+from prmsynth.llm._retry import RetryPolicy
 
 # A rate or a timeout is a finite number above 0.
 _POSITIVE = [attrs.validators.gt(0), attrs.validators.lt(math.inf)]
@@ -131,7 +132,7 @@ def build_llm(settings: BackendSettings, *, cache: Any = None) -> tuple[LLM, str
         tokens_per_minute=settings.tokens_per_minute,
     )
     client_settings: dict[str, Any] = {
-        "max_attempts": settings.max_attempts,
+        "retry": RetryPolicy(max_attempts=settings.max_attempts),
         "request_timeout": settings.request_timeout,
         "limiter": limiter,
     }
@@ -212,7 +213,7 @@ def check_backend(settings: BackendSettings, *, timeout: float = 120.0) -> None:
     # The run's own retry policy: a server that rate-limits (429 with
     # Retry-After) or fails for a moment (5xx) is asked again, as the run would.
     client_settings: dict[str, Any] = {
-        "max_attempts": settings.max_attempts,
+        "retry": RetryPolicy(max_attempts=settings.max_attempts),
         "request_timeout": min(settings.request_timeout, timeout),
     }
     llm: LLM
