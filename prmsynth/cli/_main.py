@@ -114,7 +114,6 @@ class _RedactingStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
-
         return self._stream.write(redact_secrets(text))
 
     def __getattr__(self, name: str) -> object:

@@ -133,7 +133,6 @@ _check_fraction = attrs.validators.and_(attrs.validators.ge(0.0), attrs.validato
 
 
 def _default_system_prompt() -> str:
-
     return DEFAULT_SYSTEM_PROMPT
 
 
@@ -1154,7 +1153,6 @@ def _schema_name(format: str) -> str:
 
 
 def _read_schema(name: str) -> dict[str, Any]:
-
     schemas = resources.files("prmsynth.export").joinpath("schemas")
     text = schemas.joinpath(f"{name}.schema.json").read_text("utf-8")
     return json.loads(text)

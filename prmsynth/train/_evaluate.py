@@ -291,7 +291,6 @@ def read_candidates(path: str | os.PathLike) -> list[Candidate]:
 
 
 def _candidates_from_rows(path: Path) -> list[Candidate]:
-
     verifier = MathAnswerVerifier()
     candidates = []
     try:
@@ -447,7 +446,6 @@ class MonteCarloJudge:
     pipeline: Any
 
     def score(self, problem: str, steps: Sequence[str], answer: str | None = None) -> list[float]:
-
         if answer is None:
             raise InputError("mc", "needs the reference answer in every row", field="answer")
         question = Question(id="evaluate", text=problem, reference_answer=answer)

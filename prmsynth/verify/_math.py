@@ -1810,7 +1810,6 @@ class _Worker:
         return self._process is not None and self._process.poll() is None
 
     def _start(self) -> None:
-
         parent_socket, child_socket = socket.socketpair()
         environment = dict(os.environ)
         # The worker imports this package from where the parent found it.

@@ -308,7 +308,6 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _read_tree_records(path: Path) -> Iterator[dict[str, Any]]:
-
     for line, record in read_json_lines(path):
         try:
             tree_from_dict(record)
