@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from prmsynth._errors import InputError
-from prmsynth.cli._common import EXIT_FAILURE, EXIT_OK, reports_errors, writing
+from prmsynth.cli._common import EXIT_FAILURE, EXIT_OK, add_field_option, reports_errors, writing
 from prmsynth.cli._types import PROBABILITY
 from prmsynth.export._formats import FORMATS, ExportSettings, export_file, validate_file
 from prmsynth.run._folder import RunFolder
@@ -80,68 +80,35 @@ def add_export_settings_options(
     """The options of [`ExportSettings`][prmsynth.ExportSettings], with its
     defaults (``validation_fraction`` overrides that one), for export and push."""
 
-    # The defaults come from ExportSettings, so the two cannot drift apart.
-    defaults = {field.name: field.default for field in attrs.fields(ExportSettings)}
-    if validation_fraction is not None:
-        defaults["validation_fraction"] = validation_fraction
-    parser.add_argument(
-        "--positive-threshold",
-        type=PROBABILITY,
-        default=defaults["positive_threshold"],
-        help="a step whose MC value is above this is positive (0.0: any completion succeeded)",
+    # Default and help come from ExportSettings, so the two cannot drift apart.
+    fraction = attrs.NOTHING if validation_fraction is None else validation_fraction
+    add_field_option(
+        parser, ExportSettings, "positive_threshold", "--positive-threshold", type=PROBABILITY
     )
-    parser.add_argument(
-        "--labels",
-        choices=("search", "mc"),
-        default=defaults["labels"],
-        help="search: the first errors the run's rule named (thresholds label the steps it did "
-        "not judge); mc: MC thresholds alone",
+    add_field_option(parser, ExportSettings, "labels", "--labels", choices=("search", "mc"))
+    add_field_option(
+        parser, ExportSettings, "negative_threshold", "--negative-threshold", type=PROBABILITY
     )
-    parser.add_argument(
-        "--negative-threshold",
-        type=PROBABILITY,
-        default=defaults["negative_threshold"],
-        help="prm800k: a negative step with MC value at most this is rated -1, others 0",
-    )
-    parser.add_argument(
-        "--balance",
-        choices=("none", "downsample"),
-        default=defaults["balance"],
-        help="downsample the larger class (solutions with / without an error) in each file",
-    )
-    parser.add_argument(
-        "--balance-seed",
-        type=int,
-        default=defaults["balance_seed"],
-        help="seed of the downsampling",
-    )
-    parser.add_argument(
+    add_field_option(parser, ExportSettings, "balance", "--balance", choices=("none", "downsample"))
+    add_field_option(parser, ExportSettings, "balance_seed", "--balance-seed", type=int)
+    add_field_option(
+        parser,
+        ExportSettings,
+        "deduplicate",
         "--deduplicate",
         action=argparse.BooleanOptionalAction,
-        default=defaults["deduplicate"],
-        help="write identical records once",
     )
-    parser.add_argument(
+    add_field_option(
+        parser,
+        ExportSettings,
+        "validation_fraction",
         "--validation-fraction",
         type=PROBABILITY,
-        default=defaults["validation_fraction"],
-        help="share of questions (by a stable hash of the question id) in the validation file",
+        default=fraction,
     )
-    parser.add_argument(
-        "--split-seed", type=int, default=defaults["split_seed"], help="seed of the question hash"
-    )
-    parser.add_argument(
-        "--consensus",
-        action="store_true",
-        help="keep only solutions whose critic verdict (a run with --judge-model) agrees with "
-        "the labels on the first wrong step",
-    )
-    parser.add_argument(
-        "--soft-labels",
-        action="store_true",
-        help="trl, math-shepherd: write each step's MC value as a float label in [0, 1] instead "
-        "of a boolean (a step without a value of its own is joined to the next that has one)",
-    )
+    add_field_option(parser, ExportSettings, "split_seed", "--split-seed", type=int)
+    add_field_option(parser, ExportSettings, "consensus", "--consensus", action="store_true")
+    add_field_option(parser, ExportSettings, "soft_labels", "--soft-labels", action="store_true")
     parser.add_argument(
         "--system-prompt",
         default=None,
