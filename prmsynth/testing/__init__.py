@@ -48,8 +48,9 @@ __all__ = [
 @attrs.define
 class VirtualClock:
     """Time that passes only when something sleeps on it: give ``time`` as a
-    ``clock`` and ``sleep`` as a ``sleep`` (``RequestLimiter``, ``LiteLLMClient``)
-    and a test checks every wait exactly, whatever the machine's load.
+    ``clock`` and ``sleep`` as a ``sleep`` (``RequestLimiter``, ``RetryPolicy``,
+    which ``LiteLLMClient(retry=...)`` waits with) and a test checks every wait
+    exactly, whatever the machine's load.
 
     >>> clock = VirtualClock()
     >>> asyncio.run(clock.sleep(1.5)); clock.time(), clock.slept
