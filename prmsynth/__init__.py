@@ -101,6 +101,7 @@ if TYPE_CHECKING:  # for type checkers and the API docs; at run time see __getat
     from prmsynth.llm._cache import CachedLLM, CompletionCache
     from prmsynth.llm._client import DEFAULT_MODEL, LiteLLMClient
     from prmsynth.llm._ratelimit import RequestLimiter
+    from prmsynth.llm._retry import RetryPolicy
     from prmsynth.llm._router import RouterLLM
     from prmsynth.publish._push import PushReport, push
     from prmsynth.run._executor import Executor, LocalExecutor
@@ -134,6 +135,7 @@ if TYPE_CHECKING:  # for type checkers and the API docs; at run time see __getat
 _LAZY = {
     "LiteLLMClient": "prmsynth.llm._client",
     "RequestLimiter": "prmsynth.llm._ratelimit",
+    "RetryPolicy": "prmsynth.llm._retry",
     "CompletionCache": "prmsynth.llm._cache",
     "CachedLLM": "prmsynth.llm._cache",
     "RouterLLM": "prmsynth.llm._router",
@@ -251,6 +253,7 @@ __all__ = [
     "Rejection",
     "RelativeDrop",
     "RequestLimiter",
+    "RetryPolicy",
     "Rollout",
     "RouterLLM",
     "RunFolder",

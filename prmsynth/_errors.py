@@ -42,12 +42,13 @@ _URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^\s/@:'\"]*:)[^\s/@'\"
 # The one rule for names that hold credentials: environment variables
 # (OPENAI_API_KEY, HF_TOKEN), options (api_key, --hf-token) and litellm
 # parameters (aws_secret_access_key, vertex_credentials); not max_tokens.
+_SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "credential", "credentials")
+_SECRET_WORDS += ("authorization",)
 _SECRET_NAME = re.compile(
-    r"(?:^|[_\-])(?:api_?key|key|token|secret|password|passwd|credentials?|authorization)$",
-    re.IGNORECASE,
+    r"(?:^|[_\-])(?:api_?key|" + "|".join(_SECRET_WORDS) + r")$", re.IGNORECASE
 )
-_SECRET_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS")
-_SECRET_SUFFIXES += ("AUTHORIZATION",)
+# The same words, for a cheap first test of every environment variable's name.
+_SECRET_SUFFIXES = tuple(word.upper() for word in _SECRET_WORDS)
 #: The fewest characters a credential from the environment has to be taken for one.
 MIN_SECRET_CHARS = 8
 # A value of one kind of character only (a word, "question_id", a number) is

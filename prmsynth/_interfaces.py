@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
+from prmsynth._errors import redact_secrets
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import Critique, LLMResponse, Question, Usage, Verdict
 
@@ -282,12 +283,97 @@ class StepCritic(abc.ABC):
         """The first wrong step of ``steps`` as a solution of ``question``."""
 
 
+@attrs.frozen(kw_only=True)
+class Rejection:
+    """A candidate that did not become a question, and why.
+
+    ``reason`` says why: for [`EvolveInstruct`][prmsynth.EvolveInstruct] one of its
+    ``REJECTION_REASONS``, for another evolver its own word; ``detail`` says more (the
+    matched question, the vote).  ``candidate_id`` is the id the question
+    would have had; ``root_id`` the seed it descends from.
+    """
+
+    candidate_text: str
+    parent_id: str
+    mutation: str
+    round: int
+    reason: str
+    detail: str = ""
+    candidate_id: str | None = None
+    root_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        # The detail may quote a failed request's error, and errors may echo keys.
+        return {**attrs.asdict(self), "detail": redact_secrets(self.detail)}
+
+
+@attrs.frozen(kw_only=True)
+class EvolutionReport:
+    """What an evolution produced: the questions, every rejected candidate, and counts.
+
+    Every [`QuestionEvolver`][prmsynth.QuestionEvolver] gives one
+    (``evolve_with_report``); ``stats`` has at least ``seeds`` and ``questions``.
+    For [`EvolveInstruct`][prmsynth.EvolveInstruct], ``questions`` holds the seeds
+    first (when ``keep_seeds``), then the survivors in the order they were made.
+    ``stats`` has ``seeds``,
+    ``rounds``, ``attempted`` (candidates asked for), ``evolved`` (candidates
+    that passed elimination and went to the vote), ``eliminated`` and
+    ``eliminated_by_reason``, ``answered`` (kept with a majority answer),
+    ``unsolvable``, ``errors`` (failed LLM calls), ``questions`` (returned),
+    ``by_mutation`` and the LLM cost (``completions``, ``prompt_tokens``,
+    ``completion_tokens``).  Every attempt ends exactly one way:
+    ``attempted == eliminated + unsolvable + errors + answered``.
+    """
+
+    questions: list[Question]
+    rejects: list[Rejection]
+    stats: dict[str, Any]
+
+
 class QuestionEvolver(abc.ABC):
-    """Turns seed questions into the questions the search runs on."""
+    """Turns seed questions into the questions the search runs on.
+
+    A subclass writes `evolve`; the run calls `evolve_with_report`, which
+    streams each question to ``on_question`` and reports the rejected
+    candidates (a run folder writes them to ``evolved.rejects.jsonl``).  Its
+    default runs `evolve` and hands over the questions at its end, with no
+    rejects; an evolver that can say more (questions as they are accepted,
+    candidates it dropped and why) overrides it, and its `evolve` returns the
+    report's questions.  An evolver is a value: what one call found is in that
+    call's report, never kept on the evolver.
+
+    >>> import asyncio
+    >>> from prmsynth import Question
+    >>> class Doubled(QuestionEvolver):
+    ...     async def evolve(self, questions):
+    ...         return [*questions, *(Question(id=q.id + ".2", text=q.text + " Twice.",
+    ...                                        reference_answer=None) for q in questions)]
+    >>> seen = []
+    >>> seed = Question(id="q1", text="What is 2 + 3?", reference_answer="5")
+    >>> report = asyncio.run(Doubled().evolve_with_report([seed], on_question=seen.append))
+    >>> [q.id for q in seen], report.rejects, report.stats
+    (['q1', 'q1.2'], [], {'seeds': 1, 'questions': 2})
+    """
 
     @abc.abstractmethod
     async def evolve(self, questions: Sequence[Question]) -> list[Question]:
         """Return the questions to search (seeds, evolved ones, or both)."""
+
+    async def evolve_with_report(
+        self,
+        questions: Sequence[Question],
+        *,
+        on_question: Callable[[Question], object] | None = None,
+    ) -> EvolutionReport:
+        """Evolve ``questions``: the questions to search, the rejected candidates
+        and counts.  ``on_question`` receives each question once it is ready
+        (here: all of them when `evolve` returns)."""
+        evolved = list(await self.evolve(questions))
+        if on_question is not None:
+            for question in evolved:
+                on_question(question)
+        stats = {"seeds": len(questions), "questions": len(evolved)}
+        return EvolutionReport(questions=evolved, rejects=[], stats=stats)
 
 
 class NoEvolution(QuestionEvolver):

@@ -188,17 +188,6 @@ def _questions(
             )
 
 
-def seed_source_from_args(args: Any) -> RowSource:
-    """The seed source the command line names: ``seed_file`` with ``--subset``,
-    ``--split`` and ``--revision``, a Hub dataset pinned to the commit it is at."""
-    return RowSource(
-        location=str(args.seed_file),
-        subset=getattr(args, "subset", None),
-        split=getattr(args, "split", None),
-        revision=getattr(args, "revision", None),
-    ).pinned()
-
-
 @attrs.frozen(kw_only=True)
 class QuestionSpool:
     """Seed questions, every one checked, in a scratch JSON Lines file:
@@ -217,31 +206,40 @@ class QuestionSpool:
 
 
 @contextlib.contextmanager
-def questions_from_args(
-    args: Any, source: RowSource | None = None, *, shard: tuple[int, int] | None = None
+def spool_questions(
+    source: RowSource,
+    *,
+    question_fields: Sequence[str] = ("problem",),
+    answer_field: str = "final_answer",
+    limit: int | None = None,
+    max_question_chars: int = MAX_QUESTION_CHARS,
+    shard: tuple[int, int] | None = None,
 ) -> Iterator[QuestionSpool]:
-    """The seed questions named by the command line's ``seed_file`` (or
-    ``source``, from [`seed_source_from_args`][prmsynth._seeds.seed_source_from_args]),
-    ``--column-names``, ``--answer-column`` and ``--limit``; at least one.
+    """The seed questions of ``source`` (as [`iter_questions`][prmsynth.iter_questions]
+    reads them), every one checked, in a [`QuestionSpool`][prmsynth._seeds.QuestionSpool];
+    at least one.
 
     Every row is read and checked before the first question is handed out,
-    so a bad row stops the command before any work; the questions (of
+    so a bad row stops the caller before any work; the questions (of
     ``shard=(i, n)`` only, when given) wait in a scratch file that is removed
     on leaving the ``with`` block.
+
+    >>> import json, pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "seeds.jsonl"
+    >>> _ = path.write_text(json.dumps({"problem": "What is 1 + 1?", "final_answer": 2}))
+    >>> with spool_questions(RowSource(location=str(path))) as spool:
+    ...     len(spool), [q.reference_answer for q in spool]
+    (1, ['2'])
     """
-    fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
-    if not fields:
-        raise InputError("--column-names", "names no field")
-    source = source or seed_source_from_args(args)
     questions = iter_questions(
         source.location,
         subset=source.subset,
         split=source.split,
         revision=source.revision,
-        question_fields=fields,
-        answer_field=args.answer_column,
-        limit=args.limit,
-        max_question_chars=getattr(args, "max_question_chars", MAX_QUESTION_CHARS),
+        question_fields=question_fields,
+        answer_field=answer_field,
+        limit=limit,
+        max_question_chars=max_question_chars,
     )
     with tempfile.TemporaryDirectory(prefix="prmsynth-seeds-") as scratch:
         path = Path(scratch) / "questions.jsonl"

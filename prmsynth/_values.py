@@ -11,19 +11,10 @@ import attrs
 VerdictStatus = Literal["correct", "incorrect", "unparseable"]
 
 
-def _check_probability(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1], got {value!r}")
-
-
-def _check_positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not (math.isfinite(value) and value > 0):  # NaN fails every comparison
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-def _check_non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+# attrs' own validators (NaN fails every comparison; inf is no count or size).
+_check_probability = attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0))
+_check_positive = attrs.validators.and_(attrs.validators.gt(0), attrs.validators.lt(math.inf))
+_check_non_negative = attrs.validators.and_(attrs.validators.ge(0), attrs.validators.lt(math.inf))
 
 
 @attrs.frozen(kw_only=True)
@@ -257,9 +248,15 @@ class SamplingSettings:
     0.95
     """
 
-    temperature: float = attrs.field(default=0.7, validator=_check_non_negative)
-    top_p: float = attrs.field(default=0.95, validator=_check_probability)
-    max_tokens: int = attrs.field(default=512, validator=_check_positive)
+    temperature: float = attrs.field(
+        default=0.7, validator=_check_non_negative, metadata={"help": "sampling temperature"}
+    )
+    top_p: float = attrs.field(
+        default=0.95, validator=_check_probability, metadata={"help": "nucleus sampling's top-p"}
+    )
+    max_tokens: int = attrs.field(
+        default=512, validator=_check_positive, metadata={"help": "token limit of each completion"}
+    )
     seed: int | None = None
 
 
@@ -283,18 +280,45 @@ class SearchSettings:
     >>> SearchSettings(alpha=2.0)
     Traceback (most recent call last):
     ...
-    ValueError: alpha must be in [0, 1], got 2.0
+    ValueError: 'alpha' must be <= 1.0: 2.0
     """
 
-    screen_rollouts: int = attrs.field(default=16, validator=_check_positive)
-    num_branches: int = attrs.field(default=4, validator=_check_positive)
-    max_search: int = attrs.field(default=4, validator=_check_non_negative)
-    max_branches: int = attrs.field(default=40, validator=_check_positive)
+    screen_rollouts: int = attrs.field(
+        default=16,
+        validator=_check_positive,
+        metadata={"help": "solutions sampled to screen a question (kept only if mixed)"},
+    )
+    num_branches: int = attrs.field(
+        default=4,
+        validator=_check_positive,
+        metadata={
+            "help": "completions per estimated prefix (default {default}): Math-Shepherd's "
+            "per-step estimation, or a threshold rule's binary search; the relative rule sizes "
+            "its own samples, so it is refused there"
+        },
+    )
+    max_search: int = attrs.field(
+        default=4,
+        validator=_check_non_negative,
+        metadata={"help": "candidate selections per question (omegaprm only; default {default})"},
+    )
+    max_branches: int = attrs.field(
+        default=40,
+        validator=_check_positive,
+        metadata={"help": "completions per question in total, screening included"},
+    )
     alpha: float = attrs.field(default=0.5, validator=_check_probability)
     beta: float = attrs.field(default=0.9, validator=_check_probability)
     length_scale: float = attrs.field(default=512.0, validator=_check_positive)
     exploration: float = attrs.field(default=0.125, validator=_check_non_negative)
-    first_error_threshold: float = attrs.field(default=0.0, validator=_check_probability)
+    first_error_threshold: float = attrs.field(
+        default=0.0,
+        validator=_check_probability,
+        metadata={
+            "help": "MC value at or below which a step counts as wrong in the stored labels; "
+            "above 0 and without --first-error-rule, also the search's rule (threshold:X)"
+        },
+    )
     skip_uniform: bool = True
 
     def is_error(self, mc_value: float | None) -> bool:

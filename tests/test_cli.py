@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import argparse
+import errno
 import json
 import subprocess
 import sys
@@ -7,7 +9,17 @@ import textwrap
 
 import pytest
 
-from prmsynth.cli import main
+from prmsynth import (
+    BackendUnavailable,
+    ExportError,
+    InputError,
+    PrefixModeError,
+    PublishError,
+    StorageError,
+)
+from prmsynth.cli import build_parser, main
+from prmsynth.cli._common import Stopped, reports_errors
+from prmsynth.cli._main import command_parsers
 
 
 def test_help_imports_neither_litellm_nor_llama_cpp_and_opens_no_socket():
@@ -162,3 +174,69 @@ def test_the_log_file_keeps_why_the_start_up_check_failed(tmp_path, capsys):
     printed = capsys.readouterr().err.strip().splitlines()[0]
     assert printed.startswith("prmsynth run: error:")
     assert printed in log.read_text()
+
+
+# -- one error path ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "message"),
+    [
+        (InputError("seeds.jsonl", "missing field", line=3), 2, "error: seeds.jsonl:3: missing"),
+        (PrefixModeError("the model does not continue"), 2, "error: the model does not"),
+        (BackendUnavailable("no server at :9"), 2, "error: no server at :9"),
+        (ExportError("record 3 breaks its schema"), 1, "error: record 3 breaks"),
+        (PublishError("the Hub refused the upload"), 1, "error: the Hub refused"),
+        (StorageError("out/t.jsonl", "no space left", after_work=True), 1, "cannot write"),
+        (StorageError("out/t.jsonl", "no space left"), 2, "out/t.jsonl: cannot write"),
+        (OSError(errno.ENOSPC, "No space left on device", "out/a"), 2, "out/a: cannot write"),
+        (FileNotFoundError(errno.ENOENT, "No such file or directory", "x.json"), 2, "x.json:"),
+        (Stopped(BackendUnavailable("the model died"), "3 rows kept"), 1, "stopped: the model"),
+    ],
+)
+def test_every_error_kind_has_one_exit_status_and_one_message(error, status, message, capsys):
+    @reports_errors("demo")
+    def handler(args):
+        raise error
+
+    assert handler(argparse.Namespace()) == status
+    err = capsys.readouterr().err
+    assert err.startswith("prmsynth demo: ") and message in err, err
+    assert "Traceback" not in err
+
+
+def test_an_unknown_error_is_a_bug_and_keeps_its_traceback():
+    @reports_errors("demo")
+    def handler(args):
+        raise ZeroDivisionError("a bug")
+
+    with pytest.raises(ZeroDivisionError):
+        handler(argparse.Namespace())
+
+
+def test_every_command_goes_through_the_one_error_path():
+    for name, command in command_parsers(build_parser()).items():
+        handler = command.get_default("handler")
+        assert getattr(handler, "__wrapped__", None) is not None, name
+
+
+def test_a_file_that_cannot_be_written_is_one_located_message_and_exit_2(tmp_path, capsys):
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(json.dumps({"response": "The answer is \\boxed{5}.", "reference": "5"}))
+    out = tmp_path / "taken"
+    out.mkdir()  # a folder where the output file should go
+    code = main(
+        [
+            "verify-answers",
+            str(seeds),
+            "--response-field",
+            "response",
+            "--reference-field",
+            "reference",
+            "--out",
+            str(out),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith(f"prmsynth verify-answers: error: {out}: cannot write:"), err

@@ -13,6 +13,7 @@ import pytest
 
 from prmsynth import (
     Completion,
+    EvolutionReport,
     EvolutionSettings,
     EvolveInstruct,
     InputError,
@@ -20,6 +21,8 @@ from prmsynth import (
     OmegaPRM,
     Pipeline,
     Question,
+    QuestionEvolver,
+    Rejection,
     RunFolder,
     SearchSettings,
     load_questions,
@@ -143,7 +146,12 @@ def test_an_evolved_question_carries_its_lineage_and_its_vote(make_evolver):
     assert stats["questions"] == 2
     assert stats["completions"] == 1 + 4
     check_accounting(stats)
-    assert evolver.last_report is report
+    # Frozen means frozen: the report is the call's, nothing of it stays on the evolver.
+    assert attrs.asdict(evolver, recurse=False) == attrs.asdict(
+        attrs.evolve(evolver), recurse=False
+    )
+    again = asyncio.run(evolver.evolve_with_report([SEED]))
+    assert again is not report and again.questions == report.questions
 
 
 def test_the_mutation_prompt_holds_the_parent_and_the_answer_prompt_asks_for_boxed(make_evolver):
@@ -642,7 +650,6 @@ def test_the_pipeline_searches_the_evolved_questions(equivalence):
         pipeline.verifier.close()
     assert [r.question.id for r in results] == ["s1", "s1.r1.0"]
     assert results[1].question.reference_answer == "5"
-    assert evolver.last_report.stats["answered"] == 1
 
 
 # -- command line ---------------------------------------------------------------
@@ -668,7 +675,7 @@ SEED_RECORDS = [
 @pytest.fixture
 def scripted_backend(monkeypatch):
     """Make the CLI's LiteLLMClient a scripted LLM."""
-    import prmsynth.llm._client
+    import prmsynth.llm._backend
     from prmsynth.llm._backend import CHECK_PROMPT
 
     def script(request):
@@ -683,7 +690,7 @@ def scripted_backend(monkeypatch):
     def factory(**kwargs):
         return ScriptedLLM(script)
 
-    monkeypatch.setattr(prmsynth.llm._client, "LiteLLMClient", factory)
+    monkeypatch.setattr(prmsynth.llm._backend, "LiteLLMClient", factory)
 
 
 def test_cli_writes_questions_that_run_reads_and_a_rejects_file(tmp_path, scripted_backend, capsys):
@@ -755,13 +762,19 @@ def test_cli_missing_file_and_missing_output_folder_exit_2(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_cli_defaults_match_the_settings():
+def test_cli_defaults_are_the_settings_defaults():
+    from prmsynth.cli._main import build_parser
+
     settings = EvolutionSettings()
-    assert _evolve_cli.DEFAULT_PER_SEED == settings.per_seed
-    assert _evolve_cli.DEFAULT_N_ANSWER_SAMPLES == settings.n_answer_samples
-    assert _evolve_cli.DEFAULT_AGREEMENT_THRESHOLD == settings.agreement_threshold
-    assert _evolve_cli.DEFAULT_MUTATION_MAX_TOKENS == settings.mutation_max_tokens
-    assert _evolve_cli.DEFAULT_ANSWER_MAX_TOKENS == settings.answer_max_tokens
+    args = build_parser().parse_args(["evolve", "seeds.jsonl", "--out", "q.jsonl"])
+    assert args.per_seed == settings.per_seed
+    assert args.n_answer_samples == settings.n_answer_samples
+    assert args.agreement_threshold == settings.agreement_threshold
+    assert args.mutation_max_tokens == settings.mutation_max_tokens
+    assert args.answer_max_tokens == settings.answer_max_tokens
+    run_args = build_parser().parse_args(["run", "seeds.jsonl", "--out", "o"])
+    assert run_args.evolve_per_seed == settings.per_seed
+    assert run_args.n_answer_samples == settings.n_answer_samples
 
 
 def test_run_options_give_evolution_settings_only_for_rounds_above_zero():
@@ -912,6 +925,75 @@ def test_search_starts_on_evolved_questions_while_evolution_goes_on(tmp_path, eq
     assert summary["complete"] is True and summary["questions_total"] == 3
     # The seed and round 1 were searched and written before round 2 had its answer.
     assert finished_when_round_2_voted == [2]
+
+
+class Shouted(QuestionEvolver):
+    """A user's evolver with only `evolve`: each seed and a louder copy of it."""
+
+    async def evolve(self, questions):
+        loud = [attrs.evolve(q, id=q.id + ".loud", text=q.text.upper()) for q in questions]
+        return [*questions, *loud]
+
+
+class Picky(QuestionEvolver):
+    """A user's evolver that streams its questions and reports what it dropped."""
+
+    async def evolve(self, questions):
+        return list((await self.evolve_with_report(questions)).questions)
+
+    async def evolve_with_report(self, questions, *, on_question=None):
+        kept, rejects = [], []
+        for question in questions:
+            if "apples" in question.text:
+                kept.append(question)
+                if on_question is not None:
+                    on_question(question)
+            else:
+                rejects.append(
+                    Rejection(
+                        candidate_text=question.text,
+                        parent_id=question.id,
+                        mutation="none",
+                        round=0,
+                        reason="no_apples",
+                    )
+                )
+        stats = {"seeds": len(questions), "questions": len(kept)}
+        return EvolutionReport(questions=kept, rejects=rejects, stats=stats)
+
+
+def test_a_users_evolver_with_only_evolve_streams_and_gets_a_rejects_file(tmp_path):
+    handed = []
+    report = asyncio.run(Shouted().evolve_with_report([SEED], on_question=handed.append))
+    assert [q.id for q in handed] == [q.id for q in report.questions] == ["s1", "s1.loud"]
+    assert report.rejects == [] and report.stats == {"seeds": 1, "questions": 2}
+
+    llm = ScriptedLLM(lambda request: boxed("7"))
+    pipeline = Pipeline(
+        generator=LLMStepGenerator(llm=llm),
+        policy=OmegaPRM(settings=SearchSettings(screen_rollouts=2)),
+        evolver=Shouted(),
+    )
+    summary = RunFolder(tmp_path).run(pipeline, [SEED], run_info={"evolution": "shouted"})
+    assert [q.id for q in load_questions(tmp_path / "evolved.jsonl")] == ["s1", "s1.loud"]
+    assert (tmp_path / "evolved.rejects.jsonl").read_text() == ""
+    assert summary["questions_total"] == 2
+
+
+def test_a_users_evolver_that_rejects_has_its_rejects_written_by_the_run(tmp_path):
+    llm = ScriptedLLM(lambda request: boxed("7"))
+    pipeline = Pipeline(
+        generator=LLMStepGenerator(llm=llm),
+        policy=OmegaPRM(settings=SearchSettings(screen_rollouts=2)),
+        evolver=Picky(),
+    )
+    summary = RunFolder(tmp_path).run(pipeline, [SEED, OTHER_SEED], run_info={"evolution": "p"})
+    assert [q.id for q in load_questions(tmp_path / "evolved.jsonl")] == ["s1"]
+    rejects = [
+        json.loads(line) for line in (tmp_path / "evolved.rejects.jsonl").read_text().splitlines()
+    ]
+    assert [(r["parent_id"], r["reason"]) for r in rejects] == [("s2", "no_apples")]
+    assert summary["questions_total"] == 1
 
 
 def test_a_run_folder_of_other_settings_is_refused_before_any_evolution(tmp_path, equivalence):

@@ -356,15 +356,15 @@ def test_labelling_with_the_default_rule_keeps_budget_labels_and_mc_values_consi
         [node] = tree.children(node)
         chain.append(node)
     assert len(chain) == n_steps
-    spent = tree[tree.root]["n_rollouts"]
+    spent = tree.node(tree.root).n_rollouts
     for index, node in enumerate(chain):
-        rollouts = tree[node]["n_rollouts"]
+        rollouts = tree.node(node).n_rollouts
         spent += rollouts if index < n_steps - 1 else 0
         value = labels.step_values[index]
         if index == n_steps - 1:  # the whole solution: its own final answer, exactly
             assert value == (1.0 if final_correct else 0.0)
         elif rollouts:  # the Monte Carlo value: the fraction that reached the answer
-            assert value == tree[node]["n_correct"] / rollouts
+            assert value == tree.node(node).n_correct / rollouts
         else:
             assert value is None
         # The rule's judgement: right before the first error, wrong at it, none after.
@@ -373,5 +373,5 @@ def test_labelling_with_the_default_rule_keeps_budget_labels_and_mc_values_consi
             expected = True
         elif index == labels.first_error:
             expected = False
-        assert tree[node]["label"] is expected
+        assert tree.node(node).label is expected
     assert spent == labels.n_completions

@@ -11,7 +11,10 @@ import sys
 import textwrap
 from types import MappingProxyType
 
+import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from prmsynth import (
     LiteLLMClient,
@@ -19,6 +22,7 @@ from prmsynth import (
     Pipeline,
     Question,
     RequestLimiter,
+    RetryPolicy,
     SamplingSettings,
     SearchSettings,
 )
@@ -125,13 +129,14 @@ def all_litellm_globals(litellm):
 
 
 def fake_client(server, **settings):
+    # The waits between attempts pass on virtual time: a test never sleeps them.
+    retry = {"initial_backoff": 0.01, "max_backoff": 0.05, "sleep": VirtualClock().sleep}
     settings = {
         "model": "openai/fake",
         "api_base": server.url,
         "api_key": SECRET,
-        "initial_backoff": 0.01,
-        "max_backoff": 0.05,
         "request_timeout": 1.0,
+        **({} if "retry" in settings else retry),
         **settings,
     }
     return LiteLLMClient(**settings)
@@ -350,6 +355,72 @@ def test_backoff_is_full_jitter_from_the_client_seed():
     assert all(
         0.0 <= delay <= min(4.0, 2.0 ** (attempt - 1)) for attempt, delay in enumerate(delays, 1)
     )
+
+
+def test_a_retry_policy_without_jitter_waits_the_exponential_ceiling():
+    clock = VirtualClock()
+    policy = RetryPolicy(
+        max_attempts=4, initial_backoff=1.0, max_backoff=3.0, jitter=False, sleep=clock.sleep
+    )
+    with FakeOpenAIServer(fault_sequence=["server_error"] * 3) as server:
+        client = fake_client(server, retry=policy)
+        response = run(client.complete(MESSAGES))
+    assert len(response.completions) == 1 and server.requests == 4
+    assert clock.slept == [1.0, 2.0, 3.0]  # 1, 2, then 4 capped at max_backoff
+    assert clock.time() == 6.0
+
+
+def test_retry_on_decides_which_errors_are_tried_again():
+    clock = VirtualClock()
+    never = RetryPolicy(retry_on=lambda error: False, sleep=clock.sleep)
+    with FakeOpenAIServer(fault_sequence=["server_error"]) as server:
+        with pytest.raises(LLMError):
+            run(fake_client(server, retry=never).complete(MESSAGES))
+    assert server.requests == 1 and clock.slept == []
+    always = RetryPolicy(retry_on=lambda error: True, max_attempts=2, sleep=clock.sleep)
+    with FakeOpenAIServer(fault_sequence=["bad_request"]) as server:
+        run(fake_client(server, retry=always).complete(MESSAGES))
+    assert server.requests == 2 and len(clock.slept) == 1  # even a 400, when the policy says so
+
+
+def test_the_old_retry_fields_are_aliases_of_the_policy():
+    client = LiteLLMClient(model="openai/x", max_attempts=3, initial_backoff=0.5, jitter_seed=7)
+    assert client.retry == RetryPolicy(max_attempts=3, initial_backoff=0.5, seed=7)
+    assert (client.max_attempts, client.initial_backoff, client.jitter_seed) == (3, 0.5, 7)
+    assert client.max_backoff == RetryPolicy().max_backoff
+    # A new policy replaces the old one whole; an old name still overrides one field.
+    assert attrs.evolve(client, retry=RetryPolicy(max_attempts=2)).max_attempts == 2
+    assert attrs.evolve(client, max_backoff=9.0).retry == RetryPolicy(
+        max_attempts=3, initial_backoff=0.5, max_backoff=9.0, seed=7
+    )
+    with pytest.raises(ValueError, match="max_attempts"):
+        LiteLLMClient(model="openai/x", retry=RetryPolicy(max_attempts=0))
+
+
+def test_a_dated_retry_after_is_measured_from_the_policy_clock():
+    class Dated(Exception):
+        headers = MappingProxyType({"Retry-After": "Thu, 01 Jan 1970 00:01:00 GMT"})
+
+    assert RetryPolicy(clock=lambda: 45.0).retry_after(Dated()) == 15.0
+    assert RetryPolicy(clock=lambda: 90.0).retry_after(Dated()) == 0.0  # already past
+
+
+@given(
+    attempt=st.integers(min_value=1, max_value=2000),
+    initial=st.floats(min_value=0.0, max_value=100.0),
+    cap=st.floats(min_value=0.0, max_value=1000.0),
+    hinted=st.none() | st.floats(min_value=0.0, max_value=1e6),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+def test_a_backoff_stays_under_its_ceiling_and_repeats_with_its_seed(
+    attempt, initial, cap, hinted, seed
+):
+    policy = RetryPolicy(initial_backoff=initial, max_backoff=cap, seed=seed)
+    delay = policy.backoff(attempt, hinted=hinted)
+    assert 0.0 <= delay <= cap
+    assert delay <= max(policy.ceiling(attempt), min(hinted or 0.0, cap))
+    assert policy.ceiling(attempt) <= min(cap, initial * 2.0 ** min(attempt - 1, 1023))
+    assert delay == policy.backoff(attempt, hinted=hinted)  # the same seed, the same wait
 
 
 # -- a whole pipeline run over faults -----------------------------------------

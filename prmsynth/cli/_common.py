@@ -7,13 +7,38 @@ application, may.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import functools
 import logging
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prmsynth.cli._logging import FILE_ONLY
+import attrs
+
+from prmsynth._errors import (
+    BackendUnavailable,
+    ExportError,
+    InputError,
+    PrefixModeError,
+    PublishError,
+    storage_error,
+)
+from prmsynth._seeds import MAX_QUESTION_CHARS, QuestionSpool, spool_questions
+from prmsynth._sources import RowSource
+from prmsynth._values import SamplingSettings, SearchSettings
+from prmsynth.cli._logging import FILE_ONLY, report_error
 from prmsynth.cli._types import COUNT, NON_NEGATIVE, POSITIVE, PROBABILITY
+from prmsynth.llm._backend import BackendSettings, build_llm, check_backend, judge_backend
+from prmsynth.llm._client import import_litellm
 from prmsynth.llm._continuation import PREFIX_MODES
+from prmsynth.search._first_error import Threshold, parse_rule
+from prmsynth.search._generation import LLMStepGenerator
+from prmsynth.search._policies import POLICIES
+from prmsynth.verify._critic import LLMCritic
+from prmsynth.view._stats import PlotUnavailableError
 
 #: The exit status of every command: done, failed, bad input (nothing written),
 #: interrupted (Ctrl-C; a run folder stays resumable).
@@ -41,6 +66,90 @@ EXIT_CODES = (
     ),
 )
 
+#: Errors that are the user's to fix (input, options, a model that does not answer
+#: before any work): exit 2, and nothing was written.
+_INPUT_ERRORS = (InputError, PrefixModeError, BackendUnavailable, PlotUnavailableError)
+#: Errors of a command that could not make what it was asked for: exit 1.
+_FAILURES = (ExportError, PublishError)
+
+
+#: A command's handler: parsed arguments in, exit status out.
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Stopped(Exception):
+    """A command's failure once its work has begun (the model stopped serving
+    mid-run): exit 1, reported as ``stopped: CAUSE`` and ``note`` (what stays
+    on disk).  A command raises it from the error, ``raise Stopped(error) from error``."""
+
+    def __init__(self, cause: BaseException, note: str = "") -> None:
+        super().__init__(str(cause))
+        self.cause, self.note = cause, note
+
+
+def exit_status(error: BaseException) -> tuple[int, str] | None:
+    """The exit status and message of ``error`` ending a command, the one
+    mapping of every command; None for an error that is a bug (it propagates).
+
+    >>> exit_status(InputError("--limit", "must be >= 1, got 0"))
+    (2, 'error: --limit: must be >= 1, got 0')
+    >>> exit_status(Stopped(BackendUnavailable("the model process died")))
+    (1, 'stopped: the model process died')
+    >>> exit_status(ZeroDivisionError()) is None
+    True
+    """
+    if isinstance(error, Stopped):
+        return EXIT_FAILURE, f"stopped: {error.cause}" + (f"\n{error.note}" if error.note else "")
+    # A disk that cannot take what a command writes (full, read-only).
+    fatal = storage_error(error)
+    if fatal is not None:
+        return (EXIT_FAILURE if fatal.after_work else EXIT_INPUT), f"error: {fatal}"
+    if isinstance(error, _FAILURES):
+        return EXIT_FAILURE, f"error: {error}"
+    if isinstance(error, _INPUT_ERRORS):
+        return EXIT_INPUT, f"error: {error}"
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename is not None else ""
+        return EXIT_INPUT, f"error: {where}{error.strerror or error}"
+    return None
+
+
+def reports_errors(command: str) -> Callable[[Handler], Handler]:
+    """A command's handler with the one error path of the command line: an error
+    `exit_status` knows is printed (and kept in ``--log-file``) as
+    ``prmsynth COMMAND: MESSAGE`` and its status returned; any other propagates."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def handle(args: argparse.Namespace) -> int:
+            try:
+                return handler(args)
+            except Exception as error:
+                status = exit_status(error)
+                if status is None:
+                    raise
+                code, message = status
+                report_error(f"prmsynth {command}: {message}")
+                return code
+
+        return handle
+
+    return decorate
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Writes to ``path`` inside: an ``OSError`` (other than a full or read-only
+    disk, which `exit_status` reports itself) becomes an
+    [`InputError`][prmsynth.InputError] saying ``PATH: cannot write: CAUSE``."""
+    try:
+        yield
+    except OSError as error:
+        if storage_error(error) is not None:
+            raise
+        raise InputError(path, f"cannot write: {error.strerror or error}") from error
+
+
 if TYPE_CHECKING:
     from prmsynth.llm._backend import BackendSettings
     from prmsynth.search._first_error import FirstErrorRule
@@ -58,7 +167,6 @@ def quiet_litellm() -> None:
     prmsynth reports every failed request itself (with the key redacted), so
     the banner that litellm prints to stdout on each error only adds noise.
     """
-    from prmsynth.llm._client import import_litellm
 
     litellm = import_litellm()
     litellm.suppress_debug_info = True
@@ -73,6 +181,43 @@ SEED_SOURCES = (
     ".parquet, a datasets save_to_disk folder, or hf:NAME for a Hugging Face Hub dataset "
     "(Parquet, folders and the Hub need: pip install 'prmsynth[hf]')"
 )
+
+
+def add_field_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    settings: type,
+    field: str,
+    *flags: str,
+    default: Any = attrs.NOTHING,
+    show_default: bool = False,
+    **options: Any,
+) -> argparse.Action:
+    """An option for the attrs field ``field`` of ``settings``, whose default and
+    help are the field's own (its ``metadata["help"]``, where ``{default}``
+    is the field's default), so each is written once; ``default`` overrides
+    the option's default (None: "not given", for an option with an effect only
+    sometimes); ``show_default`` ends the help with the default (a parser that
+    does not do so itself).  ``options`` go to ``add_argument`` (``type``,
+    ``metavar``, ...).
+
+    >>> parser = argparse.ArgumentParser()
+    >>> _ = add_field_option(parser, BackendSettings, "max_attempts", "--max-attempts", type=int)
+    >>> parser.parse_args([]).max_attempts, parser._actions[-1].help
+    (5, 'tries per request')
+    """
+    attribute = attrs.fields_dict(settings)[field]
+    own = attribute.default
+    if isinstance(own, attrs.Factory):  # type: ignore[arg-type]
+        own = own.factory() if not own.takes_self else attrs.NOTHING  # type: ignore[union-attr]
+    help = attribute.metadata.get("help")
+    if help is None:
+        raise TypeError(f"{settings.__name__}.{field} has no help in its metadata")
+    return parser.add_argument(
+        *flags,
+        default=own if default is attrs.NOTHING else default,
+        help=help.format(default=own) + (" (default: %(default)s)" if show_default else ""),
+        **options,
+    )
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +243,6 @@ def add_seed_options(parser: argparse.ArgumentParser) -> None:
     """The seed questions and their fields, for run and evolve: ``seed_file``,
     ``--column-names``, ``--answer-column``, the source options, ``--limit``
     and ``--max-question-chars``."""
-    from prmsynth._seeds import MAX_QUESTION_CHARS
 
     parser.add_argument("seed_file", metavar="SEEDS", help=SEED_SOURCES)
     parser.add_argument(
@@ -124,10 +268,43 @@ def add_seed_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def seed_source_from_args(args: argparse.Namespace) -> RowSource:
+    """The seed source the command line names: ``seed_file`` with ``--subset``,
+    ``--split`` and ``--revision``, a Hub dataset pinned to the commit it is at."""
+    return RowSource(
+        location=str(args.seed_file),
+        subset=getattr(args, "subset", None),
+        split=getattr(args, "split", None),
+        revision=getattr(args, "revision", None),
+    ).pinned()
+
+
+def questions_from_args(
+    args: argparse.Namespace,
+    source: RowSource | None = None,
+    *,
+    shard: tuple[int, int] | None = None,
+) -> contextlib.AbstractContextManager[QuestionSpool]:
+    """The seed questions of ``add_seed_options``: ``seed_file`` (or ``source``,
+    from `seed_source_from_args`), ``--column-names``, ``--answer-column``,
+    ``--limit`` and ``--max-question-chars``, spooled by
+    [`spool_questions`][prmsynth._seeds.spool_questions] (every row checked first)."""
+    fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
+    if not fields:
+        raise InputError("--column-names", "names no field")
+    return spool_questions(
+        source or seed_source_from_args(args),
+        question_fields=fields,
+        answer_field=args.answer_column,
+        limit=args.limit,
+        max_question_chars=getattr(args, "max_question_chars", MAX_QUESTION_CHARS),
+        shard=shard,
+    )
+
+
 def add_model_options(parser: argparse.ArgumentParser, *, sampling: bool = True) -> None:
     """The model: ``--model``, ``--api-base``; with ``sampling`` also
     ``--temperature``, ``--top-p``, ``--max-tokens``, ``--seed`` (run and label)."""
-    from prmsynth._values import SamplingSettings
 
     parser.add_argument(
         "--model",
@@ -138,22 +315,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, sampling: bool = True)
     parser.add_argument("--api-base", default=None, help="base URL of the model's API")
     if not sampling:
         return
-    defaults = SamplingSettings()
-    parser.add_argument(
-        "--temperature",
-        type=NON_NEGATIVE,
-        default=defaults.temperature,
-        help="sampling temperature",
-    )
-    parser.add_argument(
-        "--top-p", type=PROBABILITY, default=defaults.top_p, help="nucleus sampling's top-p"
-    )
-    parser.add_argument(
-        "--max-tokens",
-        type=COUNT,
-        default=defaults.max_tokens,
-        help="token limit of each completion",
-    )
+    add_field_option(parser, SamplingSettings, "temperature", "--temperature", type=NON_NEGATIVE)
+    add_field_option(parser, SamplingSettings, "top_p", "--top-p", type=PROBABILITY)
+    add_field_option(parser, SamplingSettings, "max_tokens", "--max-tokens", type=COUNT)
     parser.add_argument(
         "--seed", type=int, default=0, help="sampling seed (where the backend honours one)"
     )
@@ -171,12 +335,17 @@ def add_model_options(parser: argparse.ArgumentParser, *, sampling: bool = True)
 
 def sampling_from_args(args: argparse.Namespace) -> Any:
     """The [`SamplingSettings`][prmsynth.SamplingSettings] of ``add_model_options``
-    (raises ValueError on a bad value)."""
-    from prmsynth._values import SamplingSettings
+    (raises [`InputError`][prmsynth.InputError] on a bad value)."""
 
-    return SamplingSettings(
-        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed
-    )
+    try:
+        return SamplingSettings(
+            temperature=args.temperature,
+            top_p=args.top_p,
+            max_tokens=args.max_tokens,
+            seed=args.seed,
+        )
+    except ValueError as error:
+        raise InputError("options", str(error)) from None
 
 
 def add_first_error_options(parser: argparse.ArgumentParser) -> None:
@@ -190,12 +359,8 @@ def add_first_error_options(parser: argparse.ArgumentParser) -> None:
         "it, sampled adaptively), 'mc-zero' (no completion from the prefix succeeds) or "
         "'threshold:X' (MC value at most X)",
     )
-    parser.add_argument(
-        "--first-error-threshold",
-        type=PROBABILITY,
-        default=0.0,
-        help="MC value at or below which a step counts as wrong in the stored labels; "
-        "above 0 and without --first-error-rule, also the search's rule (threshold:X)",
+    add_field_option(
+        parser, SearchSettings, "first_error_threshold", "--first-error-threshold", type=PROBABILITY
     )
 
 
@@ -203,8 +368,6 @@ def first_error_rule_from_args(
     args: argparse.Namespace, num_branches: int
 ) -> FirstErrorRule | None:
     """The rule ``--first-error-rule`` names, or None for the policy's default."""
-    from prmsynth._seeds import InputError
-    from prmsynth.search._first_error import parse_rule
 
     if args.first_error_rule is None:
         return None
@@ -226,10 +389,6 @@ def policy_from_args(
     has no effect is refused ([`InputError`][prmsynth.InputError]), never ignored.
     ``settings`` are further [`SearchSettings`][prmsynth.SearchSettings] fields.
     """
-    from prmsynth._seeds import InputError
-    from prmsynth._values import SearchSettings
-    from prmsynth.search._first_error import Threshold
-    from prmsynth.search._policies import POLICIES
 
     num_branches = args.num_branches if args.num_branches is not None else num_branches_default
     rule = first_error_rule_from_args(args, num_branches)
@@ -277,12 +436,6 @@ def generator_from_args(args: argparse.Namespace, llm: Any, sampling: Any, comma
     what it changes.  ``continue`` on such a backend raises
     [`PrefixModeError`][prmsynth.PrefixModeError] (bad options, exit 2).
     """
-    import asyncio
-    import sys
-
-    import attrs
-
-    from prmsynth.search._generation import LLMStepGenerator
 
     generator = LLMStepGenerator(llm=llm, sampling=sampling, prefix_mode=args.prefix_mode)
     choice = asyncio.run(generator.resolve_prefix_mode())
@@ -297,51 +450,35 @@ def generator_from_args(args: argparse.Namespace, llm: Any, sampling: Any, comma
 def add_backend_options(parser: argparse.ArgumentParser, *, default_cache: str) -> None:
     """The options of every command that calls the model, with the defaults of
     ``BackendSettings``."""
-    from prmsynth.llm._backend import BackendSettings
 
-    defaults = BackendSettings()
-    parser.add_argument(
-        "--concurrency",
-        type=COUNT,
-        default=defaults.concurrency,
-        help="requests in flight at once (all questions)",
-    )
-    parser.add_argument("--rpm", type=POSITIVE, default=None, help="requests per minute, at most")
-    parser.add_argument("--tpm", type=POSITIVE, default=None, help="tokens per minute, at most")
-    parser.add_argument(
-        "--request-timeout",
-        type=POSITIVE,
-        default=defaults.request_timeout,
-        help="seconds before a request is retried",
-    )
-    parser.add_argument(
-        "--max-attempts", type=COUNT, default=defaults.max_attempts, help="tries per request"
-    )
-    parser.add_argument(
-        "--router-config",
-        default=None,
-        help="litellm Router config (YAML or JSON model_list); --model names its model_name",
-    )
+    add_field_option(parser, BackendSettings, "concurrency", "--concurrency", type=COUNT)
+    add_field_option(parser, BackendSettings, "requests_per_minute", "--rpm", type=POSITIVE)
+    add_field_option(parser, BackendSettings, "tokens_per_minute", "--tpm", type=POSITIVE)
+    add_field_option(parser, BackendSettings, "request_timeout", "--request-timeout", type=POSITIVE)
+    add_field_option(parser, BackendSettings, "max_attempts", "--max-attempts", type=COUNT)
+    add_field_option(parser, BackendSettings, "router_config", "--router-config")
     parser.add_argument("--cache", default=None, help=f"completion cache file ({default_cache})")
     parser.add_argument("--no-cache", action="store_true", help="do not cache completions")
 
 
 def backend_settings_from_args(args: argparse.Namespace, default_cache: Path) -> BackendSettings:
-    """The ``BackendSettings`` of ``add_backend_options``."""
-    from prmsynth.llm._backend import BackendSettings
-
+    """The ``BackendSettings`` of ``add_backend_options`` (raises
+    [`InputError`][prmsynth.InputError] on a bad value)."""
     cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache
-    return BackendSettings(
-        model=args.model,
-        api_base=args.api_base,
-        concurrency=args.concurrency,
-        requests_per_minute=args.rpm,
-        tokens_per_minute=args.tpm,
-        request_timeout=args.request_timeout,
-        max_attempts=args.max_attempts,
-        router_config=args.router_config,
-        cache_path=cache,
-    )
+    try:
+        return BackendSettings(
+            model=args.model,
+            api_base=args.api_base,
+            concurrency=args.concurrency,
+            requests_per_minute=args.rpm,
+            tokens_per_minute=args.tpm,
+            request_timeout=args.request_timeout,
+            max_attempts=args.max_attempts,
+            router_config=args.router_config,
+            cache_path=cache,
+        )
+    except ValueError as error:
+        raise InputError("options", str(error)) from None
 
 
 def add_judge_options(parser: argparse.ArgumentParser) -> None:
@@ -364,8 +501,6 @@ def critic_from_args(args: argparse.Namespace, backend: BackendSettings, cache: 
 
     Raises [`BackendUnavailable`][prmsynth.BackendUnavailable] when it cannot serve.
     """
-    from prmsynth.llm._backend import build_llm, check_backend, judge_backend
-    from prmsynth.verify._critic import LLMCritic
 
     if args.judge_model is None:
         return None
@@ -394,7 +529,6 @@ def open_backend(
     (``run --overwrite`` on its own folder's cache) empties the cache first,
     once the backend has answered.
     """
-    from prmsynth.llm._backend import build_llm, check_backend
 
     quiet_litellm()
     check_backend(backend)

@@ -16,7 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from prmsynth._errors import BackendUnavailable, InputError
-from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from prmsynth._io import write_json
+from prmsynth.cli._common import EXIT_OK, Stopped, reports_errors
+from prmsynth.cli._types import COUNT, SEED, number
+from prmsynth.train._evaluate import (
+    MonteCarloJudge,
+    OutcomeJudge,
+    best_of_n,
+    calibration_split,
+    choose_threshold,
+    processbench_score,
+    read_candidates,
+    read_labelled_solutions,
+    score_all,
+)
 
 
 def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
@@ -28,7 +41,6 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     >>> args.prm, args.data, args.threshold, args.calibration_fraction
     ('prm', 'gsm8k.json', 0.5, 0.2)
     """
-    from prmsynth.cli._types import COUNT, SEED, number
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -102,7 +114,6 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
 
 def open_judge(args: argparse.Namespace, solutions: list[Any]) -> Any:
     """The scorer ``PRM`` names."""
-    from prmsynth.train._evaluate import MonteCarloJudge, OutcomeJudge
 
     spec = args.prm
     if spec == "outcome":
@@ -145,39 +156,25 @@ def _progress(label: str, quiet: bool) -> Any:
     return show
 
 
+@reports_errors("evaluate")
 def run(args: argparse.Namespace) -> int:
-    from prmsynth._io import write_json
-    from prmsynth.train._evaluate import (
-        best_of_n,
-        calibration_split,
-        choose_threshold,
-        processbench_score,
-        read_candidates,
-        read_labelled_solutions,
-        score_all,
-    )
-
     judge = None
-    try:
-        if args.data is None and args.best_of_n is None:
-            raise InputError("DATA", "give ProcessBench-format DATA, --best-of-n, or both")
-        if args.limit is not None and args.limit < 1:
-            raise InputError("--limit", f"must be >= 1, got {args.limit}")
-        data = read_labelled_solutions(args.data)[: args.limit] if args.data else []
-        calibration = (
-            read_labelled_solutions(args.calibration_file)[: args.limit]
-            if args.calibration_file
-            else []
-        )
-        candidates = read_candidates(args.best_of_n) if args.best_of_n else []
-        if args.data and args.threshold is None and not calibration:
-            calibration_split(len(data), args.calibration_fraction, args.seed)  # checks it
-            if len(data) < 2:
-                raise InputError(args.data, "needs 2 rows or more to choose a threshold")
-        judge = open_judge(args, [*data, *calibration, *candidates])
-    except (InputError, BackendUnavailable) as error:
-        print(f"prmsynth evaluate: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
+    if args.data is None and args.best_of_n is None:
+        raise InputError("DATA", "give ProcessBench-format DATA, --best-of-n, or both")
+    if args.limit is not None and args.limit < 1:
+        raise InputError("--limit", f"must be >= 1, got {args.limit}")
+    data = read_labelled_solutions(args.data)[: args.limit] if args.data else []
+    calibration = (
+        read_labelled_solutions(args.calibration_file)[: args.limit]
+        if args.calibration_file
+        else []
+    )
+    candidates = read_candidates(args.best_of_n) if args.best_of_n else []
+    if args.data and args.threshold is None and not calibration:
+        calibration_split(len(data), args.calibration_fraction, args.seed)  # checks it
+        if len(data) < 2:
+            raise InputError(args.data, "needs 2 rows or more to choose a threshold")
+    judge = open_judge(args, [*data, *calibration, *candidates])
 
     results: dict[str, Any] = {"prm": args.prm}
     try:
@@ -215,12 +212,11 @@ def run(args: argparse.Namespace) -> int:
                 "| pick | accuracy |\n| --- | --- |\n"
                 + "\n".join(f"| {name} | {value:.3f} |" for name, value in bon.accuracy.items())
             )
-    except InputError as error:
-        print(f"prmsynth evaluate: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
+    except InputError:
+        raise
     except (BackendUnavailable, ValueError) as error:
-        print(f"prmsynth evaluate: failed: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+        # The judge stopped serving, or scored what cannot be scored, mid-way.
+        raise Stopped(error) from error
     finally:
         close = getattr(judge, "close", None)
         if close is not None:

@@ -12,50 +12,50 @@ parser stays cheap.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from prmsynth._errors import BackendUnavailable, InputError
 from prmsynth.cli._common import (
     EXIT_FAILURE,
-    EXIT_INPUT,
     EXIT_OK,
+    Stopped,
     add_backend_options,
+    add_field_option,
     add_model_options,
     add_seed_options,
     backend_settings_from_args,
+    open_backend,
+    questions_from_args,
+    reports_errors,
+    writing,
 )
 from prmsynth.cli._types import COUNT, NON_NEGATIVE_WHOLE, PROBABILITY
-
-if TYPE_CHECKING:
-    from prmsynth.evolve._evolver import EvolutionSettings
-
-
-# Defaults, repeated here so that building the parser imports nothing heavy;
-# tests check that they match EvolutionSettings.
-DEFAULT_PER_SEED = 1
-DEFAULT_N_ANSWER_SAMPLES = 8
-DEFAULT_AGREEMENT_THRESHOLD = 0.5
-DEFAULT_MUTATION_MAX_TOKENS = 384
-DEFAULT_ANSWER_MAX_TOKENS = 512
+from prmsynth.evolve._evolver import EvolutionSettings, EvolveInstruct, format_stats
+from prmsynth.evolve._files import write_report
 
 
 def _add_vote_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    add_field_option(
+        parser,
+        EvolutionSettings,
+        "n_answer_samples",
         "--n-answer-samples",
         type=COUNT,
-        default=DEFAULT_N_ANSWER_SAMPLES,
         metavar="N",
-        help="solutions sampled per evolved question to vote on its answer (default: %(default)s)",
+        show_default=True,
     )
-    parser.add_argument(
+    add_field_option(
+        parser,
+        EvolutionSettings,
+        "agreement_threshold",
         "--agreement-threshold",
         type=PROBABILITY,
-        default=DEFAULT_AGREEMENT_THRESHOLD,
         metavar="FRACTION",
-        help="keep an evolved question only if its majority answer has at least this share "
-        "of the samples, unparseable ones included "
-        "(default: %(default)s)",
+        show_default=True,
     )
 
 
@@ -78,32 +78,30 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--rounds", type=COUNT, default=1, metavar="N", help="rounds of evolution (default: 1)"
     )
-    parser.add_argument(
+    add_field_option(
+        parser,
+        EvolutionSettings,
+        "per_seed",
         "--per-seed",
         type=COUNT,
-        default=DEFAULT_PER_SEED,
         metavar="K",
-        help=f"evolutions attempted per seed and round (default: {DEFAULT_PER_SEED})",
+        show_default=True,
     )
     add_model_options(parser, sampling=False)
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the random choices and of the LLM samples"
     )
     _add_vote_options(parser)
-    parser.add_argument(
-        "--mutation-max-tokens",
-        type=COUNT,
-        default=DEFAULT_MUTATION_MAX_TOKENS,
-        metavar="N",
-        help=f"token limit of a rewritten question (default: {DEFAULT_MUTATION_MAX_TOKENS})",
-    )
-    parser.add_argument(
-        "--answer-max-tokens",
-        type=COUNT,
-        default=DEFAULT_ANSWER_MAX_TOKENS,
-        metavar="N",
-        help=f"token limit of a solution for the vote (default: {DEFAULT_ANSWER_MAX_TOKENS})",
-    )
+    for field in ("mutation_max_tokens", "answer_max_tokens"):
+        add_field_option(
+            parser,
+            EvolutionSettings,
+            field,
+            "--" + field.replace("_", "-"),
+            type=COUNT,
+            metavar="N",
+            show_default=True,
+        )
     parser.add_argument(
         "--llm-equality-check",
         action="store_true",
@@ -125,20 +123,13 @@ def add_evolve_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="evolve the seeds for N rounds before the search (0: search the seeds as they are)",
     )
-    parser.add_argument(
-        "--evolve-per-seed",
-        type=COUNT,
-        default=DEFAULT_PER_SEED,
-        metavar="K",
-        help="evolutions attempted per seed and round",
+    add_field_option(
+        parser, EvolutionSettings, "per_seed", "--evolve-per-seed", type=COUNT, metavar="K"
     )
     _add_vote_options(parser)
 
 
 def _settings(**values: Any) -> EvolutionSettings:
-    from prmsynth._seeds import InputError
-    from prmsynth.evolve._evolver import EvolutionSettings
-
     try:
         return EvolutionSettings(**values)
     except ValueError as error:
@@ -147,7 +138,6 @@ def _settings(**values: Any) -> EvolutionSettings:
 
 def evolution_settings_from_args(args: argparse.Namespace) -> EvolutionSettings | None:
     """The settings of ``run --evolve-rounds N``, or None for N = 0; raises InputError."""
-    from prmsynth._seeds import InputError
 
     if args.evolve_rounds < 0:
         raise InputError("--evolve-rounds", f"must be >= 0, got {args.evolve_rounds}")
@@ -162,51 +152,32 @@ def evolution_settings_from_args(args: argparse.Namespace) -> EvolutionSettings 
     )
 
 
+@reports_errors("evolve")
 def run(args: argparse.Namespace) -> int:
     """Run ``evolve`` with parsed ``args``; 0 on success, 2 on bad input, 1 if every call failed."""
-    import asyncio
-    import time
 
-    from prmsynth._seeds import InputError, questions_from_args
-    from prmsynth.cli._common import open_backend
-    from prmsynth.llm._client import BackendUnavailable
-
-    try:
-        if args.limit is not None and args.limit < 1:
-            raise InputError("--limit", f"must be >= 1, got {args.limit}")
-        settings = _settings(
-            rounds=args.rounds,
-            per_seed=args.per_seed,
-            n_answer_samples=args.n_answer_samples,
-            agreement_threshold=args.agreement_threshold,
-            mutation_max_tokens=args.mutation_max_tokens,
-            answer_max_tokens=args.answer_max_tokens,
-            llm_equality_check=args.llm_equality_check,
-            keep_seeds=not args.no_seeds,
-            seed=args.seed,
-        )
-        with questions_from_args(args) as spool:
-            questions = list(spool)  # evolution holds its population
-        out_path = Path(args.out)
-        if out_path.is_dir():
-            raise InputError(out_path, "is a folder; --out names a file")
-        if not out_path.parent.is_dir():
-            raise InputError(out_path, f"folder {str(out_path.parent)!r} does not exist")
-        try:
-            backend = backend_settings_from_args(
-                args, out_path.with_name(out_path.name + ".cache.sqlite")
-            )
-        except ValueError as error:
-            raise InputError("options", str(error)) from None
-        llm, _, cache, _ = open_backend(args, backend)
-    except (InputError, BackendUnavailable) as error:
-        from prmsynth.cli._logging import report_error
-
-        report_error(f"prmsynth evolve: error: {error}")  # --log-file keeps it too
-        return EXIT_INPUT
-
-    from prmsynth.evolve._evolver import EvolveInstruct, format_stats
-    from prmsynth.evolve._files import write_report
+    if args.limit is not None and args.limit < 1:
+        raise InputError("--limit", f"must be >= 1, got {args.limit}")
+    settings = _settings(
+        rounds=args.rounds,
+        per_seed=args.per_seed,
+        n_answer_samples=args.n_answer_samples,
+        agreement_threshold=args.agreement_threshold,
+        mutation_max_tokens=args.mutation_max_tokens,
+        answer_max_tokens=args.answer_max_tokens,
+        llm_equality_check=args.llm_equality_check,
+        keep_seeds=not args.no_seeds,
+        seed=args.seed,
+    )
+    with questions_from_args(args) as spool:
+        questions = list(spool)  # evolution holds its population
+    out_path = Path(args.out)
+    if out_path.is_dir():
+        raise InputError(out_path, "is a folder; --out names a file")
+    if not out_path.parent.is_dir():
+        raise InputError(out_path, f"folder {str(out_path.parent)!r} does not exist")
+    backend = backend_settings_from_args(args, out_path.with_name(out_path.name + ".cache.sqlite"))
+    llm, _, cache, _ = open_backend(args, backend)
 
     log = None if args.quiet else sys.stderr
 
@@ -219,17 +190,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(evolver.evolve_with_report(questions))
     except BackendUnavailable as error:
-        print(f"prmsynth evolve: stopped: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+        raise Stopped(error) from error
     finally:
         evolver.close()
         if cache is not None:
             cache.close()
-    try:
+    with writing(out_path):
         rejects_path = write_report(report, out_path)
-    except OSError as error:
-        print(f"prmsynth evolve: cannot write output: {error}", file=sys.stderr)
-        return EXIT_INPUT
     stats = report.stats
     print(
         f"evolve: {format_stats(stats)}; {stats['completions']} completions, "

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+import attrs
+
+from prmsynth._errors import InputError
+from prmsynth.cli._common import EXIT_FAILURE, EXIT_OK, add_field_option, reports_errors, writing
 from prmsynth.cli._types import PROBABILITY
+from prmsynth.export._formats import FORMATS, ExportSettings, export_file, validate_file
+from prmsynth.run._folder import RunFolder
 
 _ERRORS_SHOWN = 10
 
@@ -28,7 +34,6 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
     >>> (args.command, args.format, args.positive_threshold, args.deduplicate)
     ('export', 'trl', 0.0, True)
     """
-    from prmsynth.export._formats import FORMATS
 
     export = subparsers.add_parser(
         "export",
@@ -74,72 +79,36 @@ def add_export_settings_options(
 ) -> None:
     """The options of [`ExportSettings`][prmsynth.ExportSettings], with its
     defaults (``validation_fraction`` overrides that one), for export and push."""
-    import attrs
 
-    from prmsynth.export._formats import ExportSettings
-
-    # The defaults come from ExportSettings, so the two cannot drift apart.
-    defaults = {field.name: field.default for field in attrs.fields(ExportSettings)}
-    if validation_fraction is not None:
-        defaults["validation_fraction"] = validation_fraction
-    parser.add_argument(
-        "--positive-threshold",
-        type=PROBABILITY,
-        default=defaults["positive_threshold"],
-        help="a step whose MC value is above this is positive (0.0: any completion succeeded)",
+    # Default and help come from ExportSettings, so the two cannot drift apart.
+    fraction = attrs.NOTHING if validation_fraction is None else validation_fraction
+    add_field_option(
+        parser, ExportSettings, "positive_threshold", "--positive-threshold", type=PROBABILITY
     )
-    parser.add_argument(
-        "--labels",
-        choices=("search", "mc"),
-        default=defaults["labels"],
-        help="search: the first errors the run's rule named (thresholds label the steps it did "
-        "not judge); mc: MC thresholds alone",
+    add_field_option(parser, ExportSettings, "labels", "--labels", choices=("search", "mc"))
+    add_field_option(
+        parser, ExportSettings, "negative_threshold", "--negative-threshold", type=PROBABILITY
     )
-    parser.add_argument(
-        "--negative-threshold",
-        type=PROBABILITY,
-        default=defaults["negative_threshold"],
-        help="prm800k: a negative step with MC value at most this is rated -1, others 0",
-    )
-    parser.add_argument(
-        "--balance",
-        choices=("none", "downsample"),
-        default=defaults["balance"],
-        help="downsample the larger class (solutions with / without an error) in each file",
-    )
-    parser.add_argument(
-        "--balance-seed",
-        type=int,
-        default=defaults["balance_seed"],
-        help="seed of the downsampling",
-    )
-    parser.add_argument(
+    add_field_option(parser, ExportSettings, "balance", "--balance", choices=("none", "downsample"))
+    add_field_option(parser, ExportSettings, "balance_seed", "--balance-seed", type=int)
+    add_field_option(
+        parser,
+        ExportSettings,
+        "deduplicate",
         "--deduplicate",
         action=argparse.BooleanOptionalAction,
-        default=defaults["deduplicate"],
-        help="write identical records once",
     )
-    parser.add_argument(
+    add_field_option(
+        parser,
+        ExportSettings,
+        "validation_fraction",
         "--validation-fraction",
         type=PROBABILITY,
-        default=defaults["validation_fraction"],
-        help="share of questions (by a stable hash of the question id) in the validation file",
+        default=fraction,
     )
-    parser.add_argument(
-        "--split-seed", type=int, default=defaults["split_seed"], help="seed of the question hash"
-    )
-    parser.add_argument(
-        "--consensus",
-        action="store_true",
-        help="keep only solutions whose critic verdict (a run with --judge-model) agrees with "
-        "the labels on the first wrong step",
-    )
-    parser.add_argument(
-        "--soft-labels",
-        action="store_true",
-        help="trl, math-shepherd: write each step's MC value as a float label in [0, 1] instead "
-        "of a boolean (a step without a value of its own is joined to the next that has one)",
-    )
+    add_field_option(parser, ExportSettings, "split_seed", "--split-seed", type=int)
+    add_field_option(parser, ExportSettings, "consensus", "--consensus", action="store_true")
+    add_field_option(parser, ExportSettings, "soft_labels", "--soft-labels", action="store_true")
     parser.add_argument(
         "--system-prompt",
         default=None,
@@ -156,8 +125,7 @@ def add_export_settings_options(
 
 def export_settings_from_args(args: argparse.Namespace, trees: list[str]) -> Any:
     """The [`ExportSettings`][prmsynth.ExportSettings] of ``add_export_settings_options``
-    for exports of ``trees`` (raises ValueError on a bad value)."""
-    from prmsynth.export._formats import ExportSettings
+    for exports of ``trees`` (raises [`InputError`][prmsynth.InputError] on a bad value)."""
 
     options: dict[str, Any] = {
         "labels": args.labels,
@@ -174,7 +142,10 @@ def export_settings_from_args(args: argparse.Namespace, trees: list[str]) -> Any
     if args.system_prompt is not None:
         options["system_prompt"] = args.system_prompt
     options["generator"] = args.generator or run_generator(trees)
-    return ExportSettings(**options)
+    try:
+        return ExportSettings(**options)
+    except ValueError as error:
+        raise InputError("options", str(error)) from None
 
 
 def run_generator(trees: list[str]) -> str | None:
@@ -188,10 +159,6 @@ def run_generator(trees: list[str]) -> str | None:
     >>> run_generator([str(folder / "trees.jsonl")])
     'Qwen2.5-7B'
     """
-    from pathlib import Path
-
-    from prmsynth._errors import InputError
-    from prmsynth.run._folder import RunFolder
 
     names = set()
     for path in trees:
@@ -203,28 +170,13 @@ def run_generator(trees: list[str]) -> str | None:
     return names.pop() if len(names) == 1 else None
 
 
+@reports_errors("export")
 def run_export(args: argparse.Namespace) -> int:
     """Run ``export`` with parsed ``args``: 0 when written, 1 when a record failed its
     schema, 2 on bad input (nothing is written in either case)."""
-    from prmsynth._errors import ExportError, InputError
-    from prmsynth.export._formats import export_file
-
-    try:
-        settings = export_settings_from_args(args, args.trees)
-    except ValueError as error:
-        print(f"prmsynth export: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
-    try:
+    settings = export_settings_from_args(args, args.trees)
+    with writing(args.out):
         manifest = export_file(args.trees, args.format, args.out, settings)
-    except InputError as error:
-        print(f"prmsynth export: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
-    except ExportError as error:
-        print(f"prmsynth export: error: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    except OSError as error:
-        print(f"prmsynth export: cannot write output: {error}", file=sys.stderr)
-        return EXIT_INPUT
     counts = manifest["counts"]
     files = ", ".join(
         f"{entry['path']} ({entry['records']} records)" for entry in manifest["files"].values()
@@ -243,16 +195,10 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@reports_errors("validate")
 def run_validate(args: argparse.Namespace) -> int:
     """Run ``validate`` with parsed ``args``: 0 valid, 1 schema errors, 2 unreadable file."""
-    from prmsynth._errors import InputError
-    from prmsynth.export._formats import validate_file
-
-    try:
-        errors = validate_file(args.file, args.format)
-    except InputError as error:
-        print(f"prmsynth validate: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
+    errors = validate_file(args.file, args.format)
     if not errors:
         print(f"{args.file}: valid {args.format}", file=sys.stderr)
         return EXIT_OK

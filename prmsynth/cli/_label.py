@@ -18,24 +18,31 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prmsynth._errors import redact_secrets
+from prmsynth._errors import BackendUnavailable, InputError, redact_secrets
 from prmsynth._interfaces import gather_or_cancel
 from prmsynth._io import append_line, write_jsonl
-from prmsynth._seeds import InputError, reference_from_answer
+from prmsynth._seeds import reference_from_answer
 from prmsynth._sources import RowSource, iter_rows
 from prmsynth._values import Question
 from prmsynth.cli._common import (
     EXIT_FAILURE,
-    EXIT_INPUT,
     EXIT_OK,
+    Stopped,
     add_backend_options,
     add_first_error_options,
     add_judge_options,
     add_model_options,
     add_source_options,
     backend_settings_from_args,
+    generator_from_args,
+    open_backend,
+    policy_from_args,
+    reports_errors,
+    sampling_from_args,
 )
 from prmsynth.cli._types import COUNT
+from prmsynth.run._pipeline import Pipeline
+from prmsynth.search._policies import POLICIES
 
 if TYPE_CHECKING:
     from prmsynth._interfaces import LabelResult
@@ -97,7 +104,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     add_source_options(parser)
     parser.add_argument("--out", required=True, help="output JSONL")
-    parser.add_argument("--policy", choices=("omegaprm", "math-shepherd"), default="omegaprm")
+    # Labels need a first error: the policies that locate one.
+    parser.add_argument(
+        "--policy",
+        choices=tuple(name for name, policy in POLICIES.items() if policy.uses_rule),
+        default="omegaprm",
+    )
     parser.add_argument(
         "--num-branches",
         "--num-completions",  # its first name, kept working
@@ -123,44 +135,26 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+@reports_errors("label")
 def run(args: argparse.Namespace) -> int:
-    from prmsynth._errors import PrefixModeError
-    from prmsynth.cli._common import (
-        generator_from_args,
-        open_backend,
-        policy_from_args,
-        sampling_from_args,
+    sampling = sampling_from_args(args)
+    out = Path(args.out)
+    backend = backend_settings_from_args(args, out.with_name(out.name + ".cache.sqlite"))
+    policy = policy_from_args(
+        args, num_branches_default=NUM_BRANCHES, max_branches=args.max_branches or 2**62
     )
-    from prmsynth.llm._client import BackendUnavailable
-    from prmsynth.run._pipeline import Pipeline
-
-    cache = None
+    if out.is_dir():
+        raise InputError(out, "is a folder; --out names a file")
+    rows = read_label_rows(
+        RowSource(location=args.input, subset=args.subset, split=args.split, revision=args.revision)
+    )
+    llm, _, cache, critic = open_backend(args, backend)
     try:
-        try:
-            sampling = sampling_from_args(args)
-            out = Path(args.out)
-            backend = backend_settings_from_args(args, out.with_name(out.name + ".cache.sqlite"))
-        except ValueError as error:
-            raise InputError("options", str(error)) from None
-        policy = policy_from_args(
-            args, num_branches_default=NUM_BRANCHES, max_branches=args.max_branches or 2**62
-        )
-        if out.is_dir():
-            raise InputError(out, "is a folder; --out names a file")
-        rows = read_label_rows(
-            RowSource(
-                location=args.input, subset=args.subset, split=args.split, revision=args.revision
-            )
-        )
-        llm, _, cache, critic = open_backend(args, backend)
         generator = generator_from_args(args, llm, sampling, "label")
-    except (InputError, BackendUnavailable, PrefixModeError) as error:
+    except BaseException:
         if cache is not None:
             cache.close()
-        from prmsynth.cli._logging import report_error
-
-        report_error(f"prmsynth label: error: {error}")  # --log-file keeps it too
-        return EXIT_INPUT
+        raise
 
     pipeline = Pipeline(
         generator=generator,
@@ -191,11 +185,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             asyncio.run(label_all())
         except BackendUnavailable as error:
-            print(
-                f"prmsynth label: stopped: {error}\n{len(results)} finished rows are in {partial}",
-                file=sys.stderr,
-            )
-            return EXIT_FAILURE
+            raise Stopped(error, f"{len(results)} finished rows are in {partial}") from error
         finally:
             verifier.close()
             if cache is not None:

@@ -18,8 +18,11 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from prmsynth.cli._common import EXIT_CODES, EXIT_FAILURE, EXIT_INPUT, EXIT_INTERRUPTED
-from prmsynth.cli._config import REPORTING_OPTIONS
+from prmsynth._errors import InputError, redact_secrets
+from prmsynth._version import __version__
+from prmsynth.cli._common import EXIT_CODES, EXIT_INPUT, EXIT_INTERRUPTED, exit_status
+from prmsynth.cli._config import REPORTING_OPTIONS, apply_config, read_config
+from prmsynth.cli._logging import command_logging, report_error
 
 #: The command modules, in the order ``--help`` lists their commands.
 COMMAND_MODULES = (
@@ -87,8 +90,6 @@ def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argum
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from prmsynth._version import __version__
-
     parser = argparse.ArgumentParser(
         prog="prmsynth",
         description="Make training data for process reward models.",
@@ -113,8 +114,6 @@ class _RedactingStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        from prmsynth._errors import redact_secrets
-
         return self._stream.write(redact_secrets(text))
 
     def __getattr__(self, name: str) -> object:
@@ -173,9 +172,6 @@ def _command_and_config(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``prmsynth`` console script."""
-    from prmsynth._errors import InputError, storage_error
-    from prmsynth.cli._config import apply_config, read_config
-    from prmsynth.cli._logging import command_logging, report_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -221,13 +217,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"\nprmsynth {args.command}: interrupted", file=sys.stderr)
                 return EXIT_INTERRUPTED
             except Exception as error:
-                # A disk that cannot take what a command writes (full, read-only):
-                # one message naming the path and the cause, never a traceback.
-                fatal = storage_error(error)
-                if fatal is None:
+                # One mapping of errors to exit statuses for every command; anything
+                # else is a bug, with its traceback.
+                status = exit_status(error)
+                if status is None:
                     raise
-                report_error(f"prmsynth {args.command}: error: {fatal}")
-                return EXIT_FAILURE if fatal.after_work else EXIT_INPUT
+                code, message = status
+                report_error(f"prmsynth {args.command}: {message}")
+                return code
     finally:
         sys.stderr = stderr
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
+from prmsynth.cli._common import EXIT_OK, reports_errors
+from prmsynth.run._folder import merge_directories
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -19,17 +21,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+@reports_errors("merge")
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from prmsynth._seeds import InputError
-    from prmsynth.run._folder import merge_directories
-
-    try:
-        summary = merge_directories([Path(folder) for folder in args.folders], Path(args.out))
-    except InputError as error:
-        print(f"prmsynth merge: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
+    summary = merge_directories([Path(folder) for folder in args.folders], Path(args.out))
     print(
         f"merged {len(args.folders)} folders: {summary['kept']} kept, "
         f"{summary['skipped']} skipped, complete: {summary['complete']} -> {args.out}",

@@ -12,13 +12,16 @@ import os
 import sys
 from typing import Any
 
-from prmsynth.cli._common import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+from prmsynth.cli._common import EXIT_OK, reports_errors
+from prmsynth.cli._export import add_export_settings_options, export_settings_from_args
+from prmsynth.cli._main import command_line
+from prmsynth.export._formats import FORMATS
+from prmsynth.export._formats import _check_options as check_options
+from prmsynth.publish._push import DEFAULT_FORMATS, DEFAULT_VALIDATION_FRACTION, push
 
 
 def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``push`` subcommand to an argparse ``subparsers`` object."""
-    from prmsynth.cli._export import add_export_settings_options
-    from prmsynth.publish._push import DEFAULT_FORMATS, DEFAULT_VALIDATION_FRACTION
 
     parser = subparsers.add_parser(
         "push",
@@ -63,46 +66,28 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors("push")
 def run(args: argparse.Namespace) -> int:
     """Run ``push`` with parsed ``args``: 0 when uploaded (or written, with
     --dry-run), 1 when an export or the upload failed, 2 on bad input."""
-    from prmsynth._errors import ExportError, InputError, PublishError
-    from prmsynth.cli._export import export_settings_from_args
-    from prmsynth.cli._main import command_line
-    from prmsynth.export._formats import FORMATS
-    from prmsynth.export._formats import _check_options as check_options
-    from prmsynth.publish._push import push
 
     formats = [name.strip() for name in args.formats.split(",") if name.strip()]
-    try:
-        try:
-            settings = export_settings_from_args(args, [os.path.join(args.out, "trees.jsonl")])
-        except ValueError as error:
-            raise InputError("options", str(error)) from None
-        for format in formats:
-            # Before anything is written: an option one format refuses stops the push.
-            if format in FORMATS:
-                check_options(format, settings)
-        report = push(
-            args.out,
-            args.repo_id,
-            formats=formats,
-            settings=settings,
-            private=args.private,
-            dry_run=args.dry_run,
-            folder=args.folder,
-            license=args.license,
-            command=command_line(args, leave_out=("dry_run", "folder")),
-        )
-    except InputError as error:
-        print(f"prmsynth push: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
-    except (ExportError, PublishError) as error:
-        print(f"prmsynth push: error: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    except OSError as error:
-        print(f"prmsynth push: cannot write: {error}", file=sys.stderr)
-        return EXIT_INPUT
+    settings = export_settings_from_args(args, [os.path.join(args.out, "trees.jsonl")])
+    for format in formats:
+        # Before anything is written: an option one format refuses stops the push.
+        if format in FORMATS:
+            check_options(format, settings)
+    report = push(
+        args.out,
+        args.repo_id,
+        formats=formats,
+        settings=settings,
+        private=args.private,
+        dry_run=args.dry_run,
+        folder=args.folder,
+        license=args.license,
+        command=command_line(args, leave_out=("dry_run", "folder")),
+    )
     counts = "; ".join(
         f"{config}: " + ", ".join(f"{count} {split}" for split, count in splits.items())
         for config, splits in report.records.items()

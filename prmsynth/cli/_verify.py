@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from prmsynth._errors import InputError
 from prmsynth._io import atomic_file, dumps_line
-from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
+from prmsynth._sources import iter_json_objects
+from prmsynth.cli._common import EXIT_OK, reports_errors, writing
 from prmsynth.cli._types import POSITIVE
+from prmsynth.verify._math import MathAnswerVerifier
 
 
 def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
@@ -67,7 +70,6 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
 
 def _read_rows(path: str, fields: list[str], optional_fields: list[str]) -> list[dict]:
     """Parse and validate every row before any output is written."""
-    from prmsynth._sources import iter_json_objects
 
     rows = []
     for line, row in iter_json_objects(path, fields):
@@ -83,23 +85,16 @@ def _read_rows(path: str, fields: list[str], optional_fields: list[str]) -> list
     return rows
 
 
+@reports_errors("verify-answers")
 def run(args: argparse.Namespace) -> int:
     """Run ``verify-answers`` with parsed ``args``; return 0, or 2 on bad input."""
-    from pathlib import Path
-
-    from prmsynth.verify._math import MathAnswerVerifier
-
-    try:
-        if not args.timeout > 0:
-            raise InputError("--timeout", f"must be > 0, got {args.timeout}")
-        optional = [args.finish_reason_field] if args.finish_reason_field else []
-        rows = _read_rows(args.input, [args.response_field, args.reference_field], optional)
-        out_path = Path(args.out) if args.out else None
-        if out_path is not None and not out_path.parent.is_dir():
-            raise InputError(out_path, f"folder {str(out_path.parent)!r} does not exist")
-    except InputError as problem:
-        print(f"prmsynth verify-answers: error: {problem}", file=sys.stderr)
-        return EXIT_INPUT
+    if not args.timeout > 0:
+        raise InputError("--timeout", f"must be > 0, got {args.timeout}")
+    optional = [args.finish_reason_field] if args.finish_reason_field else []
+    rows = _read_rows(args.input, [args.response_field, args.reference_field], optional)
+    out_path = Path(args.out) if args.out else None
+    if out_path is not None and not out_path.parent.is_dir():
+        raise InputError(out_path, f"folder {str(out_path.parent)!r} does not exist")
 
     counts = {"correct": 0, "incorrect": 0, "unparseable": 0}
     verifier = MathAnswerVerifier(timeout=args.timeout)
@@ -116,16 +111,14 @@ def run(args: argparse.Namespace) -> int:
             handle.write(dumps_line(dict(row, correct=verdict.correct, verdict=verdict.status)))
 
     try:
-        if out_path is None:
-            write_rows(sys.stdout)
-            sys.stdout.flush()
-        else:
-            # A half-written file never carries the final name.
-            with atomic_file(out_path) as handle:
-                write_rows(handle)
-    except OSError as error:
-        print(f"prmsynth verify-answers: cannot write output: {error}", file=sys.stderr)
-        return EXIT_INPUT
+        with writing(out_path or "<stdout>"):
+            if out_path is None:
+                write_rows(sys.stdout)
+                sys.stdout.flush()
+            else:
+                # A half-written file never carries the final name.
+                with atomic_file(out_path) as handle:
+                    write_rows(handle)
     finally:
         verifier.close()
 

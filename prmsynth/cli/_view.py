@@ -11,11 +11,21 @@ cheap.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from prmsynth.cli._common import EXIT_INPUT, EXIT_OK
+from prmsynth._errors import InputError
+from prmsynth.cli._common import EXIT_OK, reports_errors, writing
 from prmsynth.cli._types import COUNT, PROBABILITY
+from prmsynth.view._html import DEFAULT_EXCERPT_CHARS, write_html
+from prmsynth.view._stats import (
+    collect_stats,
+    format_table,
+    plot_stats,
+    require_matplotlib,
+)
 
 
 def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -30,7 +40,6 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
     >>> (args.command, args.out_dir, args.plot, args.json)
     ('stats', 'out', 'stats.png', False)
     """
-    from prmsynth.view._html import DEFAULT_EXCERPT_CHARS
 
     view = subparsers.add_parser(
         "view",
@@ -88,14 +97,12 @@ def add_parsers(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argu
     return view, stats
 
 
+@reports_errors("view")
 def run_view(args: argparse.Namespace) -> int:
     """Run ``view`` with parsed ``args``; return 0, or 2 on bad input."""
-    from prmsynth._seeds import InputError
-    from prmsynth.view._html import write_html
-
-    try:
-        if args.excerpt_chars < 0:
-            raise InputError("--excerpt-chars", f"must be >= 0, got {args.excerpt_chars}")
+    if args.excerpt_chars < 0:
+        raise InputError("--excerpt-chars", f"must be >= 0, got {args.excerpt_chars}")
+    with writing(args.out):
         written = write_html(
             args.trees,
             args.out,
@@ -103,12 +110,6 @@ def run_view(args: argparse.Namespace) -> int:
             first_error_threshold=args.first_error_threshold,
             excerpt_chars=args.excerpt_chars,
         )
-    except InputError as error:
-        print(f"prmsynth view: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
-    except OSError as error:
-        print(f"prmsynth view: error: cannot write {args.out}: {error}", file=sys.stderr)
-        return EXIT_INPUT
     size = written["bytes"] / 1e6
     print(
         f"{written['questions']} questions, first error at MC <= "
@@ -118,40 +119,20 @@ def run_view(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@reports_errors("stats")
 def run_stats(args: argparse.Namespace) -> int:
     """Run ``stats`` with parsed ``args``; return 0, or 2 on bad input."""
-    import json
-    from pathlib import Path
-
-    from prmsynth._seeds import InputError
-    from prmsynth.view._stats import (
-        PlotUnavailableError,
-        collect_stats,
-        format_table,
-        plot_stats,
-        require_matplotlib,
-    )
-
-    try:
-        if args.plot is not None:
-            require_matplotlib()  # before any output, so a missing extra costs nothing
-            if not Path(args.plot).resolve().parent.is_dir():
-                raise InputError(
-                    args.plot, f"folder {str(Path(args.plot).parent)!r} does not exist"
-                )
-        stats = collect_stats(args.out_dir)
-    except (InputError, PlotUnavailableError) as error:
-        print(f"prmsynth stats: error: {error}", file=sys.stderr)
-        return EXIT_INPUT
+    if args.plot is not None:
+        require_matplotlib()  # before any output, so a missing extra costs nothing
+        if not Path(args.plot).resolve().parent.is_dir():
+            raise InputError(args.plot, f"folder {str(Path(args.plot).parent)!r} does not exist")
+    stats = collect_stats(args.out_dir)
     if args.json:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
     else:
         print(format_table(stats), end="")
     if args.plot is not None:
-        try:
+        with writing(args.plot):
             plot_stats(stats, args.plot)
-        except OSError as error:
-            print(f"prmsynth stats: error: cannot write {args.plot}: {error}", file=sys.stderr)
-            return EXIT_INPUT
         print(f"figure -> {args.plot}", file=sys.stderr)
     return EXIT_OK

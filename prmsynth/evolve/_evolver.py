@@ -49,7 +49,13 @@ from typing import Any, TypeVar
 import attrs
 
 from prmsynth._errors import RUN_FATAL
-from prmsynth._interfaces import LLM, QuestionEvolver, gather_or_cancel
+from prmsynth._interfaces import (
+    LLM,
+    EvolutionReport,
+    QuestionEvolver,
+    Rejection,
+    gather_or_cancel,
+)
 from prmsynth._values import Completion, Question
 from prmsynth.llm._cache import llm_identity
 from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT, derive_seed
@@ -232,20 +238,9 @@ def token_jaccard(first: str, second: str) -> float:
 
 
 def _check_range(low: float, high: float, *, low_open: bool = False) -> Callable[..., None]:
-    def check(instance: object, attribute: attrs.Attribute, value: float) -> None:
-        if not (low < value <= high if low_open else low <= value <= high):
-            bracket = "(" if low_open else "["
-            raise ValueError(f"{attribute.name} must be in {bracket}{low}, {high}], got {value!r}")
-
-    return check
-
-
-def _check_at_least(minimum: int) -> Callable[..., None]:
-    def check(instance: object, attribute: attrs.Attribute, value: int) -> None:
-        if value < minimum:
-            raise ValueError(f"{attribute.name} must be >= {minimum}, got {value!r}")
-
-    return check
+    """attrs' validators of ``low <= value <= high`` (``low < value`` when ``low_open``)."""
+    above = attrs.validators.gt(low) if low_open else attrs.validators.ge(low)
+    return attrs.validators.and_(above, attrs.validators.le(high))
 
 
 def _check_weights(instance: object, attribute: attrs.Attribute, value: Mapping) -> None:
@@ -278,32 +273,53 @@ class EvolutionSettings:
     >>> EvolutionSettings(agreement_threshold=0)
     Traceback (most recent call last):
     ...
-    ValueError: agreement_threshold must be in (0, 1], got 0
+    ValueError: 'agreement_threshold' must be > 0: 0
     """
 
-    rounds: int = attrs.field(default=1, validator=_check_at_least(0))
-    per_seed: int = attrs.field(default=1, validator=_check_at_least(1))
+    rounds: int = attrs.field(default=1, validator=attrs.validators.ge(0))
+    per_seed: int = attrs.field(
+        default=1,
+        validator=attrs.validators.ge(1),
+        metadata={"help": "evolutions attempted per seed and round"},
+    )
     mutation_weights: Mapping[str, float] = attrs.field(
         factory=lambda: dict(DEFAULT_MUTATION_WEIGHTS), validator=_check_weights
     )
-    n_answer_samples: int = attrs.field(default=8, validator=_check_at_least(1))
-    agreement_threshold: float = attrs.field(
-        default=0.5, validator=_check_range(0, 1, low_open=True)
+    n_answer_samples: int = attrs.field(
+        default=8,
+        validator=attrs.validators.ge(1),
+        metadata={"help": "solutions sampled per evolved question to vote on its answer"},
     )
-    min_words: int = attrs.field(default=5, validator=_check_at_least(0))
-    max_words: int = attrs.field(default=200, validator=_check_at_least(1))
+    agreement_threshold: float = attrs.field(
+        default=0.5,
+        validator=_check_range(0, 1, low_open=True),
+        metadata={
+            "help": "keep an evolved question only if its majority answer has at least this share "
+            "of the samples, unparseable ones included"
+        },
+    )
+    min_words: int = attrs.field(default=5, validator=attrs.validators.ge(0))
+    max_words: int = attrs.field(default=200, validator=attrs.validators.ge(1))
     near_duplicate_threshold: float = attrs.field(
         default=0.9, validator=_check_range(0, 1, low_open=True)
     )
     mutation_temperature: float = attrs.field(default=0.7, validator=_check_range(0, 2))
     answer_temperature: float = attrs.field(default=0.7, validator=_check_range(0, 2))
     top_p: float = attrs.field(default=0.95, validator=_check_range(0, 1, low_open=True))
-    mutation_max_tokens: int = attrs.field(default=384, validator=_check_at_least(1))
-    answer_max_tokens: int = attrs.field(default=512, validator=_check_at_least(1))
+    mutation_max_tokens: int = attrs.field(
+        default=384,
+        validator=attrs.validators.ge(1),
+        metadata={"help": "token limit of a rewritten question"},
+    )
+    answer_max_tokens: int = attrs.field(
+        default=512,
+        validator=attrs.validators.ge(1),
+        metadata={"help": "token limit of a solution for the vote"},
+    )
     equivalence_timeout: float = attrs.field(
         default=2.0, validator=_check_range(0, 600, low_open=True)
     )
-    concurrency: int = attrs.field(default=8, validator=_check_at_least(1))
+    concurrency: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     seed: int = 0
     keep_seeds: bool = True
     llm_equality_check: bool = False
@@ -318,51 +334,6 @@ class EvolutionSettings:
         data = attrs.asdict(self)
         data["mutation_weights"] = dict(self.mutation_weights)
         return data
-
-
-@attrs.frozen(kw_only=True)
-class Rejection:
-    """A candidate that did not become a question, and why.
-
-    ``reason`` is one of `REJECTION_REASONS`; ``detail`` says more (the
-    matched question, the vote).  ``candidate_id`` is the id the question
-    would have had; ``root_id`` the seed it descends from.
-    """
-
-    candidate_text: str
-    parent_id: str
-    mutation: str
-    round: int
-    reason: str
-    detail: str = ""
-    candidate_id: str | None = None
-    root_id: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        from prmsynth._errors import redact_secrets
-
-        # The detail may quote a failed request's error, and errors may echo keys.
-        return {**attrs.asdict(self), "detail": redact_secrets(self.detail)}
-
-
-@attrs.frozen(kw_only=True)
-class EvolutionReport:
-    """What an evolution produced: the questions, every rejected candidate, and counts.
-
-    ``questions`` holds the seeds first (when ``keep_seeds``), then the
-    survivors in the order they were made.  ``stats`` has ``seeds``,
-    ``rounds``, ``attempted`` (candidates asked for), ``evolved`` (candidates
-    that passed elimination and went to the vote), ``eliminated`` and
-    ``eliminated_by_reason``, ``answered`` (kept with a majority answer),
-    ``unsolvable``, ``errors`` (failed LLM calls), ``questions`` (returned),
-    ``by_mutation`` and the LLM cost (``completions``, ``prompt_tokens``,
-    ``completion_tokens``).  Every attempt ends exactly one way:
-    ``attempted == eliminated + unsolvable + errors + answered``.
-    """
-
-    questions: list[Question]
-    rejects: list[Rejection]
-    stats: dict[str, Any]
 
 
 def format_stats(stats: Mapping[str, Any]) -> str:
@@ -482,7 +453,6 @@ class EvolveInstruct(QuestionEvolver):
     extractor: Callable[[str], str | None] = extract_answer
     prompt_version: str = PROMPT_VERSION
     progress: Callable[[str], None] | None = None
-    _reports: list[EvolutionReport] = attrs.field(init=False, factory=list, repr=False)
 
     def identity(self) -> dict[str, Any]:
         """What decides the evolved questions, as a run records it."""
@@ -536,11 +506,6 @@ class EvolveInstruct(QuestionEvolver):
                 if len(words.split()) >= 2:  # "#Problem#" alone would ban the word "problem"
                     markers.add(words)
         return sorted(markers)
-
-    @property
-    def last_report(self) -> EvolutionReport | None:
-        """The report of the latest `evolve` or `evolve_with_report` call."""
-        return self._reports[-1] if self._reports else None
 
     def close(self) -> None:
         """End the equivalence worker process; the evolver stays usable."""
@@ -599,9 +564,7 @@ class EvolveInstruct(QuestionEvolver):
                     f"round {round_number}/{self.settings.rounds}: {len(plans)} attempted, "
                     f"{len(passed)} passed elimination, {answered} answered"
                 )
-        report = run.report()
-        self._reports.append(report)
-        return report
+        return run.report()
 
     # -- steps -----------------------------------------------------------
 

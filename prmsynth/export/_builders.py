@@ -28,6 +28,7 @@ from prmsynth.export._serialize import (
     tree_to_dict,
 )
 from prmsynth.export._settings import ExportSettings
+from prmsynth.search._generation import DEFAULT_CONTINUE_TEMPLATE
 
 __all__ = [
     "STEP_TAG",
@@ -173,7 +174,6 @@ def _continue_prompt(
     tree: ReasoningTree, settings: ExportSettings, prefix: Sequence[str]
 ) -> list[dict[str, str]]:
     """The messages the default generator asks for the step after ``prefix`` with."""
-    from prmsynth.search._generation import DEFAULT_CONTINUE_TEMPLATE
 
     if not prefix:
         return _chat_prompt(tree, settings)

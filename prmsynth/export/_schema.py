@@ -8,6 +8,7 @@ import functools
 import json
 import os
 from collections.abc import Callable
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from prmsynth._io import (
@@ -27,8 +28,6 @@ def schema_name(format: str) -> str:
 
 
 def _read_schema(name: str) -> dict[str, Any]:
-    from importlib import resources
-
     schemas = resources.files("prmsynth.export").joinpath("schemas")
     text = schemas.joinpath(f"{name}.schema.json").read_text("utf-8")
     return json.loads(text)

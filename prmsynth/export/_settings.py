@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 import attrs
 
+from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT
+
 __all__ = ["ExportSettings", "SplitName"]
 
 
@@ -13,14 +15,11 @@ SplitName = Literal["train", "validation"]
 """The two sides of a train/validation split (see `question_split`)."""
 
 
-def _check_fraction(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1), got {value!r}")
+# A fraction in [0, 1).
+_check_fraction = attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.lt(1.0))
 
 
 def _default_system_prompt() -> str:
-    from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT
-
     return DEFAULT_SYSTEM_PROMPT
 
 
@@ -67,23 +66,65 @@ class ExportSettings:
     """
 
     labels: Literal["search", "mc"] = attrs.field(
-        default="search", validator=attrs.validators.in_(("search", "mc"))
+        default="search",
+        validator=attrs.validators.in_(("search", "mc")),
+        metadata={
+            "help": "search: the first errors the run's rule named (thresholds label the steps "
+            "it did not judge); mc: MC thresholds alone"
+        },
     )
-    positive_threshold: float = attrs.field(default=0.0, validator=_check_fraction)
-    negative_threshold: float = attrs.field(default=0.0, validator=_check_fraction)
+    positive_threshold: float = attrs.field(
+        default=0.0,
+        validator=_check_fraction,
+        metadata={
+            "help": "a step whose MC value is above this is positive (0.0: any completion "
+            "succeeded)"
+        },
+    )
+    negative_threshold: float = attrs.field(
+        default=0.0,
+        validator=_check_fraction,
+        metadata={
+            "help": "prm800k: a negative step with MC value at most this is rated -1, others 0"
+        },
+    )
     balance: Literal["none", "downsample"] = attrs.field(
-        default="none", validator=attrs.validators.in_(("none", "downsample"))
+        default="none",
+        validator=attrs.validators.in_(("none", "downsample")),
+        metadata={
+            "help": "downsample the larger class (solutions with / without an error) in each file"
+        },
     )
-    balance_seed: int = 0
-    deduplicate: bool = True
-    validation_fraction: float = attrs.field(default=0.0, validator=_check_fraction)
-    split_seed: int = 0
+    balance_seed: int = attrs.field(default=0, metadata={"help": "seed of the downsampling"})
+    deduplicate: bool = attrs.field(default=True, metadata={"help": "write identical records once"})
+    validation_fraction: float = attrs.field(
+        default=0.0,
+        validator=_check_fraction,
+        metadata={
+            "help": "share of questions (by a stable hash of the question id) in the validation "
+            "file"
+        },
+    )
+    split_seed: int = attrs.field(default=0, metadata={"help": "seed of the question hash"})
     system_prompt: str = attrs.field(factory=_default_system_prompt)
-    consensus: bool = False
+    consensus: bool = attrs.field(
+        default=False,
+        metadata={
+            "help": "keep only solutions whose critic verdict (a run with --judge-model) agrees "
+            "with the labels on the first wrong step"
+        },
+    )
     generator: str | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
     )
-    soft_labels: bool = False
+    soft_labels: bool = attrs.field(
+        default=False,
+        metadata={
+            "help": "trl, math-shepherd: write each step's MC value as a float label in [0, 1] "
+            "instead of a boolean (a step without a value of its own is joined to the next "
+            "that has one)"
+        },
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.negative_threshold > self.positive_threshold:

@@ -25,6 +25,7 @@ from prmsynth._io import (
     scratch_folder,
 )
 from prmsynth._tree import ReasoningTree, TreeInvariantError
+from prmsynth._version import __version__
 from prmsynth.export._builders import Example
 from prmsynth.export._records import Downsample, selected_examples
 from prmsynth.export._registry import check_options, export_format
@@ -248,8 +249,6 @@ def export_file(
     >>> manifest["files"]["all"]["records"], out.read_text().count("\\n")
     (1, 1)
     """
-    from prmsynth._version import __version__
-
     settings = settings or ExportSettings()
     export_format(format)
     out_path = Path(out_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,20 @@ from typing import Any
 import attrs
 
 from prmsynth._interfaces import LLM
+from prmsynth.llm._cache import CachedLLM, CompletionCache
+from prmsynth.llm._client import (
+    DEFAULT_MODEL,
+    LOCAL_PROVIDER,
+    BackendUnavailable,
+    LiteLLMClient,
+    LLMError,
+    import_litellm,
+)
+from prmsynth.llm._ratelimit import RequestLimiter
+from prmsynth.llm._retry import RetryPolicy
 
-
-def _positive_or_none(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+# A rate or a timeout is a finite number above 0.
+_POSITIVE = [attrs.validators.gt(0), attrs.validators.lt(math.inf)]
 
 
 @attrs.frozen(kw_only=True)
@@ -29,12 +39,35 @@ class BackendSettings:
 
     model: str | None = None
     api_base: str | None = None
-    concurrency: int = attrs.field(default=16, validator=attrs.validators.ge(1))
-    requests_per_minute: float | None = attrs.field(default=None, validator=_positive_or_none)
-    tokens_per_minute: float | None = attrs.field(default=None, validator=_positive_or_none)
-    request_timeout: float = attrs.field(default=600.0, validator=_positive_or_none)
-    max_attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-    router_config: str | None = None
+    concurrency: int = attrs.field(
+        default=16,
+        validator=attrs.validators.ge(1),
+        metadata={"help": "requests in flight at once (all questions)"},
+    )
+    requests_per_minute: float | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_POSITIVE),
+        metadata={"help": "requests per minute, at most"},
+    )
+    tokens_per_minute: float | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_POSITIVE),
+        metadata={"help": "tokens per minute, at most"},
+    )
+    request_timeout: float = attrs.field(
+        default=600.0,
+        validator=_POSITIVE,
+        metadata={"help": "seconds before a request is retried"},
+    )
+    max_attempts: int = attrs.field(
+        default=5, validator=attrs.validators.ge(1), metadata={"help": "tries per request"}
+    )
+    router_config: str | None = attrs.field(
+        default=None,
+        metadata={
+            "help": "litellm Router config (YAML or JSON model_list); --model names its model_name"
+        },
+    )
     cache_path: Path | None = None
 
 
@@ -45,7 +78,6 @@ def unpriced_models(settings: BackendSettings) -> list[str]:
     A router deployment priced in its ``litellm_params`` (``input_cost_per_token``,
     ``output_cost_per_token``) counts as priced; the embedded model never is.
     """
-    from prmsynth.llm._client import DEFAULT_MODEL, LOCAL_PROVIDER, import_litellm
 
     if settings.router_config:
         from prmsynth.llm._router import load_router_config
@@ -93,8 +125,6 @@ def build_llm(settings: BackendSettings, *, cache: Any = None) -> tuple[LLM, str
     ``cache``: an open completion cache to share (a second model of the same
     run) instead of opening ``settings.cache_path``; the caller closes it.
     """
-    from prmsynth.llm._client import DEFAULT_MODEL, LiteLLMClient
-    from prmsynth.llm._ratelimit import RequestLimiter
 
     limiter = RequestLimiter(
         max_concurrency=settings.concurrency,
@@ -102,7 +132,7 @@ def build_llm(settings: BackendSettings, *, cache: Any = None) -> tuple[LLM, str
         tokens_per_minute=settings.tokens_per_minute,
     )
     client_settings: dict[str, Any] = {
-        "max_attempts": settings.max_attempts,
+        "retry": RetryPolicy(max_attempts=settings.max_attempts),
         "request_timeout": settings.request_timeout,
         "limiter": limiter,
     }
@@ -115,7 +145,6 @@ def build_llm(settings: BackendSettings, *, cache: Any = None) -> tuple[LLM, str
     else:
         model = settings.model or DEFAULT_MODEL
         llm = LiteLLMClient(model=model, api_base=settings.api_base, **client_settings)
-    from prmsynth.llm._cache import CachedLLM, CompletionCache
 
     if cache is not None:
         return CachedLLM(llm=llm, cache=cache), model, None
@@ -180,20 +209,11 @@ def check_backend(settings: BackendSettings, *, timeout: float = 120.0) -> None:
     The request skips the cache (a cached answer proves nothing) and the
     run's limiter.  Raises [`BackendUnavailable`][prmsynth.BackendUnavailable].
     """
-    import asyncio
-
-    from prmsynth.llm._client import (
-        DEFAULT_MODEL,
-        LOCAL_PROVIDER,
-        BackendUnavailable,
-        LiteLLMClient,
-        LLMError,
-    )
 
     # The run's own retry policy: a server that rate-limits (429 with
     # Retry-After) or fails for a moment (5xx) is asked again, as the run would.
     client_settings: dict[str, Any] = {
-        "max_attempts": settings.max_attempts,
+        "retry": RetryPolicy(max_attempts=settings.max_attempts),
         "request_timeout": min(settings.request_timeout, timeout),
     }
     llm: LLM

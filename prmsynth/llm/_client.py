@@ -19,13 +19,11 @@ limit keeps ``finish_reason="length"`` for the verifier to judge.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import math
 import os
 import random
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -41,6 +39,7 @@ from prmsynth.llm._continuation import (
     continuation_route,
 )
 from prmsynth.llm._ratelimit import RequestLimiter, estimate_prompt_tokens
+from prmsynth.llm._retry import RetryPolicy, retry_after_seconds  # noqa: F401 (re-exported)
 
 #: The embedded default: SmolLM2-135M-Instruct run in-process by llama.cpp.
 DEFAULT_MODEL = "prmsynth/smollm2-135m-instruct"
@@ -145,45 +144,6 @@ def is_retryable(litellm: ModuleType, error: BaseException) -> bool:
     )
 
 
-def retry_after_seconds(error: BaseException) -> float | None:
-    """The wait a ``Retry-After`` (or ``retry-after-ms``) header asks for, if any.
-
-    >>> class Throttled(Exception):
-    ...     headers = {"Retry-After": "2.5"}
-    >>> retry_after_seconds(Throttled())
-    2.5
-    >>> retry_after_seconds(ValueError()) is None
-    True
-    """
-    for source in ("litellm_response_headers", "response", "headers"):
-        try:
-            headers = getattr(error, source, None)
-            if source == "response":
-                headers = getattr(headers, "headers", None)
-            if not headers:
-                continue
-            values = {str(name).lower(): str(value) for name, value in headers.items()}
-        except Exception:  # noqa: S112 (an exotic exception object gives no hint; not a crash)
-            continue
-        if "retry-after-ms" in values:
-            try:
-                return max(0.0, float(values["retry-after-ms"]) / 1000.0)
-            except ValueError:
-                pass
-        if "retry-after" in values:
-            value = values["retry-after"]
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                pass
-            try:
-                moment = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                continue
-            return max(0.0, moment.timestamp() - time.time())
-    return None
-
-
 def _response_cost(litellm: ModuleType, response: Any) -> float:
     """The response's cost in US dollars from litellm's local price map, 0.0 when unknown.
 
@@ -211,56 +171,97 @@ def _one_line(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _at_least_one(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not value >= 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
-def _positive_or_none(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
 class RetryingLLM:
     """What every litellm-backed [`LLM`][prmsynth.LLM] shares: retries, limits,
     the ``n`` fallback, accounting.  Subclasses say where a request goes.
 
-    ``max_attempts`` bounds the tries of one request; the wait before try
-    ``k + 1`` is uniform in ``[0, min(max_backoff, initial_backoff * 2 ** (k - 1))]``
-    (full jitter, from a ``random.Random(jitter_seed)`` of this client's own),
-    or what the provider's ``Retry-After`` asks, capped at ``max_backoff``.
+    ``retry`` (a [`RetryPolicy`][prmsynth.RetryPolicy]) says how often and after
+    which waits a request that failed for a passing reason is tried again, and
+    what it waits with.  ``max_attempts``, ``initial_backoff``, ``max_backoff``,
+    ``jitter_seed`` (the policy's ``seed``) and ``sleep`` are the older names of
+    the policy's fields: given, they override ``retry``'s, and once built the
+    client answers them from ``retry``.
     ``request_timeout`` (seconds) goes to litellm as ``timeout`` on every call.
     ``limiter`` bounds concurrency, requests and tokens per minute; share one
     limiter among all clients of a run.
+
+    >>> client = LiteLLMClient(model="openai/x", max_attempts=3)
+    >>> client.retry.max_attempts, client.max_attempts, client.max_backoff
+    (3, 3, 60.0)
     """
 
     model: str = DEFAULT_MODEL
     options: Mapping[str, Any] = attrs.field(factory=dict)
-    max_attempts: int = attrs.field(default=5, validator=_at_least_one)
-    initial_backoff: float = attrs.field(default=1.0, validator=_non_negative)
-    max_backoff: float = attrs.field(default=60.0, validator=_non_negative)
-    request_timeout: float | None = attrs.field(default=600.0, validator=_positive_or_none)
+    retry: RetryPolicy = attrs.field(
+        factory=RetryPolicy, validator=attrs.validators.instance_of(RetryPolicy)
+    )
+    request_timeout: float | None = attrs.field(
+        default=600.0, validator=attrs.validators.optional(attrs.validators.gt(0.0))
+    )
     limiter: RequestLimiter | None = attrs.field(default=None, eq=False)
-    jitter_seed: int = 0
-    #: How the client waits between attempts (``asyncio.sleep``); a test passes its own
-    #: to check the waits without spending them (see `prmsynth.testing.VirtualClock`).
-    sleep: Callable[[float], Awaitable[Any]] = attrs.field(
-        default=asyncio.sleep, repr=False, eq=False
+    # The older names of the retry policy's fields: folded into `retry` (then
+    # cleared, so that `attrs.evolve(client, retry=...)` is not overridden).
+    _max_attempts: int | None = attrs.field(
+        default=None, alias="max_attempts", repr=False, eq=False
+    )
+    _initial_backoff: float | None = attrs.field(
+        default=None, alias="initial_backoff", repr=False, eq=False
+    )
+    _max_backoff: float | None = attrs.field(
+        default=None, alias="max_backoff", repr=False, eq=False
+    )
+    _jitter_seed: int | None = attrs.field(default=None, alias="jitter_seed", repr=False, eq=False)
+    _sleep: Callable[[float], Awaitable[Any]] | None = attrs.field(
+        default=None, alias="sleep", repr=False, eq=False
     )
     _random: random.Random = attrs.field(init=False, repr=False, eq=False)
     # Remembers that the provider ignores `n`, so later requests fan out at once
     # instead of first waiting for a one-choice answer.
     _provider: dict[str, bool] = attrs.field(init=False, repr=False, eq=False, factory=dict)
 
-    @_random.default
-    def _make_random(self) -> random.Random:
-        return random.Random(self.jitter_seed)
+    def __attrs_post_init__(self) -> None:
+        overrides = {
+            name: value
+            for name, value in (
+                ("max_attempts", self._max_attempts),
+                ("initial_backoff", self._initial_backoff),
+                ("max_backoff", self._max_backoff),
+                ("seed", self._jitter_seed),
+                ("sleep", self._sleep),
+            )
+            if value is not None
+        }
+        if overrides:
+            object.__setattr__(self, "retry", attrs.evolve(self.retry, **overrides))
+            for name in ("max_attempts", "initial_backoff", "max_backoff", "jitter_seed", "sleep"):
+                object.__setattr__(self, "_" + name, None)
+        object.__setattr__(self, "_random", random.Random(self.retry.seed))
+
+    @property
+    def max_attempts(self) -> int:
+        """The tries of one request (``retry.max_attempts``)."""
+        return self.retry.max_attempts
+
+    @property
+    def initial_backoff(self) -> float:
+        """``retry.initial_backoff``."""
+        return self.retry.initial_backoff
+
+    @property
+    def max_backoff(self) -> float:
+        """``retry.max_backoff``."""
+        return self.retry.max_backoff
+
+    @property
+    def jitter_seed(self) -> int:
+        """``retry.seed``."""
+        return self.retry.seed
+
+    @property
+    def sleep(self) -> Callable[[float], Awaitable[Any]]:
+        """How the client waits between attempts (``retry.sleep``)."""
+        return self.retry.sleep
 
     # -- what subclasses provide ---------------------------------------------
 
@@ -410,7 +411,7 @@ class RetryingLLM:
         if limiter is not None and limiter.counts_tokens:
             estimate = estimate_prompt_tokens(kwargs["messages"]) + int(kwargs["max_tokens"]) * n
         # The embedded model is deterministic and in-process: retrying cannot help.
-        attempts = 1 if self._local else self.max_attempts
+        attempts = 1 if self._local else self.retry.max_attempts
         for attempt in range(1, attempts + 1):
             if limiter is not None:
                 await limiter.acquire(estimate)
@@ -430,7 +431,7 @@ class RetryingLLM:
                     transient = self._is_retryable(litellm, error)
                     raise LLMError(f"{self.model}: {message}{tries}", transient=transient) from None
                 delay = self._backoff(attempt, error)
-                hinted = retry_after_seconds(error)
+                hinted = self.retry.retry_after(error)
                 _logger.info(
                     "%s: attempt %d of %d failed, retrying in %.1f s%s: %s",
                     self.model,
@@ -445,7 +446,7 @@ class RetryingLLM:
             finally:
                 if limiter is not None:
                     limiter.release(estimate, used)
-            await self.sleep(delay)
+            await self.retry.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _guarded(self, litellm: ModuleType, kwargs: dict[str, Any]) -> Any:
@@ -457,15 +458,12 @@ class RetryingLLM:
         return await asyncio.wait_for(self._send(litellm, kwargs), timeout + max(1.0, timeout / 4))
 
     def _is_retryable(self, litellm: ModuleType, error: BaseException) -> bool:
+        if self.retry.retry_on is not None:
+            return self.retry.retry_on(error)
         return is_retryable(litellm, error)
 
     def _backoff(self, attempt: int, error: BaseException) -> float:
-        ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** (attempt - 1))
-        delay = self._random.uniform(0.0, ceiling)
-        hinted = retry_after_seconds(error)
-        if hinted is not None:
-            delay = max(delay, min(hinted, self.max_backoff))
-        return delay
+        return self.retry.backoff(attempt, hinted=self.retry.retry_after(error), rng=self._random)
 
     def _convert(self, litellm: ModuleType, response: Any) -> LLMResponse:
         """Whatever came back, as data: missing choices are none, missing text is ''."""
@@ -514,7 +512,7 @@ class LiteLLMClient(RetryingLLM):
     >>> LiteLLMClient(model="openai/x", max_attempts=0)
     Traceback (most recent call last):
     ...
-    ValueError: max_attempts must be >= 1, got 0
+    ValueError: 'max_attempts' must be >= 1: 0
     """
 
     api_base: str | None = None

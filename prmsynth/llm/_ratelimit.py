@@ -150,9 +150,10 @@ class _TokenBucket:
         self.level = min(self.capacity, self.level + amount)
 
 
-def _positive_or_none(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{attribute.name} must be a positive number or None, got {value!r}")
+# A limit is a positive, finite number (a rate of inf would be no limit: None says that).
+_LIMIT = attrs.validators.optional(
+    attrs.validators.and_(attrs.validators.gt(0), attrs.validators.lt(math.inf))
+)
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -168,13 +169,13 @@ class RequestLimiter:
     >>> RequestLimiter(max_concurrency=0)
     Traceback (most recent call last):
     ...
-    ValueError: max_concurrency must be a positive number or None, got 0
+    ValueError: 'max_concurrency' must be > 0: 0
     """
 
-    max_concurrency: int | None = attrs.field(default=None, validator=_positive_or_none)
-    requests_per_minute: float | None = attrs.field(default=None, validator=_positive_or_none)
-    tokens_per_minute: float | None = attrs.field(default=None, validator=_positive_or_none)
-    burst_seconds: float = attrs.field(default=1.0, validator=_positive_or_none)
+    max_concurrency: int | None = attrs.field(default=None, validator=_LIMIT)
+    requests_per_minute: float | None = attrs.field(default=None, validator=_LIMIT)
+    tokens_per_minute: float | None = attrs.field(default=None, validator=_LIMIT)
+    burst_seconds: float = attrs.field(default=1.0, validator=_LIMIT)
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
     #: How the limiter waits (``asyncio.sleep``); with ``clock``, a test's virtual time.
     sleep: Callable[[float], Awaitable[Any]] = attrs.field(default=asyncio.sleep, repr=False)

@@ -40,7 +40,7 @@ from typing import Any
 
 import attrs
 
-from prmsynth._errors import InputError
+from prmsynth._errors import InputError, is_secret_name
 from prmsynth.llm._client import RetryingLLM, import_litellm, without_secrets
 from prmsynth.llm._continuation import ContinuationRoute, continuation_route
 
@@ -96,13 +96,14 @@ def load_router_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _deployment_secrets(model_list: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
-    """Every key in the deployments, resolved the way litellm resolves ``os.environ/NAME``."""
+    """Every credential in the deployments (a parameter `is_secret_name` names one:
+    ``api_key``, ``aws_secret_access_key``, ``vertex_credentials``, ...), resolved
+    the way litellm resolves ``os.environ/NAME``."""
     secrets = []
     for deployment in model_list:
         params = deployment.get("litellm_params") or {}
-        for name in ("api_key", "aws_secret_access_key", "aws_session_token", "vertex_credentials"):
-            value = params.get(name)
-            if not isinstance(value, str) or not value:
+        for name, value in params.items():
+            if not is_secret_name(str(name)) or not isinstance(value, str) or not value:
                 continue
             if value.startswith("os.environ/"):
                 value = os.environ.get(value.removeprefix("os.environ/"), "")
@@ -188,7 +189,7 @@ class RouterLLM(RetryingLLM):
         if self.router_arguments is None:
             raise TypeError("only a RouterLLM built by from_config can be pickled")
         fields = {
-            field.name: getattr(self, field.name)
+            field.alias: getattr(self, field.name)
             for field in attrs.fields(type(self))
             if field.init and field.name != "router"
         }

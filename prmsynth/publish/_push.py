@@ -26,6 +26,7 @@ import attrs
 from prmsynth._errors import ExportError, InputError, PublishError, storage_error
 from prmsynth._io import atomic_file, clean_leftovers, hidden_name, write_json
 from prmsynth._sources import import_optional
+from prmsynth._version import __version__
 from prmsynth.export._formats import FORMATS, ExportSettings, export_file, manifest_path
 from prmsynth.publish._card import ConfigFiles, dataset_card
 from prmsynth.run._folder import SETTINGS_FILE, SUMMARY_FILE
@@ -140,7 +141,6 @@ def prepare_push_folder(
     unknown format or a bad repository id, and
     [`ExportError`][prmsynth.ExportError] when a record fails its schema.
     """
-    from prmsynth._version import __version__
 
     run_dir, folder = Path(run_dir), Path(folder)
     if not _REPO_ID.match(repo_id):

@@ -387,17 +387,10 @@ class _EvolutionStream:
 
     async def _evolve(self, ready: asyncio.Queue[Question | None]) -> None:
         try:
-            # Evolve-Instruct hands over each question as its answer vote is won
-            # and reports its rejects; any other evolver gives its questions at the end.
-            if hasattr(self.evolver, "evolve_with_report"):
-                report = await self.evolver.evolve_with_report(
-                    self.seeds, on_question=ready.put_nowait
-                )
-                questions, rejects = list(report.questions), list(report.rejects)
-            else:
-                questions, rejects = list(await self.evolver.evolve(self.seeds)), []
-                for question in questions:
-                    ready.put_nowait(question)
+            # Each question is searched as the evolver hands it over (Evolve-Instruct:
+            # when its answer vote is won; an evolver with only `evolve`: at its end).
+            report = await self.evolver.evolve_with_report(self.seeds, on_question=ready.put_nowait)
+            questions, rejects = list(report.questions), list(report.rejects)
             write_evolved(self.path, questions, rejects)
             self.finished = True
             if self.log is not None:

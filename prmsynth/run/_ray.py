@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from prmsynth._errors import BackendUnavailable, BudgetExhausted, InputError
-from prmsynth._interfaces import NoEvolution, QuestionEvolver, SearchResult, StepGenerator
+from prmsynth._interfaces import (
+    EvolutionReport,
+    NoEvolution,
+    QuestionEvolver,
+    SearchResult,
+    StepGenerator,
+)
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import LLMResponse, Question, Usage
 from prmsynth.run._budget import Budget, BudgetedGenerator, Ledger
@@ -239,12 +245,8 @@ class _EvolutionWorker:
         library.setLevel(log_level)
         library.propagate = False
 
-    async def run(self, seeds: list[Question]) -> Any:
-        if hasattr(self.evolver, "evolve_with_report"):
-            return await self.evolver.evolve_with_report(seeds, on_question=self.ready.append)
-        questions = list(await self.evolver.evolve(seeds))
-        self.ready.extend(questions)
-        return types.SimpleNamespace(questions=questions, rejects=[])
+    async def run(self, seeds: list[Question]) -> EvolutionReport:
+        return await self.evolver.evolve_with_report(seeds, on_question=self.ready.append)
 
     def take(self) -> tuple[list[Question], list[str], list[dict[str, Any]]]:
         # Emptied in place: the running evolution appends to these very lists.
@@ -273,7 +275,7 @@ class _ClusterEvolver(QuestionEvolver):
         questions: Sequence[Question],
         *,
         on_question: Callable[[Question], object] | None = None,
-    ) -> Any:
+    ) -> EvolutionReport:
         self.executor.connect()
         import ray
 

@@ -48,8 +48,9 @@ __all__ = [
 @attrs.define
 class VirtualClock:
     """Time that passes only when something sleeps on it: give ``time`` as a
-    ``clock`` and ``sleep`` as a ``sleep`` (``RequestLimiter``, ``LiteLLMClient``)
-    and a test checks every wait exactly, whatever the machine's load.
+    ``clock`` and ``sleep`` as a ``sleep`` (``RequestLimiter``, ``RetryPolicy``,
+    which ``LiteLLMClient(retry=...)`` waits with) and a test checks every wait
+    exactly, whatever the machine's load.
 
     >>> clock = VirtualClock()
     >>> asyncio.run(clock.sleep(1.5)); clock.time(), clock.slept
@@ -174,9 +175,7 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requ
 _REASONS.update({401: "Unauthorized", 500: "Internal Server Error"})
 
 
-def _probability(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1], got {value!r}")
+_probability = attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0))
 
 
 @attrs.frozen(kw_only=True)

@@ -27,7 +27,11 @@ from typing import Any, Protocol
 import attrs
 
 from prmsynth._errors import InputError
+from prmsynth._seeds import reference_from_answer
 from prmsynth._sources import iter_json_records
+from prmsynth._values import Question
+from prmsynth.export._serialize import read_tree_file
+from prmsynth.verify._math import MathAnswerVerifier, extract_answer
 
 
 class StepScorer(Protocol):
@@ -77,7 +81,6 @@ def _answer(path: Any, line: int, record: dict[str, Any], field: str) -> str | N
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise InputError(path, "expected text or a number", line=line, field=field)
-    from prmsynth._seeds import reference_from_answer
 
     return reference_from_answer(str(value)) or None
 
@@ -247,8 +250,6 @@ class Candidate:
 def candidates_from_trees(path: str | os.PathLike) -> list[Candidate]:
     """The finished solutions of a ``prmsynth run`` folder's trees (each
     root-to-leaf path the verifier judged right or wrong)."""
-    from prmsynth.export._serialize import read_tree_file
-    from prmsynth.verify._math import extract_answer
 
     candidates = []
     for tree in read_tree_file(path):
@@ -290,8 +291,6 @@ def read_candidates(path: str | os.PathLike) -> list[Candidate]:
 
 
 def _candidates_from_rows(path: Path) -> list[Candidate]:
-    from prmsynth.verify._math import MathAnswerVerifier
-
     verifier = MathAnswerVerifier()
     candidates = []
     try:
@@ -447,8 +446,6 @@ class MonteCarloJudge:
     pipeline: Any
 
     def score(self, problem: str, steps: Sequence[str], answer: str | None = None) -> list[float]:
-        from prmsynth._values import Question
-
         if answer is None:
             raise InputError("mc", "needs the reference answer in every row", field="answer")
         question = Question(id="evaluate", text=problem, reference_answer=answer)

@@ -9,6 +9,7 @@ are imported inside the functions, never at import time.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Sequence
@@ -32,7 +33,6 @@ HEADS: tuple[str, ...] = ("two-labels", "one-logit")
 def require_train_extra() -> None:
     """Raise [`InputError`][prmsynth.InputError] naming the install command when
     the ``train`` extra is missing."""
-    import importlib.util
 
     missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
     if missing:

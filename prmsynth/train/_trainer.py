@@ -44,12 +44,8 @@ from prmsynth.train._model import (
 TRAIN_RECORD = "prmsynth_train.json"
 
 
-def _positive(name: str) -> Callable[[Any, Any, Any], None]:
-    def check(instance: Any, attribute: Any, value: Any) -> None:
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
-
-    return check
+# attrs' own validator; None (no limit) passes where a field allows it.
+_positive = attrs.validators.optional(attrs.validators.gt(0))
 
 
 @attrs.frozen(kw_only=True)
@@ -66,22 +62,20 @@ class TrainSettings:
     8
     """
 
-    epochs: float = attrs.field(default=1.0, validator=_positive("epochs"))
-    learning_rate: float = attrs.field(default=2e-5, validator=_positive("learning_rate"))
-    batch_size: int = attrs.field(default=8, validator=_positive("batch_size"))
-    gradient_accumulation: int = attrs.field(
-        default=1, validator=_positive("gradient_accumulation")
-    )
-    max_length: int = attrs.field(default=1024, validator=_positive("max_length"))
+    epochs: float = attrs.field(default=1.0, validator=_positive)
+    learning_rate: float = attrs.field(default=2e-5, validator=_positive)
+    batch_size: int = attrs.field(default=8, validator=_positive)
+    gradient_accumulation: int = attrs.field(default=1, validator=_positive)
+    max_length: int = attrs.field(default=1024, validator=_positive)
     validation_fraction: float = 0.0
     seed: int = 0
     bf16: bool | None = None
-    max_steps: int | None = attrs.field(default=None, validator=_positive("max_steps"))
-    max_seconds: float | None = attrs.field(default=None, validator=_positive("max_seconds"))
+    max_steps: int | None = attrs.field(default=None, validator=_positive)
+    max_seconds: float | None = attrs.field(default=None, validator=_positive)
     separator: str = "\n"
     head: str = attrs.field(default="two-labels", validator=attrs.validators.in_(HEADS))
-    logging_steps: int = attrs.field(default=10, validator=_positive("logging_steps"))
-    save_steps: int = attrs.field(default=500, validator=_positive("save_steps"))
+    logging_steps: int = attrs.field(default=10, validator=_positive)
+    save_steps: int = attrs.field(default=500, validator=_positive)
     progress: bool = True
 
     def __attrs_post_init__(self) -> None:
@@ -121,7 +115,6 @@ def _sha256(path: Path) -> str:
 def export_manifest(export: Path) -> dict[str, Any] | None:
     """The manifest ``prmsynth export`` wrote beside ``export`` (``X.jsonl``'s,
     or for a split file ``X.train.jsonl`` that of ``X.jsonl``), or None."""
-    import json
 
     candidates = [export.with_name(export.name + ".manifest.json")]
     for part in (".train", ".validation"):

@@ -101,9 +101,7 @@ _TRUNCATED = Verdict(status="unparseable", reason="truncated: the completion hit
 _NO_ANSWER = Verdict(status="unparseable", reason="no answer found")
 
 
-def _check_timeout(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+_check_timeout = attrs.validators.gt(0)
 
 
 @attrs.frozen(kw_only=True, eq=False)

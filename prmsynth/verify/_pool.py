@@ -4,8 +4,17 @@ hangs in C code (huge powers) costs only its own worker, killed at its timeout."
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import queue
+import signal
+import socket
 import subprocess
+import sys
 import threading
+import weakref
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -38,9 +47,6 @@ def _worker_main(arguments: list[str]) -> None:
     ``arguments`` are the socket's file descriptor and the memory limit in
     bytes (0 for none).
     """
-    import logging
-    import signal
-    from multiprocessing.connection import Connection
 
     connection = Connection(int(arguments[0]))
     memory_limit = int(arguments[1])
@@ -114,7 +120,6 @@ _WORKER_BOOTSTRAP = (
 def _import_root() -> str:
     """The folder the worker imports prmsynth from: the one holding the package the
     parent imported (``__name__`` has one dotted part per folder below it)."""
-    from pathlib import Path
 
     return str(Path(__file__).resolve().parents[__name__.count(".")])
 
@@ -167,11 +172,6 @@ class _Worker:
         return self._process is not None and self._process.poll() is None
 
     def _start(self) -> None:
-        import os
-        import socket
-        import sys
-        import weakref
-        from multiprocessing.connection import Connection
 
         parent_socket, child_socket = socket.socketpair()
         environment = dict(os.environ)
@@ -263,7 +263,6 @@ class _Worker:
 
 def default_checker_processes() -> int:
     """One checker process per core this process may run on."""
-    import os
 
     try:
         return len(os.sched_getaffinity(0))
@@ -286,7 +285,6 @@ class WorkerPool:
         startup_timeout: float = 120.0,
         size: int | None = None,
     ):
-        import queue
 
         self.memory_limit = memory_limit
         self.startup_timeout = startup_timeout

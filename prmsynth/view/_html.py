@@ -44,7 +44,9 @@ from typing import Any
 
 from prmsynth._io import atomic_file, iter_appended_jsonl
 from prmsynth._seeds import InputError
-from prmsynth._tree import ReasoningTree
+from prmsynth._tree import ReasoningTree, TreeInvariantError
+from prmsynth._values import SearchSettings
+from prmsynth.export._serialize import tree_from_dict, tree_to_dict
 
 DEFAULT_EXCERPT_CHARS = 160
 """Longest completion excerpt kept per node (one correct, one incorrect)."""
@@ -192,7 +194,6 @@ def compact_question(
     >>> question["p"], question["t"]["k"][1]
     ([[1]], {'x': '2 + 3 = 6.', 'v': 0.0, 'c': 0, 'n': 1, 'w': 1, 'e': 1, 'b': 'So 6.'})
     """
-    from prmsynth._values import SearchSettings
 
     # the first-error rule of the search itself (ValueError for a bad threshold)
     is_error = SearchSettings(first_error_threshold=first_error_threshold).is_error
@@ -268,8 +269,6 @@ def render_html(
     >>> "http://" in page or "https://" in page
     False
     """
-    from prmsynth._values import SearchSettings
-    from prmsynth.export._serialize import tree_to_dict
 
     SearchSettings(first_error_threshold=first_error_threshold)  # checks it before any work
     if excerpt_chars < 0:
@@ -309,9 +308,6 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _read_tree_records(path: Path) -> Iterator[dict[str, Any]]:
-    from prmsynth._tree import TreeInvariantError
-    from prmsynth.export._serialize import tree_from_dict
-
     for line, record in read_json_lines(path):
         try:
             tree_from_dict(record)

@@ -24,7 +24,10 @@ from typing import Any
 
 from prmsynth._io import atomic_file
 from prmsynth._seeds import InputError
-from prmsynth._tree import ReasoningTree
+from prmsynth._tree import ReasoningTree, TreeInvariantError
+from prmsynth.export._formats import ExportSettings, label_path
+from prmsynth.export._serialize import tree_from_dict
+from prmsynth.view._html import read_json_lines
 
 LABEL_THRESHOLDS: tuple[float, ...] = (0.0, 0.25, 0.5)
 """The export thresholds (``--positive-threshold``) whose label balance is counted."""
@@ -61,7 +64,6 @@ def _label_counts(
     and cut at its first unknown step; identical labelled prefixes of one tree
     count once (the export writes them once).
     """
-    from prmsynth.export._formats import ExportSettings, label_path
 
     settings = ExportSettings(positive_threshold=threshold)
     counts = counter if counter is not None else Counter()
@@ -134,9 +136,6 @@ def collect_stats(out_dir: str | os.PathLike) -> dict[str, Any]:
     >>> stats["label_balance"][0]["steps_positive"]
     2
     """
-    from prmsynth._tree import TreeInvariantError
-    from prmsynth.export._serialize import tree_from_dict
-    from prmsynth.view._html import read_json_lines
 
     folder = Path(out_dir)
     if not folder.exists():
