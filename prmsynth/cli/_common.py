@@ -96,8 +96,8 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
 
 def add_seed_options(parser: argparse.ArgumentParser) -> None:
     """The seed questions and their fields, for run and evolve: ``seed_file``,
-    ``--column-names``, ``--answer-column``, the source options, ``--limit``
-    and ``--max-question-chars``."""
+    ``--column-names``, ``--answer-column``, ``--id-column``, the source options,
+    ``--limit`` and ``--max-question-chars``."""
     from prmsynth._seeds import MAX_QUESTION_CHARS
 
     parser.add_argument("seed_file", metavar="SEEDS", help=SEED_SOURCES)
@@ -111,6 +111,12 @@ def add_seed_options(parser: argparse.ArgumentParser) -> None:
         "--answer-column",
         default="final_answer",
         help="field holding the answer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--id-column",
+        default=None,
+        help="field holding each question's id, kept in every record that names the "
+        "question (default: id, else idx, else the row's position)",
     )
     add_source_options(parser)
     parser.add_argument(
