@@ -69,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
     from prmsynth._errors import ExportError, InputError, PublishError
     from prmsynth.cli._export import export_settings_from_args
     from prmsynth.cli._main import command_line
-    from prmsynth.export._formats import FORMATS
-    from prmsynth.export._formats import _check_options as check_options
     from prmsynth.publish._push import push
 
     formats = [name.strip() for name in args.formats.split(",") if name.strip()]
@@ -79,10 +77,6 @@ def run(args: argparse.Namespace) -> int:
             settings = export_settings_from_args(args, [os.path.join(args.out, "trees.jsonl")])
         except ValueError as error:
             raise InputError("options", str(error)) from None
-        for format in formats:
-            # Before anything is written: an option one format refuses stops the push.
-            if format in FORMATS:
-                check_options(format, settings)
         report = push(
             args.out,
             args.repo_id,

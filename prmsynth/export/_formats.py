@@ -975,7 +975,19 @@ def _first_in_memory() -> Callable[[bytes], bool]:
     return first
 
 
-def _check_options(format: str, settings: ExportSettings) -> None:
+def check_format_options(format: str, settings: ExportSettings) -> None:
+    """Refuse ``settings`` that ``format`` cannot honour, before anything is
+    written: an unknown format (``ValueError``), soft labels outside
+    ``trl`` and ``math-shepherd`` ([`InputError`][prmsynth.InputError]),
+    balance or consensus for a format without labels
+    ([`ExportError`][prmsynth.ExportError]).  Every export runs it; a caller
+    writing several formats runs it for all of them first.
+
+    >>> check_format_options("dpo-trl", ExportSettings(soft_labels=True))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    prmsynth._errors.InputError: soft_labels: format 'dpo-trl' cannot carry float labels; ...
+    """
     _check_format(format)
     if settings.soft_labels and format not in _SOFT_LABEL_FORMATS:
         raise InputError(
@@ -1012,7 +1024,7 @@ def _examples(
     ``first(key)`` says whether a record's hash is met for the first time
     (deduplication runs over every part together).
     """
-    _check_options(format, settings)
+    check_format_options(format, settings)
     builder = _BUILDERS[format]
     for tree in trees:
         stats["trees"] += 1
@@ -1663,7 +1675,7 @@ def export_file(
         raise InputError(out_path, f"folder {str(out_path.parent)!r} does not exist")
     if out_path.is_dir():
         raise InputError(out_path, "is a folder, not a file")
-    _check_options(format, settings)
+    check_format_options(format, settings)
     source_files, trees = _resolve_source(source)
     split = settings.validation_fraction > 0
     targets = _split_paths(out_path) if split else {"all": out_path}

@@ -26,7 +26,13 @@ import attrs
 from prmsynth._errors import ExportError, InputError, PublishError, storage_error
 from prmsynth._io import atomic_file, clean_leftovers, hidden_name, write_json
 from prmsynth._sources import import_optional
-from prmsynth.export._formats import FORMATS, ExportSettings, export_file, manifest_path
+from prmsynth.export._formats import (
+    FORMATS,
+    ExportSettings,
+    check_format_options,
+    export_file,
+    manifest_path,
+)
 from prmsynth.publish._card import ConfigFiles, dataset_card
 from prmsynth.run._folder import SETTINGS_FILE, SUMMARY_FILE
 
@@ -137,8 +143,9 @@ def prepare_push_folder(
     validation fraction of ``DEFAULT_VALIDATION_FRACTION``; ``command`` is the
     push command the card shows beside the run's own.  Raises
     [`InputError`][prmsynth.InputError] for a folder that is no run, an
-    unknown format or a bad repository id, and
-    [`ExportError`][prmsynth.ExportError] when a record fails its schema.
+    unknown format, a bad repository id or settings a format refuses (soft
+    labels), and [`ExportError`][prmsynth.ExportError] when a format cannot
+    honour the settings (balance, consensus) or a record fails its schema.
     """
     from prmsynth._version import __version__
 
@@ -155,6 +162,9 @@ def prepare_push_folder(
         raise InputError(run_dir, "holds no trees.jsonl: not a prmsynth run folder")
     if settings is None:
         settings = ExportSettings(validation_fraction=DEFAULT_VALIDATION_FRACTION)
+    for format in formats:
+        # Before anything is written: an option one format refuses stops the push.
+        check_format_options(format, settings)
     _check_empty(folder)
     configs, left_out = [], []
     with _staged(folder) as staging:
