@@ -132,7 +132,8 @@ def _export_config(trees: Path, format: str, folder: Path, settings: ExportSetti
     files = [folder / entry["path"] for entry in splits.values()]
     for entry, path in zip(splits.values(), files, strict=True):
         entry["bytes"] = path.stat().st_size
-    sample = next(_records(files))
+    with contextlib.closing(_records(files)) as records:
+        sample = next(records)
     schema = load_schema(format)
     try:
         features_from_schema(schema)  # a recursive tree fails here, before reading records
@@ -209,6 +210,7 @@ def prepare_push_folder(
     run_dir, folder = Path(run_dir), Path(folder)
     if not _REPO_ID.match(repo_id):
         raise InputError(repo_id, "expected a Hub repository id such as user/name")
+    language = [language] if isinstance(language, str) else list(language)
     bad = [code for code in language if not _LANGUAGE.match(code)]
     if bad or not language:
         raise InputError(
