@@ -373,3 +373,14 @@ def test_soft_labels_push_refuses_a_format_without_floats_before_writing(run_dir
     # The card says so: the labels column holds numbers.
     [trl] = [info for info in front_matter(card)["dataset_info"] if info["config_name"] == "trl"]
     assert {"name": "labels", "list": "float64"} in trl["features"]
+
+
+def test_a_bad_config_yaml_in_the_run_folder_exits_2_naming_it(run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("cache.sqlite"))
+    (run / "config.yaml").write_text("model: [unclosed\n")
+    folder = tmp_path / "upload"
+    argv = ["push", str(run), "me/prm-data", "--dry-run", "--folder", str(folder)]
+    assert main(argv) == 2
+    assert f"{run / 'config.yaml'}: cannot read: not YAML" in capsys.readouterr().err
+    assert not folder.exists()

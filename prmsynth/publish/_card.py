@@ -255,7 +255,8 @@ def public_config(text: str, run_info: Mapping[str, Any] | None = None) -> tuple
     config.yaml`` reads the seeds from the current folder), options named
     like a credential are left out, and credentials of this environment are
     removed from every text.  A Hub seed source
-    without ``revision`` gets the commit ``run.json`` pinned.
+    without ``revision`` gets the commit ``run.json`` pinned.  Raises
+    ``ValueError`` for text that is no YAML mapping.
 
     >>> text = "seed-file: /home/me/seeds.jsonl\\napi-base: http://10.0.0.5/v1\\nmodel: m\\n"
     >>> shown, removed = public_config(text)
@@ -264,9 +265,12 @@ def public_config(text: str, run_info: Mapping[str, Any] | None = None) -> tuple
     """
     import yaml
 
-    config = yaml.safe_load(text) or {}
+    try:
+        config = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"not YAML: {error}") from None
     if not isinstance(config, dict):
-        raise ValueError("config.yaml holds no mapping of options")
+        raise ValueError("holds no mapping of options")
     config = {
         key: value for key, value in scrub_secrets(config).items() if not is_secret_name(str(key))
     }

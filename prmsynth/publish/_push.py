@@ -170,7 +170,7 @@ def _publish_run_files(run_dir: Path, staging: Path) -> tuple[list[str], list[st
     if config.is_file():
         try:
             text, removed = public_config(config.read_text(encoding="utf-8"), run_info)
-        except (OSError, UnicodeDecodeError, ValueError) as error:  # yaml's errors are ValueErrors
+        except (OSError, ValueError) as error:  # public_config's for bad YAML too
             raise InputError(config, f"cannot read: {error}") from None
         with atomic_file(staging / CONFIG_FILE) as handle:
             handle.write(text)
@@ -193,9 +193,10 @@ def prepare_push_folder(
     one sub-folder per format with its splits and export manifest, the run's
     ``run.json`` and ``config.yaml`` as the card shows them (no server, no
     local path, no credential), and the dataset card ``README.md``, whose
-    ``language`` is ``language`` (ISO 639 codes).  Nothing leaves the machine.  It is assembled
-    in a hidden folder beside ``folder`` and renamed into place when
-    complete, so a failure leaves ``folder`` as it was.
+    ``language`` is ``language`` (ISO 639 codes).  Nothing leaves the
+    machine.  It is assembled in a hidden folder beside ``folder`` and
+    renamed into place when complete, so a failure leaves ``folder`` as it
+    was.
 
     ``settings`` default to [`ExportSettings`][prmsynth.ExportSettings] with a
     validation fraction of ``DEFAULT_VALIDATION_FRACTION``; ``command`` is the
@@ -327,8 +328,8 @@ def push(
     (configs with their features and counts, ``language``, task categories,
     the seed dataset, one record per config, the run's settings, the method
     and its citations, and the commands that reproduce the data from the
-    ``run.json`` and ``config.yaml`` uploaded with it).  The upload is assembled in
-    ``folder`` (default: a temporary folder, removed after the upload) by
+    ``run.json`` and ``config.yaml`` uploaded with it).  The upload is
+    assembled in ``folder`` (default: a temporary folder, removed after the upload) by
     ``prepare_push_folder``; with ``dry_run`` nothing is uploaded and the
     folder stays (a temporary one included).  The token comes from
     ``HF_TOKEN`` or ``hf auth login`` and is never printed or written.
