@@ -209,6 +209,10 @@ def test_published_run_files_hold_no_credential_server_or_local_path(monkeypatch
             assert private not in published
     loaded = yaml.safe_load(text)
     assert (loaded["seed-file"], loaded["out"], loaded["api-base"]) == ("seeds.jsonl", "out", None)
+    # Ray on this machine, or the cluster the command runs in, names no machine.
+    for portable in ("local", "auto"):
+        text, removed = public_config(f"ray: {portable}\n")
+        assert (yaml.safe_load(text)["ray"], removed) == (portable, [])
 
 
 def test_a_hub_seed_source_without_a_revision_gets_the_commit_run_json_pinned():

@@ -78,6 +78,8 @@ _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\"']+", re.IGNORECASE)
 _SERVER_OPTIONS = ("--api-base", "--judge-api-base")
 # config.yaml keys whose value names a server or a cluster of the person who ran it.
 _SERVER_KEYS = ("api-base", "judge-api-base", "ray", "router-config")
+# Values of those that name no machine: Ray started here, or the cluster this process is in.
+_PORTABLE = {"ray": ("local", "auto")}
 # config.yaml keys whose value is a local path.
 _PATH_KEYS = ("seed-file", "out", "cache")
 
@@ -254,9 +256,10 @@ def public_config(text: str, run_info: Mapping[str, Any] | None = None) -> tuple
     local paths keep their last part (so ``prmsynth run --config
     config.yaml`` reads the seeds from the current folder), options named
     like a credential are left out, and credentials of this environment are
-    removed from every text.  A Hub seed source
-    without ``revision`` gets the commit ``run.json`` pinned.  Raises
-    ``ValueError`` for text that is no YAML mapping.
+    removed from every text (``ray: local`` and ``ray: auto`` name no machine
+    and stay).  A Hub seed source without ``revision`` gets the commit
+    ``run.json`` pinned.  Raises ``ValueError`` for text that is no YAML
+    mapping.
 
     >>> text = "seed-file: /home/me/seeds.jsonl\\napi-base: http://10.0.0.5/v1\\nmodel: m\\n"
     >>> shown, removed = public_config(text)
@@ -276,7 +279,7 @@ def public_config(text: str, run_info: Mapping[str, Any] | None = None) -> tuple
     }
     removed = []
     for key in _SERVER_KEYS:
-        if config.get(key) is not None:
+        if config.get(key) is not None and config[key] not in _PORTABLE.get(key, ()):
             config[key] = None
             removed.append(key)
     for key in _PATH_KEYS:
