@@ -53,6 +53,7 @@ def load_questions(
     *,
     question_fields: Sequence[str] = ("problem",),
     answer_field: str = "final_answer",
+    id_field: str | None = None,
     limit: int | None = None,
     max_question_chars: int = MAX_QUESTION_CHARS,
     subset: str | None = None,
@@ -70,11 +71,12 @@ def load_questions(
     a stream, and only the first ``limit`` of them.
 
     The question text is the value of ``question_fields`` (joined by a blank
-    line when several are named); the id is the record's ``id`` or ``idx``
-    when present, else its position.  Every record is checked before any is
-    returned, so a bad source fails before work starts: a question must be
-    text of at most ``max_question_chars`` characters, an answer text or a
-    finite number, an id unique.  A bad record raises
+    line when several are named); the id is the value of ``id_field`` when
+    named (MATH-500's ``unique_id``, say: every row must have it), else the
+    record's ``id`` or ``idx`` when present, else its position.  Every record
+    is checked before any is returned, so a bad source fails before work
+    starts: a question must be text of at most ``max_question_chars``
+    characters, an answer text or a finite number, an id unique.  A bad record raises
     [`InputError`][prmsynth.InputError] naming the source, its line or row,
     and the field.  For more questions than memory holds, use
     [`iter_questions`][prmsynth.iter_questions].
@@ -94,6 +96,7 @@ def load_questions(
             source,
             question_fields=question_fields,
             answer_field=answer_field,
+            id_field=id_field,
             limit=limit,
             max_question_chars=max_question_chars,
             subset=subset,
@@ -108,6 +111,7 @@ def iter_questions(
     *,
     question_fields: Sequence[str] = ("problem",),
     answer_field: str = "final_answer",
+    id_field: str | None = None,
     limit: int | None = None,
     max_question_chars: int = MAX_QUESTION_CHARS,
     subset: str | None = None,
@@ -136,11 +140,13 @@ def iter_questions(
             if value is not None:
                 raise TypeError(f"{option} applies to a path or hf:NAME, not to rows")
         name = describe_rows(source)
+    required = [*question_fields, answer_field, *([id_field] if id_field is not None else [])]
     return _questions(
-        iter_rows(source, required=[*question_fields, answer_field]),
+        iter_rows(source, required=required),
         name=name,
         question_fields=question_fields,
         answer_field=answer_field,
+        id_field=id_field,
         limit=limit,
         max_question_chars=max_question_chars,
     )
@@ -152,6 +158,7 @@ def _questions(
     name: str,
     question_fields: Sequence[str],
     answer_field: str,
+    id_field: str | None,
     limit: int | None,
     max_question_chars: int,
 ) -> Iterator[Question]:
@@ -173,7 +180,7 @@ def _questions(
             answer = reference_from_answer(_required_text(row, answer_field, numbers=True))
             if not answer:
                 raise row.error("the answer is empty after '####'", field=answer_field)
-            question_id = _question_id(row, index)
+            question_id = _question_id(row, index, id_field)
             if not seen_ids.first(question_id.encode(), note=row.where):
                 first = seen_ids.note(question_id.encode())
                 raise row.error(f"duplicate id {question_id!r} (first on {first})")
@@ -211,6 +218,7 @@ def spool_questions(
     *,
     question_fields: Sequence[str] = ("problem",),
     answer_field: str = "final_answer",
+    id_field: str | None = None,
     limit: int | None = None,
     max_question_chars: int = MAX_QUESTION_CHARS,
     shard: tuple[int, int] | None = None,
@@ -238,6 +246,7 @@ def spool_questions(
         revision=source.revision,
         question_fields=question_fields,
         answer_field=answer_field,
+        id_field=id_field,
         limit=limit,
         max_question_chars=max_question_chars,
     )
@@ -270,11 +279,17 @@ def shard_of(question_id: str, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
-def _question_id(row: Row, index: int) -> str:
-    """The id of a seed row: its ``id`` (or ``idx``) field, text or a number,
-    else its position (from 1); an object, a list or a flag is refused."""
+def _question_id(row: Row, index: int, id_field: str | None = None) -> str:
+    """The id of a seed row: its ``id_field`` when one is named (the row must
+    have it), else its ``id`` (or ``idx``) field, text or a number, else its
+    position (from 1); an object, a list or a flag is refused."""
     record = row.record
-    field = next((name for name in ("id", "idx") if record.get(name) is not None), None)
+    if id_field is not None:
+        if record.get(id_field) is None:
+            raise row.error("empty id", field=id_field)
+        field: str | None = id_field
+    else:
+        field = next((name for name in ("id", "idx") if record.get(name) is not None), None)
     if field is None:
         return str(index)
     value = record[field]

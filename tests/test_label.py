@@ -147,3 +147,29 @@ def test_the_summary_counts_a_first_error_at_step_0(tmp_path, capsys, monkeypatc
     [labelled] = map(json.loads, out.read_text().splitlines())
     assert labelled["first_error"] == 0
     assert "1 with a first error" in capsys.readouterr().err
+
+
+def test_an_id_column_names_the_field_each_row_id_comes_from(tmp_path, capsys, monkeypatch):
+    from prmsynth.testing import FakeOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local0123456789")
+    rows = [
+        {**{k: v for k, v in ROW.items() if k != "id"}, "unique_id": f"test/algebra/{n}.json"}
+        for n in (1, 2)
+    ]
+    source = tmp_path / "in.jsonl"
+    out = tmp_path / "out.jsonl"
+    argv = ["label", str(source), "--out", str(out), "--model", "openai/fake"]
+    # Rows without an id column are refused, naming the field.
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(argv) == 2
+    assert "field 'id': missing field" in capsys.readouterr().err
+    source.write_text("".join(json.dumps(row) + "\n" for row in [rows[0], rows[0]]))
+    assert main([*argv, "--id-column", "unique_id"]) == 2
+    assert ":2: duplicate id 'test/algebra/1.json'" in capsys.readouterr().err
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with FakeOpenAIServer(responder=lambda request: "So the answer is \\boxed{4}.") as server:
+        assert main([*argv, "--api-base", server.url, "--id-column", "unique_id"]) == 0
+    labelled = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["unique_id"] for row in labelled] == ["test/algebra/1.json", "test/algebra/2.json"]
+    assert all(row["status"] == "labelled" for row in labelled)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import sys
 import tempfile
 
 import pytest
 
+from prmsynth import (
+    FORMATS as ALL_FORMATS,
+)
 from prmsynth import (
     ExportSettings,
     PublishError,
@@ -23,6 +27,7 @@ from prmsynth.cli import main
 from prmsynth.testing import FakeOpenAIServer
 
 from .fake_hub import FakeHub
+from .test_card import as_written
 from .test_docs_snippets import SEED_FILE, responder
 
 yaml = pytest.importorskip("yaml", reason="reading the card's front matter needs PyYAML")
@@ -106,13 +111,118 @@ def test_dry_run_writes_the_folder_that_would_be_uploaded(run_dir, tmp_path, cap
     assert json.loads((run_dir / "run.json").read_text())["seed_file_sha256"] in card
 
 
-def test_each_config_loads_with_datasets_as_the_hub_would(run_dir, tmp_path):
+def test_each_config_loads_with_datasets_as_the_hub_would(run_dir, tmp_path, caplog):
     datasets = pytest.importorskip("datasets", reason="loading the configs needs datasets")
-    report = push(run_dir, "me/prm-data", dry_run=True, folder=tmp_path / "upload")
+    settings = ExportSettings(validation_fraction=0.5)
+    report = push(
+        run_dir,
+        "me/prm-data",
+        formats=ALL_FORMATS,
+        settings=settings,
+        dry_run=True,
+        folder=tmp_path / "upload",
+    )
     assert report.url is None
+    header = front_matter((report.folder / "README.md").read_text(encoding="utf-8"))
+    infos = {info["config_name"]: info for info in header["dataset_info"]}
+    assert list(infos) == [config["config_name"] for config in header["configs"]]
+    assert list(infos) == list(report.records)
     for name, splits in report.records.items():
-        loaded = datasets.load_dataset(str(report.folder), name)
+        # load_dataset reads the card's dataset_info: it casts every split to
+        # the features and checks each split's example count.
+        loaded = datasets.load_dataset(str(report.folder), name, verification_mode="all_checks")
         assert {split: len(rows) for split, rows in loaded.items()} == splits
+        info = infos[name]
+        assert {split["name"]: split["num_examples"] for split in info["splits"]} == splits
+        files = {e["split"]: report.folder / e["path"] for e in config_files(header, name)}
+        sizes = {split: path.stat().st_size for split, path in files.items()}
+        assert {split["name"]: split["num_bytes"] for split in info["splits"]} == sizes
+        assert info["download_size"] == info["dataset_size"] == sum(sizes.values())
+        # datasets took all of it: it ignores a part it cannot read, with a warning.
+        assert "dataset_info" not in caplog.text
+        if name == "tree":  # a tree nests itself: no column type holds it, datasets infers
+            assert "features" not in info
+            continue
+        features = datasets.Features._from_yaml_list(info["features"])
+        assert all(rows.features == features for rows in loaded.values())
+        # ... and every record reads back as it was written.
+        for split, rows in loaded.items():
+            written = read_jsonl(report.folder / name / f"{name}.{split}.jsonl")
+            for record, read in zip(written, rows, strict=True):
+                assert as_written(read, record) == record
+
+
+def config_files(header: dict, name: str) -> list[dict]:
+    return next(c for c in header["configs"] if c["config_name"] == name)["data_files"]
+
+
+def test_the_card_carries_what_hub_users_and_the_viewer_expect(run_dir, tmp_path, capsys):
+    folder = tmp_path / "upload"
+    argv = ["push", str(run_dir), "me/prm-data", "--dry-run", "--folder", str(folder)]
+    assert main([*argv, "--language", "en,de", "--formats", "trl,dpo-trl"]) == 0
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    header = front_matter(card)
+    assert header["language"] == ["en", "de"]
+    assert header["task_categories"] == [
+        "text-classification",
+        "text-generation",
+        "reinforcement-learning",
+    ]
+    assert header["annotations_creators"] == ["machine-generated"]
+    assert "source_datasets" not in header  # the seeds are a local file, no Hub dataset
+    trl = next(info for info in header["dataset_info"] if info["config_name"] == "trl")
+    assert trl["features"] == [
+        {"name": "prompt", "dtype": "string"},
+        {"name": "completions", "list": "string"},
+        {"name": "labels", "list": "bool"},
+        {"name": "mc_values", "list": "float64"},
+    ]
+    # One record per config, the first of its first split, in the body.
+    for name in ("trl", "dpo-trl"):
+        split = config_files(header, name)[0]["path"]
+        first = json.dumps(read_jsonl(folder / split)[0], indent=2, ensure_ascii=False)
+        section = card.split(f"### `{name}`", 1)[1]
+        assert first in section.split("```json", 1)[1]
+    # The run's files beside the data, and the card's commands use them.
+    assert (folder / "run.json").is_file() and (folder / "config.yaml").is_file()
+    assert "hf download me/prm-data run.json config.yaml --repo-type dataset" in card
+    assert "prmsynth run --config config.yaml --api-base API_BASE" in card
+
+
+def test_the_cards_reproduce_command_runs_the_published_config_again(run_dir, tmp_path):
+    folder = tmp_path / "upload"
+    push(run_dir, "me/prm-data", formats=["trl"], dry_run=True, folder=folder)
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    # What `hf download` fetches, beside the seeds the card names.
+    for name in ("run.json", "config.yaml"):
+        shutil.copy(folder / name, here / name)
+    shutil.copy(SEED_FILE, here / json.loads((folder / "run.json").read_text())["seed_file"])
+    [command] = [line for line in card.splitlines() if line.startswith("prmsynth run --config")]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(here)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-push0123456789")
+        with FakeOpenAIServer(responder=responder, keep_bodies=False) as server:
+            argv = shlex.split(command.replace("API_BASE", server.url))[1:]
+            assert main([*argv, "--quiet"]) == 0
+    out = here / yaml.safe_load((here / "config.yaml").read_text())["out"]
+    again, first = (json.loads((d / "run.json").read_text()) for d in (out, run_dir))
+    assert again["seed_file_sha256"] == first["seed_file_sha256"]
+    assert again["pipeline"]["policy"] == first["pipeline"]["policy"]
+    ids = [
+        [json.loads(line)["question_id"] for line in (d / "trees.jsonl").open()]
+        for d in (out, run_dir)
+    ]
+    assert sorted(ids[0]) == sorted(ids[1])
+
+
+def test_a_bad_language_exits_2_before_writing(run_dir, tmp_path, capsys):
+    folder = tmp_path / "upload"
+    argv = ["push", str(run_dir), "me/prm-data", "--dry-run", "--folder", str(folder)]
+    assert main([*argv, "--language", "English"]) == 2
+    assert "--language" in capsys.readouterr().err
+    assert not folder.exists()
 
 
 def test_dry_run_without_a_folder_keeps_a_temporary_one_and_prints_it(run_dir, capsys):
@@ -260,3 +370,17 @@ def test_soft_labels_push_refuses_a_format_without_floats_before_writing(run_dir
         label for line in read_jsonl(folder / "trl" / "trl.train.jsonl") for label in line["labels"]
     ]
     assert labels and all(isinstance(label, float) and 0 <= label <= 1 for label in labels)
+    # The card says so: the labels column holds numbers.
+    [trl] = [info for info in front_matter(card)["dataset_info"] if info["config_name"] == "trl"]
+    assert {"name": "labels", "list": "float64"} in trl["features"]
+
+
+def test_a_bad_config_yaml_in_the_run_folder_exits_2_naming_it(run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("cache.sqlite"))
+    (run / "config.yaml").write_text("model: [unclosed\n")
+    folder = tmp_path / "upload"
+    argv = ["push", str(run), "me/prm-data", "--dry-run", "--folder", str(folder)]
+    assert main(argv) == 2
+    assert f"{run / 'config.yaml'}: cannot read: not YAML" in capsys.readouterr().err
+    assert not folder.exists()

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prmsynth import InputError, load_questions, reference_from_answer
 
@@ -188,3 +191,113 @@ def test_bad_utf8_is_reported_at_its_line_and_column_not_a_byte_offset(tmp_path,
     with pytest.raises(InputError, match="not UTF-8 text: byte 0xe9 at column") as caught:
         load_questions(path)
     assert caught.value.line == head.count(b"\n") + 1
+
+
+def math500_rows(count: int = 3) -> list[dict]:
+    """Rows shaped as MATH-500's: the id is ``unique_id``, a path-like text."""
+    return [
+        {
+            "problem": f"What is {n} + {n}?",
+            "answer": str(2 * n),
+            "unique_id": f"test/algebra/{100 + n}.json",
+            "id": n,  # a field named id that --id-column must win over
+        }
+        for n in range(count)
+    ]
+
+
+def test_an_id_column_names_the_field_every_question_id_comes_from(tmp_path):
+    path = write(tmp_path, "".join(json.dumps(row) + "\n" for row in math500_rows()))
+    questions = load_questions(path, answer_field="answer", id_field="unique_id")
+    assert [q.id for q in questions] == [f"test/algebra/{100 + n}.json" for n in range(3)]
+    # Without it the id field still gives the ids, as before.
+    assert [q.id for q in load_questions(path, answer_field="answer")] == ["0", "1", "2"]
+
+
+def test_an_id_column_reads_csv_and_rows_from_python_alike(tmp_path):
+    rows = math500_rows(2)
+    csv = "problem,answer,unique_id\n" + "".join(
+        f"{row['problem']},{row['answer']},{row['unique_id']}\n" for row in rows
+    )
+    from_csv = load_questions(
+        write(tmp_path, csv, "seeds.csv"), answer_field="answer", id_field="unique_id"
+    )
+    from_rows = load_questions(rows, answer_field="answer", id_field="unique_id")
+    assert [q.id for q in from_csv] == [q.id for q in from_rows] == [r["unique_id"] for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("second", "words"),
+    [
+        ({"problem": "q", "answer": "1"}, "missing field"),
+        ({"problem": "q", "answer": "1", "unique_id": None}, "empty id"),
+        ({"problem": "q", "answer": "1", "unique_id": " "}, "empty id"),
+        ({"problem": "q", "answer": "1", "unique_id": ["a"]}, "expected text or a number"),
+        ({"problem": "q", "answer": "1", "unique_id": "a"}, "duplicate id 'a'"),
+    ],
+)
+def test_a_bad_id_in_the_id_column_is_refused_naming_line_and_field(tmp_path, second, words):
+    first = {"problem": "p", "answer": "1", "unique_id": "a"}
+    path = write(tmp_path, json.dumps(first) + "\n" + json.dumps(second) + "\n")
+    with pytest.raises(InputError, match=re.escape(words)) as caught:
+        load_questions(path, answer_field="answer", id_field="unique_id")
+    assert caught.value.line == 2
+    assert caught.value.field in ("unique_id", None)  # a duplicate names the first line instead
+
+
+@given(
+    ids=st.lists(
+        st.one_of(
+            st.text(st.characters(codec="utf-8"), min_size=1).filter(str.strip),
+            st.integers(min_value=-(10**12), max_value=10**12),
+        ),
+        min_size=1,
+        max_size=8,
+        unique_by=str,
+    )
+)
+@settings(max_examples=50, deadline=None)
+def test_any_distinct_ids_in_the_id_column_come_through_as_their_text(ids):
+    rows = [{"problem": "p", "final_answer": "1", "key": value} for value in ids]
+    assert [q.id for q in load_questions(rows, id_field="key")] == [str(v) for v in ids]
+
+
+def test_run_with_an_id_column_keeps_those_ids_in_the_trees_and_every_export_of_them(
+    tmp_path, capsys
+):
+    from prmsynth import export_file
+    from prmsynth.cli import main
+    from prmsynth.testing import FakeOpenAIServer
+
+    from .test_docs_snippets import SEED_FILE, responder
+
+    rows = [json.loads(line) for line in SEED_FILE.read_text().splitlines() if line.strip()][:2]
+    seeds = tmp_path / "math500.jsonl"
+    seeds.write_text(
+        "".join(
+            json.dumps({**row, "unique_id": f"test/algebra/{row.pop('idx')}.json"}) + "\n"
+            for row in rows
+        )
+    )
+    wanted = [f"test/algebra/{n}.json" for n in (1, 2)]
+    out = tmp_path / "out"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-ids0123456789")
+        with FakeOpenAIServer(responder=responder, keep_bodies=False) as server:
+            argv = ["run", str(seeds), "--out", str(out), "--id-column", "unique_id"]
+            argv += ["--model", "openai/fake", "--api-base", server.url, "--quiet"]
+            assert main(argv) == 0
+            run_info = json.loads((out / "run.json").read_text())
+            assert run_info["id_field"] == "unique_id"
+            assert "id-column: unique_id" in (out / "config.yaml").read_text()
+            ids = {json.loads(line)["question_id"] for line in (out / "trees.jsonl").open()}
+            skipped = {json.loads(line)["question_id"] for line in (out / "skipped.jsonl").open()}
+            assert ids | skipped == set(wanted) and ids
+            assert {json.loads(line)["question_id"] for line in (out / "flat.jsonl").open()} == ids
+            export_file(out / "trees.jsonl", "processbench", tmp_path / "pb.jsonl")
+            for line in (tmp_path / "pb.jsonl").open():
+                assert json.loads(line)["id"].rsplit("-n", 1)[0] in ids
+            # Other ids are other questions: the folder refuses them.
+            capsys.readouterr()
+            assert main([*argv[:4], "--id-column", "problem", *argv[6:]]) == 2
+            assert "id_field" in capsys.readouterr().err

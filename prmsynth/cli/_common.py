@@ -241,8 +241,8 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
 
 def add_seed_options(parser: argparse.ArgumentParser) -> None:
     """The seed questions and their fields, for run and evolve: ``seed_file``,
-    ``--column-names``, ``--answer-column``, the source options, ``--limit``
-    and ``--max-question-chars``."""
+    ``--column-names``, ``--answer-column``, ``--id-column``, the source options,
+    ``--limit`` and ``--max-question-chars``."""
 
     parser.add_argument("seed_file", metavar="SEEDS", help=SEED_SOURCES)
     parser.add_argument(
@@ -255,6 +255,12 @@ def add_seed_options(parser: argparse.ArgumentParser) -> None:
         "--answer-column",
         default="final_answer",
         help="field holding the answer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--id-column",
+        default=None,
+        help="field holding each question's id, kept in every record that names the "
+        "question (default: id, else idx, else the row's position)",
     )
     add_source_options(parser)
     parser.add_argument(
@@ -287,15 +293,19 @@ def questions_from_args(
 ) -> contextlib.AbstractContextManager[QuestionSpool]:
     """The seed questions of ``add_seed_options``: ``seed_file`` (or ``source``,
     from `seed_source_from_args`), ``--column-names``, ``--answer-column``,
-    ``--limit`` and ``--max-question-chars``, spooled by
+    ``--id-column``, ``--limit`` and ``--max-question-chars``, spooled by
     [`spool_questions`][prmsynth._seeds.spool_questions] (every row checked first)."""
     fields = [name.strip() for name in args.column_names.split(",") if name.strip()]
     if not fields:
         raise InputError("--column-names", "names no field")
+    id_field = getattr(args, "id_column", None)
+    if id_field is not None and not id_field.strip():
+        raise InputError("--id-column", "names no field")
     return spool_questions(
         source or seed_source_from_args(args),
         question_fields=fields,
         answer_field=args.answer_column,
+        id_field=id_field,
         limit=args.limit,
         max_question_chars=getattr(args, "max_question_chars", MAX_QUESTION_CHARS),
         shard=shard,

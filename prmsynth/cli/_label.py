@@ -1,7 +1,7 @@
 """Labelling solutions you already have: ``prmsynth label``.
 
-Each input row holds ``id``, ``problem``, ``steps`` (a list of strings) and
-``answer`` (the reference).  Each output row is the input plus
+Each input row holds ``id`` (or the field ``--id-column`` names), ``problem``,
+``steps`` (a list of strings) and ``answer`` (the reference).  Each output row is the input plus
 ``step_values`` (one MC value or null per step), ``first_error`` (0-based
 index of the first step judged wrong, -1 if none) and ``n_completions``;
 with ``--judge-model``, also ``critic_first_error`` (the critic's first wrong
@@ -54,13 +54,14 @@ NUM_BRANCHES = 8
 
 
 def read_label_rows(
-    source: str | os.PathLike | RowSource,
+    source: str | os.PathLike | RowSource, *, id_field: str = "id"
 ) -> list[tuple[dict[str, Any], Question, list[str]]]:
     """Read and check every row (of any source ``load_questions`` reads)
-    before any work starts."""
+    before any work starts; a row's id is its ``id_field``."""
     rows = []
     seen: dict[str, str] = {}
-    for row in iter_rows(source, required=REQUIRED_FIELDS):
+    required = (id_field, *(name for name in REQUIRED_FIELDS if name != "id"))
+    for row in iter_rows(source, required=required):
         record = row.record
         steps = record["steps"]
         if (
@@ -77,7 +78,10 @@ def read_label_rows(
         reference = reference_from_answer(str(answer))
         if not reference:
             raise row.error("empty value", field="answer")
-        row_id = str(record["id"])
+        row_id = record[id_field]
+        if isinstance(row_id, bool) or not isinstance(row_id, (str, int, float)):
+            raise row.error("expected text or a number", field=id_field)
+        row_id = str(row_id)
         if row_id in seen:
             raise row.error(f"duplicate id {row_id!r} (first on {seen[row_id]})")
         seen[row_id] = row.where
@@ -103,6 +107,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "save_to_disk folder, or hf:NAME (steps a list of strings; not in CSV)",
     )
     add_source_options(parser)
+    parser.add_argument(
+        "--id-column",
+        default="id",
+        help="field holding each row's id (MATH-500's unique_id, say)",
+    )
     parser.add_argument("--out", required=True, help="output JSONL")
     # Labels need a first error: the policies that locate one.
     parser.add_argument(
@@ -146,7 +155,10 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise InputError(out, "is a folder; --out names a file")
     rows = read_label_rows(
-        RowSource(location=args.input, subset=args.subset, split=args.split, revision=args.revision)
+        RowSource(
+            location=args.input, subset=args.subset, split=args.split, revision=args.revision
+        ),
+        id_field=args.id_column,
     )
     llm, _, cache, critic = open_backend(args, backend)
     try:

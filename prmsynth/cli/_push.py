@@ -15,8 +15,6 @@ from typing import Any
 from prmsynth.cli._common import EXIT_OK, reports_errors
 from prmsynth.cli._export import add_export_settings_options, export_settings_from_args
 from prmsynth.cli._main import command_line
-from prmsynth.export._formats import FORMATS
-from prmsynth.export._formats import _check_options as check_options
 from prmsynth.publish._push import DEFAULT_FORMATS, DEFAULT_VALIDATION_FRACTION, push
 
 
@@ -28,10 +26,11 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
         help="publish a run's exports as a Hugging Face Hub dataset with a dataset card",
         description=(
             "Export the run in OUT in each of --formats (one dataset config each, with train "
-            "and validation splits by question), write a dataset card (configs, counts, the "
-            "run's settings, the method and its citations, the commands that reproduce the "
-            "data) and upload them to the Hub dataset REPO_ID. The token comes from HF_TOKEN "
-            "or 'hf auth login' and is never printed or written. Needs: "
+            "and validation splits by question), write a dataset card (configs with their "
+            "features and counts, one record of each, the run's settings, the method and its "
+            "citations, the commands that reproduce the data from the run.json and config.yaml "
+            "uploaded beside it) and upload them to the Hub dataset REPO_ID. The token comes "
+            "from HF_TOKEN or 'hf auth login' and is never printed or written. Needs: "
             "pip install 'prmsynth[hf]'."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -61,6 +60,12 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--license", default="unknown", help="the dataset card's license id (e.g. apache-2.0)"
     )
+    parser.add_argument(
+        "--language",
+        default="en",
+        help="the language(s) of the seed questions, ISO 639 codes, comma-separated "
+        "(the dataset card's language)",
+    )
     add_export_settings_options(parser, validation_fraction=DEFAULT_VALIDATION_FRACTION)
     parser.set_defaults(handler=run)
     return parser
@@ -73,10 +78,6 @@ def run(args: argparse.Namespace) -> int:
 
     formats = [name.strip() for name in args.formats.split(",") if name.strip()]
     settings = export_settings_from_args(args, [os.path.join(args.out, "trees.jsonl")])
-    for format in formats:
-        # Before anything is written: an option one format refuses stops the push.
-        if format in FORMATS:
-            check_options(format, settings)
     report = push(
         args.out,
         args.repo_id,
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         folder=args.folder,
         license=args.license,
+        language=[code.strip() for code in args.language.split(",") if code.strip()],
         command=command_line(args, leave_out=("dry_run", "folder")),
     )
     counts = "; ".join(

@@ -224,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
             "seed_revision": source.revision,
             "question_fields": fields,
             "answer_field": args.answer_column,
+            "id_field": args.id_column,
             # What decides the labels (the pipeline's identity, run.json's
             # "pipeline") is added by the library; these are for readers.
             "model": model,

@@ -27,8 +27,13 @@ The labelling rule every labelled format shares is told in ``_labels.py`` (see
 from prmsynth.export._builders import STEP_TAG, math_shepherd_record, parse_math_shepherd
 from prmsynth.export._labels import LabelledStep, agrees_with_critic, label_path
 from prmsynth.export._records import export_records, question_split
-from prmsynth.export._registry import EXPORT_FORMATS, FORMATS, ExportFormat, export_format
-from prmsynth.export._registry import check_options as _check_options
+from prmsynth.export._registry import (
+    EXPORT_FORMATS,
+    FORMATS,
+    ExportFormat,
+    check_format_options,
+    export_format,
+)
 from prmsynth.export._schema import load_schema, validate_file, validate_record
 from prmsynth.export._serialize import STEP_SEPARATOR
 from prmsynth.export._settings import ExportSettings, SplitName
@@ -43,8 +48,8 @@ __all__ = [
     "ExportSettings",
     "LabelledStep",
     "SplitName",
-    "_check_options",
     "agrees_with_critic",
+    "check_format_options",
     "export_file",
     "export_format",
     "export_records",

@@ -16,7 +16,7 @@ import attrs
 
 from prmsynth._tree import ReasoningTree
 from prmsynth.export._builders import Example
-from prmsynth.export._registry import check_options, export_format
+from prmsynth.export._registry import check_format_options, export_format
 from prmsynth.export._settings import ExportSettings, SplitName
 
 __all__ = ["Downsample", "export_records", "question_split", "selected_examples"]
@@ -73,7 +73,7 @@ def selected_examples(
     ``first(key)`` says whether a record's hash is met for the first time
     (deduplication runs over every part together).
     """
-    check_options(format, settings)
+    check_format_options(format, settings)
     builder = export_format(format).build
     for tree in trees:
         stats["trees"] += 1

@@ -46,7 +46,7 @@ __all__ = [
     "FORMATS",
     "FORMAT_BY_NAME",
     "ExportFormat",
-    "check_options",
+    "check_format_options",
     "export_format",
 ]
 
@@ -132,9 +132,19 @@ def export_format(name: str) -> ExportFormat:
     return entry
 
 
-def check_options(format: str, settings: ExportSettings) -> None:
-    """Refuse settings ``format`` cannot honour: soft labels where its labels are
-    booleans, balance or consensus where its examples have no class."""
+def check_format_options(format: str, settings: ExportSettings) -> None:
+    """Refuse ``settings`` that ``format`` cannot honour, before anything is
+    written: an unknown format (``ValueError``), soft labels where its labels
+    are booleans ([`InputError`][prmsynth.InputError]), balance or consensus
+    where its examples have no class ([`ExportError`][prmsynth.ExportError]).
+    Every export runs it; a caller writing several formats runs it for all of
+    them first.
+
+    >>> check_format_options("dpo-trl", ExportSettings(soft_labels=True))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    prmsynth._errors.InputError: soft_labels: format 'dpo-trl' cannot carry float labels; ...
+    """
     entry = export_format(format)
     if settings.soft_labels and not entry.soft_labels:
         soft = [other.name for other in EXPORT_FORMATS if other.soft_labels]

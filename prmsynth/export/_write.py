@@ -28,7 +28,7 @@ from prmsynth._tree import ReasoningTree, TreeInvariantError
 from prmsynth._version import __version__
 from prmsynth.export._builders import Example
 from prmsynth.export._records import Downsample, selected_examples
-from prmsynth.export._registry import check_options, export_format
+from prmsynth.export._registry import check_format_options, export_format
 from prmsynth.export._schema import schema_name, validate_record
 from prmsynth.export._serialize import (
     tree_from_dict,
@@ -256,7 +256,7 @@ def export_file(
         raise InputError(out_path, f"folder {str(out_path.parent)!r} does not exist")
     if out_path.is_dir():
         raise InputError(out_path, "is a folder, not a file")
-    check_options(format, settings)
+    check_format_options(format, settings)
     source_files, trees = _resolve_source(source)
     split = settings.validation_fraction > 0
     targets = _split_paths(out_path) if split else {"all": out_path}

@@ -27,9 +27,20 @@ from prmsynth._errors import ExportError, InputError, PublishError, storage_erro
 from prmsynth._io import atomic_file, clean_leftovers, hidden_name, write_json
 from prmsynth._sources import import_optional
 from prmsynth._version import __version__
-from prmsynth.export._formats import FORMATS, ExportSettings, export_file, manifest_path
-from prmsynth.publish._card import ConfigFiles, dataset_card
+from prmsynth.export._formats import (
+    FORMATS,
+    ExportSettings,
+    check_format_options,
+    export_file,
+    load_schema,
+    manifest_path,
+)
+from prmsynth.publish._card import ConfigFiles, dataset_card, public_config, public_settings
+from prmsynth.publish._features import Unrepresentable, features_from_schema
 from prmsynth.run._folder import SETTINGS_FILE, SUMMARY_FILE
+
+#: The run's ``config.yaml`` (every option it took), published beside ``run.json``.
+CONFIG_FILE = "config.yaml"
 
 #: The formats ``push`` publishes unless told otherwise: a PRM, a Math-Shepherd
 #: and a DPO layout.
@@ -39,6 +50,8 @@ DEFAULT_VALIDATION_FRACTION = 0.1
 
 # What the Hub accepts as a repository name: owner/name.
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+# What the Hub accepts as a card's language: an ISO 639-1, 639-2 or 639-3 code, or a word.
+_LANGUAGE = re.compile(r"^([a-z]{2,3}|code|multilingual)$")
 
 
 @attrs.frozen(kw_only=True)
@@ -115,7 +128,55 @@ def _export_config(trees: Path, format: str, folder: Path, settings: ExportSetti
             }
         else:  # datasets refuses a split with no rows
             (target / entry["path"]).unlink()
-    return ConfigFiles(name=format, splits=splits, manifest=manifest)
+    if not splits:
+        return ConfigFiles(name=format, splits=splits, manifest=manifest)
+    files = [folder / entry["path"] for entry in splits.values()]
+    for entry, path in zip(splits.values(), files, strict=True):
+        entry["bytes"] = path.stat().st_size
+    with contextlib.closing(_records(files)) as records:
+        sample = next(records)
+    schema = load_schema(format)
+    try:
+        features_from_schema(schema)  # a recursive tree fails here, before reading records
+        # The records decide a column the schema gives several types (labels: bool or float).
+        features = features_from_schema(schema, _records(files))
+    except Unrepresentable:
+        features = None  # datasets infers them from the records
+    return ConfigFiles(
+        name=format,
+        splits=splits,
+        manifest=manifest,
+        features=features,
+        sample=sample,
+        download_size=sum(entry["bytes"] for entry in splits.values()),
+    )
+
+
+def _records(files: Sequence[Path]) -> Iterator[dict[str, Any]]:
+    for path in files:
+        with path.open(encoding="utf-8") as lines:
+            yield from map(json.loads, lines)
+
+
+def _publish_run_files(run_dir: Path, staging: Path) -> tuple[list[str], list[str]]:
+    """Copy the run's ``run.json`` and ``config.yaml`` (those it has) into
+    ``staging`` as a card shows them; the names copied, and the options of
+    ``config.yaml`` emptied for naming a machine."""
+    published, removed = [], []
+    run_info = _read_json(run_dir / SETTINGS_FILE)
+    if run_info is not None:
+        write_json(staging / SETTINGS_FILE, public_settings(run_info))
+        published.append(SETTINGS_FILE)
+    config = run_dir / CONFIG_FILE
+    if config.is_file():
+        try:
+            text, removed = public_config(config.read_text(encoding="utf-8"), run_info)
+        except (OSError, ValueError) as error:  # public_config's for bad YAML too
+            raise InputError(config, f"cannot read: {error}") from None
+        with atomic_file(staging / CONFIG_FILE) as handle:
+            handle.write(text)
+        published.append(CONFIG_FILE)
+    return published, removed
 
 
 def prepare_push_folder(
@@ -127,24 +188,36 @@ def prepare_push_folder(
     settings: ExportSettings | None = None,
     license: str = "unknown",
     command: str | None = None,
+    language: Sequence[str] = ("en",),
 ) -> PushReport:
     """Write what [`push`][prmsynth.push] uploads into the empty ``folder``:
-    one sub-folder per format with its splits and export manifest, and the
-    dataset card ``README.md``.  Nothing leaves the machine.  It is assembled
-    in a hidden folder beside ``folder`` and renamed into place when
-    complete, so a failure leaves ``folder`` as it was.
+    one sub-folder per format with its splits and export manifest, the run's
+    ``run.json`` and ``config.yaml`` as the card shows them (no server, no
+    local path, no credential), and the dataset card ``README.md``, whose
+    ``language`` is ``language`` (ISO 639 codes).  Nothing leaves the
+    machine.  It is assembled in a hidden folder beside ``folder`` and
+    renamed into place when complete, so a failure leaves ``folder`` as it
+    was.
 
     ``settings`` default to [`ExportSettings`][prmsynth.ExportSettings] with a
     validation fraction of ``DEFAULT_VALIDATION_FRACTION``; ``command`` is the
     push command the card shows beside the run's own.  Raises
     [`InputError`][prmsynth.InputError] for a folder that is no run, an
-    unknown format or a bad repository id, and
-    [`ExportError`][prmsynth.ExportError] when a record fails its schema.
+    unknown format, a bad repository id or settings a format refuses (soft
+    labels), and [`ExportError`][prmsynth.ExportError] when a format cannot
+    honour the settings (balance, consensus) or a record fails its schema.
     """
 
     run_dir, folder = Path(run_dir), Path(folder)
     if not _REPO_ID.match(repo_id):
         raise InputError(repo_id, "expected a Hub repository id such as user/name")
+    language = [language] if isinstance(language, str) else list(language)
+    bad = [code for code in language if not _LANGUAGE.match(code)]
+    if bad or not language:
+        raise InputError(
+            "--language",
+            f"expected ISO 639 codes such as en or de (or code, multilingual), got {bad or 'none'}",
+        )
     unknown = [format for format in formats if format not in FORMATS]
     if unknown or not formats:
         raise InputError(
@@ -155,6 +228,9 @@ def prepare_push_folder(
         raise InputError(run_dir, "holds no trees.jsonl: not a prmsynth run folder")
     if settings is None:
         settings = ExportSettings(validation_fraction=DEFAULT_VALIDATION_FRACTION)
+    for format in formats:
+        # Before anything is written: an option one format refuses stops the push.
+        check_format_options(format, settings)
     _check_empty(folder)
     configs, left_out = [], []
     with _staged(folder) as staging:
@@ -167,6 +243,7 @@ def prepare_push_folder(
                 left_out.append(format)
         if not configs:
             raise ExportError(f"nothing to publish: no record in any of {', '.join(formats)}")
+        published, removed = _publish_run_files(run_dir, staging)
         card = dataset_card(
             configs,
             repo_id=repo_id,
@@ -175,6 +252,9 @@ def prepare_push_folder(
             license=license,
             push_command=command,
             version=__version__,
+            language=language,
+            published=published,
+            removed_options=removed,
         )
         with atomic_file(staging / "README.md") as handle:
             handle.write(card)
@@ -238,15 +318,18 @@ def push(
     license: str = "unknown",
     command: str | None = None,
     endpoint: str | None = None,
+    language: Sequence[str] = ("en",),
 ) -> PushReport:
     """Publish a run folder's exports as the Hub dataset ``repo_id``.
 
     Each of ``formats`` becomes one config with its train and validation
     splits (by question), exported with ``settings`` as
     [`export_file`][prmsynth.export_file] does, beside a dataset card
-    (configs, counts, the run's settings, the method and its citations, and
-    the commands that reproduce the data).  The upload is assembled in
-    ``folder`` (default: a temporary folder, removed after the upload) by
+    (configs with their features and counts, ``language``, task categories,
+    the seed dataset, one record per config, the run's settings, the method
+    and its citations, and the commands that reproduce the data from the
+    ``run.json`` and ``config.yaml`` uploaded with it).  The upload is
+    assembled in ``folder`` (default: a temporary folder, removed after the upload) by
     ``prepare_push_folder``; with ``dry_run`` nothing is uploaded and the
     folder stays (a temporary one included).  The token comes from
     ``HF_TOKEN`` or ``hf auth login`` and is never printed or written.
@@ -267,6 +350,7 @@ def push(
             settings=settings,
             license=license,
             command=command,
+            language=language,
         )
         if dry_run:
             return report

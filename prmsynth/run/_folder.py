@@ -106,6 +106,7 @@ IDENTITY_KEYS = (
     "seed_revision",
     "question_fields",
     "answer_field",
+    "id_field",
 )
 #: What run.json held in place of ``pipeline`` before it existed; a folder of
 #: those versions is compared on these, less what its pipeline recorded.
