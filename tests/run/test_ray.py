@@ -329,7 +329,7 @@ def test_ray_is_imported_only_when_asked_for(tmp_path):
         import prmsynth
         from prmsynth import RayExecutor, RunFolder, Question
         from prmsynth.cli import main
-        from tests.test_pipeline import scripted_pipeline
+        from tests.run.test_pipeline import scripted_pipeline
         try:
             main(["run", "--help"])
         except SystemExit:

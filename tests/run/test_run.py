@@ -282,7 +282,7 @@ SLOW_RUN = textwrap.dedent(
     from prmsynth import RunFolder
     from prmsynth.testing import ScriptedLLM
     sys.path.insert(0, sys.argv[2])
-    from tests.test_search import BAD, GOOD, BoxedVerifier, planted_script
+    from tests.search.test_search import BAD, GOOD, BoxedVerifier, planted_script
 
     script = planted_script(GOOD, BAD)
 
