@@ -110,9 +110,7 @@ EXPORT_FORMATS: tuple[ExportFormat, ...] = (
     ExportFormat(name="sft-trl", build=sft_trl_examples),
     ExportFormat(name="dpo", build=dpo_examples, carries_question_id=False),
     ExportFormat(name="dpo-trl", build=dpo_trl_examples),
-    ExportFormat(
-        name="dpo-step", build=dpo_step_examples, schema="dpo", carries_question_id=False
-    ),
+    ExportFormat(name="dpo-step", build=dpo_step_examples, schema="dpo", carries_question_id=False),
     ExportFormat(name="dpo-step-trl", build=dpo_step_trl_examples, schema="dpo-trl"),
     ExportFormat(name="kto", build=kto_examples, labelled=True),
     ExportFormat(name="step-dpo", build=step_dpo_examples),
