@@ -162,3 +162,16 @@ def test_evaluate_takes_processbench_records_with_or_without_question_id(tmp_pat
     assert main(argv) == 0, capsys.readouterr().err
     written = json.loads(results.read_text())["processbench"]
     assert written["n_error"] + written["n_correct"] == len(records)
+
+
+@pytest.mark.parametrize("format", [name for name in FORMATS if name not in OPENAI_KEYS])
+def test_a_question_id_that_is_not_text_is_refused_naming_the_field(format):
+    tree, _ = small_tree()
+    record = next(iter(export_records([tree], format, ExportSettings(generator="m"))))
+    assert validate_record(record, format) == []
+    problems = validate_record({**record, "question_id": 7}, format)
+    assert problems and all(problem.startswith("$.question_id") for problem in problems)
+    # absent is allowed: the formats' own releases have no such field
+    if format not in ("tree", "flat"):
+        without = {key: value for key, value in record.items() if key != "question_id"}
+        assert validate_record(without, format) == []
