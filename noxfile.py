@@ -29,7 +29,7 @@ def train(session: nox.Session) -> None:
         "https://download.pytorch.org/whl/cpu",
     )
     session.run("python", "-m", "pip", "install", "-q", "-e", ".[test,train]")
-    session.run("python", "-m", "pytest", "tests/test_train.py", *session.posargs)
+    session.run("python", "-m", "pytest", "tests/train/test_train.py", *session.posargs)
 
 
 @nox.session

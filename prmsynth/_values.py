@@ -262,7 +262,8 @@ class SamplingSettings:
 
 @attrs.frozen(kw_only=True)
 class SearchSettings:
-    """Settings of the OmegaPRM-style search, with the seed script's defaults.
+    """Settings of the OmegaPRM-style search, with the seed script's defaults (but
+    ``max_branches``, 96 where the script had 40: see its field).
 
     ``num_branches`` completions are sampled per Monte Carlo estimation;
     ``max_search`` bounds the number of candidate selections and
@@ -276,7 +277,7 @@ class SearchSettings:
 
     >>> settings = SearchSettings()
     >>> (settings.num_branches, settings.max_search, settings.max_branches)
-    (4, 4, 40)
+    (4, 4, 96)
     >>> SearchSettings(alpha=2.0)
     Traceback (most recent call last):
     ...
@@ -303,7 +304,10 @@ class SearchSettings:
         metadata={"help": "candidate selections per question (omegaprm only; default {default})"},
     )
     max_branches: int = attrs.field(
-        default=40,
+        # The default first-error rule's own ceiling for one long solution
+        # (RelativeDrop.max_completions), so a question's budget does not cut
+        # the rule short where its labels were measured.
+        default=96,
         validator=_check_positive,
         metadata={"help": "completions per question in total, screening included"},
     )

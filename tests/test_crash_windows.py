@@ -18,7 +18,7 @@ from prmsynth import Question, RunFolder, export_file
 from prmsynth._io import clean_leftovers
 from prmsynth.export._formats import manifest_path
 
-from .test_pipeline import scripted_pipeline
+from .run.test_pipeline import scripted_pipeline
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [

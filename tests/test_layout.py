@@ -152,3 +152,19 @@ def test_no_module_imports_the_train_extra_at_its_top():
                 names = [node.module]
             heavy = [name for name in names if name.split(".")[0] in TRAIN_EXTRA]
             assert heavy == [], f"{module} imports {heavy} at its top"
+
+
+def test_the_tests_mirror_the_package_folders():
+    # A subpackage's tests sit in the folder of the same name; the top holds the
+    # tests of the top-level modules and of the whole program.
+    packages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    folders = {
+        path.name
+        for path in (REPO_ROOT / "tests").iterdir()
+        if path.is_dir() and (path / "__init__.py").is_file()
+    }
+    assert folders <= packages, f"test folders without a package: {sorted(folders - packages)}"
+    for folder in folders:
+        assert list((REPO_ROOT / "tests" / folder).glob("test_*.py")), (
+            f"tests/{folder} holds no test"
+        )

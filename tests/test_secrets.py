@@ -12,7 +12,7 @@ from prmsynth.cli import main
 from prmsynth.llm._client import without_secrets
 from prmsynth.testing import FakeOpenAIServer
 
-from .test_pipeline import QUESTIONS, scripted_pipeline
+from .run.test_pipeline import QUESTIONS, scripted_pipeline
 
 CANARY = "canary7f3a9c2e5b1d4f60"  # not key-shaped: only knowing it as a credential finds it
 KEY_SHAPED = "sk-proj-0123456789abcdefXYZ"

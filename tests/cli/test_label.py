@@ -7,7 +7,7 @@ import pytest
 from prmsynth.cli import main
 from prmsynth.search._policies import UNUSABLE_RETRIES
 
-from .test_local import needs_local_model
+from ..llm.test_local import needs_local_model
 
 ROW = {
     "id": "r1",

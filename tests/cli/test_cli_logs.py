@@ -19,9 +19,9 @@ from prmsynth.cli import main
 from prmsynth.cli._logging import command_logging
 from prmsynth.testing import FakeOpenAIServer, ScriptedLLM, VirtualClock
 
-from .conftest import REPO_ROOT
-from .test_pipeline import scripted_pipeline
-from .test_search import BAD, GOOD, BoxedVerifier, planted_script
+from ..conftest import REPO_ROOT
+from ..run.test_pipeline import scripted_pipeline
+from ..search.test_search import BAD, GOOD, BoxedVerifier, planted_script
 
 KEY = "sk-local0123456789abcdef"
 

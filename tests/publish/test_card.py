@@ -22,7 +22,7 @@ from prmsynth.publish._card import (
 )
 from prmsynth.publish._features import Unrepresentable, features_from_schema
 
-from .export_strategies import export_settings, forests
+from ..export_strategies import export_settings, forests
 
 yaml = pytest.importorskip("yaml", reason="reading the card's front matter needs PyYAML")
 

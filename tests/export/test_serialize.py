@@ -18,7 +18,7 @@ from prmsynth import (
     tree_to_dict,
 )
 
-from .strategies import trees
+from ..strategies import trees
 
 
 @given(trees())

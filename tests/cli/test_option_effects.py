@@ -144,3 +144,34 @@ def test_a_start_up_check_that_stays_rate_limited_says_so(tmp_path, seeds, monke
         assert run(seeds, tmp_path / "out", fake.url, "--max-attempts", "2") == 2
     err = capsys.readouterr().err
     assert "429 (rate-limited)" in err and "--max-attempts" in err
+
+
+def test_the_parsed_arguments_stop_at_the_command_line_layer(tmp_path, seeds, server):
+    # Below cli/ code receives typed settings: every function that is handed the
+    # argparse namespace during a whole run, from parsing to the written files,
+    # is a function of the command-line layer.
+    import argparse
+    import sys
+
+    receivers: dict[tuple[str, str], int] = {}
+
+    def profile(frame, event, arg):
+        if event != "call" or not frame.f_globals.get("__name__", "").startswith("prmsynth"):
+            return
+        code = frame.f_code
+        names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+        if any(isinstance(frame.f_locals.get(name), argparse.Namespace) for name in names):
+            key = (frame.f_globals["__name__"], code.co_qualname)
+            receivers[key] = receivers.get(key, 0) + 1
+
+    sys.setprofile(profile)
+    try:
+        status = run(seeds, tmp_path / "out", server.url, "--screen-rollouts", "2")
+    finally:
+        sys.setprofile(None)
+    assert status == 0
+    assert receivers, "the profile saw no call"
+    outside = sorted(module for module, _ in receivers if not module.startswith("prmsynth.cli"))
+    assert not outside, f"the parsed arguments reach {outside}"
+    # The issue counted 63 such calls in 20 modules; half of that is the bound.
+    assert sum(receivers.values()) <= 31, sorted(receivers)

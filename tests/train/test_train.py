@@ -572,7 +572,7 @@ def test_evaluate_refuses_bad_rows_with_exit_2_naming_line_and_field(
 def test_the_reader_takes_what_prmsynth_export_writes(tmp_path, soft):
     from prmsynth import ExportSettings, export_file
 
-    from .test_export import small_tree
+    from ..export.test_export import small_tree
 
     tree, _ = small_tree()
     out = tmp_path / "trl.jsonl"

@@ -14,7 +14,7 @@ from prmsynth.cli import build_parser, main
 from prmsynth.cli._main import command_parsers
 from prmsynth.testing import FakeOpenAIServer
 
-from .test_pipeline import QUESTIONS, scripted_pipeline
+from ..run.test_pipeline import QUESTIONS, scripted_pipeline
 
 COMMANDS = sorted(command_parsers(build_parser()))
 

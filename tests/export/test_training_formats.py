@@ -28,8 +28,8 @@ from prmsynth.cli import main
 from prmsynth.export._formats import STEP_TAG, math_shepherd_record
 from prmsynth.testing import ScriptedLLM
 
-from .export_strategies import export_settings
-from .strategies import step_text, trees
+from ..export_strategies import export_settings
+from ..strategies import step_text, trees
 from .test_export import right, small_tree, wrong
 
 GENERATOR = LLMStepGenerator(llm=ScriptedLLM(lambda request: ""))  # its prompts, never called

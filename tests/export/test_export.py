@@ -40,10 +40,10 @@ from prmsynth.export._registry import EXPORT_FORMATS, ExportFormat
 from prmsynth.export._serialize import STEP_SEPARATOR, result_to_tree_record
 from prmsynth.export._write import manifest_path, read_trees
 
-from .export_strategies import export_settings, forests, register_format, replace_builder
-from .strategies import trees
+from ..export_strategies import export_settings, forests, register_format, replace_builder
+from ..strategies import trees
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 LABELLED_FORMATS = ("trl", "math-shepherd", "prm800k", "processbench", "kto")
 JSONL_FORMATS = FORMATS  # every export is JSON Lines
 

@@ -26,9 +26,9 @@ from prmsynth import (
 from prmsynth.cli import main
 from prmsynth.testing import FakeOpenAIServer
 
-from .fake_hub import FakeHub
+from ..fake_hub import FakeHub
+from ..test_docs_snippets import SEED_FILE, responder
 from .test_card import as_written
-from .test_docs_snippets import SEED_FILE, responder
 
 yaml = pytest.importorskip("yaml", reason="reading the card's front matter needs PyYAML")
 pytest.importorskip("huggingface_hub", reason="push needs huggingface_hub (the hf extra)")

@@ -45,10 +45,10 @@ from prmsynth.cli._view import add_parsers, run_view
 from prmsynth.view import _html
 from prmsynth.view._html import _PAGE_FIELDS, compact_question
 
-from .test_pipeline import QUESTIONS, scripted_pipeline
+from ..run.test_pipeline import QUESTIONS, scripted_pipeline
 
 ARTIFACTS = Path(
-    os.environ.get("PRMSYNTH_TEST_ARTIFACTS", Path(__file__).resolve().parent / "artifacts")
+    os.environ.get("PRMSYNTH_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts")
 )
 HOSTILE_TEXT = (
     '<img src=x onerror="window.__pwned = 1"></script><script>window.__pwned = 2</script>'

@@ -27,8 +27,8 @@ from prmsynth.run._folder import run_to_directory
 from prmsynth.testing import ScriptedLLM
 from prmsynth.view._stats import LABEL_THRESHOLDS, histogram_bin
 
-from .test_pipeline import QUESTIONS
-from .test_search import BAD, GOOD, BoxedVerifier, planted_script, solution
+from ..run.test_pipeline import QUESTIONS
+from ..search.test_search import BAD, GOOD, BoxedVerifier, planted_script, solution
 from .test_view import write_synthetic_trees
 
 INFO = {"model": "fake", "sampling": {"seed": 0}}
@@ -185,7 +185,7 @@ def test_intermediate_values_give_each_threshold_its_balance(tmp_path):
 
 
 def test_a_complete_run_takes_tokens_from_its_summary(tmp_path):
-    from .test_pipeline import scripted_pipeline
+    from ..run.test_pipeline import scripted_pipeline
 
     summary = run_to_directory(
         scripted_pipeline(), QUESTIONS[:3], tmp_path, run_info=INFO, log=None

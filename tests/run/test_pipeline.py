@@ -13,7 +13,7 @@ from prmsynth import (
 )
 from prmsynth.testing import ScriptedLLM
 
-from .test_search import BAD, GOOD, BoxedVerifier, planted_script
+from ..search.test_search import BAD, GOOD, BoxedVerifier, planted_script
 
 QUESTIONS = [
     Question(id=str(i), text=f"Planted question {i}", reference_answer="5") for i in range(5)

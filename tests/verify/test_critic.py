@@ -27,7 +27,7 @@ from prmsynth.cli import main
 from prmsynth.testing import FakeOpenAIServer, ScriptedLLM
 from prmsynth.verify._critic import read_critique
 
-from .test_pipeline import QUESTIONS, scripted_pipeline
+from ..run.test_pipeline import QUESTIONS, scripted_pipeline
 
 QUESTION = Question(id="q", text="What is 2 + 3?", reference_answer="5")
 

@@ -66,7 +66,7 @@ def test_skipped_questions_are_recorded_with_reasons(tmp_path):
     from prmsynth import LLMStepGenerator, Pipeline
     from prmsynth.testing import ScriptedLLM
 
-    from .test_search import BoxedVerifier
+    from ..search.test_search import BoxedVerifier
 
     pipeline = Pipeline(
         generator=LLMStepGenerator(llm=ScriptedLLM(lambda r: "The answer is \\boxed{5}.")),
@@ -300,7 +300,7 @@ SLOW_RUN = textwrap.dedent(
 
 
 def test_a_busy_folder_is_refused_and_a_killed_run_resumes_with_every_question_once(tmp_path):
-    from .conftest import REPO_ROOT
+    from ..conftest import REPO_ROOT
 
     script = tmp_path / "slow_run.py"
     script.write_text(SLOW_RUN)
@@ -414,7 +414,7 @@ def test_a_cost_budget_holds_against_a_priced_model(tmp_path, monkeypatch, capsy
     from prmsynth.cli import main
     from prmsynth.testing import FakeOpenAIServer
 
-    from .test_critic import planted_responder
+    from ..verify.test_critic import planted_responder
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-local0123456789")
     seeds = tmp_path / "seeds.jsonl"
@@ -500,7 +500,7 @@ def test_the_command_line_counts_its_shard_up_front_and_leaves_no_scratch_file(
     from prmsynth.cli import main
     from prmsynth.testing import FakeOpenAIServer
 
-    from .test_critic import planted_responder
+    from ..verify.test_critic import planted_responder
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-local0123456789")
     scratch = tmp_path / "tmp"

@@ -18,7 +18,7 @@ import pytest
 
 from prmsynth import Question, RunFolder
 
-from .conftest import REPO_ROOT
+from ..conftest import REPO_ROOT
 from .test_pipeline import scripted_pipeline
 
 requires_ray = pytest.mark.skipif(
@@ -138,7 +138,7 @@ def test_a_killed_worker_loses_no_question_and_worker_logs_reach_the_log_file(
 
     from prmsynth.testing import FakeOpenAIServer
 
-    from .test_critic import planted_responder
+    from ..verify.test_critic import planted_responder
 
     seeds, out, log_file = tmp_path / "seeds.jsonl", tmp_path / "out", tmp_path / "run.log"
     count = 40
@@ -185,7 +185,7 @@ def test_ctrl_c_and_a_killed_driver_stop_the_workers_and_the_run_resumes_each_qu
 
     from prmsynth.testing import FakeOpenAIServer
 
-    from .test_critic import planted_responder
+    from ..verify.test_critic import planted_responder
 
     seeds, out = tmp_path / "seeds.jsonl", tmp_path / "out"
     count = 24
@@ -355,7 +355,7 @@ def test_without_ray_the_option_says_how_to_install_it_and_writes_nothing(
     from prmsynth.run import _ray
     from prmsynth.testing import FakeOpenAIServer
 
-    from .test_critic import planted_responder
+    from ..verify.test_critic import planted_responder
 
     monkeypatch.setattr(_ray, "ray_installed", lambda: False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-local0123456789")
@@ -375,7 +375,7 @@ def test_a_router_llm_travels_to_another_process_and_spreads_its_requests_there(
     from prmsynth import RouterLLM
     from prmsynth.testing import FakeOpenAIServer
 
-    from .test_router import FAST, prompt, write_yaml_config
+    from ..llm.test_router import FAST, prompt, write_yaml_config
 
     with (
         FakeOpenAIServer(responder=lambda r: "from A") as a,
@@ -400,7 +400,7 @@ def test_a_wrong_cluster_address_is_bad_input_and_nothing_is_written(tmp_path, m
     from prmsynth.cli import main
     from prmsynth.testing import FakeOpenAIServer
 
-    from .test_critic import planted_responder
+    from ..verify.test_critic import planted_responder
 
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
@@ -421,7 +421,7 @@ def test_evolution_runs_in_a_worker_and_its_questions_are_searched_on_the_cluste
 ):
     from prmsynth import EvolutionSettings, RayExecutor, load_questions
 
-    from .test_evolve import HARDER, SEED, boxed, evolving_pipeline, is_answer_request
+    from ..evolve.test_evolve import HARDER, SEED, boxed, evolving_pipeline, is_answer_request
 
     evolved_in = tmp_path / "evolved-in"
 

@@ -38,8 +38,8 @@ from prmsynth.export._records import _sample_bits, question_split
 from prmsynth.export._schema import _quick_check, _validator, schema_name
 from prmsynth.run._folder import derived_records
 
-from .export_strategies import replace_builder
-from .strategies import trees
+from ..export_strategies import replace_builder
+from ..strategies import trees
 
 LABELLED_FORMATS = ("trl", "math-shepherd", "prm800k", "processbench", "kto")
 DERIVED = ("flat.jsonl", "sft.jsonl", "dpo.jsonl")

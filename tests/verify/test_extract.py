@@ -165,7 +165,7 @@ def test_only_the_last_window_of_a_response_is_read(tail, head):
 
 
 def test_the_verifier_guide_lists_the_rules_in_their_order():
-    from .conftest import REPO_ROOT
+    from ..conftest import REPO_ROOT
 
     guide = (REPO_ROOT / "docs" / "howto-verifier.md").read_text(encoding="utf-8")
     places = [guide.find(f"`{rule.name}`") for rule in EXTRACTION_RULES]

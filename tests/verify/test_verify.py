@@ -1,6 +1,6 @@
 """Tests of answer extraction, equivalence and the verifiers (prmsynth.verify).
 
-Each extraction rule has its own cases in tests/test_extract.py."""
+Each extraction rule has its own cases in tests/verify/test_extract.py."""
 
 from __future__ import annotations
 
