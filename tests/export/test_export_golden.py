@@ -1,6 +1,6 @@
 """The exports of a fixed forest, pinned by digest: a refactor of the export package
 must leave every format's bytes as they were.  A deliberate change of a format
-updates its digests here (``python -m tests.test_export_golden`` prints them)."""
+updates its digests here (``python -m tests.export.test_export_golden`` prints them)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ SETTINGS = {
 # Fixed here, not taken from the generator's default, which may change on its own.
 COMMON = {"system_prompt": "Solve the problem step by step.", "generator": "test-model"}
 
-#: Printed by ``python -m tests.test_export_golden``; the digests of the exports before
+#: Printed by ``python -m tests.export.test_export_golden``; the digests of the exports before
 #: the export package was split into modules, byte for byte, then with ``question_id``
 #: put first in the records of every format that carries it (issue 26; without the
 #: field, those records hash to the digests before, checked when they changed).

@@ -43,7 +43,7 @@ def names_its_question(record: dict, problem: str) -> bool:
 def mixed_responder(request) -> str:
     """The docs' planted solutions, but a right prefix's continuations are right and
     wrong in turn, so that step-level pairs (dpo-step, dpo-step-trl) exist too."""
-    from .test_docs_snippets import ANSWERS, responder
+    from ..test_docs_snippets import ANSWERS, responder
 
     prompt = request.prompt
     if "Here are the first steps" in prompt and "BAD" not in prompt and request.sample_index % 2:
@@ -65,7 +65,7 @@ def test_a_run_with_an_id_column_names_its_question_in_every_record_of_every_for
     from prmsynth.cli import main
     from prmsynth.testing import FakeOpenAIServer
 
-    from .test_docs_snippets import SEED_FILE
+    from ..test_docs_snippets import SEED_FILE
 
     rows = [json.loads(line) for line in SEED_FILE.read_text().splitlines() if line.strip()][:2]
     # MATH-500's ids are paths; an id field of another name must not win
