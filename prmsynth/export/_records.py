@@ -71,18 +71,24 @@ def selected_examples(
     ``(part, example)`` in input order, ``part`` being ``"all"`` without ``split``.
 
     ``first(key)`` says whether a record's hash is met for the first time
-    (deduplication runs over every part together).
+    (deduplication runs over every part together).  Where the format carries
+    the question's id, each record gets ``question_id`` after that check.
     """
     check_format_options(format, settings)
-    builder = export_format(format).build
+    entry = export_format(format)
     for tree in trees:
         stats["trees"] += 1
         part = question_split(tree.question.id, settings) if split else "all"
-        for example in builder(tree, settings, stats):
+        for example in entry.build(tree, settings, stats):
             stats["examples"] += 1
+            # The key leaves the id out, as before the id was written: two
+            # questions of the same text still give a record once.
             if settings.deduplicate and not first(_record_key(example.record)):
                 stats["duplicates_removed"] += 1
                 continue
+            if entry.carries_question_id and "question_id" not in example.record:
+                record = {"question_id": example.question_id, **example.record}
+                example = attrs.evolve(example, record=record)
             yield part, example
 
 

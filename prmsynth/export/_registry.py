@@ -6,6 +6,8 @@
 'dpo'
 >>> [entry.name for entry in EXPORT_FORMATS if entry.soft_labels]
 ['trl', 'math-shepherd']
+>>> [entry.name for entry in EXPORT_FORMATS if not entry.carries_question_id]
+['sft', 'dpo', 'dpo-step']
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ class ExportFormat:
     consensus, and their label balance reported.  ``soft_labels``: its trainers
     read a float label per step (TRL's ``labels``, the ``value`` list OpenRLHF
     reads from a Math-Shepherd record).  ``check``: its `RecordCheck`, if any.
+    ``carries_question_id``: each record names its question's id (the seed's
+    ``--id-column``) in a top-level ``question_id`` field: ``tree`` and
+    ``flat`` in their own layout, the other formats with the field put first
+    in each record (after deduplication, so that records alike but for the
+    question still count as duplicates).  False for the OpenAI fine-tuning
+    layouts (``sft``, ``dpo``, ``dpo-step``), which define no field for it.
     """
 
     name: str
@@ -79,6 +87,7 @@ class ExportFormat:
     labelled: bool = False
     soft_labels: bool = False
     check: RecordCheck | None = attrs.field(default=None, eq=False)
+    carries_question_id: bool = True
 
 
 EXPORT_FORMATS: tuple[ExportFormat, ...] = (
@@ -96,11 +105,12 @@ EXPORT_FORMATS: tuple[ExportFormat, ...] = (
     ExportFormat(
         name="processbench", build=processbench_examples, labelled=True, check=processbench_checks
     ),
-    ExportFormat(name="sft", build=sft_examples),
+    # OpenAI's fine-tuning layouts: no field of theirs can hold the id (see docs/exports.md).
+    ExportFormat(name="sft", build=sft_examples, carries_question_id=False),
     ExportFormat(name="sft-trl", build=sft_trl_examples),
-    ExportFormat(name="dpo", build=dpo_examples),
+    ExportFormat(name="dpo", build=dpo_examples, carries_question_id=False),
     ExportFormat(name="dpo-trl", build=dpo_trl_examples),
-    ExportFormat(name="dpo-step", build=dpo_step_examples, schema="dpo"),
+    ExportFormat(name="dpo-step", build=dpo_step_examples, schema="dpo", carries_question_id=False),
     ExportFormat(name="dpo-step-trl", build=dpo_step_trl_examples, schema="dpo-trl"),
     ExportFormat(name="kto", build=kto_examples, labelled=True),
     ExportFormat(name="step-dpo", build=step_dpo_examples),

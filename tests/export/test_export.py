@@ -146,12 +146,14 @@ def test_label_path_three_way_rating_and_after_first_error():
 def test_trl_records_on_the_small_tree():
     assert records("trl") == [
         {
+            "question_id": "q1",
             "prompt": "What is 2 + 3 * 4?",
             "completions": ["3 * 4 = 12.", "2 + 12 = 14.", "The answer is 14."],
             "labels": [True, True, True],
             "mc_values": [0.5, 1.0, 1.0],
         },
         {
+            "question_id": "q1",
             "prompt": "What is 2 + 3 * 4?",
             "completions": ["2 + 3 = 5.", "5 * 4 = 20, so the answer is 20."],
             "labels": [False, False],
@@ -165,6 +167,7 @@ def test_trl_records_on_the_small_tree():
 def test_math_shepherd_records_on_the_small_tree():
     first, second = records("math-shepherd")
     assert first == {
+        "question_id": "q1",
         "input": (
             f"What is 2 + 3 * 4? Step 1: 3 * 4 = 12. {STEP_TAG}\n"
             f"Step 2: 2 + 12 = 14. {STEP_TAG}\nStep 3: The answer is 14. {STEP_TAG}"
@@ -201,8 +204,9 @@ def test_math_shepherd_round_trips_the_shared_fixture():
     assert fixture
     ours = records("math-shepherd")[0]
     for record in fixture:
-        # Math-Shepherd's own release has no value list; ours adds it for OpenRLHF
-        assert set(record) == set(ours) - {"value"}
+        # Math-Shepherd's own release has no value list (ours adds it for OpenRLHF)
+        # and no question id
+        assert set(record) == set(ours) - {"value", "question_id"}
         assert validate_record(record, "math-shepherd") == []
         problem, steps, labels = parse_math_shepherd(record)
         assert len(steps) == len(labels) == record["input"].count(f" {STEP_TAG}")
@@ -228,7 +232,8 @@ def test_prm800k_records_match_the_shared_fixture_structure():
     first, second = records("prm800k")
     # The same keys at every level as the plain PRM800K records (no pre-generated steps).
     plain = next(record for record in fixture if set(record["question"]) == set(first["question"]))
-    assert key_structure(first) == key_structure(plain)
+    assert first["question_id"] == "q1"  # a field PRM800K's own records do not have
+    assert key_structure(first) == {**key_structure(plain), "question_id": None}
     assert first["question"] == {"problem": "What is 2 + 3 * 4?", "ground_truth_answer": "14"}
     assert [step["completions"][0]["rating"] for step in first["label"]["steps"]] == [1, 1, 1]
     assert [step["chosen_completion"] for step in first["label"]["steps"]] == [0, 0, 0]
@@ -245,6 +250,7 @@ def test_processbench_records_on_the_small_tree():
     b_path = ["2 + 3 = 5."]
     assert records("processbench", generator="Qwen2.5-7B-Instruct") == [
         {
+            "question_id": "q1",
             "id": f"q1-n{node['a3']}",
             "generator": "Qwen2.5-7B-Instruct",
             "problem": problem,
@@ -254,6 +260,7 @@ def test_processbench_records_on_the_small_tree():
         },
         # failed completions sampled after the first error are finished wrong solutions
         {
+            "question_id": "q1",
             "id": f"q1-n{node['b1']}-r0",
             "generator": "Qwen2.5-7B-Instruct",
             "problem": problem,
@@ -262,6 +269,7 @@ def test_processbench_records_on_the_small_tree():
             "final_answer_correct": False,
         },
         {
+            "question_id": "q1",
             "id": f"q1-n{node['b1']}-r1",
             "generator": "Qwen2.5-7B-Instruct",
             "problem": problem,
@@ -270,6 +278,7 @@ def test_processbench_records_on_the_small_tree():
             "final_answer_correct": False,
         },
         {
+            "question_id": "q1",
             "id": f"q1-n{node['b2']}",
             "generator": "Qwen2.5-7B-Instruct",
             "problem": problem,
@@ -289,7 +298,8 @@ def test_processbench_schema_accepts_the_shared_benchmark():
     ours = records("processbench", generator="Qwen2-7B-Instruct")[0]
     for item in items[:50]:
         assert validate_record(item, "processbench") == []
-        assert set(item) == set(ours)  # the same fields, generator included
+        # the same fields, generator included; ProcessBench has no question id
+        assert set(item) == set(ours) - {"question_id"}
         assert isinstance(item["generator"], str)
 
 
@@ -309,6 +319,7 @@ def test_chat_formats_on_the_small_tree():
     assert dpo == dpo_records(tree, system_prompt=system)
     as_trl = [
         {
+            "question_id": "q1",
             "prompt": record["input"]["messages"],
             "chosen": record["preferred_output"],
             "rejected": record["non_preferred_output"],
@@ -671,6 +682,7 @@ def test_soft_trl_records_hold_the_mc_value_of_each_estimated_step():
     first, second = records("trl", soft_labels=True)
     # a2 was never sampled from: it joins a3, whose value (1.0) labels both
     assert first == {
+        "question_id": "q1",
         "prompt": "What is 2 + 3 * 4?",
         "completions": ["3 * 4 = 12.", f"2 + 12 = 14.{STEP_SEPARATOR}The answer is 14."],
         "labels": [0.5, 1.0],

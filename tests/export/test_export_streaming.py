@@ -133,7 +133,11 @@ def reference_export(forest: list[ReasoningTree], format: str, settings: ExportS
         part = question_split(tree.question.id, settings) if split else "all"
         for record in export_records([tree], format, raw):
             examples += 1
-            key = json.dumps(record, sort_keys=True)
+            # An added question_id is no part of the comparison: records alike but
+            # for their question are duplicates, as before the field was written.
+            own = format in ("tree", "flat")  # the id is part of these layouts
+            compared = record if own else {k: v for k, v in record.items() if k != "question_id"}
+            key = json.dumps(compared, sort_keys=True)
             if settings.deduplicate and key in seen:
                 duplicates += 1
                 continue

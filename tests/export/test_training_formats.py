@@ -39,10 +39,11 @@ def records(tree: ReasoningTree, format: str, **options) -> list[dict]:
     return list(export_records([tree], format, ExportSettings(**options)))
 
 
-def kto(prefix: list[str], step: str, label: bool, question: str) -> dict:
+def kto(prefix: list[str], step: str, label: bool, question: Question) -> dict:
     """A KTO record as the docs describe it: the generator's prompt for the next step."""
-    prompt = GENERATOR.messages(Question(id="q", text=question, reference_answer="0"), prefix)
+    prompt = GENERATOR.messages(question, prefix)
     return {
+        "question_id": question.id,
         "prompt": prompt,
         "completion": [{"role": "assistant", "content": step}],
         "label": label,
@@ -99,7 +100,7 @@ def test_math_shepherd_value_lists_the_label_marks_in_step_order(steps, data):
 
 def test_kto_gives_each_step_up_to_the_first_error_with_the_prompt_that_asks_for_it():
     tree, _ = small_tree()
-    question = tree.question.text
+    question = tree.question
     assert records(tree, "kto") == [
         kto([], "3 * 4 = 12.", True, question),
         kto(["3 * 4 = 12."], "2 + 12 = 14.", True, question),
@@ -130,7 +131,7 @@ def test_kto_follows_the_search_labels_and_balances_right_and_wrong_steps():
 @given(labelled_trees(), export_settings(deduplicate=False))
 def test_kto_records_are_the_judged_steps_of_the_labelling_rule(tree, options):
     expected = [
-        kto(tree.prefix_steps(node)[:-1], tree.node(node).text, label, tree.question.text)
+        kto(tree.prefix_steps(node)[:-1], tree.node(node).text, label, tree.question)
         for node, label in judged_steps(tree, options).items()
     ]
     got = records(tree, "kto", **options.to_dict())
@@ -166,7 +167,7 @@ def branching_tree() -> tuple[ReasoningTree, dict[str, int]]:
 
 def test_step_dpo_pairs_sibling_steps_after_the_same_right_prefix():
     tree, _ = branching_tree()
-    shared = {"dataset": "seed", "prompt": "What is 2 * 3 + 4?", "answer": "10"}
+    shared = {"question_id": "b", "dataset": "seed", "prompt": "What is 2 * 3 + 4?", "answer": "10"}
     assert records(tree, "step-dpo") == [
         {
             **shared,

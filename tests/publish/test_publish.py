@@ -172,6 +172,7 @@ def test_the_card_carries_what_hub_users_and_the_viewer_expect(run_dir, tmp_path
     assert "source_datasets" not in header  # the seeds are a local file, no Hub dataset
     trl = next(info for info in header["dataset_info"] if info["config_name"] == "trl")
     assert trl["features"] == [
+        {"name": "question_id", "dtype": "string"},  # the seed's id, in every config
         {"name": "prompt", "dtype": "string"},
         {"name": "completions", "list": "string"},
         {"name": "labels", "list": "bool"},
