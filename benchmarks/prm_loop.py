@@ -20,6 +20,7 @@ Prints one table per stage's counts and one of the metrics.
 
     python benchmarks/prm_loop.py [--questions 20] [--train-seconds 300]
         [--processbench-limit 400] [--work DIR] [--model MODEL --api-base URL]
+        [--screen-rollouts N]
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="folder for every file (default: a temp)")
     parser.add_argument("--model", default=None, help="generator (default: the embedded model)")
     parser.add_argument("--api-base", default=None)
+    parser.add_argument(
+        "--screen-rollouts",
+        type=int,
+        default=None,
+        help="solutions screening a question (default: run's); fewer reach more questions "
+        "on a CPU, where a small model solves few",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     seeds = Path(args.seeds) if args.seeds else DATA / "gsm8k" / "train.jsonl"
@@ -92,6 +100,8 @@ def main() -> None:
     timings = {}
     model = ["--model", args.model] if args.model else []
     model += ["--api-base", args.api_base] if args.api_base else []
+    if args.screen_rollouts is not None:
+        model += ["--screen-rollouts", str(args.screen_rollouts)]
     timings["run"] = prmsynth(
         "run", str(seeds), "--out", str(work / "run"), "--limit", str(args.questions),
         "--column-names", args.question_field, "--answer-column", args.answer_field, "-q",

@@ -294,7 +294,8 @@ def policies() -> dict[str, object]:
             settings=SearchSettings(max_branches=10**9),
             first_error_rule=Threshold(threshold=0.0, num_branches=8),
         ),
-        "omegaprm, relative (default)": OmegaPRM(settings=SearchSettings(max_branches=10**9)),
+        # The defaults exactly as a user gets them.
+        "omegaprm, relative (default)": OmegaPRM(),
     }
 
 
