@@ -20,9 +20,9 @@ from typing import Any, TextIO
 
 from prmsynth._errors import InputError, redact_secrets
 from prmsynth._version import __version__
-from prmsynth.cli._common import EXIT_CODES, EXIT_INPUT, EXIT_INTERRUPTED, exit_status
+from prmsynth.cli._common import EXIT_CODES, EXIT_INPUT, EXIT_INTERRUPTED
 from prmsynth.cli._config import REPORTING_OPTIONS, apply_config, read_config
-from prmsynth.cli._logging import command_logging, report_error
+from prmsynth.cli._logging import command_logging
 
 #: The command modules, in the order ``--help`` lists their commands.
 COMMAND_MODULES = (
@@ -216,15 +216,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # A command with more to say (run) says it and returns 130 itself.
                 print(f"\nprmsynth {args.command}: interrupted", file=sys.stderr)
                 return EXIT_INTERRUPTED
-            except Exception as error:
-                # One mapping of errors to exit statuses for every command; anything
-                # else is a bug, with its traceback.
-                status = exit_status(error)
-                if status is None:
-                    raise
-                code, message = status
-                report_error(f"prmsynth {args.command}: {message}")
-                return code
     finally:
         sys.stderr = stderr
 

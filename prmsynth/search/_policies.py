@@ -31,6 +31,7 @@ from prmsynth._interfaces import (
     SearchStatus,
     StepGenerator,
     StepVerifier,
+    _Spent,
 )
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import Question, Rollout, SearchSettings, Usage, Verdict
@@ -55,7 +56,7 @@ class _Candidate:
 
 
 @attrs.define(kw_only=True)
-class SearchRun:
+class SearchRun(_Spent):
     """The mutable state of one question's search, and the shared estimator.
 
     One instance per question and policy call.  Policies (yours included)
@@ -71,23 +72,6 @@ class SearchRun:
     #: What the question's requests have spent so far.
     usage: Usage = attrs.Factory(Usage)
     n_selections: int = 0
-
-    @property
-    def n_completions(self) -> int:
-        """Completions sampled for the question so far (``usage.n_completions``)."""
-        return self.usage.n_completions
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self.usage.prompt_tokens
-
-    @property
-    def completion_tokens(self) -> int:
-        return self.usage.completion_tokens
-
-    @property
-    def cost(self) -> float:
-        return self.usage.cost
 
     @property
     def budget_left(self) -> bool:
