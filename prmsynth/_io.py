@@ -84,18 +84,26 @@ def append_line(file: IO[str], record: Any) -> None:
     loses at most the line being written, never the records before it.  The
     line goes straight to the OS file, past Python's buffers, so that a disk
     that refuses it leaves nothing buffered to fail again on closing: it
-    raises [`StorageError`][prmsynth.StorageError] naming the file (a torn
-    end on disk is cut on resume).
+    raises [`StorageError`][prmsynth.StorageError] naming the file, which is
+    cut back to the end of its last whole line (what a kill tears is cut on
+    resume).
     """
     data = dumps_line(record).encode("utf-8")
+    descriptor, start = None, None
     try:
         file.flush()  # anything written to it the buffered way goes first
         descriptor = file.fileno()
+        start = os.fstat(descriptor).st_size
         view = memoryview(data)
         while view:
             view = view[os.write(descriptor, view) :]
         os.fsync(descriptor)
     except OSError as error:
+        if start is not None:
+            # A part of the line may be on disk: whoever reads the file before
+            # a resume must find whole records only.
+            with contextlib.suppress(OSError):
+                os.ftruncate(descriptor, start)
         fatal = storage_error(error, getattr(file, "name", None), after_work=True)
         if fatal is None:
             raise

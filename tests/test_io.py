@@ -97,3 +97,26 @@ def test_any_text_even_a_lone_surrogate_is_written_as_utf8_and_reads_back(text):
     line = dumps_line({"text": text})
     line.encode("utf-8")  # never raises
     assert json.loads(line) == {"text": text}
+
+
+def test_a_line_the_disk_refuses_halfway_leaves_only_whole_lines(tmp_path, monkeypatch):
+    import errno
+
+    from prmsynth import StorageError
+    from prmsynth._io import append_line
+
+    path = tmp_path / "trees.jsonl"
+    real_write = os.write
+    with open(path, "a", encoding="utf-8") as file:
+        append_line(file, {"question_id": "q1"})
+
+        def half_then_full(descriptor, data):
+            real_write(descriptor, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "write", half_then_full)
+        with pytest.raises(StorageError, match=r"trees\.jsonl"):
+            append_line(file, {"question_id": "q2", "text": "x" * 100})
+        monkeypatch.undo()
+        append_line(file, {"question_id": "q3"})
+    assert [record["question_id"] for _, record in read_jsonl(path)] == ["q1", "q3"]
