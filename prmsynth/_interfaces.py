@@ -376,6 +376,20 @@ class QuestionEvolver(abc.ABC):
         return EvolutionReport(questions=evolved, rejects=[], stats=stats)
 
 
+async def evolution_report(
+    evolver: QuestionEvolver,
+    questions: Sequence[Question],
+    *,
+    on_question: Callable[[Question], object] | None = None,
+) -> EvolutionReport:
+    """``evolver.evolve_with_report(questions, on_question=...)``; an evolver that
+    only has `evolve` (duck-typed, not a `QuestionEvolver` subclass) gets the
+    contract's default, as `Pipeline.run` takes it."""
+    if getattr(evolver, "evolve_with_report", None) is None:
+        return await QuestionEvolver.evolve_with_report(evolver, questions, on_question=on_question)
+    return await evolver.evolve_with_report(questions, on_question=on_question)
+
+
 class NoEvolution(QuestionEvolver):
     """The identity evolver: searches the seed questions as they are.
 

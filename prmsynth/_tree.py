@@ -61,17 +61,20 @@ class NodeStats:
 
 
 class _NodeView(Mapping[str, Any]):
-    """``tree[node]``: a node's fields by name, read-only (deprecated: use attributes)."""
+    """``tree[node]``: a node's fields by name, read-only and live (deprecated: use
+    attributes)."""
 
-    __slots__ = ("_stats",)
+    __slots__ = ("_node", "_tree")
 
-    def __init__(self, stats: NodeStats) -> None:
-        self._stats = stats
+    def __init__(self, tree: ReasoningTree, node: int) -> None:
+        self._tree, self._node = tree, node
 
     def __getitem__(self, key: str) -> Any:
         if key not in _FIELD_NAMES:
             raise KeyError(key)
-        return getattr(self._stats, key)
+        # Looked up on each read, as the dict it replaces was: a view held across
+        # the search sees what the search learnt since.
+        return getattr(self._tree.node(self._node), key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(_FIELD_NAMES)
@@ -80,7 +83,7 @@ class _NodeView(Mapping[str, Any]):
         return len(_FIELD_NAMES)
 
     def __repr__(self) -> str:
-        return f"_NodeView({self._stats!r})"
+        return f"_NodeView({self._tree.node(self._node)!r})"
 
 
 _FIELD_NAMES = tuple(field.name for field in attrs.fields(NodeStats))
@@ -114,13 +117,19 @@ class ReasoningTree:
     # -- structure -----------------------------------------------------------------
 
     def _add_node(self, node: int, text: str, **fields: Any) -> None:
-        # The graph's one node attribute: the node's (frozen) NodeStats,
-        # replaced by `_update` whenever the search learns something.
-        self.graph.add_node(node, stats=NodeStats(text=text, **fields))
+        self.graph.add_node(node)
+        self._store(node, NodeStats(text=text, **fields))
 
     def _update(self, node: int, **changes: Any) -> None:
+        self._store(node, attrs.evolve(self.node(node), **changes))
+
+    def _store(self, node: int, stats: NodeStats) -> None:
+        # The node's (frozen) NodeStats, and its fields as the graph's node
+        # attributes too, so that networkx reads them (get_node_attributes,
+        # graph.nodes[n]["mc_value"]); written here only, never read back.
         data = self.graph.nodes[node]
-        data["stats"] = attrs.evolve(data["stats"], **changes)
+        data.update(attrs.asdict(stats, recurse=False))
+        data["stats"] = stats
 
     def add_step(self, parent: int, text: str) -> int:
         """Add one step under ``parent`` (or return the child that already has this text)."""
@@ -200,7 +209,8 @@ class ReasoningTree:
             DeprecationWarning,
             stacklevel=2,
         )
-        return _NodeView(self.node(node))
+        self.node(node)  # an unknown node raises here, as before
+        return _NodeView(self, node)
 
     # -- statistics ----------------------------------------------------------------
 

@@ -134,3 +134,23 @@ def test_the_deprecated_mapping_view_reads_the_same_values_and_cannot_write():
         view["mc_value"] = 1.0  # type: ignore[index]
     with pytest.raises(KeyError):
         view["no_such_field"]
+
+
+def test_networkx_reads_the_node_statistics_as_node_attributes():
+    import networkx as nx
+
+    tree = ReasoningTree(Question(id="q", text="2 + 2?", reference_answer="4"))
+    [node] = tree.add_steps(tree.root, ["2 + 2 = 4."])
+    tree.mark_terminal(node, Verdict(status="correct"))
+    assert nx.get_node_attributes(tree.graph, "text") == {0: "2 + 2?", 1: "2 + 2 = 4."}
+    assert tree.graph.nodes[node]["mc_value"] == tree.node(node).mc_value == 1.0
+    assert tree.graph.nodes[node]["terminal"] is True
+
+
+def test_the_deprecated_item_view_is_live():
+    tree = ReasoningTree(Question(id="q", text="2 + 2?", reference_answer="4"))
+    [node] = tree.add_steps(tree.root, ["2 + 2 = 4."])
+    with pytest.warns(DeprecationWarning):
+        view = tree[node]
+    tree.mark_terminal(node, Verdict(status="correct"))
+    assert view["terminal"] is True and view["mc_value"] == 1.0

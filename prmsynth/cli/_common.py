@@ -260,7 +260,7 @@ def add_seed_options(parser: argparse.ArgumentParser) -> None:
         "--id-column",
         default=None,
         help="field holding each question's id, kept in every record that names the "
-        "question (default: id, else idx, else the row's position)",
+        "question; unset: the field id, else idx, else the row's position",
     )
     add_source_options(parser)
     parser.add_argument(
@@ -366,8 +366,8 @@ def add_first_error_options(parser: argparse.ArgumentParser) -> None:
         metavar="RULE",
         help="where a solution first goes wrong: 'relative' (default: success from the prefix "
         "drops well below the model's success from the question and the prefixes before "
-        "it, sampled adaptively), 'mc-zero' (no completion from the prefix succeeds) or "
-        "'threshold:X' (MC value at most X)",
+        "it, sampled adaptively; 'relative:max_ratio=0.5,...' sets its parameters), 'mc-zero' "
+        "(no completion from the prefix succeeds) or 'threshold:X' (MC value at most X)",
     )
     add_field_option(
         parser, SearchSettings, "first_error_threshold", "--first-error-threshold", type=PROBABILITY

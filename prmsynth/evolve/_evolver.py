@@ -513,6 +513,15 @@ class EvolveInstruct(QuestionEvolver):
         if callable(close):
             close()
 
+    @property
+    def last_report(self) -> EvolutionReport:
+        """Gone: an evolver keeps nothing between calls; each call of
+        `evolve_with_report` returns its own report."""
+        raise AttributeError(
+            "EvolveInstruct.last_report is gone: the evolver keeps nothing between calls; "
+            "use the report evolve_with_report(questions) returns"
+        )
+
     # -- the stage -------------------------------------------------------
 
     async def evolve(self, questions: Sequence[Question]) -> list[Question]:

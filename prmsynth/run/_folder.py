@@ -45,7 +45,7 @@ from prmsynth._errors import (
     scrub_secrets,
     storage_error,
 )
-from prmsynth._interfaces import NoEvolution, SearchResult
+from prmsynth._interfaces import NoEvolution, SearchResult, evolution_report
 from prmsynth._io import (
     SeenKeys,
     append_line,
@@ -84,6 +84,7 @@ from prmsynth.run._budget import Budget, BudgetedGenerator, Ledger
 from prmsynth.run._executor import Executor, LocalExecutor
 from prmsynth.run._pipeline import Pipeline
 from prmsynth.run._progress import Progress
+from prmsynth.search._first_error import rule_spelling
 from prmsynth.search._generation import DEFAULT_SYSTEM_PROMPT
 
 _logger = logging.getLogger(__name__)
@@ -390,7 +391,7 @@ class _EvolutionStream:
         try:
             # Each question is searched as the evolver hands it over (Evolve-Instruct:
             # when its answer vote is won; an evolver with only `evolve`: at its end).
-            report = await self.evolver.evolve_with_report(self.seeds, on_question=ready.put_nowait)
+            report = await evolution_report(self.evolver, self.seeds, on_question=ready.put_nowait)
             questions, rejects = list(report.questions), list(report.rejects)
             write_evolved(self.path, questions, rejects)
             self.finished = True
@@ -484,6 +485,16 @@ def _identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]
     return differences
 
 
+def _rule_hint(old: dict[str, Any], differences: list[str]) -> str:
+    """How to ask for the first-error rule a folder was started with, when the
+    rule is among the differences (another version's defaults, say)."""
+    if not any(d.startswith("pipeline.policy.first_error_rule") for d in differences):
+        return ""
+    recorded = ((old.get("pipeline") or {}).get("policy") or {}).get("first_error_rule")
+    spelled = rule_spelling(recorded) if isinstance(recorded, dict) else None
+    return f" (its rule: --first-error-rule {spelled})" if spelled else ""
+
+
 def prepare_output_directory(
     out_dir: Path, run_info: dict[str, Any], *, overwrite: bool
 ) -> _Folder:
@@ -514,7 +525,9 @@ def prepare_output_directory(
             raise InputError(
                 out_dir,
                 "was started with other settings (" + "; ".join(differences) + "); "
-                "run with the same settings to resume, or pass --overwrite to start over",
+                "run with the same settings to resume"
+                + _rule_hint(old, differences)
+                + ", or pass --overwrite to start over",
             )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(settings_path, run_info)

@@ -39,6 +39,7 @@ from prmsynth._interfaces import (
     QuestionEvolver,
     SearchResult,
     StepGenerator,
+    evolution_report,
 )
 from prmsynth._tree import ReasoningTree
 from prmsynth._values import LLMResponse, Question, Usage
@@ -246,7 +247,7 @@ class _EvolutionWorker:
         library.propagate = False
 
     async def run(self, seeds: list[Question]) -> EvolutionReport:
-        return await self.evolver.evolve_with_report(seeds, on_question=self.ready.append)
+        return await evolution_report(self.evolver, seeds, on_question=self.ready.append)
 
     def take(self) -> tuple[list[Question], list[str], list[dict[str, Any]]]:
         # Emptied in place: the running evolution appends to these very lists.

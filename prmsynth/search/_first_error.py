@@ -263,6 +263,15 @@ class RelativeDrop(FirstErrorRule):
     p_final_correct_given_error: float = attrs.field(default=0.1, validator=_probability)
     grid: int = attrs.field(default=24, validator=_positive)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The rule and its parameters, as recorded with a run; ``min_gain``, added
+        after runs were recorded without it, only where it changes the rule (not 0),
+        so those runs resume with ``min_gain=0``."""
+        record = super().to_dict()
+        if record["min_gain"] == 0:
+            del record["min_gain"]
+        return record
+
     def _splits(self, evidence: Evidence) -> tuple[list[int], list[_Split]]:
         """The sampled prefixes in order, and split ``t`` for each ``t = 0 .. len``: the
         first ``t`` of them clean (with the question), the rest wrong."""
@@ -387,10 +396,14 @@ class RelativeDrop(FirstErrorRule):
 
 
 def parse_rule(text: str, *, num_branches: int = 8) -> FirstErrorRule:
-    """A rule from its command-line name: ``relative``, ``mc-zero`` or ``threshold:X``.
+    """A rule from its command-line name: ``relative``, ``mc-zero`` or ``threshold:X``;
+    ``relative:NAME=VALUE,...`` sets `RelativeDrop`'s parameters (to resume a run
+    of another version's defaults, say).
 
     >>> parse_rule("threshold:0.3").name, parse_rule("mc-zero").name, parse_rule("relative").name
     ('threshold:0.3', 'mc-zero', 'relative')
+    >>> parse_rule("relative:max_ratio=0.5,max_completions=40").max_completions
+    40
     >>> parse_rule("median")
     Traceback (most recent call last):
     ...
@@ -399,6 +412,8 @@ def parse_rule(text: str, *, num_branches: int = 8) -> FirstErrorRule:
     name = text.strip().lower()
     if name == "relative":
         return RelativeDrop()
+    if name.startswith("relative:"):
+        return RelativeDrop(**_rule_parameters(RelativeDrop, text.split(":", 1)[1], text))
     if name == "mc-zero":
         return Threshold(threshold=0.0, num_branches=num_branches)
     if name.startswith("threshold:"):
@@ -408,3 +423,45 @@ def parse_rule(text: str, *, num_branches: int = 8) -> FirstErrorRule:
             raise ValueError(f"bad threshold in first-error rule {text!r}") from None
         return Threshold(threshold=threshold, num_branches=num_branches)
     raise ValueError(f"unknown first-error rule {text!r}: use relative, mc-zero or threshold:X")
+
+
+def _rule_parameters(rule: type, spelled: str, text: str) -> dict[str, Any]:
+    fields = {field.name: field for field in attrs.fields(rule)}
+    parameters: dict[str, Any] = {}
+    for part in filter(None, (part.strip() for part in spelled.split(","))):
+        key, _, value = part.partition("=")
+        key = key.strip()
+        if key not in fields or not value.strip():
+            raise ValueError(
+                f"bad parameter {part!r} in first-error rule {text!r}: use NAME=VALUE with "
+                f"NAME one of {', '.join(fields)}"
+            )
+        kind = int if fields[key].type in (int, "int") else float
+        try:
+            parameters[key] = kind(value)
+        except ValueError:
+            raise ValueError(f"bad value for {key} in first-error rule {text!r}") from None
+    return parameters
+
+
+def rule_spelling(record: dict[str, Any]) -> str | None:
+    """The ``--first-error-rule`` that gives back a rule as a run recorded it
+    (``to_dict``), or None where no spelling does.
+
+    >>> rule_spelling({"name": "relative", "max_ratio": 0.5, "max_completions": 40})
+    'relative:max_ratio=0.5,min_gain=0,max_completions=40'
+    >>> rule_spelling(Threshold(threshold=0.0).to_dict())
+    'mc-zero'
+    """
+    name = record.get("name")
+    if name == "relative":
+        default = RelativeDrop().to_dict()
+        changed = [
+            f"{key}={record.get(key, 0 if key == 'min_gain' else value)}"
+            for key, value in default.items()
+            if key != "name" and record.get(key, 0 if key == "min_gain" else value) != value
+        ]
+        return "relative:" + ",".join(changed) if changed else "relative"
+    if isinstance(name, str) and (name == "mc-zero" or name.startswith("threshold:")):
+        return name
+    return None

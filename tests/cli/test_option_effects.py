@@ -175,3 +175,24 @@ def test_the_parsed_arguments_stop_at_the_command_line_layer(tmp_path, seeds, se
     assert not outside, f"the parsed arguments reach {outside}"
     # The issue counted 63 such calls in 20 modules; half of that is the bound.
     assert sum(receivers.values()) <= 31, sorted(receivers)
+
+
+def test_a_folder_of_other_rule_defaults_names_the_rule_that_resumes_it(
+    tmp_path, seeds, server, capsys
+):
+    # A folder started under another version's defaults of the relative rule
+    # (max_ratio 0.5, 40 completions, no min_gain) says how to ask for that rule,
+    # and asking for it resumes the folder.
+    out = tmp_path / "out"
+    old_rule = "relative:max_ratio=0.5,min_gain=0,max_completions=40"
+    assert (
+        run(seeds, out, server.url, "--screen-rollouts", "2", "--first-error-rule", old_rule) == 0
+    )
+    rule = RunFolder(out).settings()["pipeline"]["policy"]["first_error_rule"]
+    assert "min_gain" not in rule  # recorded as the versions before min_gain did
+    capsys.readouterr()
+    assert run(seeds, out, server.url, "--screen-rollouts", "2") == 2
+    assert f"its rule: --first-error-rule {old_rule}" in capsys.readouterr().err
+    assert (
+        run(seeds, out, server.url, "--screen-rollouts", "2", "--first-error-rule", old_rule) == 0
+    )

@@ -658,3 +658,18 @@ def test_a_summary_written_before_the_end_says_incomplete_and_lacks_the_end_keys
     # Every field of the typed summary is a key of the file (usage is four of them).
     fields = {field.name for field in attrs.fields(RunSummary)} - {"run_info", "usage"}
     assert fields - {"lines_set_aside", "error"} <= set(final)
+
+
+def test_an_evolver_with_only_evolve_runs_in_a_folder_as_in_a_pipeline(tmp_path):
+    class Doubled:  # duck-typed: no QuestionEvolver base, no evolve_with_report
+        async def evolve(self, questions):
+            return [*questions, *(attrs.evolve(q, id=q.id + "-again") for q in questions)]
+
+    summary = run(tmp_path, QUESTIONS[:2], pipeline=scripted_pipeline(evolver=Doubled()))
+    assert summary["complete"] is True
+    assert sorted(ids_in(tmp_path / "trees.jsonl") + ids_in(tmp_path / "skipped.jsonl")) == [
+        "0",
+        "0-again",
+        "1",
+        "1-again",
+    ]
