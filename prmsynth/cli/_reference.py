@@ -159,6 +159,9 @@ def render_cli_reference(parser: argparse.ArgumentParser | None = None) -> str:
 
 def main(argv: list[str]) -> int:
     """Write the page to ``argv[0]`` (stdout without one)."""
+    if argv and argv[0].startswith("-"):  # --help, not a file to write
+        print("usage: python -m prmsynth.cli._reference [PAGE.md]", file=sys.stderr)
+        return 0 if argv[0] in ("-h", "--help") else 2
     text = render_cli_reference()
     if argv:
         from prmsynth._io import atomic_file
