@@ -113,12 +113,15 @@ def main() -> None:
     )  # fmt: skip
     records = sum(1 for _ in open(work / "trl.jsonl", encoding="utf-8"))
     if not records:
+        # The numbers as they come: no data to train on, the baselines still scored.
         summary = json.loads((work / "run" / "summary.json").read_text())
-        sys.exit(
+        print(
             f"the run kept no question with labelled steps ({summary.get('skipped_by_reason')}): "
-            "raise --questions, or use a stronger generator (--model)"
+            "nothing to train; raise --questions or --screen-rollouts, or use a stronger "
+            "generator (--model)",
+            file=sys.stderr,
         )
-    if (work / "prm" / "prmsynth_train.json").is_file():  # trained by an earlier call
+    elif (work / "prm" / "prmsynth_train.json").is_file():  # trained by an earlier call
         timings["train"] = 0.0
     else:
         timings["train"] = prmsynth(
@@ -135,11 +138,10 @@ def main() -> None:
     sample_path = work / "processbench-sample.json"
     sample_path.write_text(json.dumps(sample), encoding="utf-8")
     metrics = {}
-    for name, judge in (
-        ("trained PRM", str(work / "prm")),
-        ("untrained head", str(work / "untrained")),
-        ("final answer only", "outcome"),
-    ):
+    judges = [("untrained head", str(work / "untrained")), ("final answer only", "outcome")]
+    if records:
+        judges.insert(0, ("trained PRM", str(work / "prm")))
+    for name, judge in judges:
         out = work / f"evaluate-{judge.replace('/', '_')}.json"
         timings[f"evaluate: {name}"] = prmsynth(
             "evaluate", judge, str(sample_path), "--seed", str(args.seed), "--out", str(out),
@@ -148,19 +150,26 @@ def main() -> None:
         metrics[name] = json.loads(out.read_text())["processbench"]
 
     summary = json.loads((work / "run" / "summary.json").read_text())
-    trained = json.loads((work / "prm" / "prmsynth_train.json").read_text())
-    result = trained["result"]
     print(f"\nwork folder: {work}; {os.cpu_count()} CPUs\n")
     print("| stage | what | seconds |\n| --- | --- | --- |")
     kept = summary.get("questions", {}).get("kept", summary.get("kept"))
-    print(f"| run | {args.questions} questions, kept {kept} | {timings['run']:.0f} |")
-    print(f"| export | {records} trl records | {timings['export']:.0f} |")
+    skipped = summary.get("skipped_by_reason")
     print(
-        f"| train | {result['steps']} steps, {result['epochs']:.2f} epochs, "
-        f"{trained['counts']['train']['steps']} labelled steps, loss "
-        f"{result['first_loss']:.3f} -> {result['last_loss']:.3f}, stopped by "
-        f"{result['stopped_by']} | {result['seconds']:.0f} |"
+        f"| run | {args.questions} questions, kept {kept}, skipped {skipped}, "
+        f"{summary.get('completions')} completions | {timings['run']:.0f} |"
     )
+    print(f"| export | {records} trl records | {timings['export']:.0f} |")
+    if records:
+        trained = json.loads((work / "prm" / "prmsynth_train.json").read_text())
+        result = trained["result"]
+        print(
+            f"| train | {result['steps']} steps, {result['epochs']:.2f} epochs, "
+            f"{trained['counts']['train']['steps']} labelled steps, loss "
+            f"{result['first_loss']:.3f} -> {result['last_loss']:.3f}, stopped by "
+            f"{result['stopped_by']} | {result['seconds']:.0f} |"
+        )
+    else:
+        print("| train | no records: not trained | 0 |")
     for name in metrics:
         print(f"| evaluate | {name} | {timings[f'evaluate: {name}']:.0f} |")
     first = next(iter(metrics.values()))
