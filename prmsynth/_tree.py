@@ -116,20 +116,18 @@ class ReasoningTree:
 
     # -- structure -----------------------------------------------------------------
 
+    # A node holds its (frozen) NodeStats under "stats", and its fields as the
+    # graph's node attributes too, so that networkx reads them
+    # (get_node_attributes, graph.nodes[n]["mc_value"]); written by these two
+    # methods only, never read back.
     def _add_node(self, node: int, text: str, **fields: Any) -> None:
-        self.graph.add_node(node)
-        self._store(node, NodeStats(text=text, **fields))
+        stats = NodeStats(text=text, **fields)
+        self.graph.add_node(node, **attrs.asdict(stats, recurse=False), stats=stats)
 
     def _update(self, node: int, **changes: Any) -> None:
-        self._store(node, attrs.evolve(self.node(node), **changes))
-
-    def _store(self, node: int, stats: NodeStats) -> None:
-        # The node's (frozen) NodeStats, and its fields as the graph's node
-        # attributes too, so that networkx reads them (get_node_attributes,
-        # graph.nodes[n]["mc_value"]); written here only, never read back.
         data = self.graph.nodes[node]
-        data.update(attrs.asdict(stats, recurse=False))
-        data["stats"] = stats
+        stats = attrs.evolve(data["stats"], **changes)
+        data.update({name: getattr(stats, name) for name in changes}, stats=stats)
 
     def add_step(self, parent: int, text: str) -> int:
         """Add one step under ``parent`` (or return the child that already has this text)."""
